@@ -1,0 +1,109 @@
+// Command bypass-hook is an OCI runtime hook that fences a container's
+// egress to its HTTP CONNECT proxy. See README.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// globals are the flags every subcommand takes, before or after its name.
+type globals struct {
+	config string
+	debug  bool
+}
+
+func (g *globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", g.config, "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)")
+	fs.BoolVar(&g.debug, "debug", g.debug, "log debug detail to the hook log")
+}
+
+// command is one subcommand: it parses its own flags from args.
+type command struct {
+	summary string
+	run     func(g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{}
+
+func init() {
+	commands["create"] = command{"createRuntime (or prestart) stage: fence the container; OCI state on stdin", runStage("create")}
+	commands["poststop"] = command{"poststop stage: remove the container's fence; OCI state on stdin", runStage("poststop")}
+	commands["hook"] = command{"either stage, chosen from the state's status", runStage("hook")}
+	commands["version"] = command{"print the version", runVersion}
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var g globals
+	fs := flag.NewFlagSet("bypass-hook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	fs.Usage = func() { usage(stderr) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() == 0 {
+		usage(stderr)
+		return 2
+	}
+	name := fs.Arg(0)
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(stderr, "bypass-hook: unknown command %q\n", name)
+		usage(stderr)
+		return 2
+	}
+	return cmd.run(&g, fs.Args()[1:], stdin, stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: bypass-hook [--config FILE] [--debug] COMMAND [flags]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, name := range []string{"create", "poststop", "hook", "nri", "install", "monitor", "status", "version"} {
+		if c, ok := commands[name]; ok {
+			fmt.Fprintf(w, "  %-9s %s\n", name, c.summary)
+		}
+	}
+}
+
+// subFlags returns a flag set for a subcommand that also takes the globals.
+func subFlags(name string, g *globals, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("bypass-hook "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	g.register(fs)
+	return fs
+}
+
+func runVersion(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := subFlags("version", g, stderr)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && v == "dev" {
+				v = "dev-" + s.Value[:min(12, len(s.Value))]
+			}
+		}
+		fmt.Fprintf(stdout, "bypass-hook %s (%s)\n", v, strings.TrimPrefix(bi.GoVersion, "go"))
+		return 0
+	}
+	fmt.Fprintf(stdout, "bypass-hook %s\n", v)
+	return 0
+}

@@ -1,0 +1,373 @@
+// Package config reads, defaults and validates the bypass-hook config file
+// and decides, from a container's annotations, which policy applies to it.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is the config file used when neither --config nor
+// BYPASS_HOOK_CONFIG names one. It may be absent.
+const DefaultPath = "/etc/bypass-hook/config.yaml"
+
+// EnvVar names the environment variable that points at the config file.
+const EnvVar = "BYPASS_HOOK_CONFIG"
+
+// MaxLogPrefix is what the xt LOG target keeps of a prefix; the kernel cuts
+// longer prefixes silently, so we refuse them instead.
+const MaxLogPrefix = 29
+
+// idSuffixLen is what the hook appends to the prefix stem: ":" + 12 characters
+// of the container id + ": ".
+const idSuffixLen = 1 + 12 + 2
+
+// Values of the enumerated keys.
+const (
+	ModeEnforce = "enforce"
+	ModeAudit   = "audit"
+
+	SelectAll       = "all"
+	SelectAnnotated = "annotated"
+
+	FailClosed = "closed"
+	FailOpen   = "open"
+
+	OtherReject = "reject"
+	OtherAccept = "accept"
+
+	BackendIptables = "iptables"
+	BackendNftables = "nftables"
+
+	LogKernel = "kernel"
+	LogNflog  = "nflog"
+)
+
+// Config is the config file, as written by the operator.
+type Config struct {
+	Proxies          []string `yaml:"proxies"`
+	Allow            []Allow  `yaml:"allow"`
+	DNS              []string `yaml:"dns"`
+	AllowUids        []int64  `yaml:"allowUids"`
+	Mode             string   `yaml:"mode"`
+	Selection        string   `yaml:"selection"`
+	Failure          string   `yaml:"failure"`
+	OtherProtocols   string   `yaml:"otherProtocols"`
+	Strict           bool     `yaml:"strict"`
+	Backend          string   `yaml:"backend"`
+	Log              Log      `yaml:"log"`
+	HookLog          string   `yaml:"hookLog"`
+	StateDir         string   `yaml:"stateDir"`
+	NRI              NRI      `yaml:"nri"`
+	TrustAnnotations bool     `yaml:"trustAnnotations"`
+
+	// Path is the file this config was read from ("" for built-in defaults).
+	Path string `yaml:"-"`
+
+	// The parsed forms of the address keys, filled by Validate.
+	proxies []netip.AddrPort
+	allow   []AllowRule
+	dns     []netip.Addr
+}
+
+// Allow is one further direct destination.
+type Allow struct {
+	CIDR     string `yaml:"cidr"`
+	Ports    []int  `yaml:"ports"`
+	Protocol string `yaml:"protocol"`
+}
+
+// Log configures the log rules.
+type Log struct {
+	Target   string `yaml:"target"`
+	Group    int    `yaml:"group"`
+	Prefix   string `yaml:"prefix"`
+	Rate     string `yaml:"rate"`
+	Burst    int    `yaml:"burst"`
+	Required bool   `yaml:"required"`
+}
+
+// NRI configures the containerd NRI plugin.
+type NRI struct {
+	ExcludeNamespaces []string `yaml:"excludeNamespaces"`
+}
+
+// Error is a config error: it names the key and the value at fault. The hook
+// exits 2 on it and changes nothing.
+type Error struct {
+	Key   string
+	Value string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+	}
+	return fmt.Sprintf("config: %s: %q %s", e.Key, e.Value, e.Msg)
+}
+
+func errKey(key, value, format string, args ...any) error {
+	return &Error{Key: key, Value: value, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Default returns the built-in defaults. With no proxies, nothing is fenced.
+func Default() *Config {
+	return &Config{
+		Mode:           ModeEnforce,
+		Selection:      SelectAll,
+		Failure:        FailClosed,
+		OtherProtocols: OtherReject,
+		Backend:        BackendIptables,
+		Log: Log{
+			Target: LogKernel,
+			Group:  7231,
+			Prefix: "bypass",
+			Rate:   "5/second",
+			Burst:  10,
+		},
+		HookLog:  "/var/log/bypass-hook.log",
+		StateDir: "/run/bypass-hook",
+		NRI:      NRI{ExcludeNamespaces: []string{"kube-system"}},
+	}
+}
+
+// ResolvePath picks the config file: the flag, then the environment variable,
+// then DefaultPath. explicit tells whether the file must exist.
+func ResolvePath(flagValue string) (path string, explicit bool) {
+	if flagValue != "" {
+		return flagValue, true
+	}
+	if env := os.Getenv(EnvVar); env != "" {
+		return env, true
+	}
+	return DefaultPath, false
+}
+
+// Load reads and validates the config file chosen by ResolvePath.
+func Load(flagValue string) (*Config, error) {
+	path, explicit := ResolvePath(flagValue)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !explicit {
+		cfg := Default()
+		return cfg, cfg.Validate()
+	}
+	if err != nil {
+		return nil, &Error{Key: "config file", Value: path, Msg: fmt.Sprintf("cannot be read: %v", unwrapPathError(err))}
+	}
+	cfg, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.Path = path
+	return cfg, nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Parse decodes a config file over the defaults and validates it. Unknown keys
+// are errors: a misspelt key would otherwise silently weaken the fence.
+func Parse(data []byte) (*Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, yamlError(err)
+	}
+	// A second document would be ignored silently; refuse it.
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{Key: "config file", Msg: "holds more than one YAML document"}
+	}
+	return cfg, cfg.Validate()
+}
+
+var unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlError turns the decoder's (possibly multi-line) error into one line,
+// naming unknown keys as such.
+func yamlError(err error) error {
+	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	for i, m := range msgs {
+		msgs[i] = unknownFieldRe.ReplaceAllString(m, `unknown key "$1"`)
+	}
+	return &Error{Key: "config file", Msg: strings.Join(msgs, "; ")}
+}
+
+var (
+	prefixRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	rateRe   = regexp.MustCompile(`^([1-9][0-9]{0,5})/(second|minute|hour|day)$`)
+)
+
+// Validate checks every key and fills the parsed forms. It returns the first
+// error, which names the key and the value.
+func (c *Config) Validate() error {
+	oneOf := func(key, v string, allowed ...string) error {
+		for _, a := range allowed {
+			if v == a {
+				return nil
+			}
+		}
+		return errKey(key, v, "is not one of %s", strings.Join(allowed, ", "))
+	}
+	for _, e := range []error{
+		oneOf("mode", c.Mode, ModeEnforce, ModeAudit),
+		oneOf("selection", c.Selection, SelectAll, SelectAnnotated),
+		oneOf("failure", c.Failure, FailClosed, FailOpen),
+		oneOf("otherProtocols", c.OtherProtocols, OtherReject, OtherAccept),
+		oneOf("backend", c.Backend, BackendIptables, BackendNftables),
+		oneOf("log.target", c.Log.Target, LogKernel, LogNflog),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+
+	c.proxies = nil
+	for i, p := range c.Proxies {
+		ap, err := ParseProxy(p)
+		if err != nil {
+			return errKey(fmt.Sprintf("proxies[%d]", i), p, "%v", err)
+		}
+		c.proxies = append(c.proxies, ap)
+	}
+
+	c.allow = nil
+	for i, a := range c.Allow {
+		r, err := a.parse()
+		if err != nil {
+			err.Key = fmt.Sprintf("allow[%d].%s", i, err.Key)
+			return err
+		}
+		c.allow = append(c.allow, r)
+	}
+
+	c.dns = nil
+	for i, d := range c.DNS {
+		addr, err := netip.ParseAddr(d)
+		if err != nil || addr.Zone() != "" {
+			return errKey(fmt.Sprintf("dns[%d]", i), d, "is not an IP address")
+		}
+		c.dns = append(c.dns, addr.Unmap())
+	}
+
+	for i, u := range c.AllowUids {
+		if u < 0 || u > 4294967294 {
+			return errKey(fmt.Sprintf("allowUids[%d]", i), strconv.FormatInt(u, 10), "is not a uid (0-4294967294)")
+		}
+	}
+	if c.Log.Group < 0 || c.Log.Group > 65535 {
+		return errKey("log.group", strconv.Itoa(c.Log.Group), "is out of range 0-65535")
+	}
+	if !prefixRe.MatchString(c.Log.Prefix) {
+		return errKey("log.prefix", c.Log.Prefix, "must be letters, digits, '.', '_' or '-'")
+	}
+	if n := len(c.Log.Prefix) + idSuffixLen; n > MaxLogPrefix {
+		return errKey("log.prefix", c.Log.Prefix,
+			"is too long: with \":<12 of the container id>: \" it takes %d characters and the LOG target keeps %d; use at most %d",
+			n, MaxLogPrefix, MaxLogPrefix-idSuffixLen)
+	}
+	if !rateRe.MatchString(c.Log.Rate) {
+		return errKey("log.rate", c.Log.Rate, "must be N/second, N/minute, N/hour or N/day")
+	}
+	if c.Log.Burst < 1 || c.Log.Burst > 10000 {
+		return errKey("log.burst", strconv.Itoa(c.Log.Burst), "is out of range 1-10000")
+	}
+	if c.HookLog != "" && !filepath.IsAbs(c.HookLog) {
+		return errKey("hookLog", c.HookLog, "must be an absolute path (the runtime runs the hook in an unknown directory)")
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return errKey("stateDir", c.StateDir, "must be an absolute path")
+	}
+	for i, ns := range c.NRI.ExcludeNamespaces {
+		if ns == "" {
+			return errKey(fmt.Sprintf("nri.excludeNamespaces[%d]", i), ns, "is empty")
+		}
+	}
+	return nil
+}
+
+// ParseProxy parses "IP:port" or "[IPv6]:port".
+func ParseProxy(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(s))
+	if err != nil {
+		if _, perr := netip.ParseAddr(s); perr == nil {
+			return netip.AddrPort{}, errors.New("has no port: write IP:port, or [IPv6]:port")
+		}
+		return netip.AddrPort{}, errors.New("is not IP:port or [IPv6]:port")
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, errors.New("has port 0")
+	}
+	if ap.Addr().Zone() != "" {
+		return netip.AddrPort{}, errors.New("has an IPv6 zone, which a rule cannot match")
+	}
+	if ap.Addr().IsUnspecified() {
+		return netip.AddrPort{}, errors.New("is the unspecified address")
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// AllowRule is a parsed allow entry.
+type AllowRule struct {
+	Prefix   netip.Prefix `json:"cidr"`
+	Ports    []uint16     `json:"ports,omitempty"`
+	Protocol string       `json:"protocol"` // tcp, udp or any
+}
+
+func (a Allow) parse() (AllowRule, *Error) {
+	var r AllowRule
+	pfx, err := netip.ParsePrefix(a.CIDR)
+	if err != nil {
+		addr, aerr := netip.ParseAddr(a.CIDR)
+		if aerr != nil || addr.Zone() != "" {
+			return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is not an address or CIDR"}
+		}
+		pfx = netip.PrefixFrom(addr, addr.BitLen())
+	}
+	if pfx.Addr().Is4In6() {
+		return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is an IPv4-mapped IPv6 prefix; write the IPv4 prefix"}
+	}
+	if pfx.Masked() != pfx {
+		return r, &Error{Key: "cidr", Value: a.CIDR, Msg: fmt.Sprintf("has host bits set; did you mean %s?", pfx.Masked())}
+	}
+	r.Prefix = pfx
+	for _, p := range a.Ports {
+		if p < 1 || p > 65535 {
+			return r, &Error{Key: "ports", Value: strconv.Itoa(p), Msg: "is out of range 1-65535"}
+		}
+		r.Ports = append(r.Ports, uint16(p))
+	}
+	switch a.Protocol {
+	case "", "any":
+		r.Protocol = "any"
+	case "tcp", "udp":
+		r.Protocol = a.Protocol
+	default:
+		return r, &Error{Key: "protocol", Value: a.Protocol, Msg: "is not one of tcp, udp, any"}
+	}
+	return r, nil
+}
+
+// ProxyAddrs returns the parsed proxies. Validate must have succeeded.
+func (c *Config) ProxyAddrs() []netip.AddrPort { return c.proxies }

@@ -1,0 +1,160 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse([]byte(`
+proxies: [198.51.100.1:3128, "[2001:db8::1]:3128"]
+allow:
+  - cidr: 10.96.0.10/32
+    ports: [53]
+    protocol: udp
+  - cidr: 2001:db8:5::/48
+dns: [10.96.0.10]
+allowUids: [1337]
+mode: audit
+selection: annotated
+failure: open
+otherProtocols: accept
+strict: true
+backend: nftables
+log: {target: nflog, group: 12, prefix: bh, rate: 20/minute, burst: 3, required: true}
+hookLog: /var/log/x.log
+stateDir: /run/x
+nri: {excludeNamespaces: [kube-system, infra]}
+trustAnnotations: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128"), netip.MustParseAddrPort("[2001:db8::1]:3128")}
+	if got := cfg.ProxyAddrs(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("proxies = %v, want %v", got, want)
+	}
+	if cfg.allow[0].Protocol != "udp" || cfg.allow[0].Ports[0] != 53 || cfg.allow[1].Protocol != "any" {
+		t.Errorf("allow = %+v", cfg.allow)
+	}
+	if cfg.Mode != ModeAudit || cfg.Log.Group != 12 || !cfg.TrustAnnotations || cfg.NRI.ExcludeNamespaces[1] != "infra" {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mode != ModeEnforce || cfg.Selection != SelectAll || cfg.Failure != FailClosed ||
+		cfg.Backend != BackendIptables || cfg.Log.Target != LogKernel || cfg.Log.Prefix != "bypass" ||
+		cfg.StateDir != "/run/bypass-hook" || len(cfg.Proxies) != 0 {
+		t.Errorf("defaults = %+v", cfg)
+	}
+}
+
+// Each bad input is an error that names the key and the value.
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		wantKey    string
+		wantValue  string
+	}{
+		{"unknown key", "proxie: [198.51.100.1:3128]", "proxie", ""},
+		{"unknown nested key", "log: {prefixx: a}", "prefixx", ""},
+		{"malformed proxy", "proxies: [198.51.100.300:3128]", "proxies[0]", "198.51.100.300:3128"},
+		{"proxy without port", "proxies: [198.51.100.1]", "proxies[0]", "198.51.100.1"},
+		{"proxy ipv6 without brackets", "proxies: ['2001:db8::1:3128']", "proxies[0]", "2001:db8::1:3128"},
+		{"proxy port out of range", "proxies: ['198.51.100.1:70000']", "proxies[0]", "198.51.100.1:70000"},
+		{"proxy port zero", "proxies: ['198.51.100.1:0']", "proxies[0]", "198.51.100.1:0"},
+		{"proxy hostname", "proxies: ['proxy.example:3128']", "proxies[0]", "proxy.example:3128"},
+		{"allow port out of range", "allow: [{cidr: 10.0.0.0/8, ports: [65536]}]", "allow[0].ports", "65536"},
+		{"allow port zero", "allow: [{cidr: 10.0.0.0/8, ports: [0]}]", "allow[0].ports", "0"},
+		{"allow bad cidr", "allow: [{cidr: 10.0.0.0/33}]", "allow[0].cidr", "10.0.0.0/33"},
+		{"allow host bits", "allow: [{cidr: 10.0.0.1/8}]", "allow[0].cidr", "10.0.0.1/8"},
+		{"allow bad protocol", "allow: [{cidr: 10.0.0.0/8, protocol: sctp}]", "allow[0].protocol", "sctp"},
+		{"bad dns", "dns: [resolver.local]", "dns[0]", "resolver.local"},
+		{"bad uid", "allowUids: [-1]", "allowUids[0]", "-1"},
+		{"uid too large", "allowUids: [4294967295]", "allowUids[0]", "4294967295"},
+		{"bad mode", "mode: monitor", "mode", "monitor"},
+		{"bad selection", "selection: some", "selection", "some"},
+		{"bad failure", "failure: maybe", "failure", "maybe"},
+		{"bad otherProtocols", "otherProtocols: drop", "otherProtocols", "drop"},
+		{"bad backend", "backend: ebpf", "backend", "ebpf"},
+		{"bad log target", "log: {target: syslog}", "log.target", "syslog"},
+		{"prefix too long", "log: {prefix: fifteen-chars-x}", "log.prefix", "fifteen-chars-x"},
+		{"prefix with space", "log: {prefix: 'a b'}", "log.prefix", "a b"},
+		{"prefix with quote", `log: {prefix: 'a"b'}`, "log.prefix", `a\"b`},
+		{"bad rate", "log: {rate: fast}", "log.rate", "fast"},
+		{"zero burst", "log: {burst: 0}", "log.burst", "0"},
+		{"group out of range", "log: {group: 70000}", "log.group", "70000"},
+		{"relative stateDir", "stateDir: run/x", "stateDir", "run/x"},
+		{"relative hookLog", "hookLog: x.log", "hookLog", "x.log"},
+		{"two documents", "mode: audit\n---\nmode: enforce\n", "config file", ""},
+		{"not yaml", "proxies: [", "config file", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error for %q", tc.yaml)
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is %T, not *config.Error", err, err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.wantKey) {
+				t.Errorf("error %q does not name key %q", msg, tc.wantKey)
+			}
+			if tc.wantValue != "" && !strings.Contains(msg, tc.wantValue) {
+				t.Errorf("error %q does not name value %q", msg, tc.wantValue)
+			}
+		})
+	}
+}
+
+func TestPrefixLimit(t *testing.T) {
+	// 14 characters + ":" + 12 + ": " is exactly 29.
+	if _, err := Parse([]byte("log: {prefix: fourteen-chars}")); err != nil {
+		t.Errorf("a 14-character prefix must fit: %v", err)
+	}
+	if _, err := Parse([]byte("log: {prefix: fifteen-chars-x}")); err == nil {
+		t.Error("a 15-character prefix must not fit")
+	}
+}
+
+func TestLoadResolution(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(file, []byte("mode: audit\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(dir, "env.yaml")
+	if err := os.WriteFile(envFile, []byte("mode: enforce\nfailure: open\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Setenv(EnvVar, envFile)
+	cfg, err := Load(file)
+	if err != nil || cfg.Mode != ModeAudit || cfg.Path != file {
+		t.Errorf("--config must win over the environment: %+v, %v", cfg, err)
+	}
+	cfg, err = Load("")
+	if err != nil || cfg.Failure != FailOpen {
+		t.Errorf("the environment must be used without --config: %+v, %v", cfg, err)
+	}
+
+	// A file named explicitly must exist.
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Errorf("missing --config file: got %v", err)
+	}
+	t.Setenv(EnvVar, filepath.Join(dir, "missing-env.yaml"))
+	if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "missing-env.yaml") {
+		t.Errorf("missing %s file: got %v", EnvVar, err)
+	}
+}

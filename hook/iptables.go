@@ -1,0 +1,337 @@
+package hook
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/coreos/go-iptables/iptables"
+)
+
+// Chain is the chain of our own that OUTPUT jumps to first.
+const Chain = "BYPASS-HOOK"
+
+// LockWait is how long, in seconds, the iptables tools wait for the
+// xtables lock. The lock is per host: a burst of container starts queues
+// on it, but a holder that never lets go must fail the hook, not hang it.
+const LockWait = 10
+
+// binDirs are searched for the iptables tools: runtimes run hooks with an
+// empty PATH, and the container's root filesystem must never be used.
+var binDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bin"}
+
+// Iptables is the iptables backend: one iptables-restore batch per family,
+// through the host's binaries, run inside the container's namespace.
+type Iptables struct {
+	Dir string // where iptables, ip6tables and their -restore tools are
+}
+
+// NewIptables finds the host's iptables tools.
+func NewIptables() (*Iptables, error) {
+	dir, err := findIptables()
+	if err != nil {
+		return nil, err
+	}
+	return &Iptables{Dir: dir}, nil
+}
+
+func findIptables() (string, error) {
+	for _, dir := range binDirs {
+		ok := true
+		for _, tool := range []string{"iptables", "iptables-restore", "ip6tables", "ip6tables-restore"} {
+			if fi, err := os.Stat(filepath.Join(dir, tool)); err != nil || fi.Mode()&0o111 == 0 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("iptables, ip6tables and their -restore tools are not all in %s: install the iptables package, or set backend: nftables",
+		strings.Join(binDirs, ", "))
+}
+
+func (b *Iptables) Name() string { return config.BackendIptables }
+
+func (b *Iptables) tool(fam Family, restore bool) string {
+	name := "iptables"
+	if fam == IPv6 {
+		name = "ip6tables"
+	}
+	if restore {
+		name += "-restore"
+	}
+	return filepath.Join(b.Dir, name)
+}
+
+// ipt returns go-iptables for one family; it must be called inside the
+// namespace, since it runs `iptables --version`.
+func (b *Iptables) ipt(fam Family) (*iptables.IPTables, error) {
+	proto := iptables.ProtocolIPv4
+	if fam == IPv6 {
+		proto = iptables.ProtocolIPv6
+	}
+	return iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, false)), iptables.Timeout(LockWait))
+}
+
+// Install applies each family in one iptables-restore batch. The batch for a
+// fresh namespace creates the chain with -N, so it fails when a fence is
+// already there; only then do we look at what is there and replace it.
+func (b *Iptables) Install(ns Netns, rs RuleSet) error {
+	return InNetns(ns.Path, func() error {
+		var undo []func() error
+		rollback := func(cause error) error {
+			for i := len(undo) - 1; i >= 0; i-- {
+				if err := undo[i](); err != nil {
+					return errors.Join(cause, fmt.Errorf("rolling back: %w", err))
+				}
+			}
+			return cause
+		}
+		for _, fam := range Families {
+			lines := ruleLines(fam, rs[fam])
+			err := b.restore(fam, installBatch(lines, false, false))
+			if err == nil {
+				undo = append(undo, func() error { return b.restore(fam, removeBatch(true)) })
+				continue
+			}
+			if errors.Is(err, ErrLockTimeout) {
+				return rollback(err)
+			}
+			old, jump, lerr := b.current(fam)
+			if lerr != nil || old == nil {
+				return rollback(err)
+			}
+			if err := b.restore(fam, installBatch(lines, true, jump)); err != nil {
+				return rollback(err)
+			}
+			undo = append(undo, func() error { return b.restore(fam, installBatch(old, true, true)) })
+		}
+		return nil
+	})
+}
+
+// current returns the rule lines of our chain (nil if it does not exist)
+// and whether OUTPUT jumps to it.
+func (b *Iptables) current(fam Family) (lines []string, jump bool, err error) {
+	ipt, err := b.ipt(fam)
+	if err != nil {
+		return nil, false, err
+	}
+	exists, err := ipt.ChainExists("filter", Chain)
+	if err != nil || !exists {
+		return nil, false, err
+	}
+	all, err := ipt.List("filter", Chain)
+	if err != nil {
+		return nil, false, err
+	}
+	lines = []string{}
+	for _, l := range all {
+		if strings.HasPrefix(l, "-A ") {
+			lines = append(lines, l)
+		}
+	}
+	jump, err = ipt.Exists("filter", "OUTPUT", "-j", Chain)
+	return lines, jump, err
+}
+
+func ruleLines(fam Family, rules []Rule) []string {
+	lines := make([]string, len(rules))
+	for i, r := range rules {
+		lines[i] = "-A " + Chain + " " + joinArgs(IptablesArgs(r, fam))
+	}
+	return lines
+}
+
+// installBatch renders an iptables-restore input that fills our chain with
+// lines and puts the jump first in OUTPUT. Fresh, it creates the chain with
+// -N, which fails if a fence is there already. Replacing, it flushes the
+// chain and moves the jump (dropping the old one if there was one).
+func installBatch(lines []string, replace, hadJump bool) string {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	if replace {
+		fmt.Fprintf(&b, ":%s - [0:0]\n-F %s\n", Chain, Chain)
+		if hadJump {
+			fmt.Fprintf(&b, "-D OUTPUT -j %s\n", Chain)
+		}
+	} else {
+		fmt.Fprintf(&b, "-N %s\n", Chain)
+	}
+	for _, l := range lines {
+		b.WriteString(l + "\n")
+	}
+	fmt.Fprintf(&b, "-I OUTPUT 1 -j %s\nCOMMIT\n", Chain)
+	return b.String()
+}
+
+func removeBatch(jump bool) string {
+	var b strings.Builder
+	b.WriteString("*filter\n")
+	if jump {
+		fmt.Fprintf(&b, "-D OUTPUT -j %s\n", Chain)
+	}
+	fmt.Fprintf(&b, "-F %s\n-X %s\nCOMMIT\n", Chain, Chain)
+	return b.String()
+}
+
+func joinArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, " \t\"") {
+			a = strconv.Quote(a)
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
+}
+
+func (b *Iptables) restore(fam Family, input string) error {
+	tool := b.tool(fam, true)
+	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(LockWait))
+	cmd.Stdin = strings.NewReader(input)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(out.String())
+		if strings.Contains(msg, "xtables lock") {
+			return fmt.Errorf("%s: %w within %ds (another iptables user holds /run/xtables.lock; `fuser -v /run/xtables.lock` shows it): %s",
+				filepath.Base(tool), ErrLockTimeout, LockWait, msg)
+		}
+		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
+	}
+	return nil
+}
+
+func (b *Iptables) Installed(ns Netns) (bool, error) {
+	all := true
+	err := InNetns(ns.Path, func() error {
+		for _, fam := range Families {
+			ipt, err := b.ipt(fam)
+			if err != nil {
+				return err
+			}
+			ok, err := ipt.Exists("filter", "OUTPUT", "-j", Chain)
+			if err != nil {
+				return err
+			}
+			all = all && ok
+		}
+		return nil
+	})
+	return all, err
+}
+
+// Remove is tolerant of a fence that is partly or wholly gone already. The
+// usual case, a whole fence, takes one batch per family.
+func (b *Iptables) Remove(ns Netns) error {
+	return InNetns(ns.Path, func() error {
+		var errs []error
+		for _, fam := range Families {
+			if b.restore(fam, removeBatch(true)) == nil {
+				continue
+			}
+			ipt, err := b.ipt(fam)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for {
+				ok, err := ipt.Exists("filter", "OUTPUT", "-j", Chain)
+				if err != nil || !ok {
+					break
+				}
+				if err := ipt.Delete("filter", "OUTPUT", "-j", Chain); err != nil {
+					errs = append(errs, err)
+					break
+				}
+			}
+			if err := ipt.ClearAndDeleteChain("filter", Chain); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", fam, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
+func (b *Iptables) Counters(ns Netns) (map[Family][]uint64, error) {
+	out := map[Family][]uint64{}
+	err := InNetns(ns.Path, func() error {
+		for _, fam := range Families {
+			ipt, err := b.ipt(fam)
+			if err != nil {
+				return err
+			}
+			stats, err := ipt.StructuredStats("filter", Chain)
+			if err != nil {
+				return err
+			}
+			for _, s := range stats {
+				out[fam] = append(out[fam], s.Packets)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// IptablesArgs renders one rule as iptables arguments (after "-A CHAIN").
+// Accepting rules RETURN rather than ACCEPT: a packet the fence lets pass
+// still meets whatever else the namespace's OUTPUT holds.
+func IptablesArgs(r Rule, fam Family) []string {
+	var a []string
+	if r.OutIface != "" {
+		a = append(a, "-o", r.OutIface)
+	}
+	if r.Dst.IsValid() {
+		a = append(a, "-d", r.Dst.String())
+	}
+	if r.Proto != ProtoAny {
+		a = append(a, "-p", string(r.Proto))
+	}
+	if r.ICMPv6Type >= 0 {
+		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(r.ICMPv6Type))
+	}
+	if r.DPort != 0 {
+		a = append(a, "--dport", strconv.Itoa(int(r.DPort)))
+	}
+	if r.TCPSyn {
+		a = append(a, "--syn")
+	}
+	if r.Established {
+		a = append(a, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED")
+	}
+	if r.UID >= 0 {
+		a = append(a, "-m", "owner", "--uid-owner", strconv.Itoa(r.UID))
+	}
+	switch r.Action {
+	case Accept:
+		a = append(a, "-j", "RETURN")
+	case Log:
+		l := r.Log
+		a = append(a, "-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.RatePer, l.RateUnit), "--limit-burst", strconv.Itoa(l.Burst))
+		if l.Target == config.LogNflog {
+			a = append(a, "-j", "NFLOG", "--nflog-group", strconv.Itoa(int(l.Group)), "--nflog-prefix", l.Prefix)
+		} else {
+			a = append(a, "-j", "LOG", "--log-prefix", l.Prefix)
+			if l.LogUID {
+				a = append(a, "--log-uid")
+			}
+		}
+	case RejectTCPReset:
+		a = append(a, "-j", "REJECT", "--reject-with", "tcp-reset")
+	case RejectPortUnreachable:
+		a = append(a, "-j", "REJECT", "--reject-with", map[Family]string{IPv4: "icmp-port-unreachable", IPv6: "icmp6-port-unreachable"}[fam])
+	case RejectAdminProhibited:
+		a = append(a, "-j", "REJECT", "--reject-with", map[Family]string{IPv4: "icmp-admin-prohibited", IPv6: "icmp6-adm-prohibited"}[fam])
+	}
+	return a
+}

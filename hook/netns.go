@@ -1,0 +1,154 @@
+package hook
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// NetnsID identifies a network namespace for as long as it lives: the device
+// and inode of its nsfs file.
+type NetnsID struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+// Key names the namespace's record file.
+func (id NetnsID) Key() string { return fmt.Sprintf("netns-%d-%d", id.Dev, id.Ino) }
+
+// String is how the kernel names it in /proc/PID/ns/net links.
+func (id NetnsID) String() string { return fmt.Sprintf("net:[%d]", id.Ino) }
+
+// Netns is a namespace and a path that reaches it now.
+type Netns struct {
+	ID   NetnsID
+	Path string
+}
+
+// PidNetnsPath is where the namespace of a process is.
+func PidNetnsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
+
+// StatNetns identifies the network namespace at path, and checks that it is
+// one: a bind mount in /run/netns could hide any file.
+func StatNetns(path string) (NetnsID, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return NetnsID{}, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return NetnsID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+	}
+	if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		return NetnsID{}, fmt.Errorf("%s is not a network namespace", path)
+	}
+	return NetnsID{Dev: st.Dev, Ino: st.Ino}, nil
+}
+
+// statQuick identifies a namespace path without opening it; good enough to
+// compare /proc/PID/ns/net links, which are always namespaces.
+func statQuick(path string) (NetnsID, bool) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return NetnsID{}, false
+	}
+	return NetnsID{Dev: st.Dev, Ino: st.Ino}, true
+}
+
+// HostNetns returns the namespaces the hook must never touch: its own and
+// that of pid 1. They differ when the hook runs in a namespace of its own.
+// Where pid 1 is guarded against us (a sandbox whose init holds capabilities
+// we lack), only our own is known, and that is the one runtimes run us in.
+func HostNetns() ([]NetnsID, error) {
+	own, err := StatNetns("/proc/self/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("identifying the hook's own network namespace: %w", err)
+	}
+	ids := []NetnsID{own}
+	init, err := StatNetns("/proc/1/ns/net")
+	switch {
+	case err == nil:
+		ids = append(ids, init)
+	case !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM):
+		return nil, fmt.Errorf("identifying pid 1's network namespace: %w", err)
+	}
+	return ids, nil
+}
+
+// FindNetns looks for a path that reaches namespace id: first the hints,
+// then /run/netns, then every process. ok is false when the namespace is gone
+// (or pinned only by an open file descriptor, which no path reaches).
+func FindNetns(id NetnsID, hints ...string) (Netns, bool) {
+	for _, h := range hints {
+		if h == "" {
+			continue
+		}
+		if got, ok := statQuick(h); ok && got == id {
+			return Netns{ID: id, Path: h}, true
+		}
+	}
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			p := filepath.Join(dir, e.Name())
+			if got, ok := statQuick(p); ok && got == id {
+				return Netns{ID: id, Path: p}, true
+			}
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		p := "/proc/" + e.Name() + "/ns/net"
+		if got, ok := statQuick(p); ok && got == id {
+			return Netns{ID: id, Path: p}, true
+		}
+	}
+	return Netns{}, false
+}
+
+// InNetns runs fn on an OS thread that has joined the namespace at path.
+// Processes that fn starts inherit the namespace, so the host's iptables
+// binaries act on the container's rules.
+func InNetns(path string, fn func() error) error {
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		// A fresh goroutine so that a thread that cannot go back to its
+		// namespace is never reused: it stays locked and dies with the
+		// goroutine.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("opening the hook's own network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("joining network namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("returning to the hook's own network namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

@@ -1,0 +1,275 @@
+package hook
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"golang.org/x/sys/unix"
+)
+
+// Record is what the hook installed in one network namespace, and for whom.
+type Record struct {
+	Netns NetnsID `json:"netns"`
+	// Paths reached the namespace at create: the first owner's
+	// /proc/PID/ns/net and the bundle's namespace path, if any.
+	Paths   []string      `json:"paths"`
+	Backend string        `json:"backend"`
+	Digest  string        `json:"digest"`
+	Policy  config.Policy `json:"policy"`
+	Caps    Caps          `json:"caps"`
+	// LogID is the container id whose first 12 characters are in the log
+	// prefix: the first owner's, which the rules keep after it leaves.
+	LogID string `json:"logId"`
+	// RuleNames name the installed rules per family, in order, so that
+	// counters can be reported by what each rule is for.
+	RuleNames map[Family][]string `json:"ruleNames"`
+	Owners    []Owner             `json:"owners"`
+	Installed time.Time           `json:"installed"`
+}
+
+// Owner is a container that uses the fence of a namespace.
+type Owner struct {
+	ID     string    `json:"id"`
+	Pid    int       `json:"pid"`
+	Bundle string    `json:"bundle,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// HasOwner reports whether container id owns the record.
+func (r *Record) HasOwner(id string) bool {
+	return slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.ID == id })
+}
+
+// RemoveOwner drops container id from the owners.
+func (r *Record) RemoveOwner(id string) {
+	r.Owners = slices.DeleteFunc(r.Owners, func(o Owner) bool { return o.ID == id })
+}
+
+// Store keeps records in the state directory, one JSON file per namespace,
+// each with a lock file so that hooks of one pod do not race.
+type Store struct {
+	Dir string
+}
+
+// OpenStore makes the state directory if needed and refuses one that others
+// could write: records decide which rules get removed.
+func OpenStore(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(dir, &st); err != nil {
+		return nil, fmt.Errorf("state directory %s: %w", dir, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return nil, fmt.Errorf("state directory %s is not a directory", dir)
+	case st.Uid != 0:
+		return nil, fmt.Errorf("state directory %s is owned by uid %d, not root: fix with `chown root:root %s`", dir, st.Uid, dir)
+	case st.Mode&0o077 != 0:
+		return nil, fmt.Errorf("state directory %s has mode %04o; it must not be open to group or others: fix with `chmod 700 %s`", dir, st.Mode&0o7777, dir)
+	}
+	return &Store{Dir: dir}, nil
+}
+
+func (s *Store) path(key, ext string) string { return filepath.Join(s.Dir, key+ext) }
+
+// LockTimeout bounds the wait for a namespace's record lock.
+const LockTimeout = 30 * time.Second
+
+// Lock takes the exclusive lock of namespace key's record. The lock file is
+// removed by Delete while held, so after locking we check that the file we
+// hold is still the one at the path; otherwise we lock again.
+func (s *Store) Lock(key string) (unlock func(), err error) {
+	deadline := time.Now().Add(LockTimeout)
+	p := s.path(key, ".lock")
+	for {
+		fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("record lock %s: %w", p, err)
+		}
+		if err := flockUntil(fd, deadline); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("record lock %s: %w", p, err)
+		}
+		var held, now unix.Stat_t
+		if unix.Fstat(fd, &held) == nil && unix.Stat(p, &now) == nil && held.Ino == now.Ino {
+			return func() { unix.Close(fd) }, nil
+		}
+		unix.Close(fd)
+	}
+}
+
+func flockUntil(fd int, deadline time.Time) error {
+	for {
+		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("held by another hook for more than %s", LockTimeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// tryLock is Lock without waiting; ok is false when another hook holds it.
+func (s *Store) tryLock(key string) (unlock func(), ok bool) {
+	p := s.path(key, ".lock")
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, false
+	}
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		unix.Close(fd)
+		return nil, false
+	}
+	var held, now unix.Stat_t
+	if unix.Fstat(fd, &held) != nil || unix.Stat(p, &now) != nil || held.Ino != now.Ino {
+		unix.Close(fd)
+		return nil, false
+	}
+	return func() { unix.Close(fd) }, true
+}
+
+// Load returns the record of namespace key, or nil if there is none.
+func (s *Store) Load(key string) (*Record, error) {
+	data, err := os.ReadFile(s.path(key, ".json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("record %s is corrupt: %w", s.path(key, ".json"), err)
+	}
+	return &r, nil
+}
+
+// Save writes the record atomically; the caller holds its lock.
+func (s *Store) Save(r *Record) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	final := s.path(r.Netns.Key(), ".json")
+	tmp := final + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("writing record %s: %w", final, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("writing record %s: %w", final, err)
+	}
+	return nil
+}
+
+// Delete removes a record and its lock file; the caller holds the lock.
+func (s *Store) Delete(key string) error {
+	err := os.Remove(s.path(key, ".json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	err = os.Remove(s.path(key, ".lock"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// Keys lists the namespaces that have records.
+func (s *Store) Keys() ([]string, error) {
+	entries, err := os.ReadDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for _, e := range entries {
+		if k, ok := strings.CutSuffix(e.Name(), ".json"); ok && strings.HasPrefix(k, "netns-") {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// All returns every record, unlocked: a snapshot for status and lookups.
+func (s *Store) All() ([]*Record, error) {
+	keys, err := s.Keys()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, k := range keys {
+		r, err := s.Load(k)
+		if err != nil || r == nil {
+			continue // a record deleted or being replaced meanwhile
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// FindOwner returns the key of the record that container id owns.
+func (s *Store) FindOwner(id string) (string, bool) {
+	recs, _ := s.All()
+	for _, r := range recs {
+		if r.HasOwner(id) {
+			return r.Netns.Key(), true
+		}
+	}
+	return "", false
+}
+
+// alive reports whether owner o's container process still runs in
+// namespace id. A reused pid lands in another namespace and so is not alive.
+func (o Owner) alive(id NetnsID) bool {
+	if o.Pid <= 0 {
+		return false
+	}
+	got, ok := statQuick(PidNetnsPath(o.Pid))
+	return ok && got == id
+}
+
+// Prune deletes the records of namespaces that no longer exist: a runtime
+// that crashes never calls poststop. Records locked by a running hook and
+// the one in skip are left alone.
+func (s *Store) Prune(skip string) (pruned []string) {
+	keys, _ := s.Keys()
+	for _, k := range keys {
+		if k == skip {
+			continue
+		}
+		r, err := s.Load(k)
+		if err != nil || r == nil {
+			continue
+		}
+		if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.alive(r.Netns) }) {
+			continue
+		}
+		if _, ok := FindNetns(r.Netns, r.Paths...); ok {
+			continue
+		}
+		unlock, ok := s.tryLock(k)
+		if !ok {
+			continue
+		}
+		if again, err := s.Load(k); err == nil && again != nil && again.Digest == r.Digest && len(again.Owners) == len(r.Owners) {
+			if s.Delete(k) == nil {
+				pruned = append(pruned, k)
+			}
+		}
+		unlock()
+	}
+	return pruned
+}

@@ -1,0 +1,280 @@
+package hook
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/bypass-hook/bypass-hook/config"
+)
+
+// Family is an IP family; each has its own table and chain.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+// Families lists both, in install order.
+var Families = []Family{IPv4, IPv6}
+
+func (f Family) String() string { return "ipv" + strconv.Itoa(int(f)) }
+
+// Proto is the layer-4 protocol a rule matches; ProtoAny matches all.
+type Proto string
+
+const (
+	ProtoAny    Proto = ""
+	ProtoTCP    Proto = "tcp"
+	ProtoUDP    Proto = "udp"
+	ProtoICMPv6 Proto = "ipv6-icmp"
+)
+
+// Action is what a rule does with a packet it matches.
+type Action string
+
+const (
+	Accept Action = "accept"
+	// Log writes a rate-limited log record (LOG or NFLOG) and lets the packet
+	// go on to the next rule.
+	Log Action = "log"
+	// RejectTCPReset answers with a TCP reset: connect() gets ECONNREFUSED.
+	RejectTCPReset Action = "reject-tcp-reset"
+	// RejectPortUnreachable answers with ICMP(v6) port unreachable: a
+	// connected UDP socket gets ECONNREFUSED on its next call.
+	RejectPortUnreachable Action = "reject-port-unreachable"
+	// RejectAdminProhibited answers with ICMP(v6) administratively prohibited.
+	RejectAdminProhibited Action = "reject-admin-prohibited"
+)
+
+// Rule is one rule of the fence, in a form each backend can render.
+// The zero value of each match field means "any".
+type Rule struct {
+	// Name says what the rule is for ("proxy", "refuse-tcp", ...); status
+	// and the monitor report counters by it.
+	Name string
+
+	OutIface    string       // output interface
+	Proto       Proto        // layer-4 protocol
+	Dst         netip.Prefix // destination; invalid means any
+	DPort       uint16       // destination port, with ProtoTCP or ProtoUDP
+	ICMPv6Type  int          // with ProtoICMPv6; -1 means any
+	Established bool         // conntrack state ESTABLISHED or RELATED
+	TCPSyn      bool         // TCP with SYN set and ACK, RST, FIN clear: a new connection
+	UID         int          // socket owner uid; -1 means any
+
+	Action Action
+	Log    *LogSpec // with Action Log
+}
+
+// LogSpec is how a Log rule logs.
+type LogSpec struct {
+	Target   string // config.LogKernel or config.LogNflog
+	Prefix   string // the whole prefix, "<stem>:<12 of the id>: "
+	Group    uint16 // NFLOG group
+	RatePer  int    // packets per RateUnit
+	RateUnit string // second, minute, hour or day
+	Burst    int
+	LogUID   bool
+}
+
+// Caps are the optional kernel features the rule set may use. A kernel
+// without one still gets the refusals (see the contract).
+type Caps struct {
+	Conntrack bool `json:"conntrack"`
+	Log       bool `json:"log"`
+}
+
+// FullCaps is what a normal kernel has.
+var FullCaps = Caps{Conntrack: true, Log: true}
+
+// LogPrefix is the LOG/NFLOG prefix for a container: the stem, the first 12
+// characters of its id, and ": ".
+func LogPrefix(stem, containerID string) string {
+	id := containerID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return stem + ":" + id + ": "
+}
+
+// ShortID is the part of a container id that goes into log prefixes.
+func ShortID(containerID string) string {
+	if len(containerID) > 12 {
+		return containerID[:12]
+	}
+	return containerID
+}
+
+func newRule() Rule { return Rule{ICMPv6Type: -1, UID: -1} }
+
+// Rules builds the fence for one family, in order. It is a pure function of
+// the policy, the container (for the log prefix) and the kernel's caps.
+func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
+	var rs []Rule
+	add := func(r Rule) { rs = append(rs, r) }
+
+	r := newRule()
+	r.Name, r.OutIface, r.Action = "loopback", "lo", Accept
+	add(r)
+	if fam == IPv6 {
+		// Neighbour discovery: without it no address on the link is
+		// reachable, the proxy's included.
+		for t := 133; t <= 137; t++ {
+			r := newRule()
+			r.Name, r.Proto, r.ICMPv6Type, r.Action = "neighbour-discovery", ProtoICMPv6, t, Accept
+			add(r)
+		}
+	}
+	if caps.Conntrack {
+		r := newRule()
+		r.Name, r.Established, r.Action = "established", true, Accept
+		add(r)
+	}
+
+	for _, ap := range p.Proxies {
+		if familyOf(ap.Addr()) != fam {
+			continue
+		}
+		r := newRule()
+		r.Name, r.Proto, r.Dst, r.DPort, r.Action = "proxy", ProtoTCP, host(ap.Addr()), ap.Port(), Accept
+		add(r)
+	}
+	for _, a := range p.Allow {
+		if familyOf(a.Prefix.Addr()) != fam {
+			continue
+		}
+		protos := []Proto{ProtoAny}
+		switch {
+		case a.Protocol == "tcp":
+			protos = []Proto{ProtoTCP}
+		case a.Protocol == "udp":
+			protos = []Proto{ProtoUDP}
+		case len(a.Ports) > 0: // a port needs a protocol
+			protos = []Proto{ProtoTCP, ProtoUDP}
+		}
+		for _, proto := range protos {
+			ports := a.Ports
+			if len(ports) == 0 {
+				ports = []uint16{0}
+			}
+			for _, port := range ports {
+				r := newRule()
+				r.Name, r.Proto, r.Dst, r.DPort, r.Action = "allow", proto, a.Prefix, port, Accept
+				add(r)
+			}
+		}
+	}
+	for _, d := range p.DNS {
+		if familyOf(d) != fam {
+			continue
+		}
+		for _, proto := range []Proto{ProtoUDP, ProtoTCP} {
+			r := newRule()
+			r.Name, r.Proto, r.Dst, r.DPort, r.Action = "dns", proto, host(d), 53, Accept
+			add(r)
+		}
+	}
+	for _, uid := range p.AllowUids {
+		r := newRule()
+		r.Name, r.UID, r.Action = "allow-uid", int(uid), Accept
+		add(r)
+	}
+
+	var logSpec *LogSpec
+	if caps.Log {
+		logSpec = newLogSpec(p.Log, containerID)
+	}
+	enforce := p.Mode == config.ModeEnforce
+	refuse := func(name string, match Rule, reject Action) {
+		if logSpec != nil {
+			l := match
+			l.Name, l.Action, l.Log = "log-"+name, Log, logSpec
+			add(l)
+		}
+		if enforce && reject != "" {
+			m := match
+			m.Name, m.Action = "refuse-"+name, reject
+			add(m)
+		}
+	}
+
+	tcp := newRule()
+	tcp.Proto = ProtoTCP
+	if !caps.Conntrack {
+		// Without conntrack an answer cannot be told from a new connection
+		// except for TCP: refuse only SYNs, so servers in the container
+		// still reply.
+		tcp.TCPSyn = true
+		refuse("tcp", tcp, RejectTCPReset)
+		return rs
+	}
+	refuse("tcp", tcp, RejectTCPReset)
+	udp := newRule()
+	udp.Proto = ProtoUDP
+	refuse("udp", udp, RejectPortUnreachable)
+	if p.OtherProtocols == config.OtherReject {
+		refuse("other", newRule(), RejectAdminProhibited)
+	}
+	return rs
+}
+
+func newLogSpec(l config.LogPolicy, containerID string) *LogSpec {
+	n, unit, _ := strings.Cut(l.Rate, "/")
+	per, _ := strconv.Atoi(n) // validated by config
+	return &LogSpec{
+		Target:   l.Target,
+		Prefix:   LogPrefix(l.Prefix, containerID),
+		Group:    l.Group,
+		RatePer:  per,
+		RateUnit: unit,
+		Burst:    l.Burst,
+		LogUID:   true,
+	}
+}
+
+func familyOf(a netip.Addr) Family {
+	if a.Is4() {
+		return IPv4
+	}
+	return IPv6
+}
+
+func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
+
+// String renders a rule for humans (status, test failures).
+func (r Rule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s:", r.Name)
+	if r.OutIface != "" {
+		fmt.Fprintf(&b, " out=%s", r.OutIface)
+	}
+	if r.Proto != ProtoAny {
+		fmt.Fprintf(&b, " proto=%s", r.Proto)
+	}
+	if r.Dst.IsValid() {
+		fmt.Fprintf(&b, " dst=%s", r.Dst)
+	}
+	if r.DPort != 0 {
+		fmt.Fprintf(&b, " dport=%d", r.DPort)
+	}
+	if r.ICMPv6Type >= 0 {
+		fmt.Fprintf(&b, " icmpv6-type=%d", r.ICMPv6Type)
+	}
+	if r.Established {
+		b.WriteString(" ct=established,related")
+	}
+	if r.TCPSyn {
+		b.WriteString(" syn")
+	}
+	if r.UID >= 0 {
+		fmt.Fprintf(&b, " uid=%d", r.UID)
+	}
+	fmt.Fprintf(&b, " -> %s", r.Action)
+	if r.Log != nil {
+		fmt.Fprintf(&b, " %s prefix=%q", r.Log.Target, r.Log.Prefix)
+	}
+	return b.String()
+}
