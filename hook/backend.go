@@ -3,6 +3,8 @@ package hook
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/bypass-hook/bypass-hook/config"
 )
@@ -42,6 +44,11 @@ var ErrLockTimeout = errors.New("the xtables lock was not free in time")
 // is not built in (nftables, before it exists) is a clear error.
 var backends = map[string]func() (Backend, error){
 	config.BackendIptables: func() (Backend, error) { return NewIptables() },
+}
+
+// BackendNames lists the backends built in, sorted.
+func BackendNames() []string {
+	return slices.Sorted(maps.Keys(backends))
 }
 
 // NewBackend returns the backend the config names.

@@ -18,8 +18,9 @@ import (
 const Chain = "BYPASS-HOOK"
 
 // LockWait is how long, in seconds, the iptables tools wait for the
-// xtables lock. The lock is per host: a burst of container starts queues
-// on it, but a holder that never lets go must fail the hook, not hang it.
+// xtables lock by default. The lock is per host (legacy iptables; the
+// nf_tables variant takes none): a burst of container starts queues on it,
+// but a holder that never lets go must fail the hook, not hang it.
 const LockWait = 10
 
 // binDirs are searched for the iptables tools: runtimes run hooks with an
@@ -29,7 +30,14 @@ var binDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bi
 // Iptables is the iptables backend: one iptables-restore batch per family,
 // through the host's binaries, run inside the container's namespace.
 type Iptables struct {
-	Dir string // where iptables, ip6tables and their -restore tools are
+	Dir  string // where iptables, ip6tables and their -restore and -save tools are
+	Wait int    // seconds to wait for the xtables lock; 0 means LockWait
+
+	// Execs counts the tools run, so tests can hold the create path to one
+	// batch per family.
+	Execs int
+
+	ipts map[Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
 }
 
 // NewIptables finds the host's iptables tools.
@@ -38,13 +46,13 @@ func NewIptables() (*Iptables, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Iptables{Dir: dir}, nil
+	return &Iptables{Dir: dir, Wait: LockWait}, nil
 }
 
 func findIptables() (string, error) {
 	for _, dir := range binDirs {
 		ok := true
-		for _, tool := range []string{"iptables", "iptables-restore", "ip6tables", "ip6tables-restore"} {
+		for _, tool := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
 			if fi, err := os.Stat(filepath.Join(dir, tool)); err != nil || fi.Mode()&0o111 == 0 {
 				ok = false
 				break
@@ -54,31 +62,49 @@ func findIptables() (string, error) {
 			return dir, nil
 		}
 	}
-	return "", fmt.Errorf("iptables, ip6tables and their -restore tools are not all in %s: install the iptables package, or set backend: nftables",
+	return "", fmt.Errorf("iptables, ip6tables and their -restore and -save tools are not all in %s: install the iptables package, or set backend: nftables",
 		strings.Join(binDirs, ", "))
 }
 
 func (b *Iptables) Name() string { return config.BackendIptables }
 
-func (b *Iptables) tool(fam Family, restore bool) string {
+// tool is the path of iptables (suffix "") or iptables-restore or
+// iptables-save (suffix "-restore", "-save") for a family.
+func (b *Iptables) tool(fam Family, suffix string) string {
 	name := "iptables"
 	if fam == IPv6 {
 		name = "ip6tables"
 	}
-	if restore {
-		name += "-restore"
-	}
-	return filepath.Join(b.Dir, name)
+	return filepath.Join(b.Dir, name+suffix)
 }
 
-// ipt returns go-iptables for one family; it must be called inside the
-// namespace, since it runs `iptables --version`.
+func (b *Iptables) wait() int {
+	if b.Wait > 0 {
+		return b.Wait
+	}
+	return LockWait
+}
+
+// ipt returns go-iptables for one family, made on first use: New runs
+// `iptables --version`, whose answer does not depend on the namespace. Only
+// the rare paths use it; the usual ones run the tools themselves.
 func (b *Iptables) ipt(fam Family) (*iptables.IPTables, error) {
+	if ipt := b.ipts[fam]; ipt != nil {
+		return ipt, nil
+	}
 	proto := iptables.ProtocolIPv4
 	if fam == IPv6 {
 		proto = iptables.ProtocolIPv6
 	}
-	return iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, false)), iptables.Timeout(LockWait))
+	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, "")), iptables.Timeout(b.wait()))
+	if err != nil {
+		return nil, err
+	}
+	if b.ipts == nil {
+		b.ipts = map[Family]*iptables.IPTables{}
+	}
+	b.ipts[fam] = ipt
+	return ipt, nil
 }
 
 // Install applies each family in one iptables-restore batch. The batch for a
@@ -99,7 +125,12 @@ func (b *Iptables) Install(ns Netns, rs RuleSet) error {
 			lines := ruleLines(fam, rs[fam])
 			err := b.restore(fam, installBatch(lines, false, false))
 			if err == nil {
-				undo = append(undo, func() error { return b.restore(fam, removeBatch(true)) })
+				undo = append(undo, func() error {
+					if err := b.restore(fam, removeBatch(true)); err != nil {
+						return err
+					}
+					return dropEmptyFilterTable(fam)
+				})
 				continue
 			}
 			if errors.Is(err, ErrLockTimeout) {
@@ -121,26 +152,11 @@ func (b *Iptables) Install(ns Netns, rs RuleSet) error {
 // current returns the rule lines of our chain (nil if it does not exist)
 // and whether OUTPUT jumps to it.
 func (b *Iptables) current(fam Family) (lines []string, jump bool, err error) {
-	ipt, err := b.ipt(fam)
-	if err != nil {
+	st, err := b.save(fam)
+	if err != nil || !st.exists {
 		return nil, false, err
 	}
-	exists, err := ipt.ChainExists("filter", Chain)
-	if err != nil || !exists {
-		return nil, false, err
-	}
-	all, err := ipt.List("filter", Chain)
-	if err != nil {
-		return nil, false, err
-	}
-	lines = []string{}
-	for _, l := range all {
-		if strings.HasPrefix(l, "-A ") {
-			lines = append(lines, l)
-		}
-	}
-	jump, err = ipt.Exists("filter", "OUTPUT", "-j", Chain)
-	return lines, jump, err
+	return st.lines, st.jump, nil
 }
 
 func ruleLines(fam Family, rules []Rule) []string {
@@ -194,36 +210,88 @@ func joinArgs(args []string) string {
 	return strings.Join(out, " ")
 }
 
+// restore runs one iptables-restore batch; --wait bounds the wait for the
+// xtables lock.
 func (b *Iptables) restore(fam Family, input string) error {
-	tool := b.tool(fam, true)
-	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(LockWait))
+	tool := b.tool(fam, "-restore")
+	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(b.wait()))
 	cmd.Stdin = strings.NewReader(input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	b.Execs++
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(out.String())
 		if strings.Contains(msg, "xtables lock") {
-			return fmt.Errorf("%s: %w within %ds (another iptables user holds /run/xtables.lock; `fuser -v /run/xtables.lock` shows it): %s",
-				filepath.Base(tool), ErrLockTimeout, LockWait, msg)
+			return fmt.Errorf("%s: %w within %ds (another iptables user holds the lock, /run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
+				filepath.Base(tool), ErrLockTimeout, b.wait(), msg)
 		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
 	}
 	return nil
 }
 
+// saved is what iptables-save shows of the fence in one family.
+type saved struct {
+	exists  bool     // our chain is declared
+	jump    bool     // OUTPUT jumps to it
+	lines   []string // its rules, "-A BYPASS-HOOK ...", in order
+	packets []uint64 // each rule's packet counter
+}
+
+// save reads the filter table with counters: one exec, and iptables-save
+// needs no lock.
+func (b *Iptables) save(fam Family) (saved, error) {
+	tool := b.tool(fam, "-save")
+	cmd := exec.Command(tool, "-c", "-t", "filter")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	b.Execs++
+	if err := cmd.Run(); err != nil {
+		return saved{}, fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, strings.TrimSpace(errb.String()))
+	}
+	return parseSave(out.String())
+}
+
+// parseSave picks our chain out of `iptables-save -c -t filter`, whose rule
+// lines start with their counters: "[packets:bytes] -A CHAIN ...".
+func parseSave(out string) (saved, error) {
+	var st saved
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, ":"+Chain+" ") {
+			st.exists = true
+			continue
+		}
+		counters, rule, ok := strings.Cut(line, "] ")
+		if !ok || !strings.HasPrefix(counters, "[") {
+			continue
+		}
+		switch {
+		case rule == "-A OUTPUT -j "+Chain:
+			st.jump = true
+		case strings.HasPrefix(rule, "-A "+Chain+" "):
+			pkts, _, _ := strings.Cut(counters[1:], ":")
+			n, err := strconv.ParseUint(pkts, 10, 64)
+			if err != nil {
+				return saved{}, fmt.Errorf("iptables-save: bad counters in %q", line)
+			}
+			st.lines = append(st.lines, rule)
+			st.packets = append(st.packets, n)
+		}
+	}
+	return st, nil
+}
+
+// Installed looks for the jump in each family's iptables-save.
 func (b *Iptables) Installed(ns Netns) (bool, error) {
 	all := true
 	err := InNetns(ns.Path, func() error {
 		for _, fam := range Families {
-			ipt, err := b.ipt(fam)
+			st, err := b.save(fam)
 			if err != nil {
+				all = false
 				return err
 			}
-			ok, err := ipt.Exists("filter", "OUTPUT", "-j", Chain)
-			if err != nil {
-				return err
-			}
-			all = all && ok
+			all = all && st.exists && st.jump
 		}
 		return nil
 	})
@@ -237,6 +305,9 @@ func (b *Iptables) Remove(ns Netns) error {
 		var errs []error
 		for _, fam := range Families {
 			if b.restore(fam, removeBatch(true)) == nil {
+				if err := dropEmptyFilterTable(fam); err != nil {
+					errs = append(errs, fmt.Errorf("%s: removing the empty filter table: %w", fam, err))
+				}
 				continue
 			}
 			ipt, err := b.ipt(fam)
@@ -256,6 +327,10 @@ func (b *Iptables) Remove(ns Netns) error {
 			}
 			if err := ipt.ClearAndDeleteChain("filter", Chain); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", fam, err))
+				continue
+			}
+			if err := dropEmptyFilterTable(fam); err != nil {
+				errs = append(errs, fmt.Errorf("%s: removing the empty filter table: %w", fam, err))
 			}
 		}
 		return errors.Join(errs...)
@@ -266,17 +341,14 @@ func (b *Iptables) Counters(ns Netns) (map[Family][]uint64, error) {
 	out := map[Family][]uint64{}
 	err := InNetns(ns.Path, func() error {
 		for _, fam := range Families {
-			ipt, err := b.ipt(fam)
+			st, err := b.save(fam)
 			if err != nil {
 				return err
 			}
-			stats, err := ipt.StructuredStats("filter", Chain)
-			if err != nil {
-				return err
+			if !st.exists {
+				return fmt.Errorf("%s: chain %s does not exist", fam, Chain)
 			}
-			for _, s := range stats {
-				out[fam] = append(out[fam], s.Packets)
-			}
+			out[fam] = st.packets
 		}
 		return nil
 	})

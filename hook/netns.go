@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -63,9 +64,9 @@ func statQuick(path string) (NetnsID, bool) {
 }
 
 // HostNetns returns the namespaces the hook must never touch: its own and
-// that of pid 1. They differ when the hook runs in a namespace of its own.
-// Where pid 1 is guarded against us (a sandbox whose init holds capabilities
-// we lack), only our own is known, and that is the one runtimes run us in.
+// the host's, that of pid 1. They differ when the hook runs in a namespace of
+// its own. Where pid 1 is shielded from us (an init holding capabilities we
+// lack), kthreadd, pid 2, tells: kernel threads live in the host's namespace.
 func HostNetns() ([]NetnsID, error) {
 	own, err := StatNetns("/proc/self/ns/net")
 	if err != nil {
@@ -73,13 +74,15 @@ func HostNetns() ([]NetnsID, error) {
 	}
 	ids := []NetnsID{own}
 	init, err := StatNetns("/proc/1/ns/net")
-	switch {
-	case err == nil:
-		ids = append(ids, init)
-	case !errors.Is(err, unix.EACCES) && !errors.Is(err, unix.EPERM):
-		return nil, fmt.Errorf("identifying pid 1's network namespace: %w", err)
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
+		if comm, _ := os.ReadFile("/proc/2/comm"); strings.TrimSpace(string(comm)) == "kthreadd" {
+			init, err = StatNetns("/proc/2/ns/net")
+		}
 	}
-	return ids, nil
+	if err != nil {
+		return nil, fmt.Errorf("identifying the host's network namespace (pid 1's): %w", err)
+	}
+	return append(ids, init), nil
 }
 
 // FindNetns looks for a path that reaches namespace id: first the hints,

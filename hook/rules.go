@@ -127,6 +127,14 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 			r.Name, r.Proto, r.ICMPv6Type, r.Action = "neighbour-discovery", ProtoICMPv6, t, Accept
 			add(r)
 		}
+		// Multicast listener reports for the solicited-node groups: a
+		// switch or bridge that snoops MLD stops forwarding neighbour
+		// solicitations to a port whose reports it no longer sees.
+		for _, t := range []int{131, 132, 143} {
+			r := newRule()
+			r.Name, r.Proto, r.ICMPv6Type, r.Action = "multicast-listener", ProtoICMPv6, t, Accept
+			add(r)
+		}
 	}
 	if caps.Conntrack {
 		r := newRule()

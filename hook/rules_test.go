@@ -52,7 +52,7 @@ func TestRulesOrder(t *testing.T) {
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 		{"enforce v6", baseCfg, IPv6, FullCaps, []string{
-			"loopback accept", "neighbour-discovery accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
+			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 		{"audit logs only", baseCfg + "mode: audit", IPv4, FullCaps, []string{
@@ -65,12 +65,12 @@ func TestRulesOrder(t *testing.T) {
 			"loopback accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset"}},
 		{"no log target", baseCfg, IPv6, Caps{Conntrack: true}, []string{
-			"loopback accept", "neighbour-discovery accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
+			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"refuse-tcp reject-tcp-reset", "refuse-udp reject-port-unreachable", "refuse-other reject-admin-prohibited"}},
 		{"neither", "proxies: ['198.51.100.1:3128']", IPv4, Caps{}, []string{
 			"loopback accept", "proxy accept", "refuse-tcp reject-tcp-reset"}},
 		{"v6 without v6 proxies", "proxies: ['198.51.100.1:3128']", IPv6, FullCaps, []string{
-			"loopback accept", "neighbour-discovery accept", "established accept",
+			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 	} {

@@ -1,0 +1,101 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netns"
+)
+
+// Netns is a named network namespace made by the test (in /run/netns, so `ip
+// netns` and runc's linux.namespaces path can reach it).
+type Netns struct {
+	Name string // e.g. "bh-1a2b3c"
+	Path string // /run/netns/<Name>
+}
+
+// NewNetns makes an empty network namespace (loopback down) and deletes it at
+// cleanup. Processes still inside keep it alive until they exit.
+func NewNetns(t testing.TB) *Netns {
+	t.Helper()
+	RequireRoot(t)
+	RequireTools(t, "ip", "nsenter")
+	name := RandName("bh-")
+	if _, err := run("", "ip", "netns", "add", name); err != nil {
+		t.Fatalf("testnet: creating netns: %v", err)
+	}
+	n := &Netns{Name: name, Path: "/run/netns/" + name}
+	t.Cleanup(func() {
+		if _, err := run("", "ip", "netns", "del", name); err != nil {
+			t.Errorf("testnet: removing netns: %v", err)
+		}
+	})
+	return n
+}
+
+// Do runs fn on an OS thread that is in the namespace, and returns its error.
+// Sockets fn creates belong to the namespace and may be used afterwards from
+// any goroutine; goroutines fn starts do NOT run in the namespace.
+func (n *Netns) Do(fn func() error) error {
+	if n == nil {
+		return fmt.Errorf("testnet: Do on a nil namespace")
+	}
+	errc := make(chan error, 1)
+	// A fresh goroutine, so the caller's thread never changes namespace.
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testnet: reading current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(n.Path)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testnet: opening netns %s: %w", n.Path, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("testnet: entering netns %s: %w", n.Path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err != nil {
+			// Stay locked: the goroutine ends and Go discards the thread
+			// rather than reuse one stuck in the test namespace.
+			errc <- fmt.Errorf("testnet: returning from netns %s: %w", n.Path, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// Command returns a command that runs args inside the namespace through
+// nsenter (not `ip netns exec`, which also remounts /sys).
+func (n *Netns) Command(ctx context.Context, args ...string) *exec.Cmd {
+	nsenter, err := Tool("nsenter")
+	if err != nil {
+		nsenter = "nsenter" // Run will report it missing
+	}
+	return exec.CommandContext(ctx, nsenter, append([]string{"--net=" + n.Path, "--"}, args...)...)
+}
+
+// Exec runs args inside the namespace and returns the combined output; the
+// test fails if the command does.
+func (n *Netns) Exec(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := run("", "nsenter", append([]string{"--net=" + n.Path, "--"}, args...)...)
+	if err != nil {
+		t.Fatalf("testnet: in netns %s: %v", n.Name, err)
+	}
+	return out
+}
