@@ -336,19 +336,13 @@ func (h *Hook) logSummary(b Backend, ns Netns, rec *Record) {
 		h.Log.WithError(err).Warn("reading the fence's counters")
 		return
 	}
-	sums := map[string]uint64{}
-	for fam, names := range rec.RuleNames {
-		for i, name := range names {
-			if i < len(counters[fam]) {
-				sums[name] += counters[fam][i]
-			}
-		}
-	}
-	fields := logrus.Fields{}
+	sums, t := TallyCounters(rec.RuleNames, counters)
+	fields := logrus.Fields{"log_id": rec.LogID, "refused_tcp": t.RefusedTCP, "refused_udp": t.RefusedUDP,
+		"refused_other": t.RefusedOther, "logged": t.Logged}
 	for name, n := range sums {
 		fields["packets_"+name] = n
 	}
-	h.Log.WithFields(fields).Info("fence summary: packets per rule over the fence's life")
+	h.Log.WithFields(fields).Info("fence summary: attempts refused and logged over the fence's life")
 }
 
 func ruleNames(rs RuleSet) map[Family][]string {

@@ -222,7 +222,7 @@ func (b *Iptables) restore(fam Family, input string) error {
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(out.String())
 		if strings.Contains(msg, "xtables lock") {
-			return fmt.Errorf("%s: %w within %ds (another iptables user holds the lock, /run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
+			return fmt.Errorf("%s: %w: gave up after %d s; another iptables user holds it (/run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
 				filepath.Base(tool), ErrLockTimeout, b.wait(), msg)
 		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)

@@ -206,6 +206,12 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 			m := match
 			m.Name, m.Action = "refuse-"+name, reject
 			add(m)
+		} else if !enforce && logSpec != nil && match.Proto != ProtoAny {
+			// Audit mode lets the packet go on after its log rule; without
+			// this accept, log-other (any protocol) would log it again.
+			m := match
+			m.Name, m.Action = "audit-"+name, Accept
+			add(m)
 		}
 	}
 

@@ -57,6 +57,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if fs.NArg() == 0 && os.Getenv(nriSocketEnv) != "" {
+		// containerd starts a pre-registered NRI plugin (a link to this
+		// binary in its plugin directory) without arguments.
+		return commands["nri"].run(&g, nil, stdin, stdout, stderr)
+	}
 	if fs.NArg() == 0 {
 		usage(stderr)
 		return 2

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/install"
+)
+
+func init() {
+	commands["install"] = command{"write registrations: hooks.d file, bundle hooks, binary and config for the NRI DaemonSet", runInstall}
+}
+
+const installUsage = `usage:
+  bypass-hook install hooks-dir DIR [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR]
+      write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)
+  bypass-hook install bundle DIR [--binary PATH] [--config FILE] [--timeout SEC] [--remove]
+      add the hooks to (or remove them from) a runc/crun bundle's config.json
+  bypass-hook install binary DIR
+      copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)
+  bypass-hook --config FILE install config DEST
+      check FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)
+
+--binary defaults to this executable; --config to $BYPASS_HOOK_CONFIG, then the
+hook's default /etc/bypass-hook/config.yaml (which is then not written into the
+registration, and may be absent).
+`
+
+func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := subFlags("install", g, stderr)
+	binary := fs.String("binary", "", "hook binary the runtime runs (default: this executable)")
+	timeout := fs.Int("timeout", install.DefaultTimeout, "seconds the runtime lets each hook stage run")
+	root := fs.String("root", "", "hooks-dir: read --binary and the config under this directory and write there (packaging into DESTDIR)")
+	remove := fs.Bool("remove", false, "bundle: remove the hooks instead of adding them")
+	fs.Usage = func() { fmt.Fprint(stderr, installUsage) }
+
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 2 {
+		fmt.Fprint(stderr, installUsage)
+		return 2
+	}
+	action, dir := pos[0], pos[1]
+
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "bypass-hook install %s: %v\n", action, err)
+		var cfgErr *config.Error
+		if errors.As(err, &cfgErr) {
+			return 2
+		}
+		return 1
+	}
+	target := func() (install.Target, *config.Config, error) {
+		cfgPath, cfg, err := install.ResolveConfig(*root, g.config)
+		if err != nil {
+			return install.Target{}, nil, err
+		}
+		t := install.Target{Binary: *binary, Config: cfgPath, Timeout: *timeout}
+		if t.Binary == "" {
+			if *root != "" {
+				return t, nil, errors.New("--root needs --binary: the path the runtime will run, as installed")
+			}
+			if t.Binary, err = install.DefaultBinary(); err != nil {
+				return t, nil, err
+			}
+		}
+		return t, cfg, nil
+	}
+
+	switch action {
+	case "hooks-dir":
+		t, cfg, err := target()
+		if err != nil {
+			return fail(err)
+		}
+		path, err := install.WriteHooksDir(*root, dir, t, cfg.Selection)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
+	case "bundle":
+		var changed bool
+		if *remove {
+			changed, err = install.UnpatchBundle(dir, *binary)
+		} else {
+			var t install.Target
+			if t, _, err = target(); err == nil {
+				changed, err = install.PatchBundle(dir, t)
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+		verb := map[bool]string{false: "added the hooks to", true: "removed the hooks from"}[*remove]
+		if !changed {
+			verb = "nothing to change in"
+		}
+		fmt.Fprintf(stdout, "%s %s/config.json\n", verb, strings.TrimRight(dir, "/"))
+	case "binary":
+		self, err := install.DefaultBinary()
+		if err != nil {
+			return fail(err)
+		}
+		path, err := install.CopyBinary(self, dir)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "copied %s to %s\n", self, path)
+	case "config":
+		src, explicit := config.ResolvePath(g.config)
+		if !explicit {
+			fmt.Fprintln(stderr, "bypass-hook install config: name the config to install with --config FILE")
+			return 2
+		}
+		if err := install.CopyConfig(src, dir); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", dir)
+	default:
+		fmt.Fprintf(stderr, "bypass-hook install: unknown target %q\n", action)
+		fmt.Fprint(stderr, installUsage)
+		return 2
+	}
+	return 0
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// These run `install` and `nri` in-process on files in temporary
+// directories; the end-to-end tests with runc, podman and NRI's runtime
+// side are in install/, e2e/podman and nriplugin/.
+
+func exe(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bypass-hook")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestInstallUsage(t *testing.T) {
+	t.Setenv("BYPASS_HOOK_CONFIG", "")
+	for _, args := range [][]string{
+		{"install"},
+		{"install", "hooks-dir"},
+		{"install", "frobnicate", "/tmp/x"},
+		{"install", "hooks-dir", "/a", "/b"},
+		{"install", "config", t.TempDir() + "/config.yaml"}, // no --config to copy from
+		{"install", "--no-such-flag", "bundle", "/x"},
+	} {
+		if code, _, errb := runCLI(t, "", args...); code != 2 || errb == "" {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, errb)
+		}
+	}
+}
+
+func TestInstallHooksDirCLI(t *testing.T) {
+	bin := exe(t)
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
+	dir := filepath.Join(t.TempDir(), "hooks.d")
+	// Flags after the positional arguments, as users type them.
+	code, out, errb := runCLI(t, "", "install", "hooks-dir", dir, "--binary", bin, "--config", cfgPath, "--timeout", "7")
+	if code != 0 || !strings.Contains(out, "selection: annotated") {
+		t.Fatalf("exit %d\n%s%s", code, out, errb)
+	}
+	var e struct {
+		Hook specs.Hook `json:"hook"`
+		When struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"when"`
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "bypass-hook.json"))
+	if err := json.Unmarshal(data, &e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Hook.Path != bin || *e.Hook.Timeout != 7 || len(e.When.Annotations) != 1 ||
+		strings.Join(e.Hook.Args, " ") != bin+" --config "+cfgPath+" hook" {
+		t.Errorf("wrote %s", data)
+	}
+
+	// A config the hook would refuse writes nothing, and says so: exit 2.
+	bad, _ := writeConfig(t, "proxies: [nonsense]\n")
+	dir2 := filepath.Join(t.TempDir(), "hooks.d")
+	if code, _, errb := runCLI(t, "", "--config", bad, "install", "hooks-dir", dir2, "--binary", bin); code != 2 || !strings.Contains(errb, "proxies[0]") {
+		t.Errorf("bad config: exit %d, %q", code, errb)
+	}
+	if _, err := os.Stat(dir2); err == nil {
+		t.Error("wrote a hooks dir for a bad config")
+	}
+	if code, _, errb := runCLI(t, "", "install", "hooks-dir", dir2, "--binary", "/nonexistent/bypass-hook", "--config", cfgPath); code != 1 || !strings.Contains(errb, "/nonexistent/bypass-hook") {
+		t.Errorf("missing binary: exit %d, %q", code, errb)
+	}
+}
+
+func TestInstallBundleCLI(t *testing.T) {
+	bin := exe(t)
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\n")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"ociVersion":"1.2.0","process":{"args":["sh"]}}`), 0o644)
+	for i, want := range []string{"added the hooks to", "nothing to change in"} {
+		code, out, errb := runCLI(t, "", "install", "bundle", dir, "--binary", bin, "--config", cfgPath)
+		if code != 0 || !strings.HasPrefix(out, want) {
+			t.Errorf("run %d: exit %d, %q %q; want %q", i+1, code, out, errb, want)
+		}
+	}
+	var spec specs.Spec
+	data, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := json.Unmarshal(data, &spec); err != nil || spec.Hooks == nil ||
+		len(spec.Hooks.CreateRuntime) != 1 || spec.Hooks.CreateRuntime[0].Args[3] != "create" ||
+		len(spec.Hooks.Poststop) != 1 || spec.Hooks.Poststop[0].Args[3] != "poststop" {
+		t.Errorf("config.json: %v\n%s", err, data)
+	}
+	if code, out, _ := runCLI(t, "", "install", "bundle", dir, "--remove"); code != 0 || !strings.HasPrefix(out, "removed the hooks") {
+		t.Errorf("--remove: exit %d %q", code, out)
+	}
+	if code, _, errb := runCLI(t, "", "install", "bundle", t.TempDir(), "--binary", bin, "--config", cfgPath); code != 1 || !strings.Contains(errb, "config.json") {
+		t.Errorf("no bundle: exit %d %q", code, errb)
+	}
+}
+
+func TestInstallBinaryAndConfigCLI(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "bin")
+	if code, out, errb := runCLI(t, "", "install", "binary", dir); code != 0 || !strings.Contains(out, filepath.Join(dir, "bypass-hook")) {
+		t.Fatalf("exit %d %q %q", code, out, errb)
+	}
+	self, _ := os.Executable()
+	a, _ := os.ReadFile(self)
+	b, _ := os.ReadFile(filepath.Join(dir, "bypass-hook"))
+	if len(a) == 0 || string(a) != string(b) {
+		t.Error("the copy differs from the executable")
+	}
+
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\n")
+	dst := filepath.Join(t.TempDir(), "etc", "config.yaml")
+	if code, _, errb := runCLI(t, "", "--config", cfgPath, "install", "config", dst); code != 0 {
+		t.Fatalf("exit %d %q", code, errb)
+	}
+	want, _ := os.ReadFile(cfgPath)
+	if got, _ := os.ReadFile(dst); string(got) != string(want) {
+		t.Errorf("installed config %q", got)
+	}
+}
+
+func TestNRIUsage(t *testing.T) {
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\n")
+	for _, args := range [][]string{
+		{"nri", "extra"},
+		{"nri", "--plugin-index", "7", "--config", cfgPath, "--binary", exe(t)},
+		{"nri", "--plugin-name", "bad name", "--config", cfgPath, "--binary", exe(t)},
+		{"nri", "--config", cfgPath, "--binary", "/nonexistent/bypass-hook"},
+		{"nri", "--config", filepath.Join(t.TempDir(), "absent.yaml")},
+	} {
+		if code, _, errb := runCLI(t, "", args...); code != 2 || errb == "" {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, errb)
+		}
+	}
+}
+
+// containerd starts a pre-registered plugin without arguments and with
+// NRI_PLUGIN_SOCKET set: the binary runs `nri`. Here the socket is not open,
+// which the plugin reports (on stderr: it is not configured yet, so it has
+// not moved to the hook log).
+func TestNoArgumentsWithNRISocketRunsThePlugin(t *testing.T) {
+	cfgPath, logPath := writeConfig(t, "proxies: [198.51.100.1:3128]\n")
+	t.Setenv("BYPASS_HOOK_CONFIG", cfgPath)
+	t.Setenv("NRI_PLUGIN_SOCKET", "987")
+	t.Setenv("NRI_PLUGIN_NAME", "bypass-hook")
+	t.Setenv("NRI_PLUGIN_IDX", "10")
+	code, _, errb := runCLI(t, "")
+	if code != 1 || !strings.Contains(errb, "invalid socket (987)") {
+		t.Errorf("exit %d, stderr %q; want 1 and the plugin saying the socket is not open", code, errb)
+	}
+	if data, err := os.ReadFile(logPath); err == nil {
+		t.Errorf("the plugin wrote the hook log before the runtime configured it:\n%s", data)
+	}
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The monitor and status commands' argument handling and exit codes; the
+// monitor/ package's tests run them for real.
+
+func TestMonitorStatusUsage(t *testing.T) {
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"monitor", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"monitor", "--no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container id at most"},
+		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+	} {
+		code, stdout, stderr := runCLI(t, "", tc.args...)
+		if code != tc.code || !strings.Contains(stderr, tc.want) || stdout != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, code, stdout, stderr, tc.code, tc.want)
+		}
+	}
+}
+
+func TestStatusEmpty(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the state directory must be root's; needs root")
+	}
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	if code, out, errb := runCLI(t, "", "status", "--config", cfg); code != 0 || !strings.Contains(out, "no fenced containers") {
+		t.Errorf("status of no fences: exit %d, stdout %q, stderr %q", code, out, errb)
+	}
+	code, out, _ := runCLI(t, "", "status", "--config", cfg, "--json")
+	var fences []any
+	if code != 0 || json.Unmarshal([]byte(out), &fences) != nil || len(fences) != 0 {
+		t.Errorf("status --json of no fences: exit %d, %q; want []", code, out)
+	}
+	if code, out, _ := runCLI(t, "", "status", "--summary", "--config", cfg); code != 0 || !strings.HasPrefix(out, "CONTAINER") {
+		t.Errorf("status --summary: exit %d, %q", code, out)
+	}
+	if code, _, errb := runCLI(t, "", "status", "--config", cfg, "nope"); code != 1 || !strings.Contains(errb, `no fenced container "nope"`) {
+		t.Errorf("status of an unknown container: exit %d, stderr %q", code, errb)
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/monitor"
+)
+
+func init() {
+	commands["status"] = command{"show the rules and packet counters of fenced containers", runStatus}
+}
+
+// runStatus exits 0 when every fence asked for was read, 1 when one was not
+// found or its counters could not be read, 2 on a usage or config error.
+func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := subFlags("status", g, stderr)
+	asJSON := fs.Bool("json", false, "print JSON: a list of fences with their rules and counters")
+	summary := fs.Bool("summary", false, "one line per fence instead of its rules")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: bypass-hook status [--config FILE] [--json | --summary] [CONTAINER-ID]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 1 {
+		fmt.Fprintf(stderr, "bypass-hook status: one container id at most, got %d arguments\n", fs.NArg())
+		return 2
+	}
+	cfg, err := config.Load(g.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
+		return 2
+	}
+	store, err := hook.OpenStore(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
+		return 1
+	}
+	fences, err := monitor.Status(store, fs.Arg(0), hook.NewBackend)
+	if err != nil {
+		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
+		return 1
+	}
+	switch {
+	case *asJSON:
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(fences)
+	case *summary:
+		err = monitor.WriteSummary(stdout, fences)
+	default:
+		err = monitor.WriteDetails(stdout, fences)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bypass-hook status: writing: %v\n", err)
+		return 1
+	}
+	code := 0
+	for _, f := range fences {
+		if f.Error != "" {
+			fmt.Fprintf(stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
+			code = 1
+		}
+	}
+	return code
+}

@@ -1,0 +1,33 @@
+package hook
+
+// Tally is what a fence's counters say about attempts to get past it.
+type Tally struct {
+	RefusedTCP   uint64 `json:"refusedTcp"`
+	RefusedUDP   uint64 `json:"refusedUdp"`
+	RefusedOther uint64 `json:"refusedOther"`
+	// Logged counts the packets the log rules wrote out: at most the
+	// configured rate, so it may be less than the refusals.
+	Logged uint64 `json:"logged"`
+}
+
+// TallyCounters adds up the counters of each rule by the rule's name, over
+// both families, and sums them into a Tally. Counters beyond the names (or
+// names beyond the counters) are ignored: the caller compares the lengths
+// when it cares that the rules are what the record says.
+func TallyCounters(names map[Family][]string, counters map[Family][]uint64) (byName map[string]uint64, t Tally) {
+	byName = map[string]uint64{}
+	for fam, ns := range names {
+		for i, name := range ns {
+			if i < len(counters[fam]) {
+				byName[name] += counters[fam][i]
+			}
+		}
+	}
+	t = Tally{
+		RefusedTCP:   byName["refuse-tcp"],
+		RefusedUDP:   byName["refuse-udp"],
+		RefusedOther: byName["refuse-other"],
+		Logged:       byName["log-tcp"] + byName["log-udp"] + byName["log-other"],
+	}
+	return byName, t
+}

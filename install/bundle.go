@@ -1,0 +1,125 @@
+package install
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// A bundle's config.json is edited as raw JSON rather than decoded into the
+// runtime-spec types: a field this build's runtime-spec does not know (a
+// newer spec, a runtime's extension) must survive the edit. Only the hook
+// arrays are touched; keys are written back sorted and indented with tabs.
+
+// PatchBundle registers t in the bundle at dir: createRuntime runs
+// `create`, poststop runs `poststop`. Any earlier registration of the hook,
+// in any stage, is replaced, so running it again changes nothing. It
+// reports whether config.json changed.
+func PatchBundle(dir string, t Target) (changed bool, err error) {
+	if err := t.Check(""); err != nil {
+		return false, err
+	}
+	return editBundle(dir, t.Binary, map[string]any{
+		"createRuntime": t.Hook(SubCreate),
+		"poststop":      t.Hook(SubPoststop),
+	})
+}
+
+// UnpatchBundle removes every hook that runs bypass-hook (binary, or any
+// file named bypass-hook) from the bundle at dir. It reports whether
+// config.json changed.
+func UnpatchBundle(dir, binary string) (changed bool, err error) {
+	return editBundle(dir, binary, nil)
+}
+
+func editBundle(dir, binary string, add map[string]any) (bool, error) {
+	path := filepath.Join(dir, "config.json")
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, unwrapPathErr(err), dir)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(orig, &top); err != nil || top == nil {
+		return false, fmt.Errorf("%s is not a JSON object: %v", path, err)
+	}
+	before, err := json.MarshalIndent(top, "", "\t")
+	if err != nil {
+		return false, err
+	}
+
+	hooks := map[string]json.RawMessage{}
+	if raw, ok := top["hooks"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &hooks); err != nil {
+			return false, fmt.Errorf("%s: hooks: %w", path, err)
+		}
+	}
+	for _, stage := range hookStages {
+		entries, err := withoutOurs(hooks[stage], binary)
+		if err != nil {
+			return false, fmt.Errorf("%s: hooks.%s: %w", path, stage, err)
+		}
+		if h, ok := add[stage]; ok {
+			b, err := json.Marshal(h)
+			if err != nil {
+				return false, err
+			}
+			entries = append(entries, b)
+		}
+		if len(entries) == 0 {
+			delete(hooks, stage)
+			continue
+		}
+		if hooks[stage], err = json.Marshal(entries); err != nil {
+			return false, err
+		}
+	}
+	if len(hooks) == 0 {
+		delete(top, "hooks")
+	} else if top["hooks"], err = json.Marshal(hooks); err != nil {
+		return false, err
+	}
+
+	after, err := json.MarshalIndent(top, "", "\t")
+	if err != nil {
+		return false, err
+	}
+	if bytes.Equal(before, after) {
+		return false, nil
+	}
+	return true, writeFileAtomic(path, append(after, '\n'), st.Mode().Perm())
+}
+
+// withoutOurs returns the entries of one hook stage that do not run
+// bypass-hook, each kept as it was written.
+func withoutOurs(raw json.RawMessage, binary string) ([]json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var entries []json.RawMessage
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, err
+	}
+	var kept []json.RawMessage
+	for _, e := range entries {
+		var h struct {
+			Path string `json:"path"`
+		}
+		if err := json.Unmarshal(e, &h); err != nil {
+			return nil, err
+		}
+		if h.Path == "" {
+			return nil, errors.New("a hook has no path")
+		}
+		if !IsOurs(h.Path, binary) {
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
+}

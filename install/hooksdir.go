@@ -1,0 +1,130 @@
+package install
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bypass-hook/bypass-hook/config"
+)
+
+// HooksDirFileName is the file `install hooks-dir` writes. podman and CRI-O
+// read every *.json in their hooks directories, in name order.
+const HooksDirFileName = "bypass-hook.json"
+
+// HooksDirVersion is the hooks.d schema version written (see oci-hooks(5)).
+const HooksDirVersion = "1.0.0"
+
+// Hooks directories that podman and CRI-O read by default; files in the
+// second mask files of the same name in the first.
+const (
+	HooksDirPackage  = "/usr/share/containers/oci/hooks.d"
+	HooksDirOverride = "/etc/containers/oci/hooks.d"
+)
+
+// HooksDirEntry is one hooks.d file, schema 1.0.0.
+type HooksDirEntry struct {
+	Version string     `json:"version"`
+	Hook    specs.Hook `json:"hook"`
+	When    When       `json:"when"`
+	Stages  []string   `json:"stages"`
+}
+
+// When says which containers get the hook. All conditions set must match.
+type When struct {
+	Always *bool `json:"always,omitempty"`
+	// Annotations maps a regular expression on annotation keys to one on
+	// their values.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// EnabledWhen is the condition written under selection: annotated: the
+// annotation bypass-hook.io/enabled is exactly "true".
+var EnabledWhen = When{Annotations: map[string]string{
+	"^" + regexp.QuoteMeta(config.AnnEnabled) + "$": "^true$",
+}}
+
+// NewHooksDirEntry builds the hooks.d entry for t under the config's
+// selection: every container for selection: all, where the hook itself
+// then decides; only containers annotated enabled=true for selection:
+// annotated, so that the others never start the hook at all.
+//
+// The `when` is fixed when the file is written: after changing selection
+// in the config, write the file again.
+func NewHooksDirEntry(t Target, selection string) HooksDirEntry {
+	when := EnabledWhen
+	if selection != config.SelectAnnotated {
+		always := true
+		when = When{Always: &always}
+	}
+	return HooksDirEntry{
+		Version: HooksDirVersion,
+		Hook:    t.Hook(SubHook),
+		When:    when,
+		// createRuntime: the namespace exists and the workload has not run
+		// yet. poststop: podman and CRI-O run it when the container is
+		// removed.
+		Stages: []string{"createRuntime", "poststop"},
+	}
+}
+
+// Marshal renders the entry as written to disk.
+func (e HooksDirEntry) Marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// WriteHooksDir checks t and writes its hooks.d entry into dir, which it
+// makes if needed. root is as for Target.Check (and the file goes to
+// root/dir). It returns the path written.
+func WriteHooksDir(root, dir string, t Target, selection string) (string, error) {
+	if err := t.Check(root); err != nil {
+		return "", err
+	}
+	data, err := NewHooksDirEntry(t, selection).Marshal()
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(root, dir, HooksDirFileName)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", fmt.Errorf("making hooks directory: %w", err)
+	}
+	return dst, writeFileAtomic(dst, data, 0o644)
+}
+
+// writeFileAtomic replaces path with data in one rename, so that a runtime
+// that watches the directory (podman, CRI-O) or a hook that runs now never
+// reads half a file. The temporary name does not end in .json: hooks.d
+// readers skip it.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,420 @@
+package install_test
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	"github.com/containerd/nri/pkg/adaptation"
+	"github.com/containerd/nri/pkg/api"
+	"github.com/coreos/go-systemd/v22/unit"
+	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	k8syaml "sigs.k8s.io/yaml"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/nriplugin"
+)
+
+// These check that the files in install/ parse as what they are and carry
+// the paths the plugin and the hook expect.
+
+func TestExampleConfig(t *testing.T) {
+	data, err := os.ReadFile("config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+	// It must fence nothing until the operator names the proxies: a
+	// `make install` must not cut every container off.
+	if len(cfg.Proxies) != 0 {
+		t.Errorf("the example config names proxies %v", cfg.Proxies)
+	}
+	// What it writes out are the defaults, so that it documents them.
+	cfg.Path = ""
+	def := config.Default()
+	if err := def.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", def) {
+		t.Errorf("the example config differs from the defaults:\n%+v\n%+v", cfg, def)
+	}
+}
+
+func TestSysctlFile(t *testing.T) {
+	data, err := os.ReadFile("sysctl.d/90-bypass-hook.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if l := strings.TrimSpace(line); l != "" && !strings.HasPrefix(l, "#") {
+			settings = append(settings, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	if !slices.Equal(settings, []string{"net.netfilter.nf_log_all_netns = 1"}) {
+		t.Errorf("settings %q", settings)
+	}
+}
+
+// The containerd snippet's NRI paths are the NRI defaults, which the
+// plugin, the unit and the DaemonSet use; its commented validator requires
+// the plugin by the name it registers with.
+func TestContainerdSnippet(t *testing.T) {
+	data, err := os.ReadFile("containerd/nri.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Uncommenting the validator must give valid TOML as well.
+	uncommented := regexp.MustCompile(`(?m)^  #(\[|  )`).ReplaceAll(data, []byte("  $1"))
+	for name, text := range map[string][]byte{"as shipped": data, "validator uncommented": uncommented} {
+		var c struct {
+			Version int `toml:"version"`
+			Plugins map[string]struct {
+				Disable          bool   `toml:"disable"`
+				SocketPath       string `toml:"socket_path"`
+				PluginPath       string `toml:"plugin_path"`
+				PluginConfigPath string `toml:"plugin_config_path"`
+				RegTimeout       string `toml:"plugin_registration_timeout"`
+				ReqTimeout       string `toml:"plugin_request_timeout"`
+				Validator        *struct {
+					Enable          bool     `toml:"enable"`
+					RequiredPlugins []string `toml:"required_plugins"`
+				} `toml:"default_validator"`
+			} `toml:"plugins"`
+		}
+		md, err := toml.Decode(string(text), &c)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			t.Errorf("%s: keys this test does not know: %v", name, und)
+		}
+		n, ok := c.Plugins["io.containerd.nri.v1.nri"]
+		switch {
+		case c.Version != 3 || !ok || n.Disable:
+			t.Errorf("%s: version %d, NRI table %v, disable %v", name, c.Version, ok, n.Disable)
+		case n.SocketPath != api.DefaultSocketPath || n.PluginPath != adaptation.DefaultPluginPath || n.PluginConfigPath != adaptation.DefaultPluginConfigPath:
+			t.Errorf("%s: paths %q %q %q are not NRI's defaults", name, n.SocketPath, n.PluginPath, n.PluginConfigPath)
+		}
+		if name == "validator uncommented" {
+			if n.Validator == nil || !n.Validator.Enable || !slices.Equal(n.Validator.RequiredPlugins, []string{nriplugin.DefaultName}) {
+				t.Errorf("validator %+v does not require %q", n.Validator, nriplugin.DefaultName)
+			}
+		} else if n.Validator != nil {
+			t.Errorf("the validator is on as shipped: %+v", n.Validator)
+		}
+	}
+}
+
+func TestNRIPluginConfigExample(t *testing.T) {
+	data, err := os.ReadFile("nri/10-bypass-hook.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var pc nriplugin.PluginConfig
+	if err := dec.Decode(&pc); err != nil {
+		t.Fatal(err)
+	}
+	if pc.Config != config.DefaultPath || pc.Binary != "/usr/local/bin/bypass-hook" {
+		t.Errorf("%+v", pc)
+	}
+}
+
+// nriArgs parses the arguments of `bypass-hook nri` as the binary does.
+func nriArgs(t *testing.T, args []string) (nriplugin.Options, string) {
+	t.Helper()
+	if len(args) == 0 || args[0] != "nri" {
+		t.Fatalf("not an nri command line: %q", args)
+	}
+	fs := flag.NewFlagSet("nri", flag.ContinueOnError)
+	var o nriplugin.Options
+	o.Flags(fs)
+	cfg := fs.String("config", "", "")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		t.Fatalf("nri arguments %q: %v, left %q", args, err, fs.Args())
+	}
+	return o, *cfg
+}
+
+func TestSystemdUnit(t *testing.T) {
+	f, err := os.Open("systemd/bypass-hook-nri.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opts, err := unit.DeserializeOptions(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exec []string
+	for _, o := range opts {
+		if o.Section == "Service" && o.Name == "ExecStart" {
+			exec = append(exec, o.Value)
+		}
+	}
+	if len(exec) != 1 {
+		t.Fatalf("ExecStart lines: %q", exec)
+	}
+	argv := strings.Fields(exec[0])
+	if argv[0] != "/usr/local/bin/bypass-hook" {
+		t.Errorf("ExecStart runs %s, not where `make install` puts the binary", argv[0])
+	}
+	o, _ := nriArgs(t, argv[1:])
+	if o.SocketPath != api.DefaultSocketPath {
+		t.Errorf("socket %q", o.SocketPath)
+	}
+	verifyUnit(t, exec[0])
+}
+
+// verifyUnit runs systemd-analyze verify on the unit, with ExecStart
+// pointing at a file that exists (verify checks it).
+func verifyUnit(t *testing.T, execStart string) {
+	t.Helper()
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze not installed: the unit is parsed but not verified")
+		return
+	}
+	data, _ := os.ReadFile("systemd/bypass-hook-nri.service")
+	bin := fakeBinary(t)
+	data = bytes.Replace(data, []byte(execStart), []byte(strings.Replace(execStart, "/usr/local/bin/bypass-hook", bin, 1)), 1)
+	dir := t.TempDir()
+	p := filepath.Join(dir, "bypass-hook-nri.service")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", p).CombinedOutput()
+	// Units it names but cannot find (containerd.service here) are not the
+	// unit's fault; anything else is.
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.Contains(line, "containerd.service") {
+			problems = append(problems, line)
+		}
+	}
+	if len(problems) > 0 || (err != nil && len(problems) > 0) {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(problems, "\n"))
+	}
+}
+
+// The Kubernetes manifests decode strictly into the API types, and the
+// DaemonSet mounts what the plugin and the hook use at the paths they use:
+// the hook runs on the node, so the binary and the config the plugin
+// injects must be at the same path in the pod as on the node.
+func TestKubernetesManifests(t *testing.T) {
+	data, err := os.ReadFile("kubernetes/bypass-hook.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds *appsv1.DaemonSet
+	var cm *corev1.ConfigMap
+	for _, doc := range regexp.MustCompile(`(?m)^---$`).Split(string(data), -1) {
+		var meta struct{ Kind string }
+		if err := k8syaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "DaemonSet":
+			ds = &appsv1.DaemonSet{}
+			err = k8syaml.UnmarshalStrict([]byte(doc), ds)
+		case "ConfigMap":
+			cm = &corev1.ConfigMap{}
+			err = k8syaml.UnmarshalStrict([]byte(doc), cm)
+		default:
+			t.Errorf("unexpected kind %q", meta.Kind)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", meta.Kind, err)
+		}
+	}
+	if ds == nil || cm == nil {
+		t.Fatalf("want a DaemonSet and a ConfigMap; got %v %v", ds != nil, cm != nil)
+	}
+	if _, err := config.Parse([]byte(cm.Data["config.yaml"])); err != nil {
+		t.Errorf("the ConfigMap's config.yaml: %v", err)
+	}
+	spec := ds.Spec.Template.Spec
+	if !equalLabels(ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels) {
+		t.Errorf("selector %v does not match the template's labels %v", ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels)
+	}
+
+	hostPaths := map[string]string{} // volume name -> host path
+	for _, v := range spec.Volumes {
+		switch {
+		case v.HostPath != nil:
+			hostPaths[v.Name] = v.HostPath.Path
+		case v.ConfigMap != nil && v.ConfigMap.Name != cm.Name:
+			t.Errorf("volume %s uses ConfigMap %q, the manifest has %q", v.Name, v.ConfigMap.Name, cm.Name)
+		}
+	}
+	// hostDir finds the host directory mounted in c at the directory of
+	// path, and checks it is mounted at the same path as on the host.
+	hostDir := func(c corev1.Container, path string, wantWritable bool) {
+		t.Helper()
+		for _, m := range c.VolumeMounts {
+			if m.MountPath != filepath.Dir(path) {
+				continue
+			}
+			hp, ok := hostPaths[m.Name]
+			switch {
+			case !ok:
+				t.Errorf("%s: %s is not a host path", c.Name, m.MountPath)
+			case hp != m.MountPath:
+				t.Errorf("%s: host %s is mounted at %s; the hook on the node would not find %s", c.Name, hp, m.MountPath, path)
+			case wantWritable && m.ReadOnly:
+				t.Errorf("%s: %s is read-only", c.Name, m.MountPath)
+			}
+			return
+		}
+		t.Errorf("%s: nothing is mounted at %s", c.Name, filepath.Dir(path))
+	}
+
+	byName := map[string]corev1.Container{}
+	for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+		byName[c.Name] = c
+	}
+	plugin, ok := byName["nri-plugin"]
+	if !ok {
+		t.Fatal("no nri-plugin container")
+	}
+	o, cfgPath := nriArgs(t, plugin.Args)
+	if o.SocketPath != api.DefaultSocketPath {
+		t.Errorf("the plugin dials %s, not NRI's default socket", o.SocketPath)
+	}
+	hostDir(plugin, o.SocketPath, true) // connect(2) needs write access
+	if !filepath.IsAbs(o.Binary) || filepath.Base(o.Binary) != install.BinaryName {
+		t.Errorf("--binary %q", o.Binary)
+	}
+	hostDir(plugin, o.Binary, false)
+	if cfgPath != config.DefaultPath {
+		t.Errorf("--config %q: the hook's default is %s", cfgPath, config.DefaultPath)
+	}
+	hostDir(plugin, cfgPath, false)
+
+	// The init containers put the binary and the config where the plugin
+	// says they are.
+	bin := byName["install-binary"]
+	if want := []string{"install", "binary", filepath.Dir(o.Binary)}; !slices.Equal(bin.Args, want) {
+		t.Errorf("install-binary args %q, want %q", bin.Args, want)
+	}
+	hostDir(bin, o.Binary, true)
+	cfgInit := byName["install-config"]
+	if len(cfgInit.Args) != 5 || cfgInit.Args[0] != "--config" || cfgInit.Args[4] != cfgPath || cfgInit.Args[2] != "install" || cfgInit.Args[3] != "config" {
+		t.Errorf("install-config args %q", cfgInit.Args)
+	} else if !strings.HasSuffix(cfgInit.Args[1], "/config.yaml") {
+		t.Errorf("install-config reads %s, not the ConfigMap's key config.yaml", cfgInit.Args[1])
+	}
+	hostDir(cfgInit, cfgPath, true)
+
+	for _, c := range byName {
+		if c.Image != plugin.Image {
+			t.Errorf("%s runs image %s, the plugin %s", c.Name, c.Image, plugin.Image)
+		}
+		if sc := c.SecurityContext; sc == nil || sc.Privileged != nil && *sc.Privileged {
+			t.Errorf("%s: security context %+v", c.Name, sc)
+		}
+	}
+	if ds.Namespace != "kube-system" || cm.Namespace != ds.Namespace {
+		t.Errorf("namespaces %q %q", ds.Namespace, cm.Namespace)
+	}
+}
+
+func equalLabels(a, b map[string]string) bool {
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return len(a) > 0
+}
+
+// The hooks.d file in install/ is what `install hooks-dir` writes for the
+// binary at /usr/local/bin under the example config.
+func TestShippedHooksDirFile(t *testing.T) {
+	data, err := os.ReadFile("hooks.d/bypass-hook.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := install.NewHooksDirEntry(install.Target{Binary: "/usr/local/bin/bypass-hook"}, config.SelectAll).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, want) {
+		t.Errorf("install/hooks.d/bypass-hook.json is out of date; want:\n%s", want)
+	}
+}
+
+// `make install` into a DESTDIR: the binary under PREFIX, the example
+// config, the sysctl file, and a hooks.d file that names the binary as
+// installed; a second run keeps a config the operator changed.
+func TestMakeInstall(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("skipping: make is not installed")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("skipping: go is not installed")
+	}
+	dest := t.TempDir()
+	bin := filepath.Join(t.TempDir(), "bypass-hook")
+	makeInstall := func() string {
+		t.Helper()
+		cmd := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/usr", "BIN="+bin)
+		cmd.Env = append(os.Environ(), "BYPASS_HOOK_CONFIG=/nonexistent/must-be-ignored.yaml")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("make install: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	makeInstall()
+	for path, mode := range map[string]os.FileMode{
+		"usr/bin/bypass-hook":                               0o755,
+		"etc/bypass-hook/config.yaml":                       0o644,
+		"etc/sysctl.d/90-bypass-hook.conf":                  0o644,
+		"usr/share/containers/oci/hooks.d/bypass-hook.json": 0o644,
+	} {
+		st, err := os.Stat(filepath.Join(dest, path))
+		if err != nil || st.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v, want mode %v", path, st, err, mode)
+		}
+	}
+	hooksFile := filepath.Join(dest, "usr/share/containers/oci/hooks.d/bypass-hook.json")
+	want, _ := install.NewHooksDirEntry(install.Target{Binary: "/usr/bin/bypass-hook"}, config.SelectAll).Marshal()
+	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
+		t.Errorf("hooks.d file:\n%s\nwant:\n%s", got, want)
+	}
+
+	// The operator edits the config; make install again keeps it, and the
+	// hooks.d file follows its selection.
+	cfg := filepath.Join(dest, "etc/bypass-hook/config.yaml")
+	edited := "proxies: [198.51.100.1:3128]\nselection: annotated\n"
+	if err := os.WriteFile(cfg, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := makeInstall(); !strings.Contains(out, "keeping the existing") {
+		t.Errorf("make install did not say it keeps the config:\n%s", out)
+	}
+	if got, _ := os.ReadFile(cfg); string(got) != edited {
+		t.Errorf("make install overwrote the config: %q", got)
+	}
+	want, _ = install.NewHooksDirEntry(install.Target{Binary: "/usr/bin/bypass-hook"}, config.SelectAnnotated).Marshal()
+	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
+		t.Errorf("hooks.d file after selection: annotated:\n%s", got)
+	}
+}

@@ -1,0 +1,146 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
+)
+
+// The churn and burst tests fence sleepers (a process in a namespace of its
+// own, fenced by the hook binary as a runtime would run it) rather than
+// runc containers: 100 runc containers take minutes on two cores, and
+// TestMonitorRunc covers runc.
+
+const (
+	churnWaves   = 10
+	churnPerWave = 10
+	proxyAddr    = "198.51.100.1:3128"
+	refusedAddr  = "198.51.100.1:9090" // on the sleepers' veth: the fence answers first
+)
+
+// TestMonitorChurn: 100 fences come and go while the monitor runs, ten at a
+// time; each makes one direct connection, which must show as an event.
+// Afterwards the monitor holds as many files and goroutines as before.
+func TestMonitorChurn(t *testing.T) {
+	testnet.RequireRoot(t)
+	for _, target := range []string{config.LogKernel, config.LogNflog} {
+		t.Run(target, func(t *testing.T) { churn(t, target) })
+	}
+}
+
+func churn(t *testing.T, target string) {
+	prepareTarget(t, target)
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: %s, prefix: %s}\n", proxyAddr, target, testnet.RandName("c")))
+	// Resync each second, so that series of removed containers (kept 1s)
+	// go within the test.
+	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s")
+	base := mon.usage(t)
+	var peak, after usage
+	start := time.Now()
+	var hookTime time.Duration
+	for wave := range churnWaves {
+		ss := make([]*sleeper, churnPerWave)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range ss {
+			ss[i] = newSleeper(t, cfgPath)
+			wg.Go(func() {
+				t0 := time.Now()
+				if err := ss[i].hook("create"); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				hookTime += time.Since(t0)
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, churnPerWave, eventWait)
+		if target == config.LogNflog {
+			mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, churnPerWave, eventWait)
+		}
+		if wave == 0 {
+			peak = mon.usage(t)
+		}
+		for _, s := range ss {
+			if err := s.dial(refusedAddr); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("direct TCP from %s: %v, want ECONNREFUSED", s.id, err)
+			}
+		}
+		for _, s := range ss {
+			if evs := mon.waitEvents(s.id, 1, eventWait); len(evs) != 1 {
+				t.Fatalf("wave %d: %d events of %s within %v, want 1", wave, len(evs), s.id, eventWait)
+			} else {
+				wantEvent(t, evs[0], s.id, "tcp", "198.51.100.1", 9090, 0, ActionRefused)
+			}
+		}
+		// As a runtime does: the process dies (and with it, for want of
+		// other holders, the namespace), then poststop.
+		for _, s := range ss {
+			s.kill()
+			wg.Go(func() {
+				if err := s.hook("poststop"); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 0, eventWait)
+		mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 0, eventWait)
+	}
+	elapsed := time.Since(start)
+
+	// Settled: what the monitor holds must not grow with the containers it
+	// has seen. Goroutines and series take a resync to go.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after = mon.usage(t)
+		if (after.fds <= base.fds && after.goroutines <= base.goroutines && after.series <= base.series) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := churnWaves * churnPerWave
+	t.Logf("%s: %d containers fenced, attempted, removed in %s (%s of hook runs each, %d at a time)",
+		target, n, elapsed.Round(time.Millisecond), ms(hookTime/time.Duration(n)), churnPerWave)
+	t.Logf("%-34s %6s %11s %7s", "monitor", "fds", "goroutines", "series")
+	for _, row := range []struct {
+		what string
+		u    usage
+	}{{"before", base}, {fmt.Sprintf("with %d fenced", churnPerWave), peak}, {fmt.Sprintf("after %d came and went", n), after}} {
+		t.Logf("%-34s %6d %11d %7d", row.what, row.u.fds, row.u.goroutines, row.u.series)
+	}
+	if after.fds > base.fds || after.goroutines > base.goroutines || after.series > base.series {
+		t.Errorf("the monitor holds more after %d containers than before: %+v, before %+v", n, after, base)
+	}
+	// One file either way is the metrics scrape's own connection, which the
+	// monitor may not have closed yet when its files are counted.
+	if target == config.LogNflog && peak.fds < base.fds+churnPerWave-1 {
+		t.Errorf("with %d nflog fences the monitor holds %d files, before %d: where are the sockets?", churnPerWave, peak.fds, base.fds)
+	}
+	events := 0
+	for _, ev := range mon.eventsSnapshot() {
+		if strings.HasPrefix(ev.Container, "sleeper-") {
+			events++
+		}
+	}
+	if events != n {
+		t.Errorf("%d events, want %d", events, n)
+	}
+}
+
+func (mp *monitorProc) eventsSnapshot() []Event {
+	mp.mu.Lock()
+	defer mp.mu.Unlock()
+	return append([]Event(nil), mp.events...)
+}

@@ -1,0 +1,94 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the monitor's Prometheus metrics.
+type metrics struct {
+	attempts         *prometheus.CounterVec
+	fencedContainers *prometheus.GaugeVec
+	fencedNamespaces *prometheus.GaugeVec
+	nflogSockets     prometheus.Gauge
+	lost             *prometheus.CounterVec
+	errors           *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bypass_hook_attempts_total",
+			Help: "Attempts to get past a fence that the log rules reported (at most log.rate per rule), by container, protocol and action (refused, audited, unknown).",
+		}, []string{"container", "proto", "action"}),
+		fencedContainers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bypass_hook_fenced_containers",
+			Help: "Containers whose network namespace is fenced, by mode.",
+		}, []string{"mode"}),
+		fencedNamespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "bypass_hook_fenced_namespaces",
+			Help: "Fenced network namespaces, by mode and log target.",
+		}, []string{"mode", "target"}),
+		nflogSockets: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "bypass_hook_nflog_sockets",
+			Help: "NFLOG sockets the monitor holds, one per fenced namespace with log.target nflog.",
+		}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bypass_hook_events_lost_total",
+			Help: "Log records lost before the monitor read them: source nflog counts socket overruns (each one or more packets), source kernel counts kernel log lines of any kind overwritten unread.",
+		}, []string{"source"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bypass_hook_monitor_errors_total",
+			Help: "Errors of the monitor, by kind: parse (a log record it could not read), nflog (a socket it could not open or read), write (an event it could not print).",
+		}, []string{"kind"}),
+	}
+	reg.MustRegister(m.attempts, m.fencedContainers, m.fencedNamespaces, m.nflogSockets, m.lost, m.errors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Series that should read 0 from the start rather than appear later.
+	for _, s := range []string{sourceKernel, sourceNflog} {
+		m.lost.WithLabelValues(s)
+	}
+	for _, k := range []string{"parse", "nflog", "write"} {
+		m.errors.WithLabelValues(k)
+	}
+	return m
+}
+
+// ServeMetrics serves reg's metrics at http://addr/metrics until ctx ends
+// and returns the address it listens on (addr may have port 0).
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, errc chan<- error) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "bypass-hook monitor: metrics at /metrics")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		err := srv.Serve(ln)
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("metrics server on %s: %w", ln.Addr(), err)
+		}
+	}()
+	context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	})
+	return ln.Addr(), nil
+}

@@ -1,0 +1,306 @@
+package monitor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/euank/go-kmsg-parser/kmsgparser"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
+)
+
+// These run the monitor on a state directory of made-up records, without
+// root: kernel log lines are handed in, no namespace is entered.
+
+// syncBuffer is an io.Writer safe for the monitor's readers and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) events(t *testing.T) []Event {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var evs []Event
+	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var ev Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("event line %q: %v", line, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func testConfig(t *testing.T, target string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte("proxies: [198.51.100.1:3128]\nlog: {target: " + target + "}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func testRecord(ino uint64, logID, mode, target string, owners ...string) *hook.Record {
+	rec := &hook.Record{
+		Netns:   hook.NetnsID{Dev: 4, Ino: ino},
+		Backend: config.BackendIptables,
+		Digest:  mode + target,
+		LogID:   logID,
+		Policy: config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")},
+			Log: config.LogPolicy{Target: target, Group: 7231, Prefix: "bypass", Rate: "5/second", Burst: 10}},
+		Caps:      hook.FullCaps,
+		Installed: time.Now(),
+	}
+	for _, o := range owners {
+		rec.Owners = append(rec.Owners, hook.Owner{ID: o, Pid: -1})
+	}
+	return rec
+}
+
+func newTestMonitor(t *testing.T, target string, kmsg *fakeKmsg) (*Monitor, *hook.Store, *syncBuffer) {
+	t.Helper()
+	store := &hook.Store{Dir: t.TempDir()}
+	out := &syncBuffer{}
+	logger, _ := test.NewNullLogger()
+	m := newMonitor(Options{
+		Config:   testConfig(t, target),
+		Out:      out,
+		Log:      logger,
+		Resync:   time.Hour, // only inotify, unless a test calls resync
+		Forget:   time.Minute,
+		OpenKmsg: func() (kmsgparser.Parser, error) { return kmsg, nil },
+	}, store)
+	return m, store, out
+}
+
+const (
+	idA = "aaaaaaaaaaaa0123456789"
+	idB = "bbbbbbbbbbbb0123456789"
+)
+
+func kline(prefix, rest string) kmsgparser.Message {
+	return kmsgparser.Message{Message: prefix + rest + "\n"}
+}
+
+func TestMonitorKernelLines(t *testing.T) {
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, r := range []*hook.Record{
+		testRecord(1001, idA, config.ModeEnforce, config.LogKernel, idA),
+		testRecord(1002, idB, config.ModeAudit, config.LogKernel, idB, "sidecar-of-b"),
+	} {
+		if err := store.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.resync(ctx)
+
+	const tcpLine = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
+	const udpLine = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.53 LEN=40 PROTO=UDP SPT=5000 DPT=53 LEN=20 UID=0 GID=0"
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcpLine))
+	m.handleKmsg(kline("bypass:bbbbbbbbbbbb: ", udpLine))
+	m.handleKmsg(kline("bypass:cccccccccccc: ", tcpLine))                 // our stem, no record
+	m.handleKmsg(kline("other:aaaaaaaaaaaa: ", tcpLine))                  // someone else's LOG rule
+	m.handleKmsg(kline("usb 1-1: ", "new high-speed USB device"))         // not a LOG line
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", "SRC=x DST=y PROTO=TCP")) // ours, garbled
+
+	evs := out.events(t)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3: %+v", len(evs), evs)
+	}
+	a, b, c := evs[0], evs[1], evs[2]
+	if a.Container != idA || a.Action != ActionRefused || a.Proto != "tcp" || a.Dst != "203.0.113.7" || a.Dport != 443 ||
+		a.Src != "198.51.100.10" || a.Sport != 41000 || a.UID == nil || *a.UID != 1000 || a.Source != sourceKernel || a.Owners != nil {
+		t.Errorf("event of A: %+v", a)
+	}
+	if b.Container != idB || b.Action != ActionAudited || b.Proto != "udp" || b.Dport != 53 || len(b.Owners) != 2 || !strings.Contains(b.Hint, "DNS") {
+		t.Errorf("event of B: %+v", b)
+	}
+	if c.Container != "cccccccccccc" || c.Action != ActionUnknown {
+		t.Errorf("event of an unknown fence: %+v", c)
+	}
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idA, "tcp", ActionRefused)); n != 1 {
+		t.Errorf("attempts of A: %v", n)
+	}
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "udp", ActionAudited)); n != 1 {
+		t.Errorf("attempts of B: %v", n)
+	}
+	if n := testutil.ToFloat64(m.metrics.errors.WithLabelValues("parse")); n != 1 {
+		t.Errorf("parse errors: %v, want 1", n)
+	}
+	if e, a := testutil.ToFloat64(m.metrics.fencedContainers.WithLabelValues(config.ModeEnforce)), testutil.ToFloat64(m.metrics.fencedContainers.WithLabelValues(config.ModeAudit)); e != 1 || a != 2 {
+		t.Errorf("fenced containers: enforce %v audit %v, want 1 and 2", e, a)
+	}
+
+	// A gone, its late lines still find it until Forget has passed.
+	if err := store.Delete(testRecord(1001, idA, "", "").Netns.Key()); err != nil {
+		t.Fatal(err)
+	}
+	m.resync(ctx)
+	if e := testutil.ToFloat64(m.metrics.fencedContainers.WithLabelValues(config.ModeEnforce)); e != 0 {
+		t.Errorf("fenced containers in enforce after A left: %v", e)
+	}
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcpLine))
+	if evs := out.events(t); evs[len(evs)-1].Container != idA {
+		t.Errorf("a late line of A: %+v", evs[len(evs)-1])
+	}
+	m.expire(time.Now().Add(2 * time.Minute))
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcpLine))
+	if evs := out.events(t); evs[len(evs)-1].Container != "aaaaaaaaaaaa" || evs[len(evs)-1].Action != ActionUnknown {
+		t.Errorf("a line of A after Forget: %+v", evs[len(evs)-1])
+	}
+	// A's series went with it (the new one is labelled with the short id).
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idA, "tcp", ActionRefused)); n != 0 {
+		t.Errorf("A's series is still there after Forget: %v", n)
+	}
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "udp", ActionAudited)); n != 1 {
+		t.Errorf("B's series went with A's: %v", n)
+	}
+}
+
+// The monitor follows records as they come and go through inotify alone
+// (Resync is an hour here).
+func TestMonitorFollowsStateDir(t *testing.T) {
+	kmsg := newFakeKmsg(true)
+	m, store, _ := newTestMonitor(t, config.LogKernel, kmsg)
+	if err := store.Save(testRecord(2001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ready := make(chan struct{})
+	go func() { done <- m.Run(ctx, func() { close(ready) }) }()
+	<-ready
+	if !kmsg.seeked {
+		t.Error("the kernel log was not read from its end")
+	}
+	gauge := func() float64 {
+		return testutil.ToFloat64(m.metrics.fencedContainers.WithLabelValues(config.ModeEnforce))
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 2s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("the record there at start", func() bool { return gauge() == 1 })
+
+	recB := testRecord(2002, idB, config.ModeEnforce, config.LogKernel, idB)
+	if err := store.Save(recB); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a new record", func() bool { return gauge() == 2 })
+	recB.Owners = append(recB.Owners, hook.Owner{ID: "second", Pid: -1})
+	if err := store.Save(recB); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a new owner", func() bool { return gauge() == 3 })
+	if err := store.Delete(recB.Netns.Key()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("a record removed", func() bool { return gauge() == 1 })
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	select {
+	case <-kmsg.closed:
+	default:
+		t.Error("the kernel log was left open")
+	}
+}
+
+// A record of log.target nflog whose namespace no path reaches (its
+// containers died without a poststop) gets no socket, and no retries.
+func TestMonitorNflogUnreachable(t *testing.T) {
+	m, store, _ := newTestMonitor(t, config.LogNflog, newFakeKmsg(true))
+	rec := testRecord(3001, idA, config.ModeEnforce, config.LogNflog, idA)
+	rec.Netns = hook.NetnsID{Dev: 1, Ino: 1} // no namespace has this
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m.resync(ctx)
+	m.mu.Lock()
+	f := m.fences[rec.Netns.Key()]
+	nsock := len(m.sockets)
+	started := m.kernel != nil
+	m.mu.Unlock()
+	if f == nil || !f.unreachable || nsock != 0 {
+		t.Errorf("fence %+v, %d sockets; want it unreachable, no socket", f, nsock)
+	}
+	if started {
+		t.Error("the kernel log was opened for an nflog-only monitor")
+	}
+	if n := testutil.ToFloat64(m.metrics.errors.WithLabelValues("nflog")); n != 0 {
+		t.Errorf("an unreachable namespace counted as %v errors", n)
+	}
+}
+
+// A namespace's inode number is reused once it is freed, so a new fence
+// can come under the key of one that went: the old one must still be
+// forgotten (its series deleted) and the new one followed.
+func TestMonitorKeyReused(t *testing.T) {
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	ctx := context.Background()
+	old := testRecord(4001, idA, config.ModeEnforce, config.LogKernel, idA)
+	if err := store.Save(old); err != nil {
+		t.Fatal(err)
+	}
+	m.resync(ctx)
+	const line = "SRC=198.51.100.10 DST=203.0.113.7 PROTO=TCP SPT=1 DPT=443 UID=0"
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", line))
+
+	// Between two looks at the directory, A went and B came in its key.
+	if err := store.Save(testRecord(4001, idB, config.ModeEnforce, config.LogKernel, idB)); err != nil {
+		t.Fatal(err)
+	}
+	m.resync(ctx)
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", line)) // late line of A
+	m.handleKmsg(kline("bypass:bbbbbbbbbbbb: ", line))
+	evs := out.events(t)
+	if len(evs) != 3 || evs[1].Container != idA || evs[2].Container != idB {
+		t.Fatalf("events %+v; want A, A, B", evs)
+	}
+	m.expire(time.Now().Add(2 * time.Minute))
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idA, "tcp", ActionRefused)); n != 0 {
+		t.Errorf("A's series outlived Forget: %v", n)
+	}
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "tcp", ActionRefused)); n != 1 {
+		t.Errorf("B's series: %v, want 1", n)
+	}
+	if g := testutil.ToFloat64(m.metrics.fencedContainers.WithLabelValues(config.ModeEnforce)); g != 1 {
+		t.Errorf("fenced containers: %v, want 1", g)
+	}
+}

@@ -1,0 +1,254 @@
+package monitor
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
+)
+
+// FenceStatus is what status reports of one fenced network namespace.
+type FenceStatus struct {
+	// Container is the id in the log prefix: the namespace's first owner.
+	Container string           `json:"container"`
+	Owners    []hook.Owner     `json:"owners"`
+	Netns     string           `json:"netns"`
+	NetnsPath string           `json:"netnsPath,omitempty"`
+	Mode      string           `json:"mode"`
+	Backend   string           `json:"backend"`
+	Log       config.LogPolicy `json:"log"`
+	Caps      hook.Caps        `json:"caps"`
+	Installed time.Time        `json:"installed"`
+	Rules     []RuleStatus     `json:"rules"`
+	// Totals is nil when the counters could not be read (see Error).
+	Totals *hook.Tally `json:"totals,omitempty"`
+	Error  string      `json:"error,omitempty"`
+}
+
+// RuleStatus is one installed rule and its packet counter.
+type RuleStatus struct {
+	Family string `json:"family"`
+	Name   string `json:"name"`
+	// Rule is the rule as this build renders it; empty when the record was
+	// written by a build whose rules differ.
+	Rule    string  `json:"rule,omitempty"`
+	Packets *uint64 `json:"packets"` // nil when not read
+}
+
+// NewBackendFunc makes the backend a record names (hook.NewBackend).
+type NewBackendFunc func(name string) (hook.Backend, error)
+
+// Status reports the fences of the store: all of them when id is "", or
+// the one that container id owns. id may be an owner's full id or a prefix
+// of it (as short as the log prefix's 12 characters, or shorter while it
+// names one container).
+func Status(store *hook.Store, id string, newBackend NewBackendFunc) ([]FenceStatus, error) {
+	recs, err := store.All()
+	if err != nil {
+		return nil, fmt.Errorf("reading the state directory %s: %w", store.Dir, err)
+	}
+	if id != "" {
+		rec, err := findRecord(recs, id)
+		if err != nil {
+			return nil, fmt.Errorf("%w (state directory %s)", err, store.Dir)
+		}
+		recs = []*hook.Record{rec}
+	}
+	slices.SortFunc(recs, func(a, b *hook.Record) int { return a.Installed.Compare(b.Installed) })
+	out := make([]FenceStatus, 0, len(recs))
+	for _, r := range recs {
+		out = append(out, statusOf(r, newBackend))
+	}
+	return out, nil
+}
+
+// findRecord picks the record owned by id: an exact id first, then a
+// unique prefix.
+func findRecord(recs []*hook.Record, id string) (*hook.Record, error) {
+	var byPrefix []*hook.Record
+	var names []string
+	for _, r := range recs {
+		if r.LogID == id || r.HasOwner(id) {
+			return r, nil
+		}
+		for _, o := range r.Owners {
+			if strings.HasPrefix(o.ID, id) {
+				byPrefix = append(byPrefix, r)
+				names = append(names, o.ID)
+				break
+			}
+		}
+	}
+	switch len(byPrefix) {
+	case 0:
+		return nil, fmt.Errorf("no fenced container %q", id)
+	case 1:
+		return byPrefix[0], nil
+	}
+	return nil, fmt.Errorf("%q names more than one fenced container (%s): give more of the id", id, strings.Join(names, ", "))
+}
+
+func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
+	s := FenceStatus{
+		Container: rec.LogID,
+		Owners:    rec.Owners,
+		Netns:     rec.Netns.String(),
+		Mode:      rec.Policy.Mode,
+		Backend:   rec.Backend,
+		Log:       rec.Policy.Log,
+		Caps:      rec.Caps,
+		Installed: rec.Installed,
+	}
+	for _, fam := range hook.Families {
+		names := rec.RuleNames[fam]
+		rebuilt := hook.Rules(rec.Policy, rec.LogID, fam, rec.Caps)
+		same := len(rebuilt) == len(names)
+		for i := 0; same && i < len(names); i++ {
+			same = rebuilt[i].Name == names[i]
+		}
+		for i, name := range names {
+			rs := RuleStatus{Family: fam.String(), Name: name}
+			if same {
+				rs.Rule = rebuilt[i].String()
+			}
+			s.Rules = append(s.Rules, rs)
+		}
+	}
+
+	ns, ok := hook.FindNetns(rec.Netns, nsHints(rec)...)
+	if !ok {
+		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
+		return s
+	}
+	s.NetnsPath = ns.Path
+	b, err := newBackend(rec.Backend)
+	if err != nil {
+		s.Error = fmt.Sprintf("reading the counters: %v", err)
+		return s
+	}
+	counters, err := b.Counters(ns)
+	if err != nil {
+		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
+		return s
+	}
+	for _, fam := range hook.Families {
+		if got, want := len(counters[fam]), len(rec.RuleNames[fam]); got != want {
+			s.Error = fmt.Sprintf("the namespace has %d %s rules where the record has %d: the fence was changed by other hands; counters not shown", got, fam, want)
+			return s
+		}
+	}
+	i := 0
+	for _, fam := range hook.Families {
+		for _, n := range counters[fam] {
+			s.Rules[i].Packets = &n
+			i++
+		}
+	}
+	_, t := hook.TallyCounters(rec.RuleNames, counters)
+	s.Totals = &t
+	return s
+}
+
+// WriteSummary writes one line per fence.
+func WriteSummary(w io.Writer, fences []FenceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tREFUSED TCP\tUDP\tOTHER\tLOGGED")
+	for _, f := range fences {
+		tcp, udp, other, logged := "-", "-", "-", "-"
+		if t := f.Totals; t != nil {
+			tcp, udp, other, logged = num(t.RefusedTCP), num(t.RefusedUDP), num(t.RefusedOther), num(t.Logged)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", hook.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
+			logTarget(f), len(f.Owners), tcp, udp, other, logged)
+	}
+	return tw.Flush()
+}
+
+// WriteDetails writes each fence with its rules and their counters.
+func WriteDetails(w io.Writer, fences []FenceStatus) error {
+	if len(fences) == 0 {
+		_, err := fmt.Fprintln(w, "no fenced containers")
+		return err
+	}
+	for i, f := range fences {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "container\t%s\n", f.Container)
+		where := f.Netns
+		if f.NetnsPath != "" {
+			where += " via " + f.NetnsPath
+		}
+		fmt.Fprintf(tw, "netns\t%s\n", where)
+		fmt.Fprintf(tw, "mode\t%s\n", f.Mode)
+		fmt.Fprintf(tw, "backend\t%s\n", f.Backend)
+		fmt.Fprintf(tw, "log\t%s\n", logDescription(f))
+		for j, o := range f.Owners {
+			label := ""
+			if j == 0 {
+				label = "owners"
+			}
+			fmt.Fprintf(tw, "%s\t%s (pid %d, since %s)\n", label, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
+		if t := f.Totals; t != nil {
+			fmt.Fprintf(tw, "refused\ttcp %d, udp %d, other %d\n", t.RefusedTCP, t.RefusedUDP, t.RefusedOther)
+			fmt.Fprintf(tw, "logged\t%d (at most %s, burst %d, per log rule)\n", t.Logged, f.Log.Rate, f.Log.Burst)
+		}
+		if f.Error != "" {
+			fmt.Fprintf(tw, "error\t%s\n", f.Error)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  FAMILY\t#\tPACKETS\tRULE")
+		n := 0
+		last := ""
+		for _, r := range f.Rules {
+			if r.Family != last {
+				n, last = 0, r.Family
+			}
+			n++
+			packets := "-"
+			if r.Packets != nil {
+				packets = num(*r.Packets)
+			}
+			rule := r.Rule
+			if rule == "" {
+				rule = r.Name + ": (written by another build of the hook)"
+			}
+			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.Family, n, packets, rule)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func logTarget(f FenceStatus) string {
+	if !f.Caps.Log {
+		return "none"
+	}
+	return f.Log.Target
+}
+
+func logDescription(f FenceStatus) string {
+	if !f.Caps.Log {
+		return "none: the kernel has no log target, so the fence refuses without logging"
+	}
+	d := f.Log.Target
+	if f.Log.Target == config.LogNflog {
+		d += fmt.Sprintf(" group %d", f.Log.Group)
+	}
+	return d + fmt.Sprintf(", prefix %q, rate %s, burst %d", hook.LogPrefix(f.Log.Prefix, f.Container), f.Log.Rate, f.Log.Burst)
+}
+
+func num(n uint64) string { return fmt.Sprintf("%d", n) }

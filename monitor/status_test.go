@@ -1,0 +1,160 @@
+package monitor
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
+)
+
+// fakeBackend answers Counters with fixed numbers; status needs no more.
+type fakeBackend struct {
+	counters map[hook.Family][]uint64
+	err      error
+}
+
+func (f *fakeBackend) Name() string                           { return "fake" }
+func (f *fakeBackend) Install(hook.Netns, hook.RuleSet) error { return errors.New("not here") }
+func (f *fakeBackend) Installed(hook.Netns) (bool, error)     { return true, nil }
+func (f *fakeBackend) Remove(hook.Netns) error                { return errors.New("not here") }
+func (f *fakeBackend) Counters(hook.Netns) (map[hook.Family][]uint64, error) {
+	return f.counters, f.err
+}
+
+// statusRecord is a fence of the test process's own namespace, which any
+// user can stat, with the rule names Rules makes.
+func statusRecord(t *testing.T, id, mode string, owners ...string) *hook.Record {
+	t.Helper()
+	own, err := hook.StatNetns("/proc/self/ns/net")
+	if err != nil {
+		t.Skipf("skipping: cannot stat this process's network namespace: %v", err)
+	}
+	rec := testRecord(0, id, mode, config.LogNflog, owners...)
+	rec.Netns, rec.Paths = own, []string{"/proc/self/ns/net"}
+	rec.RuleNames = map[hook.Family][]string{}
+	for _, fam := range hook.Families {
+		for _, r := range hook.Rules(rec.Policy, id, fam, rec.Caps) {
+			rec.RuleNames[fam] = append(rec.RuleNames[fam], r.Name)
+		}
+	}
+	return rec
+}
+
+// countersFor gives each rule named in values that count, 0 elsewhere.
+func countersFor(rec *hook.Record, values map[string]uint64) map[hook.Family][]uint64 {
+	out := map[hook.Family][]uint64{}
+	for fam, names := range rec.RuleNames {
+		for _, n := range names {
+			out[fam] = append(out[fam], values[n])
+		}
+	}
+	return out
+}
+
+func TestStatus(t *testing.T) {
+	rec := statusRecord(t, idA, config.ModeEnforce, idA, "app-container")
+	store := &hook.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	// Both families' rules of a name add up.
+	fb := &fakeBackend{counters: countersFor(rec, map[string]uint64{"refuse-tcp": 7, "log-tcp": 5, "refuse-udp": 2, "log-udp": 2})}
+	newBackend := func(name string) (hook.Backend, error) {
+		if name != config.BackendIptables {
+			t.Errorf("backend %q asked for, the record has iptables", name)
+		}
+		return fb, nil
+	}
+
+	for _, id := range []string{"", idA, "app-container", "app-", "aaaa"} {
+		got, err := Status(store, id, newBackend)
+		if err != nil {
+			t.Fatalf("Status(%q): %v", id, err)
+		}
+		if len(got) != 1 {
+			t.Fatalf("Status(%q): %d fences", id, len(got))
+		}
+		s := got[0]
+		want := hook.Tally{RefusedTCP: 14, RefusedUDP: 4, Logged: 14}
+		if s.Error != "" || s.Totals == nil || *s.Totals != want {
+			t.Fatalf("Status(%q): totals %+v error %q, want %+v", id, s.Totals, s.Error, want)
+		}
+		if s.Container != idA || len(s.Owners) != 2 || s.Mode != config.ModeEnforce || s.NetnsPath != "/proc/self/ns/net" {
+			t.Errorf("Status(%q): %+v", id, s)
+		}
+		if len(s.Rules) != len(rec.RuleNames[hook.IPv4])+len(rec.RuleNames[hook.IPv6]) || s.Rules[0].Rule == "" || s.Rules[0].Packets == nil {
+			t.Errorf("Status(%q): rules %+v", id, s.Rules)
+		}
+	}
+
+	var details, summary bytes.Buffer
+	fences, _ := Status(store, "", newBackend)
+	if err := WriteDetails(&details, fences); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"container  " + idA, "refused    tcp 14, udp 4, other 0", "app-container (pid -1", "refuse-tcp: proto=tcp -> reject-tcp-reset", "ipv6"} {
+		if !strings.Contains(details.String(), want) {
+			t.Errorf("details lack %q:\n%s", want, details.String())
+		}
+	}
+	if err := WriteSummary(&summary, fences); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(summary.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[1], "aaaaaaaaaaaa ") || !strings.Contains(lines[1], " 14 ") {
+		t.Errorf("summary:\n%s", summary.String())
+	}
+	if _, err := json.Marshal(fences); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestStatusErrors(t *testing.T) {
+	store := &hook.Store{Dir: t.TempDir()}
+	recA := statusRecord(t, idA, config.ModeEnforce, idA)
+	recB := statusRecord(t, "aaaaaaaaaaab99", config.ModeEnforce, "aaaaaaaaaaab99")
+	recB.Netns.Ino++ // another namespace, which nothing reaches
+	for _, r := range []*hook.Record{recA, recB} {
+		if err := store.Save(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok := func(string) (hook.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil }
+
+	if _, err := Status(store, "nope", ok); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
+		t.Errorf("unknown id: %v", err)
+	}
+	if _, err := Status(store, "aaaa", ok); err == nil || !strings.Contains(err.Error(), "more than one") {
+		t.Errorf("ambiguous id: %v", err)
+	}
+	got, _ := Status(store, "aaaaaaaaaaab", ok)
+	if got[0].Error == "" || !strings.Contains(got[0].Error, "gone") || got[0].Totals != nil {
+		t.Errorf("unreachable namespace: %+v", got[0])
+	}
+	// The namespace has rules the record does not know of.
+	short := func(string) (hook.Backend, error) {
+		return &fakeBackend{counters: map[hook.Family][]uint64{hook.IPv4: {1, 2}, hook.IPv6: {}}}, nil
+	}
+	got, _ = Status(store, idA, short)
+	if !strings.Contains(got[0].Error, "changed by other hands") || got[0].Totals != nil {
+		t.Errorf("rules changed: %+v", got[0])
+	}
+	failing := func(string) (hook.Backend, error) { return &fakeBackend{err: errors.New("xtables lock")}, nil }
+	got, _ = Status(store, idA, failing)
+	if !strings.Contains(got[0].Error, "xtables lock") {
+		t.Errorf("counters failing: %+v", got[0])
+	}
+	// A record of another build of the hook: rules by name only.
+	recA.RuleNames[hook.IPv4] = append([]string{"something-new"}, recA.RuleNames[hook.IPv4]...)
+	if err := store.Save(recA); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = Status(store, idA, func(string) (hook.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil })
+	if got[0].Error != "" || got[0].Rules[0].Rule != "" || got[0].Rules[0].Name != "something-new" {
+		t.Errorf("rules of another build: %+v", got[0].Rules[:2])
+	}
+}

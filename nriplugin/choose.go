@@ -1,0 +1,113 @@
+package nriplugin
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/containerd/nri/pkg/api"
+	nriplugin "github.com/containerd/nri/pkg/plugin"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/install"
+)
+
+// annotationKeys are the annotations the hook reads, and so the ones the
+// plugin carries from the pod into the container.
+var annotationKeys = []string{config.AnnEnabled, config.AnnMode, config.AnnProxies}
+
+// Choice is what the plugin does with one container.
+type Choice struct {
+	// Selected: the container is one for the hook. Its annotations are
+	// carried, even when the hook is registered already.
+	Selected bool
+	// AddCreate, AddPoststop: the stages to inject; false where a hook of
+	// ours is there already (hooks.d, another plugin, the spec).
+	AddCreate, AddPoststop bool
+	// Annotations to set on the container so that the hook sees in its
+	// state what the pod says.
+	Annotations map[string]string
+	// Reason says why, for the log.
+	Reason string
+}
+
+// Choose decides for one container, from the config, the pod and the
+// container as NRI shows them. binary is the hook the plugin injects.
+//
+// The decision is the hook's own (config.Decide) on the effective
+// annotations, so that the plugin never injects where the hook would do
+// nothing, and never leaves out a container the hook would refuse: such a
+// container gets the hook, which refuses it with the reason.
+func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary string) Choice {
+	if ns := pod.GetNamespace(); ns != "" && slices.Contains(cfg.NRI.ExcludeNamespaces, ns) {
+		return Choice{Reason: fmt.Sprintf("namespace %s is excluded (nri.excludeNamespaces)", ns)}
+	}
+	eff := EffectiveAnnotations(pod, ctr)
+	if hostNetwork(ctr) && eff[config.AnnEnabled] != "true" {
+		// Rules there would cut off the node. A pod that asks for the fence
+		// by annotation gets the hook, which refuses it (failure: closed)
+		// or warns (failure: open): it must not believe it is fenced.
+		return Choice{Reason: "the pod is on the host network, which cannot be fenced"}
+	}
+	c := Choice{Selected: true, Annotations: map[string]string{}}
+	dec, err := cfg.Decide(eff)
+	switch {
+	case err != nil:
+		c.Reason = "the hook will refuse it: " + err.Error()
+	case !dec.Fence:
+		return Choice{Reason: dec.Reason}
+	default:
+		c.Reason = "selected"
+	}
+	for _, k := range annotationKeys {
+		if v, ok := eff[k]; ok && ctr.GetAnnotations()[k] != v {
+			c.Annotations[k] = v
+		}
+	}
+	hasCreate, hasPoststop := registered(ctr.GetHooks(), binary)
+	c.AddCreate, c.AddPoststop = !hasCreate, !hasPoststop
+	if hasCreate && hasPoststop {
+		c.Reason += "; the hook is registered already"
+	}
+	return c
+}
+
+// EffectiveAnnotations resolves the hook's annotations for a container: its
+// own, else the pod's as NRI resolves them (the key, or the key with
+// "/container.NAME" or "/pod" appended). For enabled, "false" from either
+// wins: an opt-out anywhere must not be overridden by an opt-in elsewhere.
+func EffectiveAnnotations(pod *api.PodSandbox, ctr *api.Container) map[string]string {
+	eff := map[string]string{}
+	for _, k := range annotationKeys {
+		own, hasOwn := ctr.GetAnnotations()[k]
+		fromPod, hasPod := nriplugin.GetEffectiveAnnotation(pod, k, ctr.GetName())
+		switch {
+		case k == config.AnnEnabled && hasOwn && hasPod && (own == "false" || fromPod == "false"):
+			eff[k] = "false"
+		case hasOwn:
+			eff[k] = own
+		case hasPod:
+			eff[k] = fromPod
+		}
+	}
+	return eff
+}
+
+// hostNetwork tells whether the container shares the node's network
+// namespace: its spec lists namespaces, none of them the network's.
+func hostNetwork(ctr *api.Container) bool {
+	nss := ctr.GetLinux().GetNamespaces()
+	if len(nss) == 0 {
+		return false // not known; the hook checks it again
+	}
+	return !slices.ContainsFunc(nss, func(n *api.LinuxNamespace) bool { return n.GetType() == "network" })
+}
+
+// registered tells whether the container already runs bypass-hook before
+// the workload starts (any create stage, or prestart) and at poststop.
+func registered(h *api.Hooks, binary string) (create, poststop bool) {
+	ours := func(hooks []*api.Hook) bool {
+		return slices.ContainsFunc(hooks, func(x *api.Hook) bool { return install.IsOurs(x.GetPath(), binary) })
+	}
+	create = ours(h.GetPrestart()) || ours(h.GetCreateRuntime()) || ours(h.GetCreateContainer()) || ours(h.GetStartContainer())
+	return create, ours(h.GetPoststop())
+}
