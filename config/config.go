@@ -287,8 +287,15 @@ func (c *Config) Validate() error {
 			"is too long: with \":<12 of the container id>: \" it takes %d characters and the LOG target keeps %d; use at most %d",
 			n, MaxLogPrefix, MaxLogPrefix-idSuffixLen)
 	}
-	if !rateRe.MatchString(c.Log.Rate) {
+	m := rateRe.FindStringSubmatch(c.Log.Rate)
+	if m == nil {
 		return errKey("log.rate", c.Log.Rate, "must be N/second, N/minute, N/hour or N/day")
+	}
+	// The kernel's limit match keeps the interval between packets in units
+	// of 1/10000 s: a faster rate would round to 0 and iptables refuses it.
+	n, _ := strconv.Atoi(m[1])
+	if max := map[string]int{"second": 10000, "minute": 600000}[m[2]]; max > 0 && n > max {
+		return errKey("log.rate", c.Log.Rate, "is faster than the kernel's limit match can count (at most 10000/second)")
 	}
 	if c.Log.Burst < 1 || c.Log.Burst > 10000 {
 		return errKey("log.burst", strconv.Itoa(c.Log.Burst), "is out of range 1-10000")

@@ -91,6 +91,8 @@ func TestParseErrors(t *testing.T) {
 		{"prefix with space", "log: {prefix: 'a b'}", "log.prefix", "a b"},
 		{"prefix with quote", `log: {prefix: 'a"b'}`, "log.prefix", `a\"b`},
 		{"bad rate", "log: {rate: fast}", "log.rate", "fast"},
+		{"rate too fast", "log: {rate: 20000/second}", "log.rate", "20000/second"},
+		{"rate too fast per minute", "log: {rate: 600001/minute}", "log.rate", "600001/minute"},
 		{"zero burst", "log: {burst: 0}", "log.burst", "0"},
 		{"group out of range", "log: {group: 70000}", "log.group", "70000"},
 		{"relative stateDir", "stateDir: run/x", "stateDir", "run/x"},

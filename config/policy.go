@@ -77,6 +77,13 @@ const trustHint = "; set trustAnnotations: true in the config only where operato
 
 // Decide applies the selection and the annotation policy to one container.
 func (c *Config) Decide(annotations map[string]string) (Decision, error) {
+	for k, v := range annotations {
+		if strings.HasPrefix(k, AnnotationPrefix) && k != AnnEnabled && k != AnnMode && k != AnnProxies {
+			// A misspelt key would leave the container with a policy its
+			// author did not mean (unfenced, under selection: annotated).
+			return Decision{}, &AnnotationError{k, v, fmt.Sprintf("is not a bypass-hook annotation; the known ones are %s, %s and %s", AnnEnabled, AnnMode, AnnProxies)}
+		}
+	}
 	enabled, hasEnabled := annotations[AnnEnabled]
 	if hasEnabled && enabled != "true" && enabled != "false" {
 		return Decision{}, &AnnotationError{AnnEnabled, enabled, `must be "true" or "false"`}

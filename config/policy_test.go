@@ -55,6 +55,7 @@ func TestDecide(t *testing.T) {
 		{"proxy malformed", twoProxies, map[string]string{AnnProxies: "198.51.100.1"}, want{errType: "annotation", errHas: "port"}},
 		{"proxy empty", twoProxies, map[string]string{AnnProxies: " , "}, want{errType: "annotation", errHas: "names no proxy"}},
 		{"other annotations ignored", twoProxies, map[string]string{"io.kubernetes.pod.name": "x"}, want{fence: true, mode: "enforce"}},
+		{"misspelt annotation", twoProxies + "selection: annotated", map[string]string{"bypass-hook.io/enable": "true"}, want{errType: "annotation", errHas: "bypass-hook.io/enable"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.cfg)

@@ -36,6 +36,11 @@ type Backend interface {
 	Counters(ns Netns) (map[Family][]uint64, error)
 }
 
+// ErrMissingFeature means the kernel (or the tools) lack a match or target
+// the rules use: conntrack, LOG, NFLOG, limit. Only this error makes the hook
+// try again with fewer optional features; any other fails the install.
+var ErrMissingFeature = errors.New("the kernel lacks a match or target the rules use")
+
 // ErrLockTimeout means another program held the xtables lock for longer
 // than the hook waits. Trying a smaller rule set would not help.
 var ErrLockTimeout = errors.New("the xtables lock was not free in time")

@@ -1,6 +1,7 @@
 package hook
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
@@ -24,8 +25,11 @@ func FuzzParseState(f *testing.F) {
 		if st.ID == "" || !idRe.MatchString(st.ID) || st.Pid < 0 {
 			t.Fatalf("accepted a state that breaks the checks: %+v", st)
 		}
-		// The id is safe inside a quoted log prefix.
-		_ = LogPrefix("bypass", st.ID)
+		// The id is safe inside a quoted log prefix and an iptables-restore
+		// line: no quote, space or line break can come from it.
+		if p := LogPrefix("bypass", st.ID); strings.ContainsAny(strings.TrimSuffix(p, " "), " \t\n\r\"'\\") {
+			t.Fatalf("log prefix %q from id %q", p, st.ID)
+		}
 	})
 }
 
@@ -51,15 +55,17 @@ func FuzzConfigRules(f *testing.F) {
 			return
 		}
 		for _, fam := range Families {
-			for _, r := range Rules(d.Policy, "0123456789abcdef", fam, FullCaps) {
+			for _, r := range Rules(d.Policy, "0123456789abcdef", fam, AllFeatures) {
 				if r.Log != nil && len(r.Log.Prefix) > config.MaxLogPrefix {
 					t.Fatalf("log prefix %q passes %d characters", r.Log.Prefix, config.MaxLogPrefix)
 				}
 				if r.Dst.IsValid() && familyOf(r.Dst.Addr()) != fam {
 					t.Fatalf("rule %s in the %s table", r, fam)
 				}
-				if len(IptablesArgs(r, fam)) == 0 {
-					t.Fatalf("rule %s renders to nothing", r)
+				// Nothing from the config can break out of its line in an
+				// iptables-restore batch.
+				if line := ruleLines(fam, []Rule{r})[0]; strings.ContainsAny(line, "\n\r") {
+					t.Fatalf("rule %s renders with a line break: %q", r, line)
 				}
 			}
 		}

@@ -44,7 +44,6 @@ type Result struct {
 	Mode    string
 	Backend string
 	Rules   int
-	Fenced  bool
 	Action  string // what happened, in a few words
 }
 
@@ -103,17 +102,15 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 
 	nsPath := PidNetnsPath(st.Pid)
-	id, err := StatNetns(nsPath)
+	ns, closeNs, err := OpenNetns(nsPath)
 	if err != nil {
 		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, unwrapPath(err))}
 	}
+	defer closeNs()
+	id := ns.ID
 	res.Netns = id.String()
-	hosts, err := HostNetns()
-	if err != nil {
+	if err := notHost(id); err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
-	}
-	if slices.Contains(hosts, id) {
-		return res, &FenceError{Netns: res.Netns, Err: errors.New("the container shares the host's network namespace; rules there would cut off the host, so it cannot be fenced (give it a network namespace of its own, or do not select it)")}
 	}
 	h.warnLogSysctl(dec.Policy)
 
@@ -130,7 +127,6 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	ns := Netns{ID: id, Path: nsPath}
 	owner := Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Since: time.Now().UTC()}
 	rec, err := store.Load(id.Key())
 	if err != nil {
@@ -147,7 +143,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
-	rs, caps, err := h.install(backend, ns, dec.Policy, st.ID)
+	rs, feat, err := h.install(backend, ns, dec.Policy, st.ID)
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
@@ -157,7 +153,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Backend:   backend.Name(),
 		Digest:    dec.Policy.Digest(),
 		Policy:    dec.Policy,
-		Caps:      caps,
+		Features:  feat,
 		LogID:     st.ID,
 		RuleNames: ruleNames(rs),
 		Owners:    []Owner{owner},
@@ -170,37 +166,56 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		}
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
-	res.Rules, res.Fenced, res.Action = rs.Count(), true, "fenced"
+	res.Rules, res.Action = rs.Count(), "fenced"
 	return res, nil
 }
 
-// join handles a namespace that has a record already. It returns joined
-// when the container now shares a fence that is in place.
-func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.Policy, res *Result) (bool, error) {
-	live := slices.DeleteFunc(slices.Clone(rec.Owners), func(o Owner) bool {
-		return o.ID != owner.ID && !o.alive(rec.Netns)
-	})
-	if len(live) < len(rec.Owners) {
-		h.Log.WithField("owners", len(rec.Owners)-len(live)).Info("dropped owners whose process is gone without a poststop")
+// notHost refuses the host's namespace: rules there would cut off the host.
+func notHost(id NetnsID) error {
+	hosts, err := HostNetns()
+	if err != nil {
+		return err
 	}
-	if len(live) == 0 {
-		// Only dead owners: the fence (if still there) is stale; replace it.
-		if b, err := h.NewBackend(rec.Backend); err == nil {
-			if err := b.Remove(ns); err != nil {
-				h.Log.WithError(err).Warn("removing a stale fence")
-			}
+	if slices.Contains(hosts, id) {
+		return errors.New("the container shares the host's network namespace; rules there would cut off the host, so it cannot be fenced (give it a network namespace of its own, or do not select it)")
+	}
+	return nil
+}
+
+// join handles a namespace that has a record already. It returns joined
+// when the container now shares (or again owns) a fence that is in place,
+// and false when the caller is to install the fence.
+func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.Policy, res *Result) (bool, error) {
+	// This container replaces any entry of its own (a container created again
+	// under its id has a new pid); owners whose process is gone leave.
+	others := slices.DeleteFunc(slices.Clone(rec.Owners), func(o Owner) bool {
+		return o.ID == owner.ID || !o.alive(rec.Netns)
+	})
+	if dead := len(rec.Owners) - len(others) - btoi(rec.HasOwner(owner.ID)); dead > 0 {
+		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
+	}
+	switch {
+	case len(others) > 0 && rec.Backend != h.Cfg.Backend:
+		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
+			rec.Netns, rec.Backend, others[0].ID, h.Cfg.Backend)}
+	case len(others) > 0 && rec.Digest != p.Digest():
+		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
+			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
+	case rec.Backend != h.Cfg.Backend:
+		// No one else uses the old fence, but another backend made it: it
+		// must go before ours goes in.
+		old, err := h.NewBackend(rec.Backend)
+		if err == nil {
+			err = old.Remove(ns)
+		}
+		if err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: fmt.Errorf("removing the %s fence no container uses any more: %w", rec.Backend, err)}
 		}
 		return false, nil
+	case rec.Digest != p.Digest():
+		return false, nil // no one else uses it: Install replaces it atomically
 	}
-	first := live[0].ID
-	if rec.Backend != h.Cfg.Backend {
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
-			rec.Netns, rec.Backend, first, h.Cfg.Backend)}
-	}
-	if rec.Digest != p.Digest() {
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
-			rec.Netns, first, describe(rec.Policy), describe(p))}
-	}
+
 	backend, err := h.NewBackend(rec.Backend)
 	if err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
@@ -211,57 +226,64 @@ func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.P
 	}
 	if !ok {
 		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
-		rs, caps, err := h.install(backend, ns, p, rec.LogID)
+		rs, feat, err := h.install(backend, ns, p, rec.LogID)
 		if err != nil {
 			return false, &FenceError{Netns: res.Netns, Err: err}
 		}
-		rec.Caps, rec.RuleNames = caps, ruleNames(rs)
+		rec.Features, rec.RuleNames = feat, ruleNames(rs)
 	}
-	if !slices.ContainsFunc(live, func(o Owner) bool { return o.ID == owner.ID }) {
-		live = append(live, owner)
-	}
-	rec.Owners = live
+	rec.Owners = append(others, owner)
 	if err := store.Save(rec); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	res.Fenced, res.Action = true, "joined the fence of container "+first
+	res.Action = "already fenced"
+	if len(others) > 0 {
+		res.Action = "joined the fence of container " + others[0].ID
+	}
 	for _, names := range rec.RuleNames {
 		res.Rules += len(names)
 	}
 	return true, nil
 }
 
-// install activates the fence, falling back to fewer optional features on
-// a kernel that lacks them: the refusals must not depend on logging or
-// conntrack being there.
-func (h *Hook) install(b Backend, ns Netns, p config.Policy, logID string) (RuleSet, Caps, error) {
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// install activates the fence. On a kernel that lacks conntrack or a log
+// target it falls back to fewer optional features, since the refusals must
+// not depend on them; any other error fails the install as it is.
+func (h *Hook) install(b Backend, ns Netns, p config.Policy, logID string) (RuleSet, Features, error) {
 	var firstErr error
-	for _, caps := range []Caps{FullCaps, {Conntrack: true}, {Log: true}, {}} {
-		if !caps.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
-			continue // without logging, audit mode does nothing at all
+	for _, feat := range []Features{AllFeatures, {Conntrack: true}, {Log: true}, {}} {
+		if !feat.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
+			continue // required logging; and audit mode without logging does nothing
 		}
 		rs := RuleSet{}
 		for _, fam := range Families {
-			rs[fam] = Rules(p, logID, fam, caps)
+			rs[fam] = Rules(p, logID, fam, feat)
 		}
 		err := b.Install(ns, rs)
 		if err == nil {
-			if !caps.Log {
-				h.Log.WithError(firstErr).Warn("the kernel has no LOG/NFLOG target or limit match: the fence refuses but does not log (set log.required: true to fail instead)")
+			if !feat.Log {
+				h.Log.WithError(firstErr).Warn("the kernel lacks the LOG/NFLOG target or the limit match: the fence refuses but does not log (set log.required: true to fail instead)")
 			}
-			if !caps.Conntrack {
-				h.Log.WithError(firstErr).Warn("the kernel has no conntrack match: only new TCP connections are refused; UDP and other protocols pass")
+			if !feat.Conntrack {
+				h.Log.WithError(firstErr).Warn("the kernel lacks the conntrack match: only new TCP connections are refused; UDP and other protocols pass")
 			}
-			return rs, caps, nil
+			return rs, feat, nil
 		}
 		if firstErr == nil {
 			firstErr = err
 		}
-		if errors.Is(err, ErrLockTimeout) {
+		if !errors.Is(err, ErrMissingFeature) {
 			break
 		}
 	}
-	return nil, Caps{}, firstErr
+	return nil, Features{}, firstErr
 }
 
 func (h *Hook) warnLogSysctl(p config.Policy) {
@@ -283,10 +305,9 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 		return res, err
 	}
 	key, ok := store.FindOwner(st.ID)
-	var bundle *Bundle
 	if !ok {
-		// No record names it: perhaps never fenced (not selected), or
-		// already removed by an earlier poststop.
+		// No record names it: never fenced (not selected), or already
+		// removed by an earlier poststop.
 		res.Action = "nothing to do: no record owned by this container"
 		return res, nil
 	}
@@ -307,15 +328,18 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 		return res, store.Save(rec)
 	}
 
+	hints := rec.Paths
 	if b, err := ReadBundle(st.Bundle); err == nil {
-		bundle = b
-	} else {
-		bundle = &Bundle{}
+		hints = append(hints, b.NetnsPath)
 	}
-	ns, found := FindNetns(rec.Netns, append(rec.Paths, bundle.NetnsPath)...)
+	ns, closeNs, found := openRecorded(rec.Netns, hints)
 	if !found {
 		res.Action = "namespace gone; record removed"
 		return res, store.Delete(key)
+	}
+	defer closeNs()
+	if err := notHost(ns.ID); err != nil {
+		return res, fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", st.ID, err)
 	}
 	backend, err := h.NewBackend(rec.Backend)
 	if err != nil {
@@ -323,10 +347,28 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	}
 	h.logSummary(backend, ns, rec)
 	if err := backend.Remove(ns); err != nil {
-		return res, fmt.Errorf("removing the fence from network namespace %s (%s): %w", rec.Netns, ns.Path, err)
+		return res, fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
 	}
 	res.Action = "fence removed"
 	return res, store.Delete(key)
+}
+
+// openRecorded finds and holds the namespace of a record, checking that what
+// it holds is that namespace and not whatever a path leads to by now.
+func openRecorded(id NetnsID, hints []string) (Netns, func(), bool) {
+	at, ok := FindNetns(id, hints...)
+	if !ok {
+		return Netns{}, nil, false
+	}
+	ns, closeNs, err := OpenNetns(at.Path)
+	if err != nil {
+		return Netns{}, nil, false
+	}
+	if ns.ID != id {
+		closeNs()
+		return Netns{}, nil, false
+	}
+	return ns, closeNs, true
 }
 
 // logSummary writes the last counters of the fence into the hook log.
@@ -360,7 +402,8 @@ func describe(p config.Policy) string {
 	for _, ap := range p.Proxies {
 		proxies = append(proxies, ap.String())
 	}
-	return fmt.Sprintf("mode %s, proxies %s, digest %s", p.Mode, strings.Join(proxies, ","), p.Digest())
+	return fmt.Sprintf("mode %s, proxies %s, %d allow entries, dns %v, allowUids %v, otherProtocols %s, log %s; digest %s",
+		p.Mode, strings.Join(proxies, ","), len(p.Allow), p.DNS, p.AllowUids, p.OtherProtocols, p.Log.Target, p.Digest())
 }
 
 func compact(paths ...string) []string {

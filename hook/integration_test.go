@@ -98,6 +98,9 @@ func TestFenceSemantics(t *testing.T) {
 			r = testnet.RunProbeAs(client.Netns, 1000, testnet.Probe{Kind: testnet.ProbeTCP, Addr: lab.TCPV4, Timeout: probeTimeout})
 			expectRefused(t, "direct TCP as uid 1000", r.Elapsed, r.Err)
 			expectPingRefused(t, client.Netns, lab.ServerV4.String())
+			if n := packets(t, backend, client.Netns, e.records()[0])["refuse-other"]; n == 0 {
+				t.Error("ping was not refused by the refuse-other rule (admin prohibited)")
+			}
 
 			recs := e.records()
 			if len(recs) != 1 || len(recs[0].Owners) != 1 || recs[0].Owners[0].ID != c.id || recs[0].Backend != backend {
@@ -120,6 +123,26 @@ func TestFenceSemantics(t *testing.T) {
 			}
 		})
 	}
+}
+
+// packets sums the fence's counters by rule name.
+func packets(t *testing.T, backend string, ns *testnet.Netns, rec *hook.Record) map[string]uint64 {
+	t.Helper()
+	b, err := hook.NewBackend(backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters, err := b.Counters(nsOf(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]uint64{}
+	for fam, names := range rec.RuleNames {
+		for i, n := range names {
+			sums[n] += counters[fam][i]
+		}
+	}
+	return sums
 }
 
 // Other protocols get ICMP admin prohibited: ping fails at once.
@@ -157,21 +180,7 @@ func TestAuditMode(t *testing.T) {
 			el, err = testnet.UDPExchange(client.Netns, lab.UDPV6, probeTimeout)
 			expectOK(t, "UDP in audit mode", el, err)
 
-			b, err := hook.NewBackend(backend)
-			if err != nil {
-				t.Fatal(err)
-			}
-			counters, err := b.Counters(nsOf(t, client.Netns))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rec := e.records()[0]
-			logged := map[string]uint64{}
-			for fam, names := range rec.RuleNames {
-				for i, n := range names {
-					logged[n] += counters[fam][i]
-				}
-			}
+			logged := packets(t, backend, client.Netns, e.records()[0])
 			if logged["log-tcp"] == 0 || logged["log-udp"] == 0 {
 				t.Errorf("audit mode must log what it would refuse; counters %v", logged)
 			}
@@ -210,7 +219,7 @@ func TestIdempotent(t *testing.T) {
 			rec := e.records()[0]
 			rs := hook.RuleSet{}
 			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(rec.Policy, rec.LogID, fam, rec.Caps)
+				rs[fam] = hook.Rules(rec.Policy, rec.LogID, fam, rec.Features)
 			}
 			if err := b.Install(nsOf(t, ns), rs); err != nil {
 				t.Fatalf("Install over the same fence: %v", err)
@@ -234,7 +243,7 @@ func TestIdempotent(t *testing.T) {
 // A rule the kernel (or the tools) refuse part way through leaves the
 // namespace exactly as it was: empty, or with the fence it had.
 func TestRollback(t *testing.T) {
-	bad := hook.Rule{Name: "bad", Proto: "no-such-protocol", ICMPv6Type: -1, UID: -1, Action: hook.Accept}
+	bad := hook.Rule{Name: "bad", Proto: "no-such-protocol", Action: hook.Accept}
 	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) {
 			ns := testnet.NewNetns(t)
@@ -245,7 +254,7 @@ func TestRollback(t *testing.T) {
 			}
 			good := hook.RuleSet{}
 			for _, fam := range hook.Families {
-				good[fam] = hook.Rules(d.Policy, "rollback-test", fam, hook.FullCaps)
+				good[fam] = hook.Rules(d.Policy, "rollback-test", fam, hook.AllFeatures)
 			}
 			withBad := func(fam hook.Family) hook.RuleSet {
 				rs := hook.RuleSet{}
@@ -383,6 +392,50 @@ func TestSharedNamespace(t *testing.T) {
 			}
 			if after := rulesIn(t, client.Netns); after != before {
 				t.Errorf("rules after the last poststop:\n%s", testnet.Diff(before, after))
+			}
+		})
+	}
+}
+
+// A container created again under its id (a restart in a namespace that
+// outlives it) keeps its fence when another container joins and leaves.
+func TestRecreatedContainerKeepsFence(t *testing.T) {
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			ns := testnet.NewNetns(t)
+			e := newEnv(t, nil, backend, "proxies: ['198.51.100.1:3128']\n")
+			web := startIn(t, ns)
+			if _, err := e.create(web.state()); err != nil {
+				t.Fatal(err)
+			}
+			web.kill() // died without a poststop
+			again := startIn(t, ns)
+			again.id = web.id
+			res, err := e.create(again.state())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("create again: %s", res.Action)
+			side := startIn(t, ns)
+			if _, err := e.create(side.state()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := e.poststop(side.id); err != nil {
+				t.Fatal(err)
+			}
+			b, _ := hook.NewBackend(backend)
+			if ok, err := b.Installed(nsOf(t, ns)); !ok || err != nil {
+				t.Fatalf("the recreated container %s lost its fence when another left: %v", web.id, err)
+			}
+			recs := e.records()
+			if len(recs) != 1 || len(recs[0].Owners) != 1 || recs[0].Owners[0].Pid != again.pid() {
+				t.Errorf("want the recreated container as the one owner with its new pid %d: %+v", again.pid(), recs)
+			}
+			if _, err := e.poststop(web.id); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := b.Installed(nsOf(t, ns)); ok {
+				t.Error("the fence outlived its last owner")
 			}
 		})
 	}
@@ -546,6 +599,14 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead.kill()
+	// Records younger than a couple of seconds are spared; age this one.
+	old := time.Now().Add(-time.Minute)
+	for _, r := range e.records() {
+		p := filepath.Join(e.cfg.StateDir, r.Netns.Key()+".json")
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
 	live := startIn(t, testnet.NewNetns(t))
 	if _, err := e.create(live.state()); err != nil {
 		t.Fatal(err)
@@ -606,7 +667,7 @@ func TestNoConntrack(t *testing.T) {
 			d, _ := e.cfg.Decide(nil)
 			rs := hook.RuleSet{}
 			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(d.Policy, "no-conntrack", fam, hook.Caps{Log: true})
+				rs[fam] = hook.Rules(d.Policy, "no-conntrack", fam, hook.Features{Log: true})
 			}
 			b, _ := hook.NewBackend(backend)
 			target := nsOf(t, client.Netns)

@@ -129,7 +129,7 @@ func (b *Iptables) Install(ns Netns, rs RuleSet) error {
 					if err := b.restore(fam, removeBatch(true)); err != nil {
 						return err
 					}
-					return dropEmptyFilterTable(fam)
+					return dropEmptyFilterTables(fam)
 				})
 				continue
 			}
@@ -225,9 +225,25 @@ func (b *Iptables) restore(fam Family, input string) error {
 			return fmt.Errorf("%s: %w: gave up after %d s; another iptables user holds it (/run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
 				filepath.Base(tool), ErrLockTimeout, b.wait(), msg)
 		}
+		if missingFeature(msg) {
+			return fmt.Errorf("%s: %w: %s", filepath.Base(tool), ErrMissingFeature, msg)
+		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
 	}
 	return nil
+}
+
+// missingFeature tells, from what iptables-restore says, whether a match or
+// target is missing from the kernel (legacy: its module; nf_tables: the
+// expression), rather than the batch being wrong.
+func missingFeature(msg string) bool {
+	for _, s := range []string{"Couldn't load match", "Couldn't load target", "Couldn't find target",
+		"No chain/target/match by that name", "No such file or directory", "not supported"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // saved is what iptables-save shows of the fence in one family.
@@ -303,11 +319,10 @@ func (b *Iptables) Installed(ns Netns) (bool, error) {
 func (b *Iptables) Remove(ns Netns) error {
 	return InNetns(ns.Path, func() error {
 		var errs []error
+		var emptied []Family
 		for _, fam := range Families {
 			if b.restore(fam, removeBatch(true)) == nil {
-				if err := dropEmptyFilterTable(fam); err != nil {
-					errs = append(errs, fmt.Errorf("%s: removing the empty filter table: %w", fam, err))
-				}
+				emptied = append(emptied, fam)
 				continue
 			}
 			ipt, err := b.ipt(fam)
@@ -329,9 +344,10 @@ func (b *Iptables) Remove(ns Netns) error {
 				errs = append(errs, fmt.Errorf("%s: %w", fam, err))
 				continue
 			}
-			if err := dropEmptyFilterTable(fam); err != nil {
-				errs = append(errs, fmt.Errorf("%s: removing the empty filter table: %w", fam, err))
-			}
+			emptied = append(emptied, fam)
+		}
+		if err := dropEmptyFilterTables(emptied...); err != nil {
+			errs = append(errs, fmt.Errorf("removing the empty filter table: %w", err))
 		}
 		return errors.Join(errs...)
 	})
@@ -369,8 +385,8 @@ func IptablesArgs(r Rule, fam Family) []string {
 	if r.Proto != ProtoAny {
 		a = append(a, "-p", string(r.Proto))
 	}
-	if r.ICMPv6Type >= 0 {
-		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(r.ICMPv6Type))
+	if r.ICMPv6Type != nil {
+		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(int(*r.ICMPv6Type)))
 	}
 	if r.DPort != 0 {
 		a = append(a, "--dport", strconv.Itoa(int(r.DPort)))
@@ -381,8 +397,8 @@ func IptablesArgs(r Rule, fam Family) []string {
 	if r.Established {
 		a = append(a, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED")
 	}
-	if r.UID >= 0 {
-		a = append(a, "-m", "owner", "--uid-owner", strconv.Itoa(r.UID))
+	if r.UID != nil {
+		a = append(a, "-m", "owner", "--uid-owner", strconv.FormatUint(uint64(*r.UID), 10))
 	}
 	switch r.Action {
 	case Accept:

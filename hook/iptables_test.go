@@ -67,7 +67,7 @@ func iptablesRules(t *testing.T) RuleSet {
 	}
 	rs := RuleSet{}
 	for _, fam := range Families {
-		rs[fam] = Rules(d.Policy, "0123456789abcdef", fam, FullCaps)
+		rs[fam] = Rules(d.Policy, "0123456789abcdef", fam, AllFeatures)
 	}
 	return rs
 }

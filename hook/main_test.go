@@ -26,28 +26,7 @@ import (
 // runtime would; empty without root.
 var hookBin string
 
-func TestMain(m *testing.M) {
-	testnet.MaybeRunProbe()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "bypass-hook-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		hookBin = filepath.Join(dir, "bypass-hook")
-		out, err := exec.Command("go", "build", "-o", hookBin, "../cmd/bypass-hook").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building bypass-hook: %v\n%s", err, out)
-			return 1
-		}
-	}
-	return testnet.GuardHost(m)
-}
+func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
 
 // env is one test's world: a config, a state directory and a hook log.
 type env struct {

@@ -38,19 +38,35 @@ func PidNetnsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/n
 // StatNetns identifies the network namespace at path, and checks that it is
 // one: a bind mount in /run/netns could hide any file.
 func StatNetns(path string) (NetnsID, error) {
+	ns, closeNs, err := OpenNetns(path)
+	if err != nil {
+		return NetnsID{}, err
+	}
+	closeNs()
+	return ns.ID, nil
+}
+
+// OpenNetns opens the network namespace at path and holds it: the Netns it
+// returns reaches that very namespace through /proc/self/fd until closeNs,
+// whatever becomes of path meanwhile. A /proc/PID path could otherwise lead,
+// once the process is gone and its pid reused, to another namespace, the
+// host's among them.
+func OpenNetns(path string) (ns Netns, closeNs func(), err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return NetnsID{}, &os.PathError{Op: "open", Path: path, Err: err}
+		return Netns{}, nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return NetnsID{}, &os.PathError{Op: "stat", Path: path, Err: err}
+		unix.Close(fd)
+		return Netns{}, nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
-		return NetnsID{}, fmt.Errorf("%s is not a network namespace", path)
+		unix.Close(fd)
+		return Netns{}, nil, fmt.Errorf("%s is not a network namespace", path)
 	}
-	return NetnsID{Dev: st.Dev, Ino: st.Ino}, nil
+	ns = Netns{ID: NetnsID{Dev: st.Dev, Ino: st.Ino}, Path: "/proc/self/fd/" + strconv.Itoa(fd)}
+	return ns, func() { unix.Close(fd) }, nil
 }
 
 // statQuick identifies a namespace path without opening it; good enough to

@@ -55,9 +55,10 @@ var (
 	}
 )
 
-// conn opens a netlink connection to nf_tables in the namespace at path.
-// The socket is made inside the namespace; the hook's threads stay where
-// they are.
+// nftConn opens a netlink connection to nf_tables in the namespace at path.
+// The library makes the socket on a thread that joins the namespace only for
+// that; every request on the socket then acts in the namespace, wherever the
+// hook's goroutines run.
 func nftConn(path string) (*nftables.Conn, func(), error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -198,7 +199,7 @@ func nftErr(err error) error {
 	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EAFNOSUPPORT):
 		return fmt.Errorf("%w (the kernel has no nf_tables: use backend: iptables)", err)
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EOPNOTSUPP):
-		return fmt.Errorf("%w (a table, chain or expression the rules need is missing from the kernel)", err)
+		return fmt.Errorf("%w: %w (a table, chain or expression the rules need is missing from the kernel)", ErrMissingFeature, err)
 	}
 	return err
 }
@@ -242,11 +243,11 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		}
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{p}))
 	}
-	if r.ICMPv6Type >= 0 {
-		if r.Proto != ProtoICMPv6 || r.ICMPv6Type > 255 {
-			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s and a value up to 255", r.ICMPv6Type, ProtoICMPv6)
+	if r.ICMPv6Type != nil {
+		if r.Proto != ProtoICMPv6 {
+			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s", *r.ICMPv6Type, ProtoICMPv6)
 		}
-		e = append(e, transport(0, 1), cmpEq([]byte{byte(r.ICMPv6Type)}))
+		e = append(e, transport(0, 1), cmpEq([]byte{*r.ICMPv6Type}))
 	}
 	if r.Dst.IsValid() {
 		if familyOf(r.Dst.Addr()) != fam {
@@ -283,8 +284,8 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 			mask(binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)),
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)})
 	}
-	if r.UID >= 0 {
-		e = append(e, &expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, cmpEq(binaryutil.NativeEndian.PutUint32(uint32(r.UID))))
+	if r.UID != nil {
+		e = append(e, &expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, cmpEq(binaryutil.NativeEndian.PutUint32(*r.UID)))
 	}
 
 	switch r.Action {

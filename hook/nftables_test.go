@@ -25,7 +25,7 @@ import (
 // ---- rendering, no root ----
 
 func nftRule(mod func(*hook.Rule)) hook.Rule {
-	r := hook.Rule{Name: "t", ICMPv6Type: -1, UID: -1, Action: hook.Accept}
+	r := hook.Rule{Name: "t", Action: hook.Accept}
 	mod(&r)
 	return r
 }
@@ -80,7 +80,7 @@ func TestNftExprs(t *testing.T) {
 	}{
 		{"loopback", nftRule(func(r *hook.Rule) { r.OutIface = "lo" }), hook.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, eq('l', 'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), accept)},
-		{"neighbour discovery", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoICMPv6, 135 }), hook.IPv6,
+		{"neighbour discovery", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoICMPv6, ptr(uint8(135)) }), hook.IPv6,
 			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), accept)},
 		{"established", nftRule(func(r *hook.Rule) { r.Established = true }), hook.IPv6,
 			cat(v6, &expr.Ct{Register: 1, Key: expr.CtKeySTATE}, and(binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...),
@@ -100,7 +100,7 @@ func TestNftExprs(t *testing.T) {
 			r.Proto, r.Dst, r.DPort = hook.ProtoUDP, netip.MustParsePrefix("10.96.0.10/32"), 53
 		}), hook.IPv4,
 			cat(v4, udp, load(expr.PayloadBaseNetworkHeader, 16, 4), eq(10, 96, 0, 10), load(expr.PayloadBaseTransportHeader, 2, 2), eq(0, 53), accept)},
-		{"allowed uid", nftRule(func(r *hook.Rule) { r.UID = 1337 }), hook.IPv4,
+		{"allowed uid", nftRule(func(r *hook.Rule) { r.UID = ptr(uint32(1337)) }), hook.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, eq(binaryutil.NativeEndian.PutUint32(1337)...), accept)},
 		{"kernel log", nftRule(func(r *hook.Rule) { r.Proto, r.Action, r.Log = hook.ProtoTCP, hook.Log, kernelLog }), hook.IPv4,
 			cat(v4, tcp, limit(5, expr.LimitTimeSecond, 10), &expr.Counter{},
@@ -154,7 +154,7 @@ func TestNftExprsRefuses(t *testing.T) {
 		{"syn on udp", nftRule(func(r *hook.Rule) { r.Proto, r.TCPSyn = hook.ProtoUDP, true }), hook.IPv4},
 		{"unknown protocol", nftRule(func(r *hook.Rule) { r.Proto = "sctp" }), hook.IPv4},
 		{"v6 address in v4", nftRule(func(r *hook.Rule) { r.Dst = netip.MustParsePrefix("2001:db8::1/128") }), hook.IPv4},
-		{"icmpv6 type on tcp", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoTCP, 135 }), hook.IPv6},
+		{"icmpv6 type on tcp", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoTCP, ptr(uint8(135)) }), hook.IPv6},
 		{"long interface", nftRule(func(r *hook.Rule) { r.OutIface = "an-interface-name" }), hook.IPv4},
 		{"log without spec", nftRule(func(r *hook.Rule) { r.Action = hook.Log }), hook.IPv4},
 		{"log per week", nftRule(func(r *hook.Rule) { l := *log; l.RateUnit = "week"; r.Action, r.Log = hook.Log, &l }), hook.IPv4},
@@ -181,7 +181,7 @@ func TestNftExprsCoverRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, caps := range []hook.Caps{hook.FullCaps, {Conntrack: true}, {Log: true}, {}} {
+		for _, caps := range []hook.Features{hook.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 			for _, fam := range hook.Families {
 				for _, r := range hook.Rules(d.Policy, "0123456789abcdef", fam, caps) {
 					es, err := hook.NftExprs(r, fam)
@@ -234,7 +234,7 @@ func checkShape(t *testing.T, r hook.Rule, fam hook.Family, es []expr.Any) {
 
 const nftTestPolicy = "proxies: ['198.51.100.1:3128', '[2001:db8:1::1]:3128']\nallow: [{cidr: 10.0.0.0/8, ports: [443], protocol: tcp}]\ndns: [198.51.100.53]\nallowUids: [1337]\n"
 
-func nftRuleSet(t *testing.T, yaml, id string, caps hook.Caps) hook.RuleSet {
+func nftRuleSet(t *testing.T, yaml, id string, caps hook.Features) hook.RuleSet {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -276,7 +276,7 @@ func TestNftablesListing(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := nsOf(t, ns)
-	if err := b.Install(target, nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.FullCaps)); err != nil {
+	if err := b.Install(target, nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Remove(target) })
@@ -319,7 +319,7 @@ func TestNftablesListing(t *testing.T) {
 			t.Errorf("no line %q in:\n%s", line, got)
 		}
 	}
-	if n, rules := strings.Count(got, " comment "), nftRuleSet(t, nftTestPolicy, "x", hook.FullCaps).Count(); n != rules {
+	if n, rules := strings.Count(got, " comment "), nftRuleSet(t, nftTestPolicy, "x", hook.AllFeatures).Count(); n != rules {
 		t.Errorf("%d rules listed:\n%s", n, got)
 	}
 }
@@ -333,19 +333,19 @@ func TestNftablesListingVariants(t *testing.T) {
 	t.Cleanup(func() { b.Remove(target) })
 	for _, tc := range []struct {
 		name, yaml string
-		caps       hook.Caps
+		caps       hook.Features
 		want, not  []string
 	}{
-		{"nflog", nftTestPolicy + "log: {target: nflog, group: 7231, prefix: bh}\n", hook.FullCaps,
+		{"nflog", nftTestPolicy + "log: {target: nflog, group: 7231, prefix: bh}\n", hook.AllFeatures,
 			[]string{`meta nfproto ipv6 meta l4proto udp limit rate 5/second burst 10 packets counter log prefix "bh:0123456789ab: " group 7231 comment "ipv6 log-udp"`},
 			[]string{"flags skuid"}},
-		{"no conntrack", nftTestPolicy, hook.Caps{Log: true},
+		{"no conntrack", nftTestPolicy, hook.Features{Log: true},
 			[]string{`meta nfproto ipv4 tcp flags syn / fin,syn,rst,ack counter reject with tcp reset comment "ipv4 refuse-tcp"`},
 			[]string{"ct state", "refuse-udp", "refuse-other"}},
-		{"no log", nftTestPolicy, hook.Caps{Conntrack: true},
+		{"no log", nftTestPolicy, hook.Features{Conntrack: true},
 			[]string{`comment "ipv6 refuse-other"`},
 			[]string{" log ", "limit"}},
-		{"audit", nftTestPolicy + "mode: audit\n", hook.FullCaps,
+		{"audit", nftTestPolicy + "mode: audit\n", hook.AllFeatures,
 			[]string{`comment "ipv4 log-other"`},
 			[]string{"reject"}},
 	} {
@@ -374,7 +374,7 @@ func TestNftablesLifecycle(t *testing.T) {
 	ns := testnet.NewNetns(t)
 	b, _ := hook.NewBackend(config.BackendNftables)
 	target := nsOf(t, ns)
-	rs := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.FullCaps)
+	rs := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
 	t.Cleanup(func() { b.Remove(target) })
 
 	if ok, err := b.Installed(target); err != nil || ok {
@@ -403,7 +403,7 @@ func TestNftablesLifecycle(t *testing.T) {
 		}
 	}
 	// Another policy replaces the fence whole.
-	other := nftRuleSet(t, "proxies: ['198.51.100.2:8080']\n", "fedcba9876543210", hook.FullCaps)
+	other := nftRuleSet(t, "proxies: ['198.51.100.2:8080']\n", "fedcba9876543210", hook.AllFeatures)
 	if err := b.Install(target, other); err != nil {
 		t.Fatal(err)
 	}
@@ -441,8 +441,8 @@ func TestNftablesPartWayFailure(t *testing.T) {
 			}
 			target := nsOf(t, ns)
 			t.Cleanup(func() { b.Remove(target) })
-			good := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.FullCaps)
-			bad := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.FullCaps)
+			good := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
+			bad := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
 			v6 := bad[hook.IPv6]
 			last := v6[len(v6)-2] // log-other, before refuse-other
 			if last.Action != hook.Log {
@@ -483,7 +483,7 @@ func TestCountersCount(t *testing.T) {
 			d, _ := e.cfg.Decide(nil)
 			rs := hook.RuleSet{}
 			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(d.Policy, "counters-test", fam, hook.FullCaps)
+				rs[fam] = hook.Rules(d.Policy, "counters-test", fam, hook.AllFeatures)
 			}
 			b, _ := hook.NewBackend(backend)
 			target := nsOf(t, client.Netns)
@@ -670,3 +670,5 @@ func TestBackendsAgree(t *testing.T) {
 	}
 	t.Logf("verdicts: %v", got)
 }
+
+func ptr[T any](v T) *T { return &v }

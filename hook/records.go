@@ -19,11 +19,11 @@ type Record struct {
 	Netns NetnsID `json:"netns"`
 	// Paths reached the namespace at create: the first owner's
 	// /proc/PID/ns/net and the bundle's namespace path, if any.
-	Paths   []string      `json:"paths"`
-	Backend string        `json:"backend"`
-	Digest  string        `json:"digest"`
-	Policy  config.Policy `json:"policy"`
-	Caps    Caps          `json:"caps"`
+	Paths    []string      `json:"paths"`
+	Backend  string        `json:"backend"`
+	Digest   string        `json:"digest"`
+	Policy   config.Policy `json:"policy"`
+	Features Features      `json:"features"`
 	// LogID is the container id whose first 12 characters are in the log
 	// prefix: the first owner's, which the rules keep after it leaves.
 	LogID string `json:"logId"`
@@ -84,18 +84,48 @@ func (s *Store) path(key, ext string) string { return filepath.Join(s.Dir, key+e
 // LockTimeout bounds the wait for a namespace's record lock.
 const LockTimeout = 30 * time.Second
 
-// Lock takes the exclusive lock of namespace key's record. The lock file is
-// removed by Delete while held, so after locking we check that the file we
-// hold is still the one at the path; otherwise we lock again.
+// Lock takes the exclusive lock of namespace key's record, waiting up to
+// LockTimeout for another hook to let go.
 func (s *Store) Lock(key string) (unlock func(), err error) {
 	deadline := time.Now().Add(LockTimeout)
-	p := s.path(key, ".lock")
 	for {
-		fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		unlock, err := s.lockOnce(key, true)
+		if err == nil || !errors.Is(err, unix.EWOULDBLOCK) {
+			return unlock, err
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("record lock %s: held by another hook for more than %s", s.path(key, ".lock"), LockTimeout)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// tryLock takes the lock of a record that exists, without waiting; ok is
+// false when another hook holds it or the record is gone.
+func (s *Store) tryLock(key string) (unlock func(), ok bool) {
+	unlock, err := s.lockOnce(key, false)
+	return unlock, err == nil
+}
+
+// errLockFileGone says the lock file went while we opened it: try again.
+var errLockFileGone = errors.New("lock file removed meanwhile")
+
+// lockOnce tries the lock once. Delete removes the lock file while holding
+// it, so after locking we check that the file we hold is still the one at
+// the path: a hook that locked a removed file must not go on. It returns
+// EWOULDBLOCK (wrapped) when another hook holds the lock.
+func (s *Store) lockOnce(key string, create bool) (func(), error) {
+	p := s.path(key, ".lock")
+	flags := unix.O_RDWR | unix.O_CLOEXEC
+	if create {
+		flags |= unix.O_CREAT
+	}
+	for {
+		fd, err := unix.Open(p, flags, 0o600)
 		if err != nil {
 			return nil, fmt.Errorf("record lock %s: %w", p, err)
 		}
-		if err := flockUntil(fd, deadline); err != nil {
+		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 			unix.Close(fd)
 			return nil, fmt.Errorf("record lock %s: %w", p, err)
 		}
@@ -104,42 +134,10 @@ func (s *Store) Lock(key string) (unlock func(), err error) {
 			return func() { unix.Close(fd) }, nil
 		}
 		unix.Close(fd)
-	}
-}
-
-func flockUntil(fd int, deadline time.Time) error {
-	for {
-		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return nil
+		if !create {
+			return nil, fmt.Errorf("record lock %s: %w", p, errLockFileGone)
 		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("held by another hook for more than %s", LockTimeout)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// tryLock is Lock without waiting; ok is false when another hook holds it.
-func (s *Store) tryLock(key string) (unlock func(), ok bool) {
-	p := s.path(key, ".lock")
-	fd, err := unix.Open(p, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, false
-	}
-	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
-		unix.Close(fd)
-		return nil, false
-	}
-	var held, now unix.Stat_t
-	if unix.Fstat(fd, &held) != nil || unix.Stat(p, &now) != nil || held.Ino != now.Ino {
-		unix.Close(fd)
-		return nil, false
-	}
-	return func() { unix.Close(fd) }, true
 }
 
 // Load returns the record of namespace key, or nil if there is none.
@@ -160,7 +158,7 @@ func (s *Store) Load(key string) (*Record, error) {
 
 // Save writes the record atomically; the caller holds its lock.
 func (s *Store) Save(r *Record) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
@@ -241,30 +239,47 @@ func (o Owner) alive(id NetnsID) bool {
 	return ok && got == id
 }
 
+// pruneMinAge spares records written this recently: they belong to a hook
+// that has just run, when their namespace was alive. In a burst of starts
+// this keeps each create from reading every other create's fresh record.
+const pruneMinAge = 2 * time.Second
+
+// liveness is the part of a record that tells whether its namespace lives.
+type liveness struct {
+	Netns  NetnsID  `json:"netns"`
+	Paths  []string `json:"paths"`
+	Owners []Owner  `json:"owners"`
+}
+
 // Prune deletes the records of namespaces that no longer exist: a runtime
-// that crashes never calls poststop. Records locked by a running hook and
-// the one in skip are left alone.
+// that crashes never calls poststop. Records locked by a running hook, the
+// one in skip, and those younger than pruneMinAge are left alone.
 func (s *Store) Prune(skip string) (pruned []string) {
-	keys, _ := s.Keys()
-	for _, k := range keys {
-		if k == skip {
+	entries, _ := os.ReadDir(s.Dir)
+	for _, e := range entries {
+		k, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !strings.HasPrefix(k, "netns-") || k == skip {
 			continue
 		}
-		r, err := s.Load(k)
-		if err != nil || r == nil {
+		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < pruneMinAge {
 			continue
 		}
-		if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.alive(r.Netns) }) {
+		data, err := os.ReadFile(s.path(k, ".json"))
+		var r liveness
+		if err != nil || json.Unmarshal(data, &r) != nil {
 			continue
 		}
-		if _, ok := FindNetns(r.Netns, r.Paths...); ok {
+		if r.namespaceLives() {
 			continue
 		}
 		unlock, ok := s.tryLock(k)
 		if !ok {
 			continue
 		}
-		if again, err := s.Load(k); err == nil && again != nil && again.Digest == r.Digest && len(again.Owners) == len(r.Owners) {
+		// Look again under the lock: a create may have written a new record
+		// for a new namespace that reuses the inode number meanwhile.
+		if again, err := s.Load(k); err == nil && again != nil &&
+			!(&liveness{Netns: again.Netns, Paths: again.Paths, Owners: again.Owners}).namespaceLives() {
 			if s.Delete(k) == nil {
 				pruned = append(pruned, k)
 			}
@@ -272,4 +287,14 @@ func (s *Store) Prune(skip string) (pruned []string) {
 		unlock()
 	}
 	return pruned
+}
+
+// namespaceLives reports whether an owner's process, or any path, still
+// reaches the record's namespace.
+func (r *liveness) namespaceLives() bool {
+	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.alive(r.Netns) }) {
+		return true
+	}
+	_, ok := FindNetns(r.Netns, r.Paths...)
+	return ok
 }

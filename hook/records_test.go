@@ -35,8 +35,10 @@ func TestStoreRefusesOpenDirectory(t *testing.T) {
 	}
 }
 
-// The lock survives Delete racing with Lock: every holder sees a record
-// that was there when it locked, or none, never a half-deleted one.
+// The lock survives Delete racing with Lock: one holder at a time, and
+// every holder finds the record whole, or gone, never half written. Delete
+// ends a holder's work (the lock file goes with the record), so the count of
+// holders drops before it.
 func TestStoreLockAndDelete(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (the state directory must be owned by root)")
@@ -49,6 +51,14 @@ func TestStoreLockAndDelete(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	inside := 0
+	enter := func(d int) {
+		mu.Lock()
+		defer mu.Unlock()
+		inside += d
+		if inside > 1 {
+			t.Errorf("%d holders of one lock", inside)
+		}
+	}
 	for i := range 50 {
 		wg.Add(1)
 		go func() {
@@ -58,21 +68,22 @@ func TestStoreLockAndDelete(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			mu.Lock()
-			inside++
-			if inside != 1 {
-				t.Errorf("%d holders of one lock", inside)
+			defer unlock()
+			enter(1)
+			if r, err := s.Load(id.Key()); err != nil || (r != nil && len(r.Owners) != 1) {
+				t.Errorf("a holder found %+v, %v", r, err)
 			}
-			mu.Unlock()
 			if i%2 == 0 {
-				s.Save(&Record{Netns: id, Owners: []Owner{{ID: "c"}}})
-			} else {
-				s.Delete(id.Key())
+				if err := s.Save(&Record{Netns: id, Owners: []Owner{{ID: "c"}}}); err != nil {
+					t.Error(err)
+				}
+				enter(-1)
+				return
 			}
-			mu.Lock()
-			inside--
-			mu.Unlock()
-			unlock()
+			enter(-1)
+			if err := s.Delete(id.Key()); err != nil {
+				t.Error(err)
+			}
 		}()
 	}
 	wg.Wait()

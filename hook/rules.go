@@ -60,10 +60,10 @@ type Rule struct {
 	Proto       Proto        // layer-4 protocol
 	Dst         netip.Prefix // destination; invalid means any
 	DPort       uint16       // destination port, with ProtoTCP or ProtoUDP
-	ICMPv6Type  int          // with ProtoICMPv6; -1 means any
+	ICMPv6Type  *uint8       // with ProtoICMPv6
 	Established bool         // conntrack state ESTABLISHED or RELATED
 	TCPSyn      bool         // TCP with SYN set and ACK, RST, FIN clear: a new connection
-	UID         int          // socket owner uid; -1 means any
+	UID         *uint32      // socket owner uid
 
 	Action Action
 	Log    *LogSpec // with Action Log
@@ -80,24 +80,20 @@ type LogSpec struct {
 	LogUID   bool
 }
 
-// Caps are the optional kernel features the rule set may use. A kernel
+// Features are the optional kernel features the rule set may use. A kernel
 // without one still gets the refusals (see the contract).
-type Caps struct {
+type Features struct {
 	Conntrack bool `json:"conntrack"`
 	Log       bool `json:"log"`
 }
 
-// FullCaps is what a normal kernel has.
-var FullCaps = Caps{Conntrack: true, Log: true}
+// AllFeatures is what a normal kernel has.
+var AllFeatures = Features{Conntrack: true, Log: true}
 
 // LogPrefix is the LOG/NFLOG prefix for a container: the stem, the first 12
 // characters of its id, and ": ".
 func LogPrefix(stem, containerID string) string {
-	id := containerID
-	if len(id) > 12 {
-		id = id[:12]
-	}
-	return stem + ":" + id + ": "
+	return stem + ":" + ShortID(containerID) + ": "
 }
 
 // ShortID is the part of a container id that goes into log prefixes.
@@ -108,36 +104,37 @@ func ShortID(containerID string) string {
 	return containerID
 }
 
-func newRule() Rule { return Rule{ICMPv6Type: -1, UID: -1} }
+func ptr[T any](v T) *T { return &v }
 
 // Rules builds the fence for one family, in order. It is a pure function of
 // the policy, the container (for the log prefix) and the kernel's caps.
-func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
+func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rule {
 	var rs []Rule
 	add := func(r Rule) { rs = append(rs, r) }
 
-	r := newRule()
+	r := Rule{}
 	r.Name, r.OutIface, r.Action = "loopback", "lo", Accept
 	add(r)
 	if fam == IPv6 {
 		// Neighbour discovery: without it no address on the link is
 		// reachable, the proxy's included.
 		for t := 133; t <= 137; t++ {
-			r := newRule()
-			r.Name, r.Proto, r.ICMPv6Type, r.Action = "neighbour-discovery", ProtoICMPv6, t, Accept
+			r := Rule{}
+			r.Name, r.Proto, r.ICMPv6Type, r.Action = "neighbour-discovery", ProtoICMPv6, ptr(uint8(t)), Accept
 			add(r)
 		}
 		// Multicast listener reports for the solicited-node groups: a
 		// switch or bridge that snoops MLD stops forwarding neighbour
 		// solicitations to a port whose reports it no longer sees.
+		// They go to link-local multicast only (ff02::16, or ff02:: groups).
 		for _, t := range []int{131, 132, 143} {
-			r := newRule()
-			r.Name, r.Proto, r.ICMPv6Type, r.Action = "multicast-listener", ProtoICMPv6, t, Accept
+			r := Rule{}
+			r.Name, r.Proto, r.ICMPv6Type, r.Dst, r.Action = "multicast-listener", ProtoICMPv6, ptr(uint8(t)), linkLocalMulticast, Accept
 			add(r)
 		}
 	}
 	if caps.Conntrack {
-		r := newRule()
+		r := Rule{}
 		r.Name, r.Established, r.Action = "established", true, Accept
 		add(r)
 	}
@@ -146,7 +143,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 		if familyOf(ap.Addr()) != fam {
 			continue
 		}
-		r := newRule()
+		r := Rule{}
 		r.Name, r.Proto, r.Dst, r.DPort, r.Action = "proxy", ProtoTCP, host(ap.Addr()), ap.Port(), Accept
 		add(r)
 	}
@@ -169,7 +166,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 				ports = []uint16{0}
 			}
 			for _, port := range ports {
-				r := newRule()
+				r := Rule{}
 				r.Name, r.Proto, r.Dst, r.DPort, r.Action = "allow", proto, a.Prefix, port, Accept
 				add(r)
 			}
@@ -180,14 +177,14 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 			continue
 		}
 		for _, proto := range []Proto{ProtoUDP, ProtoTCP} {
-			r := newRule()
+			r := Rule{}
 			r.Name, r.Proto, r.Dst, r.DPort, r.Action = "dns", proto, host(d), 53, Accept
 			add(r)
 		}
 	}
 	for _, uid := range p.AllowUids {
-		r := newRule()
-		r.Name, r.UID, r.Action = "allow-uid", int(uid), Accept
+		r := Rule{}
+		r.Name, r.UID, r.Action = "allow-uid", ptr(uid), Accept
 		add(r)
 	}
 
@@ -215,7 +212,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 		}
 	}
 
-	tcp := newRule()
+	tcp := Rule{}
 	tcp.Proto = ProtoTCP
 	if !caps.Conntrack {
 		// Without conntrack an answer cannot be told from a new connection
@@ -226,11 +223,11 @@ func Rules(p config.Policy, containerID string, fam Family, caps Caps) []Rule {
 		return rs
 	}
 	refuse("tcp", tcp, RejectTCPReset)
-	udp := newRule()
+	udp := Rule{}
 	udp.Proto = ProtoUDP
 	refuse("udp", udp, RejectPortUnreachable)
 	if p.OtherProtocols == config.OtherReject {
-		refuse("other", newRule(), RejectAdminProhibited)
+		refuse("other", Rule{}, RejectAdminProhibited)
 	}
 	return rs
 }
@@ -248,6 +245,8 @@ func newLogSpec(l config.LogPolicy, containerID string) *LogSpec {
 		LogUID:   true,
 	}
 }
+
+var linkLocalMulticast = netip.MustParsePrefix("ff02::/16")
 
 func familyOf(a netip.Addr) Family {
 	if a.Is4() {
@@ -274,8 +273,8 @@ func (r Rule) String() string {
 	if r.DPort != 0 {
 		fmt.Fprintf(&b, " dport=%d", r.DPort)
 	}
-	if r.ICMPv6Type >= 0 {
-		fmt.Fprintf(&b, " icmpv6-type=%d", r.ICMPv6Type)
+	if r.ICMPv6Type != nil {
+		fmt.Fprintf(&b, " icmpv6-type=%d", *r.ICMPv6Type)
 	}
 	if r.Established {
 		b.WriteString(" ct=established,related")
@@ -283,8 +282,8 @@ func (r Rule) String() string {
 	if r.TCPSyn {
 		b.WriteString(" syn")
 	}
-	if r.UID >= 0 {
-		fmt.Fprintf(&b, " uid=%d", r.UID)
+	if r.UID != nil {
+		fmt.Fprintf(&b, " uid=%d", *r.UID)
 	}
 	fmt.Fprintf(&b, " -> %s", r.Action)
 	if r.Log != nil {

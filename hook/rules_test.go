@@ -44,32 +44,32 @@ func TestRulesOrder(t *testing.T) {
 		name string
 		cfg  string
 		fam  Family
-		caps Caps
+		caps Features
 		want []string
 	}{
-		{"enforce v4", baseCfg, IPv4, FullCaps, []string{
+		{"enforce v4", baseCfg, IPv4, AllFeatures, []string{
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
-		{"enforce v6", baseCfg, IPv6, FullCaps, []string{
+		{"enforce v6", baseCfg, IPv6, AllFeatures, []string{
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
-		{"audit logs only", baseCfg + "mode: audit", IPv4, FullCaps, []string{
+		{"audit logs only", baseCfg + "mode: audit", IPv4, AllFeatures, []string{
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "audit-tcp accept", "log-udp log", "audit-udp accept", "log-other log"}},
-		{"other protocols accepted", baseCfg + "otherProtocols: accept", IPv4, FullCaps, []string{
+		{"other protocols accepted", baseCfg + "otherProtocols: accept", IPv4, AllFeatures, []string{
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable"}},
-		{"no conntrack: new TCP only", baseCfg, IPv4, Caps{Log: true}, []string{
+		{"no conntrack: new TCP only", baseCfg, IPv4, Features{Log: true}, []string{
 			"loopback accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset"}},
-		{"no log target", baseCfg, IPv6, Caps{Conntrack: true}, []string{
+		{"no log target", baseCfg, IPv6, Features{Conntrack: true}, []string{
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"refuse-tcp reject-tcp-reset", "refuse-udp reject-port-unreachable", "refuse-other reject-admin-prohibited"}},
-		{"neither", "proxies: ['198.51.100.1:3128']", IPv4, Caps{}, []string{
+		{"neither", "proxies: ['198.51.100.1:3128']", IPv4, Features{}, []string{
 			"loopback accept", "proxy accept", "refuse-tcp reject-tcp-reset"}},
-		{"v6 without v6 proxies", "proxies: ['198.51.100.1:3128']", IPv6, FullCaps, []string{
+		{"v6 without v6 proxies", "proxies: ['198.51.100.1:3128']", IPv6, AllFeatures, []string{
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
@@ -85,8 +85,8 @@ func TestRulesOrder(t *testing.T) {
 
 func TestRulesDetail(t *testing.T) {
 	p := policy(t, baseCfg)
-	v4 := Rules(p, "0123456789abcdef0123", IPv4, FullCaps)
-	v6 := Rules(p, "0123456789abcdef0123", IPv6, FullCaps)
+	v4 := Rules(p, "0123456789abcdef0123", IPv4, AllFeatures)
+	v6 := Rules(p, "0123456789abcdef0123", IPv6, AllFeatures)
 
 	var got4, got6 []string
 	for _, r := range v4 {
@@ -137,7 +137,7 @@ func TestRulesDetail(t *testing.T) {
 }
 
 func TestRulesNoConntrackMatchesSynOnly(t *testing.T) {
-	for _, r := range Rules(policy(t, baseCfg), "c", IPv4, Caps{Log: true}) {
+	for _, r := range Rules(policy(t, baseCfg), "c", IPv4, Features{Log: true}) {
 		if r.Established {
 			t.Errorf("conntrack used without conntrack: %s", r)
 		}
@@ -149,7 +149,7 @@ func TestRulesNoConntrackMatchesSynOnly(t *testing.T) {
 
 func TestRulesNflog(t *testing.T) {
 	p := policy(t, baseCfg+"log: {target: nflog, group: 99, prefix: bh, rate: 2/minute, burst: 4}")
-	for _, r := range Rules(p, "deadbeefcafe00", IPv4, FullCaps) {
+	for _, r := range Rules(p, "deadbeefcafe00", IPv4, AllFeatures) {
 		if r.Action != Log {
 			continue
 		}
@@ -177,7 +177,7 @@ func TestLogPrefix(t *testing.T) {
 }
 
 func TestInstallBatch(t *testing.T) {
-	lines := ruleLines(IPv4, Rules(policy(t, "proxies: ['198.51.100.1:3128']"), "abc", IPv4, FullCaps))
+	lines := ruleLines(IPv4, Rules(policy(t, "proxies: ['198.51.100.1:3128']"), "abc", IPv4, AllFeatures))
 	fresh := installBatch(lines, false, false)
 	if !strings.HasPrefix(fresh, "*filter\n-N BYPASS-HOOK\n") || !strings.HasSuffix(fresh, "-I OUTPUT 1 -j BYPASS-HOOK\nCOMMIT\n") {
 		t.Errorf("fresh batch:\n%s", fresh)

@@ -92,8 +92,8 @@ func StageFor(st *specs.State) (Stage, error) {
 
 // Bundle is what the hook needs from the bundle's config.json.
 type Bundle struct {
-	NetnsPath string   // linux.namespaces type network path; "" if the runtime makes one
-	Caps      []string // every capability in any of the process's sets
+	NetnsPath    string   // linux.namespaces type network path; "" if the runtime makes one
+	Capabilities []string // every capability in any of the process's sets
 }
 
 // bundleSpec is the part of specs.Spec the hook reads. Decoding into the
@@ -134,8 +134,8 @@ func ReadBundle(dir string) (*Bundle, error) {
 		c := spec.Process.Capabilities
 		for _, set := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Ambient} {
 			for _, capName := range set {
-				if !slices.Contains(b.Caps, capName) {
-					b.Caps = append(b.Caps, capName)
+				if !slices.Contains(b.Capabilities, capName) {
+					b.Capabilities = append(b.Capabilities, capName)
 				}
 			}
 		}
@@ -148,7 +148,7 @@ func ReadBundle(dir string) (*Bundle, error) {
 func (b *Bundle) DangerousCaps() []string {
 	var out []string
 	for _, c := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW"} {
-		if slices.Contains(b.Caps, c) {
+		if slices.Contains(b.Capabilities, c) {
 			out = append(out, c)
 		}
 	}

@@ -33,27 +33,7 @@ import (
 // hookBin is the bypass-hook binary, built by TestMain; empty without root.
 var hookBin string
 
-func TestMain(m *testing.M) {
-	testnet.MaybeRunProbe()
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "bypass-hook-monitor-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		hookBin = filepath.Join(dir, "bypass-hook")
-		if out, err := exec.Command("go", "build", "-o", hookBin, "../cmd/bypass-hook").CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building bypass-hook: %v\n%s", err, out)
-			return 1
-		}
-	}
-	return testnet.GuardHost(m)
-}
+func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
 
 // eventWait is how soon an attempt must show as an event.
 const eventWait = 2 * time.Second

@@ -52,10 +52,10 @@ func TestHint(t *testing.T) {
 
 func testFence(id, mode string, owners ...string) *fence {
 	rec := &hook.Record{
-		Netns:  hook.NetnsID{Dev: 4, Ino: 4026532999},
-		LogID:  id,
-		Policy: config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")}, Log: config.LogPolicy{Target: config.LogKernel, Prefix: "bypass"}},
-		Caps:   hook.FullCaps,
+		Netns:    hook.NetnsID{Dev: 4, Ino: 4026532999},
+		LogID:    id,
+		Policy:   config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")}, Log: config.LogPolicy{Target: config.LogKernel, Prefix: "bypass"}},
+		Features: hook.AllFeatures,
 	}
 	for _, o := range owners {
 		rec.Owners = append(rec.Owners, hook.Owner{ID: o})

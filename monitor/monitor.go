@@ -76,7 +76,7 @@ type fence struct {
 }
 
 func (f *fence) target() string { return f.rec.Policy.Log.Target }
-func (f *fence) logs() bool     { return f.rec.Caps.Log }
+func (f *fence) logs() bool     { return f.rec.Features.Log }
 
 // Monitor follows the fences of one state directory.
 type Monitor struct {

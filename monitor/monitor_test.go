@@ -68,7 +68,7 @@ func testRecord(ino uint64, logID, mode, target string, owners ...string) *hook.
 		LogID:   logID,
 		Policy: config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")},
 			Log: config.LogPolicy{Target: target, Group: 7231, Prefix: "bypass", Rate: "5/second", Burst: 10}},
-		Caps:      hook.FullCaps,
+		Features:  hook.AllFeatures,
 		Installed: time.Now(),
 	}
 	for _, o := range owners {

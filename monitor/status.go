@@ -22,7 +22,7 @@ type FenceStatus struct {
 	Mode      string           `json:"mode"`
 	Backend   string           `json:"backend"`
 	Log       config.LogPolicy `json:"log"`
-	Caps      hook.Caps        `json:"caps"`
+	Features  hook.Features    `json:"features"`
 	Installed time.Time        `json:"installed"`
 	Rules     []RuleStatus     `json:"rules"`
 	// Totals is nil when the counters could not be read (see Error).
@@ -101,12 +101,12 @@ func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
 		Mode:      rec.Policy.Mode,
 		Backend:   rec.Backend,
 		Log:       rec.Policy.Log,
-		Caps:      rec.Caps,
+		Features:  rec.Features,
 		Installed: rec.Installed,
 	}
 	for _, fam := range hook.Families {
 		names := rec.RuleNames[fam]
-		rebuilt := hook.Rules(rec.Policy, rec.LogID, fam, rec.Caps)
+		rebuilt := hook.Rules(rec.Policy, rec.LogID, fam, rec.Features)
 		same := len(rebuilt) == len(names)
 		for i := 0; same && i < len(names); i++ {
 			same = rebuilt[i].Name == names[i]
@@ -234,14 +234,14 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 }
 
 func logTarget(f FenceStatus) string {
-	if !f.Caps.Log {
+	if !f.Features.Log {
 		return "none"
 	}
 	return f.Log.Target
 }
 
 func logDescription(f FenceStatus) string {
-	if !f.Caps.Log {
+	if !f.Features.Log {
 		return "none: the kernel has no log target, so the fence refuses without logging"
 	}
 	d := f.Log.Target

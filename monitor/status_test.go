@@ -37,7 +37,7 @@ func statusRecord(t *testing.T, id, mode string, owners ...string) *hook.Record 
 	rec.Netns, rec.Paths = own, []string{"/proc/self/ns/net"}
 	rec.RuleNames = map[hook.Family][]string{}
 	for _, fam := range hook.Families {
-		for _, r := range hook.Rules(rec.Policy, id, fam, rec.Caps) {
+		for _, r := range hook.Rules(rec.Policy, id, fam, rec.Features) {
 			rec.RuleNames[fam] = append(rec.RuleNames[fam], r.Name)
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,8 +91,8 @@ func TestEnvConfig(t *testing.T) {
 }
 
 func TestErrorsExit2(t *testing.T) {
-	good, _ := writeConfig(t, "proxies: ['198.51.100.1:3128']")
-	bad, logPath := writeConfig(t, "proxies: ['198.51.100.1:3128']\nbogus: 1")
+	good, goodLog := writeConfig(t, "proxies: ['198.51.100.1:3128']")
+	bad, _ := writeConfig(t, "proxies: ['198.51.100.1:3128']\nbogus: 1")
 	for _, tc := range []struct {
 		name, stdin string
 		args        []string
@@ -115,9 +116,33 @@ func TestErrorsExit2(t *testing.T) {
 			if n := strings.Count(strings.TrimSpace(errb), "\n"); n != 0 || !strings.Contains(errb, tc.errHas) {
 				t.Errorf("stderr must be one line saying %q, got %q", tc.errHas, errb)
 			}
+			// The config named may be the broken one: then the detail goes
+			// to the default hook log, which a test cannot read.
+			if tc.args[1] == good {
+				m := lastLogLine(t, goodLog)
+				if m["level"] != "error" || m["exit"] != float64(2) || !strings.Contains(fmt.Sprint(m["error"]), tc.errHas) {
+					t.Errorf("hook log line %v", m)
+				}
+			}
 		})
 	}
-	_ = logPath
+}
+
+// With no hook log, standard error still gets one line, on failure only.
+func TestNoHookLogOneLine(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	body := "proxies: ['198.51.100.1:3128']\nhookLog: ''\nstateDir: " + filepath.Join(dir, "state") + "\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errb := runCLI(t, state, "--config", cfg, "create")
+	if code != 1 || strings.Count(strings.TrimSpace(errb), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit 1 and one line", code, errb)
+	}
+	if code, _, errb := runCLI(t, strings.Replace(state, "creating", "stopped", 1), "--config", cfg, "poststop"); code != 0 || errb != "" {
+		t.Errorf("a poststop with nothing to do: exit %d, stderr %q; want silence", code, errb)
+	}
 }
 
 // A pid that is gone cannot be fenced: exit 1 under failure: closed, and

@@ -31,11 +31,10 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		if cfgErr == nil {
 			logPath, failure = cfg.HookLog, cfg.Failure
 		}
-		log, closeLog, logErr := hook.OpenLog(logPath, g.debug, stderr)
+		// Without a hook log the detail goes nowhere: standard error gets one
+		// line, on failure only.
+		log, closeLog, logErr := hook.OpenLog(logPath, g.debug, io.Discard)
 		defer closeLog()
-		if logErr != nil {
-			fmt.Fprintf(stderr, "bypass-hook: %v; logging to stderr\n", logErr)
-		}
 
 		entry := log.WithField("stage", which)
 		st, err := hook.ReadState(stdin)
@@ -81,7 +80,11 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 			if st != nil {
 				id = " " + st.ID
 			}
-			fmt.Fprintf(stderr, "bypass-hook %s%s: %v\n", stage, id, err)
+			note := ""
+			if logErr != nil {
+				note = fmt.Sprintf(" (and no detail in the hook log: %v)", logErr)
+			}
+			fmt.Fprintf(stderr, "bypass-hook %s%s: %v%s\n", stage, id, err, note)
 		}
 		return code
 	}

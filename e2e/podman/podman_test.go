@@ -27,28 +27,7 @@ const runc = "/usr/sbin/runc"
 
 var hookBin string
 
-func TestMain(m *testing.M) {
-	testnet.MaybeRunProbe()
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if os.Geteuid() == 0 {
-		dir, err := os.MkdirTemp("", "bypass-hook-podman-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		hookBin = filepath.Join(dir, "bypass-hook")
-		out, err := exec.Command("go", "build", "-o", hookBin, "../../cmd/bypass-hook").CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building bypass-hook: %v\n%s", err, out)
-			return 1
-		}
-	}
-	return testnet.GuardHost(m)
-}
+func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
 
 // podman runs podman with a private storage root, run root and temporary
 // directory, runc as the runtime and the hooks directory of the test.

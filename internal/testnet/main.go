@@ -1,0 +1,47 @@
+package testnet
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// HookPackage is the bypass-hook command, built for tests that run it as a
+// runtime would.
+const HookPackage = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook"
+
+// Main is the TestMain of a package of root tests:
+//
+//	var hookBin string
+//	func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
+//
+// It serves RunProbeAs's children, builds the hook into *hookBin (as root
+// only, else it stays empty; pass nil to skip the build), and runs the tests
+// under GuardHost.
+func Main(m *testing.M, hookBin *string) int {
+	MaybeRunProbe()
+	if hookBin != nil && os.Geteuid() == 0 {
+		dir, err := os.MkdirTemp("", "bypass-hook-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		// Runtimes run the hook from anywhere in the host's mount namespace.
+		if err := os.Chmod(dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		*hookBin = filepath.Join(dir, "bypass-hook")
+		// As `make build` builds it: static, so any runtime can run it.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", *hookBin, HookPackage)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "testnet: building bypass-hook: %v\n%s", err, out)
+			return 1
+		}
+	}
+	return GuardHost(m)
+}
