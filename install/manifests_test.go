@@ -418,3 +418,73 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("hooks.d file after selection: annotated:\n%s", got)
 	}
 }
+
+// The monitor's DaemonSet decodes strictly, shares the plugin's image, and
+// reaches what the monitor reads at the node's paths: the records in the
+// hook's state directory (made 0700 by its init step, never by the kubelet,
+// which would make it 0755 and so refused by every hook), the config, the
+// host's pids and /dev/kmsg.
+func TestMonitorManifest(t *testing.T) {
+	data, err := os.ReadFile("kubernetes/bypass-hook-monitor.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds appsv1.DaemonSet
+	if err := k8syaml.UnmarshalStrict(data, &ds); err != nil {
+		t.Fatal(err)
+	}
+	spec := ds.Spec.Template.Spec
+	if !spec.HostPID {
+		t.Error("the monitor needs hostPID: the records name namespaces by the host's /proc/PID/ns/net")
+	}
+	if !equalLabels(ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels) {
+		t.Errorf("selector %v does not match the template's labels", ds.Spec.Selector.MatchLabels)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		if v.HostPath == nil {
+			t.Errorf("volume %s is not a host path", v.Name)
+			continue
+		}
+		if v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathDirectoryOrCreate {
+			t.Errorf("volume %s: DirectoryOrCreate would have the kubelet make %s", v.Name, v.HostPath.Path)
+		}
+		vols[v.Name] = v
+	}
+	// hostPathAt returns the node path mounted at (or above) path in c.
+	hostPathAt := func(c corev1.Container, path string) string {
+		for _, m := range c.VolumeMounts {
+			if rel, err := filepath.Rel(m.MountPath, path); err == nil && !strings.HasPrefix(rel, "..") {
+				return filepath.Join(vols[m.Name].HostPath.Path, rel)
+			}
+		}
+		return ""
+	}
+	def := config.Default()
+	if len(spec.InitContainers) != 1 || len(spec.Containers) != 1 {
+		t.Fatalf("want one init container and one container")
+	}
+	initC, mon := spec.InitContainers[0], spec.Containers[0]
+	if len(initC.Args) != 3 || initC.Args[0] != "install" || initC.Args[1] != "state-dir" {
+		t.Fatalf("init args %q", initC.Args)
+	}
+	if got := hostPathAt(initC, initC.Args[2]); got != def.StateDir {
+		t.Errorf("the init step makes node path %q, the hook's state directory is %s", got, def.StateDir)
+	}
+	want := []string{"--config", config.DefaultPath, "monitor"}
+	if len(mon.Args) < 3 || !slices.Equal(mon.Args[:3], want) {
+		t.Errorf("monitor args %q, want them to start %q", mon.Args, want)
+	}
+	for path, hostPath := range map[string]string{def.StateDir: def.StateDir, config.DefaultPath: config.DefaultPath, "/dev/kmsg": "/dev/kmsg"} {
+		if got := hostPathAt(mon, path); got != hostPath {
+			t.Errorf("the monitor sees node path %q at %s, want %s", got, path, hostPath)
+		}
+	}
+	plugin, err := os.ReadFile("kubernetes/bypass-hook.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(plugin), "image: "+mon.Image+"\n") || initC.Image != mon.Image {
+		t.Errorf("the monitor runs image %s, not the plugin DaemonSet's", mon.Image)
+	}
+}

@@ -39,10 +39,11 @@ const (
 )
 
 // Reconnection backoff of an external plugin. While it is not connected,
-// containers start without the hook, so it tries again soon.
+// containers start without the hook, so it tries again soon, and never
+// waits long: a failed connect to a unix socket costs next to nothing.
 const (
-	minRetry = 100 * time.Millisecond
-	maxRetry = 2 * time.Second
+	minRetry = 50 * time.Millisecond
+	maxRetry = 250 * time.Millisecond
 )
 
 // Options configure a Plugin. Empty fields take the defaults.

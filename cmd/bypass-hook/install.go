@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/install"
 )
 
@@ -24,6 +25,9 @@ const installUsage = `usage:
       copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)
   bypass-hook --config FILE install config DEST
       check FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)
+  bypass-hook install state-dir DIR
+      make the hook's state directory DIR (mode 0700, root), as the hook would
+      (the monitor DaemonSet's init step, so the kubelet never makes it 0755)
 
 --binary defaults to this executable; --config to $BYPASS_HOOK_CONFIG, then the
 hook's default /etc/bypass-hook/config.yaml (which is then not written into the
@@ -125,6 +129,11 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", dir)
+	case "state-dir":
+		if _, err := hook.OpenStore(dir); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "state directory %s is ready (mode 0700, owned by root)\n", dir)
 	default:
 		fmt.Fprintf(stderr, "bypass-hook install: unknown target %q\n", action)
 		fmt.Fprint(stderr, installUsage)

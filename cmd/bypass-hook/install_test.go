@@ -159,3 +159,26 @@ func TestNoArgumentsWithNRISocketRunsThePlugin(t *testing.T) {
 		t.Errorf("the plugin wrote the hook log before the runtime configured it:\n%s", data)
 	}
 }
+
+// install state-dir makes the directory as the hook would, and refuses one
+// that the hook would refuse rather than loosen or tighten it silently.
+func TestInstallStateDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root (the state directory must be owned by root)")
+	}
+	dir := filepath.Join(t.TempDir(), "run", "bypass-hook")
+	code, out, errb := runCLI(t, "", "install", "state-dir", dir)
+	if code != 0 || !strings.Contains(out, dir) {
+		t.Fatalf("exit %d: %s %s", code, out, errb)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("made %v, %v; want mode 0700", fi.Mode(), err)
+	}
+	if code, _, _ := runCLI(t, "", "install", "state-dir", dir); code != 0 {
+		t.Errorf("a second run: exit %d", code)
+	}
+	os.Chmod(dir, 0o755)
+	if code, _, errb := runCLI(t, "", "install", "state-dir", dir); code != 1 || !strings.Contains(errb, "chmod 700") {
+		t.Errorf("a 0755 directory: exit %d, %s", code, errb)
+	}
+}

@@ -77,6 +77,17 @@ type ContainerConfig struct {
 	RunAsUser   *int64   // linux.security_context.run_as_user
 	AddCaps     []string // linux.security_context.capabilities.add_capabilities, e.g. NET_ADMIN
 	Privileged  bool
+	// What a Kubernetes pod spec's volumes and securityContext become in CRI.
+	Mounts         []Mount  // host paths bind-mounted into the container (hostPath volumes)
+	DropCaps       []string // capabilities.drop_capabilities, e.g. ALL
+	ReadOnlyRootfs bool     // readonly_rootfs (readOnlyRootFilesystem)
+	NoNewPrivs     bool     // no_new_privs (allowPrivilegeEscalation: false)
+}
+
+// Mount is a host path bind-mounted into a container.
+type Mount struct {
+	HostPath, ContainerPath string
+	ReadOnly                bool
 }
 
 // Pod is a pod sandbox that RunPod started.
@@ -110,7 +121,6 @@ func (e *Env) RunPod(c PodConfig) (*Pod, error) {
 	}
 	cfg := map[string]any{
 		"metadata":      map[string]any{"name": c.Name, "namespace": c.Namespace, "uid": c.UID, "attempt": 0},
-		"hostname":      c.Name,
 		"log_directory": logDir,
 		"annotations":   nonNil(c.Annotations),
 		"labels":        nonNil(c.Labels),
@@ -120,6 +130,11 @@ func (e *Env) RunPod(c PodConfig) (*Pod, error) {
 				"namespace_options": map[string]any{"network": netMode},
 			},
 		},
+	}
+	// As the kubelet: a pod on the host network has the node's UTS namespace, where runc
+	// refuses to set a hostname.
+	if !c.HostNetwork {
+		cfg["hostname"] = c.Name
 	}
 	path := filepath.Join(e.Dir, "pods", c.Namespace+"_"+c.Name+".json")
 	if err := writeJSON(path, cfg); err != nil {
@@ -176,6 +191,24 @@ func (p *Pod) CreateContainer(c ContainerConfig) (string, error) {
 	if c.Privileged {
 		sc["privileged"] = true
 	}
+	if len(c.DropCaps) > 0 {
+		caps, _ := sc["capabilities"].(map[string]any)
+		if caps == nil {
+			caps = map[string]any{}
+		}
+		caps["drop_capabilities"] = c.DropCaps
+		sc["capabilities"] = caps
+	}
+	if c.ReadOnlyRootfs {
+		sc["readonly_rootfs"] = true
+	}
+	if c.NoNewPrivs {
+		sc["no_new_privs"] = true
+	}
+	var mounts []map[string]any
+	for _, m := range c.Mounts {
+		mounts = append(mounts, map[string]any{"host_path": m.HostPath, "container_path": m.ContainerPath, "readonly": m.ReadOnly})
+	}
 	cfg := map[string]any{
 		"metadata":    map[string]any{"name": c.Name, "attempt": 0},
 		"image":       map[string]any{"image": c.Image},
@@ -186,6 +219,7 @@ func (p *Pod) CreateContainer(c ContainerConfig) (string, error) {
 		"labels":      nonNil(c.Labels),
 		"log_path":    c.Name + ".log",
 		"linux":       map[string]any{"security_context": sc},
+		"mounts":      mounts,
 	}
 	path := filepath.Join(e.Dir, "pods", p.Config.Namespace+"_"+p.Config.Name+"_"+c.Name+".json")
 	if err := writeJSON(path, cfg); err != nil {

@@ -15,4 +15,17 @@
 //   - cri_test.go: pods and containers through crictl (RunPod, StartContainer, Exec, inspect, stop, remove);
 //   - netns_test.go: entering network namespaces, the HTTP server, and probes that report
 //     refused / timeout / success with the elapsed time.
+//
+// The tests of bypass-hook on this node (issue 6), with the binary TestMain builds (main_test.go):
+//
+//   - fence_helpers_test.go: the hook's config, records and log on the node, the plugin as a
+//     process, pods with their start times, and the checks of a fence (injected hooks, rules,
+//     probes);
+//   - fence_test.go: the external plugin fences annotated pods only, a pod's containers share
+//     one fence until the last one stops; pod start times;
+//   - nri_daemonset_test.go: the pod of install/kubernetes/bypass-hook.yaml, run as a kubelet
+//     would run it, installs the hook and fences;
+//   - nri_lifecycle_test.go: the plugin pre-registered with containerd, reconnecting after a
+//     containerd restart, and what containerd does while it is down (fail open, or refuse
+//     with required_plugins, and the gaps in that).
 package k8s

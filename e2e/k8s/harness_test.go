@@ -193,7 +193,9 @@ type Options struct {
 	ExtraTOML string
 	// NoIPv6 leaves IPv6 off the bridge and the pods.
 	NoIPv6 bool
-	// ContainerdEnv is added to containerd's environment (pre-registered NRI plugins inherit it).
+	// ContainerdEnv is added to containerd's environment. Pre-registered NRI plugins do not
+	// inherit it: containerd 2.2 (NRI v0.11) starts them with NRI_PLUGIN_NAME, NRI_PLUGIN_IDX
+	// and NRI_PLUGIN_SOCKET only; give them their settings in NRIPluginConfigs.
 	ContainerdEnv []string
 	// NoServers skips tinyproxy and the HTTP server on the gateway.
 	NoServers bool
