@@ -381,6 +381,9 @@ func (h *Hook) logSummary(b Backend, ns Netns, rec *Record) {
 	sums, t := TallyCounters(rec.RuleNames, counters)
 	fields := logrus.Fields{"log_id": rec.LogID, "refused_tcp": t.RefusedTCP, "refused_udp": t.RefusedUDP,
 		"refused_other": t.RefusedOther, "logged": t.Logged}
+	if rec.Policy.Mode == config.ModeAudit {
+		fields["audited_tcp"], fields["audited_udp"], fields["audited_other"] = t.AuditedTCP, t.AuditedUDP, t.AuditedOther
+	}
 	for name, n := range sums {
 		fields["packets_"+name] = n
 	}

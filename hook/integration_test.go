@@ -184,6 +184,9 @@ func TestAuditMode(t *testing.T) {
 			if logged["log-tcp"] == 0 || logged["log-udp"] == 0 {
 				t.Errorf("audit mode must log what it would refuse; counters %v", logged)
 			}
+			if logged["audit-tcp"] == 0 || logged["audit-udp"] == 0 {
+				t.Errorf("audit mode must count what it lets through; counters %v", logged)
+			}
 			for n := range logged {
 				if strings.HasPrefix(n, "refuse-") {
 					t.Errorf("audit mode installed a refusing rule %q", n)

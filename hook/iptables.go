@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/coreos/go-iptables/iptables"
@@ -17,11 +18,13 @@ import (
 // Chain is the chain of our own that OUTPUT jumps to first.
 const Chain = "BYPASS-HOOK"
 
-// LockWait is how long, in seconds, the iptables tools wait for the
-// xtables lock by default. The lock is per host (legacy iptables; the
-// nf_tables variant takes none): a burst of container starts queues on it,
-// but a holder that never lets go must fail the hook, not hang it.
-const LockWait = 10
+// LockBudget is how long one hook run's iptables tools may wait for the
+// xtables lock in all. The lock is per host (legacy iptables; the nf_tables
+// variant takes none): a burst of container starts queues on it, but a
+// holder that never lets go must fail the hook with a clear error before
+// the runtime's hook timeout (10 s as bypass-hook registers itself) kills
+// it half way.
+const LockBudget = 6 * time.Second
 
 // binDirs are searched for the iptables tools: runtimes run hooks with an
 // empty PATH, and the container's root filesystem must never be used.
@@ -30,8 +33,11 @@ var binDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bi
 // Iptables is the iptables backend: one iptables-restore batch per family,
 // through the host's binaries, run inside the container's namespace.
 type Iptables struct {
-	Dir  string // where iptables, ip6tables and their -restore and -save tools are
-	Wait int    // seconds to wait for the xtables lock; 0 means LockWait
+	Dir string // where iptables, ip6tables and their -restore and -save tools are
+	// Wait fixes each tool's wait for the xtables lock, in seconds; 0 means
+	// what is left of LockBudget since NewIptables.
+	Wait     int
+	deadline time.Time
 
 	// Execs counts the tools run, so tests can hold the create path to one
 	// batch per family.
@@ -46,7 +52,7 @@ func NewIptables() (*Iptables, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Iptables{Dir: dir, Wait: LockWait}, nil
+	return &Iptables{Dir: dir, deadline: time.Now().Add(LockBudget)}, nil
 }
 
 func findIptables() (string, error) {
@@ -78,11 +84,14 @@ func (b *Iptables) tool(fam Family, suffix string) string {
 	return filepath.Join(b.Dir, name+suffix)
 }
 
+// wait is the --wait, in whole seconds, for the next tool: what is left of
+// the budget, and at least one.
 func (b *Iptables) wait() int {
 	if b.Wait > 0 {
 		return b.Wait
 	}
-	return LockWait
+	left := time.Until(b.deadline)
+	return max(1, int((left+time.Second-1)/time.Second))
 }
 
 // ipt returns go-iptables for one family, made on first use: New runs

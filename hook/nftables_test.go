@@ -310,6 +310,9 @@ func TestNftablesListing(t *testing.T) {
 		t.Errorf("nft list table:\n%s\nwant it to start with:\n%s", got, want)
 	}
 	for _, line := range []string{
+		`icmpv6 type mld-listener-report ip6 daddr ff02::/16 counter accept comment "ipv6 multicast-listener"`,
+		`icmpv6 type mld-listener-done ip6 daddr ff02::/16 counter accept comment "ipv6 multicast-listener"`,
+		`icmpv6 type mld2-listener-report ip6 daddr ff02::/16 counter accept comment "ipv6 multicast-listener"`,
 		`ip6 daddr 2001:db8:1::1 tcp dport 3128 counter accept comment "ipv6 proxy"`,
 		`meta nfproto ipv6 meta l4proto tcp counter reject with tcp reset comment "ipv6 refuse-tcp"`,
 		`meta nfproto ipv6 meta l4proto udp counter reject with icmpv6 port-unreachable comment "ipv6 refuse-udp"`,

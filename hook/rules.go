@@ -203,9 +203,11 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 			m := match
 			m.Name, m.Action = "refuse-"+name, reject
 			add(m)
-		} else if !enforce && logSpec != nil && match.Proto != ProtoAny {
-			// Audit mode lets the packet go on after its log rule; without
-			// this accept, log-other (any protocol) would log it again.
+		} else if !enforce && logSpec != nil {
+			// Audit mode lets the packet go on after its log rule; this
+			// accept ends the fence for it, so log-other (any protocol)
+			// does not log it again, and its counter counts every attempt
+			// the log rule samples.
 			m := match
 			m.Name, m.Action = "audit-"+name, Accept
 			add(m)

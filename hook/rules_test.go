@@ -57,7 +57,7 @@ func TestRulesOrder(t *testing.T) {
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 		{"audit logs only", baseCfg + "mode: audit", IPv4, AllFeatures, []string{
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
-			"log-tcp log", "audit-tcp accept", "log-udp log", "audit-udp accept", "log-other log"}},
+			"log-tcp log", "audit-tcp accept", "log-udp log", "audit-udp accept", "log-other log", "audit-other accept"}},
 		{"other protocols accepted", baseCfg + "otherProtocols: accept", IPv4, AllFeatures, []string{
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable"}},

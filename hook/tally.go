@@ -5,6 +5,11 @@ type Tally struct {
 	RefusedTCP   uint64 `json:"refusedTcp"`
 	RefusedUDP   uint64 `json:"refusedUdp"`
 	RefusedOther uint64 `json:"refusedOther"`
+	// Audited* count what audit mode let through that enforce mode would
+	// have refused.
+	AuditedTCP   uint64 `json:"auditedTcp"`
+	AuditedUDP   uint64 `json:"auditedUdp"`
+	AuditedOther uint64 `json:"auditedOther"`
 	// Logged counts the packets the log rules wrote out: at most the
 	// configured rate, so it may be less than the refusals.
 	Logged uint64 `json:"logged"`
@@ -27,6 +32,9 @@ func TallyCounters(names map[Family][]string, counters map[Family][]uint64) (byN
 		RefusedTCP:   byName["refuse-tcp"],
 		RefusedUDP:   byName["refuse-udp"],
 		RefusedOther: byName["refuse-other"],
+		AuditedTCP:   byName["audit-tcp"],
+		AuditedUDP:   byName["audit-udp"],
+		AuditedOther: byName["audit-other"],
 		Logged:       byName["log-tcp"] + byName["log-udp"] + byName["log-other"],
 	}
 	return byName, t

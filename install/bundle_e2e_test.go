@@ -65,8 +65,8 @@ func TestBundleWithRunc(t *testing.T) {
 	}
 	expectFenced(t, client.Netns, lab)
 	// The workload itself is refused too, not only the test's probes.
-	if out, err := b.Exec(t, "nc", "-w", "3", strings.Split(lab.TCPV4, ":")[0], "9090"); err == nil {
-		t.Errorf("nc from inside the container got through:\n%s", out)
+	if out, err := b.Exec(t, "nc", "-w", "3", strings.Split(lab.TCPV4, ":")[0], "9090"); err == nil || !strings.Contains(out, "refused") {
+		t.Errorf("nc from inside the container: %v; want connection refused:\n%s", err, out)
 	}
 	if owners := records(t, stateDir); len(owners) != 1 || owners[0] != id {
 		t.Errorf("records name %v, want [%s]", owners, id)

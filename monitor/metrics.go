@@ -15,12 +15,9 @@ import (
 
 // metrics are the monitor's Prometheus metrics.
 type metrics struct {
-	attempts         *prometheus.CounterVec
-	fencedContainers *prometheus.GaugeVec
-	fencedNamespaces *prometheus.GaugeVec
-	nflogSockets     prometheus.Gauge
-	lost             *prometheus.CounterVec
-	errors           *prometheus.CounterVec
+	attempts *prometheus.CounterVec
+	lost     *prometheus.CounterVec
+	errors   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,18 +26,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "bypass_hook_attempts_total",
 			Help: "Attempts to get past a fence that the log rules reported (at most log.rate per rule), by container, protocol and action (refused, audited, unknown).",
 		}, []string{"container", "proto", "action"}),
-		fencedContainers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bypass_hook_fenced_containers",
-			Help: "Containers whose network namespace is fenced, by mode.",
-		}, []string{"mode"}),
-		fencedNamespaces: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bypass_hook_fenced_namespaces",
-			Help: "Fenced network namespaces, by mode and log target.",
-		}, []string{"mode", "target"}),
-		nflogSockets: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "bypass_hook_nflog_sockets",
-			Help: "NFLOG sockets the monitor holds, one per fenced namespace with log.target nflog.",
-		}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bypass_hook_events_lost_total",
 			Help: "Log records lost before the monitor read them: source nflog counts socket overruns (each one or more packets), source kernel counts kernel log lines of any kind overwritten unread.",
@@ -50,7 +35,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Errors of the monitor, by kind: parse (a log record it could not read), nflog (a socket it could not open or read), write (an event it could not print).",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.attempts, m.fencedContainers, m.fencedNamespaces, m.nflogSockets, m.lost, m.errors,
+	reg.MustRegister(m.attempts, m.lost, m.errors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that should read 0 from the start rather than appear later.
 	for _, s := range []string{sourceKernel, sourceNflog} {
@@ -60,6 +45,37 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.errors.WithLabelValues(k)
 	}
 	return m
+}
+
+// The gauges of what the monitor follows.
+var (
+	fencedContainersDesc = prometheus.NewDesc("bypass_hook_fenced_containers",
+		"Containers whose network namespace is fenced (and reachable), by mode.", []string{"mode"}, nil)
+	fencedNamespacesDesc = prometheus.NewDesc("bypass_hook_fenced_namespaces",
+		"Fenced network namespaces (that a process or path still reaches), by mode and log target.", []string{"mode", "target"}, nil)
+	nflogSocketsDesc = prometheus.NewDesc("bypass_hook_nflog_sockets",
+		"NFLOG sockets the monitor holds: one per fenced namespace with log.target nflog, and those of fences just gone while they drain.", nil, nil)
+)
+
+// fenceGauges computes the gauges from the monitor's fences at each
+// scrape, so that a scrape never sees them half updated.
+type fenceGauges struct{ m *Monitor }
+
+func (g fenceGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fencedContainersDesc
+	ch <- fencedNamespacesDesc
+	ch <- nflogSocketsDesc
+}
+
+func (g fenceGauges) Collect(ch chan<- prometheus.Metric) {
+	containers, namespaces, sockets := g.m.gauges()
+	for mode, n := range containers {
+		ch <- prometheus.MustNewConstMetric(fencedContainersDesc, prometheus.GaugeValue, float64(n), mode)
+	}
+	for mt, n := range namespaces {
+		ch <- prometheus.MustNewConstMetric(fencedNamespacesDesc, prometheus.GaugeValue, float64(n), mt[0], mt[1])
+	}
+	ch <- prometheus.MustNewConstMetric(nflogSocketsDesc, prometheus.GaugeValue, float64(sockets))
 }
 
 // ServeMetrics serves reg's metrics at http://addr/metrics until ctx ends

@@ -42,6 +42,11 @@ const (
 	// nflogDrain is how long a socket of a fence that is gone still reads
 	// what the kernel queued before its rules went.
 	nflogDrain = 200 * time.Millisecond
+	// unknownContainer labels the attempts of kernel log lines whose fence
+	// the monitor does not know: their prefixes may be anyone's (a late
+	// line, or a container with CAP_NET_ADMIN writing LOG rules of its own),
+	// and a label each would let them grow the metrics without bound.
+	unknownContainer = "unknown"
 )
 
 // Options configure a Monitor.
@@ -93,10 +98,17 @@ type Monitor struct {
 	// gone are fences whose record went (or was replaced), kept for Forget.
 	// A namespace's key can come back with a new namespace (inode numbers
 	// are reused), so they are not kept by key.
-	gone     []*fence
-	byPrefix map[string]*fence       // live and gone, by log prefix, for kernel log lines
-	sockets  map[string]*nflogSocket // by namespace key; only Run's goroutine changes it
-	kernel   context.CancelFunc      // stops the kernel log reader; nil until started
+	gone []*fence
+	// byPrefix has the live and gone fences by log prefix, for kernel log
+	// lines. Containers whose ids are alike in their first 12 characters
+	// share a prefix.
+	byPrefix map[string][]*fence
+	// sockets are the NFLOG sockets of live fences, by namespace key;
+	// draining those of fences that went, reading what is queued before
+	// they close. Only Run's goroutine adds to them.
+	sockets  map[string]*nflogSocket
+	draining []*nflogSocket
+	kernel   context.CancelFunc // stops the kernel log reader; nil until started
 	// kernelErr is why the kernel log could not be opened for a fence; it
 	// is said once, not at every resync.
 	kernelErr error
@@ -127,16 +139,18 @@ func newMonitor(o Options, store *hook.Store) *Monitor {
 	}
 	enc := json.NewEncoder(o.Out)
 	enc.SetEscapeHTML(false)
-	return &Monitor{
+	m := &Monitor{
 		opts:     o,
 		store:    store,
 		metrics:  newMetrics(o.Registry),
 		registry: o.Registry,
 		enc:      enc,
 		fences:   map[string]*fence{},
-		byPrefix: map[string]*fence{},
+		byPrefix: map[string][]*fence{},
 		sockets:  map[string]*nflogSocket{},
 	}
+	o.Registry.MustRegister(fenceGauges{m})
+	return m
 }
 
 // Registry holds the monitor's metrics, the Go runtime's and the process's.
@@ -147,6 +161,8 @@ func (m *Monitor) Registry() *prometheus.Registry { return m.registry }
 // first fence whose rules log there. It calls ready (if not nil) once it
 // follows the fences that exist: attempts from then on are seen.
 func (m *Monitor) Run(ctx context.Context, ready func()) error {
+	// First, so that whatever has started stops on every way out.
+	defer m.shutdown()
 	if m.opts.Config.Log.Target == config.LogKernel {
 		if err := m.startKernel(ctx); err != nil {
 			return err
@@ -160,7 +176,6 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 	if err := w.Add(m.store.Dir); err != nil {
 		return fmt.Errorf("watching the state directory %s: %w", m.store.Dir, err)
 	}
-	defer m.shutdown()
 	m.resync(ctx)
 	if ready != nil {
 		ready()
@@ -173,7 +188,7 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 			return nil
 		case ev := <-w.Events:
 			if key, ok := recordKey(ev.Name); ok {
-				m.update(ctx, key)
+				m.take(ctx, key)
 			}
 		case err := <-w.Errors:
 			// An overflow loses notifications: read everything again.
@@ -185,7 +200,8 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 	}
 }
 
-// recordKey returns the namespace key of a record file's path.
+// recordKey returns the namespace key of a record file's path. It is
+// Store.Keys's filter, for one path: Keys reads the whole directory.
 func recordKey(path string) (string, bool) {
 	k, ok := strings.CutSuffix(filepath.Base(path), ".json")
 	return k, ok && strings.HasPrefix(k, "netns-")
@@ -196,6 +212,9 @@ func (m *Monitor) shutdown() {
 	for key, s := range m.sockets {
 		s.stop(0)
 		delete(m.sockets, key)
+	}
+	for _, s := range m.draining {
+		s.stop(0)
 	}
 	if m.kernel != nil {
 		m.kernel()
@@ -255,14 +274,6 @@ func (m *Monitor) resync(ctx context.Context) {
 	}
 	m.releaseDead()
 	m.expire(time.Now())
-	m.setGauges()
-}
-
-// update takes in the record of namespace key as it is now, and sets the
-// gauges.
-func (m *Monitor) update(ctx context.Context, key string) {
-	m.take(ctx, key)
-	m.setGauges()
 }
 
 // take takes in the record of namespace key as it is now: a new fence is
@@ -278,22 +289,52 @@ func (m *Monitor) take(ctx context.Context, key string) {
 		return
 	}
 	f := &fence{key: key, rec: rec, prefix: hook.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
+	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
 	old := m.fences[key]
 	switch {
 	case old != nil && old.rec.Digest == rec.Digest && old.rec.LogID == rec.LogID && old.rec.Backend == rec.Backend:
 		f.unreachable = old.unreachable && sameOwners(old.rec, rec)
+		m.reindex(old, f)
 	case old != nil:
 		m.retire(old)
-		m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()}).Info("fence replaced")
+		m.reindex(nil, f)
+		log.Info("fence replaced")
 	default:
-		m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String(), "mode": rec.Policy.Mode, "target": rec.Policy.Log.Target}).Info("following fence")
+		m.reindex(nil, f)
+		log.WithFields(logrus.Fields{"mode": rec.Policy.Mode, "target": rec.Policy.Log.Target}).Info("following fence")
 	}
 	m.fences[key] = f
-	m.byPrefix[f.prefix] = f
+	if old == nil || old.rec.LogID != rec.LogID {
+		m.warnAlike(f)
+	}
+
+	// The NFLOG socket: kept, revived from its drain (the namespace fenced
+	// again at once, as when a pod's only container restarts: a new socket
+	// could not bind the group while the old one holds it), or let go.
+	needs := f.target() == config.LogNflog && f.logs() && !f.unreachable
+	group := rec.Policy.Log.Group
 	sock := m.sockets[key]
+	if sock != nil && (!needs || sock.group != group || sock.stopped()) {
+		m.drain(key)
+		sock = nil
+	}
+	var closing *nflogSocket // a socket of the group that must close before a new one binds it
+	if needs && sock == nil {
+		if i := slices.IndexFunc(m.draining, func(d *nflogSocket) bool { return d.key == key && d.group == group }); i >= 0 {
+			d := m.draining[i]
+			if d.revive() {
+				m.draining = slices.Delete(m.draining, i, i+1)
+				m.sockets[key] = d
+				sock = d
+				log.Debug("NFLOG socket kept: the namespace was fenced again while it drained")
+			} else {
+				closing = d
+			}
+		}
+	}
 	if sock != nil {
-		sock.fence = f
+		m.point(sock, f)
 	}
 	m.mu.Unlock()
 
@@ -301,16 +342,63 @@ func (m *Monitor) take(ctx context.Context, key string) {
 	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
 		if err := m.startKernel(ctx); err != nil {
 			m.kernelErr = err
-			m.opts.Log.WithError(err).WithField("container", rec.LogID).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
+			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
 		}
-	case f.target() == config.LogNflog && f.logs() && !f.unreachable:
-		if sock != nil && !sock.stopped() && sock.group == f.rec.Policy.Log.Group {
-			break
-		}
-		if sock != nil {
-			sock.stop(0)
+	case needs && sock == nil:
+		if closing != nil {
+			<-closing.done
 		}
 		m.openSocket(f)
+	}
+}
+
+// warnAlike says when f's kernel log prefix is another live fence's: their
+// containers' ids are alike in their first 12 characters, and the kernel
+// log cannot tell their attempts apart. The caller holds mu.
+func (m *Monitor) warnAlike(f *fence) {
+	if f.target() != config.LogKernel {
+		return
+	}
+	for _, o := range m.byPrefix[f.prefix] {
+		if o.gone.IsZero() && o.target() == config.LogKernel && o.rec.LogID != f.rec.LogID {
+			m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "other": o.rec.LogID, "prefix": f.prefix}).
+				Warn("two fenced containers have ids alike in their first 12 characters: with log.target kernel their events cannot be told apart and name both (log.target nflog can)")
+			return
+		}
+	}
+}
+
+// point makes f the fence of socket s; the caller holds mu.
+func (m *Monitor) point(s *nflogSocket, f *fence) {
+	if s.fence != nil && s.fence.prefix != f.prefix {
+		s.old = s.fence
+	}
+	s.fence = f
+}
+
+// drain stops the socket of key, letting it read what is queued; the
+// caller holds mu.
+func (m *Monitor) drain(key string) {
+	if s := m.sockets[key]; s != nil {
+		s.stop(nflogDrain)
+		delete(m.sockets, key)
+		m.draining = append(m.draining, s)
+	}
+}
+
+// reindex puts fence now where was is in byPrefix; either may be nil. The
+// caller holds mu.
+func (m *Monitor) reindex(was, now *fence) {
+	if was != nil {
+		l := slices.DeleteFunc(m.byPrefix[was.prefix], func(f *fence) bool { return f == was })
+		if len(l) == 0 {
+			delete(m.byPrefix, was.prefix)
+		} else {
+			m.byPrefix[was.prefix] = l
+		}
+	}
+	if now != nil {
+		m.byPrefix[now.prefix] = append(m.byPrefix[now.prefix], now)
 	}
 }
 
@@ -338,12 +426,9 @@ func (m *Monitor) openSocket(f *fence) {
 	if err != nil {
 		m.metrics.errors.WithLabelValues("nflog").Inc()
 		log.WithError(err).Error("opening the NFLOG socket; trying again at the next resync")
-		m.mu.Lock()
-		delete(m.sockets, f.key)
-		m.mu.Unlock()
 		return
 	}
-	s := &nflogSocket{conn: conn, group: f.rec.Policy.Log.Group, done: make(chan struct{})}
+	s := &nflogSocket{key: f.key, conn: conn, group: f.rec.Policy.Log.Group, done: make(chan struct{})}
 	m.mu.Lock()
 	s.fence = m.fences[f.key]
 	m.sockets[f.key] = s
@@ -356,6 +441,13 @@ func (m *Monitor) openSocket(f *fence) {
 				m.metrics.errors.WithLabelValues("nflog").Inc()
 				log.WithError(err).Warn("reading the NFLOG socket")
 			})
+		// Closed: drained, or failed (then the next resync opens another).
+		m.mu.Lock()
+		if m.sockets[s.key] == s {
+			delete(m.sockets, s.key)
+		}
+		m.draining = slices.DeleteFunc(m.draining, func(d *nflogSocket) bool { return d == s })
+		m.mu.Unlock()
 	})
 	log.WithField("group", s.group).Debug("NFLOG socket open")
 }
@@ -389,8 +481,8 @@ func (m *Monitor) markUnreachable(f *fence) {
 		g := *f
 		g.unreachable = true
 		m.fences[f.key] = &g
-		m.byPrefix[g.prefix] = &g
-		if s := m.sockets[f.key]; s != nil {
+		m.reindex(f, &g)
+		if s := m.sockets[f.key]; s != nil && s.fence == f {
 			s.fence = &g
 		}
 	}
@@ -402,9 +494,7 @@ func (m *Monitor) retire(f *fence) {
 	g := *f
 	g.gone = time.Now()
 	m.gone = append(m.gone, &g)
-	if m.byPrefix[g.prefix] == f {
-		m.byPrefix[g.prefix] = &g
-	}
+	m.reindex(f, &g)
 }
 
 // remove marks the fence of key gone: its socket drains and closes, and
@@ -412,10 +502,7 @@ func (m *Monitor) retire(f *fence) {
 func (m *Monitor) remove(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.sockets[key]; s != nil {
-		s.stop(nflogDrain)
-		delete(m.sockets, key)
-	}
+	m.drain(key)
 	f := m.fences[key]
 	if f == nil {
 		return
@@ -431,11 +518,7 @@ func (m *Monitor) remove(key string) {
 func (m *Monitor) releaseDead() {
 	m.mu.Lock()
 	var check []*fence
-	for key, s := range m.sockets {
-		if s.stopped() {
-			delete(m.sockets, key) // failed; update opens it again
-			continue
-		}
+	for key := range m.sockets {
 		check = append(check, m.fences[key])
 	}
 	m.mu.Unlock()
@@ -457,6 +540,8 @@ func (m *Monitor) releaseDead() {
 	}
 }
 
+// anyOwnerAlive is hook's Owner.alive over the owners; that one is not
+// exported.
 func anyOwnerAlive(rec *hook.Record) bool {
 	for _, o := range rec.Owners {
 		if o.Pid <= 0 {
@@ -479,42 +564,53 @@ func (m *Monitor) expire(now time.Time) {
 			kept = append(kept, g)
 			continue
 		}
-		if m.byPrefix[g.prefix] == g {
-			delete(m.byPrefix, g.prefix)
-		}
+		m.reindex(g, nil)
 		forget = append(forget, g.rec.LogID)
 	}
 	clear(m.gone[len(kept):])
 	m.gone = kept
-	live := map[string]bool{}
+	// The labels still in use: full ids, and the short ids of events of
+	// containers whose ids are alike.
+	inUse := map[string]bool{}
 	for _, f := range m.fences {
-		live[f.rec.LogID] = true
+		inUse[f.rec.LogID], inUse[hook.ShortID(f.rec.LogID)] = true, true
 	}
 	for _, g := range m.gone {
-		live[g.rec.LogID] = true
+		inUse[g.rec.LogID], inUse[hook.ShortID(g.rec.LogID)] = true, true
 	}
 	m.mu.Unlock()
 	for _, id := range forget {
-		if !live[id] {
-			m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"container": id})
+		for _, label := range []string{id, hook.ShortID(id)} {
+			if !inUse[label] {
+				m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"container": label})
+			}
 		}
 	}
 }
 
-func (m *Monitor) setGauges() {
+// gauges counts, for the metrics, the containers by mode and the
+// namespaces by mode and target of the fences the monitor follows, and
+// the NFLOG sockets it holds. Fences whose namespace no path reaches any
+// more (containers dead without a poststop) are left out.
+func (m *Monitor) gauges() (containers map[string]int, namespaces map[[2]string]int, sockets int) {
+	containers = map[string]int{}
+	namespaces = map[[2]string]int{}
+	for _, mode := range []string{config.ModeEnforce, config.ModeAudit} {
+		containers[mode] = 0
+		for _, target := range []string{config.LogKernel, config.LogNflog} {
+			namespaces[[2]string{mode, target}] = 0
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.metrics.fencedContainers.Reset()
-	m.metrics.fencedNamespaces.Reset()
-	for _, mode := range []string{config.ModeEnforce, config.ModeAudit} {
-		m.metrics.fencedContainers.WithLabelValues(mode)
-	}
 	for _, f := range m.fences {
-		mode := f.rec.Policy.Mode
-		m.metrics.fencedContainers.WithLabelValues(mode).Add(float64(len(f.rec.Owners)))
-		m.metrics.fencedNamespaces.WithLabelValues(mode, f.target()).Inc()
+		if f.unreachable {
+			continue
+		}
+		containers[f.rec.Policy.Mode] += len(f.rec.Owners)
+		namespaces[[2]string{f.rec.Policy.Mode, f.target()}]++
 	}
-	m.metrics.nflogSockets.Set(float64(len(m.sockets)))
+	return containers, namespaces, len(m.sockets) + len(m.draining)
 }
 
 // handleKmsg turns a kernel log line of a fence into an event. Lines of
@@ -532,10 +628,9 @@ func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
 		return
 	}
 	m.mu.Lock()
-	f := m.byPrefix[prefix]
-	known := f != nil || stem == m.opts.Config.Log.Prefix
+	fs := m.kernelFences(prefix)
 	m.mu.Unlock()
-	if !known {
+	if len(fs) == 0 && stem != m.opts.Config.Log.Prefix {
 		return
 	}
 	lf, err := ParseLogLine(rest)
@@ -546,21 +641,68 @@ func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
 	}
 	// The time of reading, not the message's: kmsgparser derives that from
 	// a boot time known only to the second.
-	ev := newEvent(time.Now(), lf.Flow, lf.UID, lf.HasUID, f, sourceKernel)
-	if f == nil {
-		ev.Container = short
+	now := time.Now()
+	if len(fs) == 1 {
+		m.emit(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), fs[0].rec.LogID)
+		return
 	}
-	m.emit(ev)
+	ev := newEvent(now, lf.Flow, lf.UID, lf.HasUID, nil, sourceKernel)
+	ev.Container = short
+	if len(fs) == 0 {
+		m.emit(ev, unknownContainer)
+		return
+	}
+	// Containers whose ids are alike in their first 12 characters: any of
+	// them may have sent it.
+	ev.Action = actionFor(fs[0].rec.Policy.Mode)
+	for _, f := range fs {
+		ev.Owners = append(ev.Owners, f.rec.LogID)
+		if actionFor(f.rec.Policy.Mode) != ev.Action {
+			ev.Action = ActionUnknown
+		}
+	}
+	m.emit(ev, short)
+}
+
+// kernelFences returns the fences whose rules may have written a kernel log
+// line with prefix: the live ones (more than one when their containers' ids
+// are alike in the first 12 characters), or else the one gone last. The
+// caller holds mu.
+func (m *Monitor) kernelFences(prefix string) []*fence {
+	var live []*fence
+	var last *fence
+	for _, f := range m.byPrefix[prefix] {
+		switch {
+		case f.target() != config.LogKernel || !f.logs():
+		case f.gone.IsZero():
+			if !slices.ContainsFunc(live, func(l *fence) bool { return l.rec.LogID == f.rec.LogID }) {
+				live = append(live, f)
+			}
+		case last == nil || f.gone.After(last.gone):
+			last = f
+		}
+	}
+	if len(live) == 0 && last != nil {
+		return []*fence{last}
+	}
+	return live
 }
 
 // handleNflog turns a packet from an NFLOG socket into an event. The
 // socket is the namespace's, so the fence is known; a prefix not the
-// fence's is another program's NFLOG rule in the same group.
+// fence's (nor its previous one's, still queued) is another program's
+// NFLOG rule in the same group.
 func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 	m.mu.Lock()
 	f := s.fence
+	if f != nil && p.Prefix != f.prefix {
+		f = nil
+		if s.old != nil && p.Prefix == s.old.prefix {
+			f = s.old
+		}
+	}
 	m.mu.Unlock()
-	if f == nil || p.Prefix != f.prefix {
+	if f == nil {
 		return
 	}
 	flow, err := ParsePacket(p.Payload)
@@ -569,17 +711,13 @@ func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Warn("an NFLOG packet that cannot be read")
 		return
 	}
-	t := p.Time
-	if t.IsZero() {
-		t = now
-	}
-	m.emit(newEvent(t, flow, p.UID, p.HasUID, f, sourceNflog))
+	m.emit(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), f.rec.LogID)
 }
 
-// emit counts an event and prints it; counted first, so that whoever sees
-// the line finds it in the metrics.
-func (m *Monitor) emit(ev Event) {
-	m.metrics.attempts.WithLabelValues(ev.Container, ev.Proto, ev.Action).Inc()
+// emit counts an event under the container label and prints it; counted
+// first, so that whoever sees the line finds it in the metrics.
+func (m *Monitor) emit(ev Event, container string) {
+	m.metrics.attempts.WithLabelValues(container, ev.Proto, ev.Action).Inc()
 	m.outMu.Lock()
 	err := m.enc.Encode(ev)
 	m.outMu.Unlock()

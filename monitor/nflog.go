@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -34,10 +34,9 @@ const (
 	nfulnlMsgPacket = 0
 	nfulnlMsgConfig = 1
 
-	nfulaTimestamp = 3
-	nfulaPayload   = 9
-	nfulaPrefix    = 10
-	nfulaUID       = 11
+	nfulaPayload = 9
+	nfulaPrefix  = 10
+	nfulaUID     = 11
 
 	nfulaCfgCmd     = 1
 	nfulaCfgMode    = 2
@@ -87,13 +86,15 @@ func nflogConfigMessage(group uint16) (netlink.Message, error) {
 	}, nil
 }
 
-// nflogPacket is one NFLOG packet message.
+// nflogPacket is one NFLOG packet message. It has no time: since Linux 5.1
+// the kernel sends NFULA_TIMESTAMP only for the hooks up to forward, never
+// for output, where the fence's rules are; events carry the time the
+// monitor read them.
 type nflogPacket struct {
 	Prefix  string
 	Payload []byte // from the network header on
 	UID     uint32
 	HasUID  bool
-	Time    time.Time // zero when the kernel sent no timestamp
 }
 
 // parseNflogPacket decodes an NFULNL_MSG_PACKET message's data: the
@@ -116,16 +117,6 @@ func parseNflogPacket(data []byte) (nflogPacket, error) {
 			p.Payload = ad.Bytes()
 		case nfulaUID:
 			p.UID, p.HasUID = ad.Uint32(), true
-		case nfulaTimestamp:
-			// struct nfulnl_msg_packet_timestamp: __be64 sec, __be64 usec.
-			ad.Do(func(b []byte) error {
-				if len(b) < 16 {
-					return fmt.Errorf("NFULA_TIMESTAMP of %d bytes", len(b))
-				}
-				sec, usec := binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:])
-				p.Time = time.Unix(int64(sec), int64(usec)*1000)
-				return nil
-			})
 		}
 	}
 	if err := ad.Err(); err != nil {
@@ -137,10 +128,18 @@ func parseNflogPacket(data []byte) (nflogPacket, error) {
 // nflogSocket is an NFLOG socket bound to a group inside one fence's
 // namespace. It reads until stopped, handing packets to the monitor.
 type nflogSocket struct {
+	key   string // the namespace's record key
 	conn  *netlink.Conn
 	group uint16
 	done  chan struct{} // closed when the reader has closed the socket
-	fence *fence        // the namespace's fence now; guarded by Monitor.mu
+	// fence is the namespace's fence now, old the one before it (a
+	// replaced or re-made fence), whose records may still be queued.
+	// Guarded by Monitor.mu.
+	fence, old *fence
+
+	mu       sync.Mutex
+	stopping bool // stop was called, and no revive since
+	ending   bool // the reader has given up; revive comes too late
 }
 
 // openNflog makes an NFLOG socket inside the namespace at ns and binds it
@@ -168,8 +167,10 @@ func openNflog(ns hook.Netns, group uint16) (*netlink.Conn, error) {
 	}
 	if err != nil {
 		conn.Close()
-		if errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("NFLOG group %d in network namespace %s is taken by another listener (another monitor, or ulogd?): %w", group, ns.ID, err)
+		if errors.Is(err, unix.EPERM) {
+			// The kernel says EPERM both for a group bound by another
+			// socket of the namespace and for a bind without the capability.
+			return nil, fmt.Errorf("binding NFLOG group %d in network namespace %s: %w: the group is held by another listener (another monitor, ulogd), or the monitor lacks CAP_NET_ADMIN", group, ns.ID, err)
 		}
 		return nil, fmt.Errorf("binding NFLOG group %d in network namespace %s: %w", group, ns.ID, err)
 	}
@@ -186,19 +187,22 @@ func openNflog(ns hook.Netns, group uint16) (*netlink.Conn, error) {
 func (s *nflogSocket) read(handle func(nflogPacket, time.Time), lost func(), failed func(error)) {
 	defer close(s.done)
 	defer s.conn.Close()
+	defer s.end()
 	for {
 		msgs, err := s.conn.Receive()
 		now := time.Now()
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			return // stopped, and drained
+			if s.endIfStopping() {
+				return // stopped, and drained
+			}
+			continue // revived meanwhile
 		case errors.Is(err, unix.ENOBUFS):
 			lost()
 			continue
 		case err != nil:
-			if !strings.Contains(err.Error(), "use of closed") {
-				failed(err)
-			}
+			// Only the reader closes the socket, so this is a real failure.
+			failed(err)
 			return
 		}
 		for _, m := range msgs {
@@ -218,7 +222,39 @@ func (s *nflogSocket) read(handle func(nflogPacket, time.Time), lost func(), fai
 // stop lets the reader take what is queued already, for up to drain, and
 // then close the socket; it does not wait.
 func (s *nflogSocket) stop(drain time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
 	s.conn.SetReadDeadline(time.Now().Add(drain))
+}
+
+// revive undoes stop, and reports whether it came in time: false when the
+// reader is closing the socket already (wait for done before binding the
+// group again).
+func (s *nflogSocket) revive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ending {
+		return false
+	}
+	s.stopping = false
+	s.conn.SetReadDeadline(time.Time{})
+	return true
+}
+
+// endIfStopping decides, at a passed deadline, whether the reader ends: in
+// one step with revive's check, so that a revive is never lost.
+func (s *nflogSocket) endIfStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ending = s.stopping
+	return s.ending
+}
+
+func (s *nflogSocket) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ending = true
 }
 
 func (s *nflogSocket) stopped() bool {

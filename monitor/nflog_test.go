@@ -48,15 +48,11 @@ func TestNflogConfigMessage(t *testing.T) {
 	}
 }
 
-func nflogPacketData(t *testing.T, prefix string, uid *uint32, ts *time.Time, payload []byte) []byte {
+func nflogPacketData(t *testing.T, prefix string, uid *uint32, payload []byte) []byte {
 	t.Helper()
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	ae.Bytes(1, []byte{0x08, 0x00, 3, 0}) // NFULA_PACKET_HDR: ETH_P_IP, hook OUTPUT
-	if ts != nil {
-		b := binary.BigEndian.AppendUint64(nil, uint64(ts.Unix()))
-		ae.Bytes(nfulaTimestamp, binary.BigEndian.AppendUint64(b, uint64(ts.Nanosecond()/1000)))
-	}
 	ae.Bytes(nfulaPayload, payload)
 	ae.String(nfulaPrefix, prefix)
 	if uid != nil {
@@ -73,22 +69,21 @@ func nflogPacketData(t *testing.T, prefix string, uid *uint32, ts *time.Time, pa
 func TestParseNflogPacket(t *testing.T) {
 	payload := ipv4(protoTCP, "198.51.100.10", "198.51.100.1", 0, 0, l4ports(41000, 443))
 	uid := uint32(1000)
-	ts := time.Unix(1767225600, 123456000)
 
-	p, err := parseNflogPacket(nflogPacketData(t, "bypass:0123456789ab: ", &uid, &ts, payload))
+	p, err := parseNflogPacket(nflogPacketData(t, "bypass:0123456789ab: ", &uid, payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Prefix != "bypass:0123456789ab: " || !p.HasUID || p.UID != 1000 || !p.Time.Equal(ts) || !bytes.Equal(p.Payload, payload) {
+	if p.Prefix != "bypass:0123456789ab: " || !p.HasUID || p.UID != 1000 || !bytes.Equal(p.Payload, payload) {
 		t.Errorf("got %+v", p)
 	}
 
-	p, err = parseNflogPacket(nflogPacketData(t, "x: ", nil, nil, payload))
+	p, err = parseNflogPacket(nflogPacketData(t, "x: ", nil, payload))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.HasUID || !p.Time.IsZero() {
-		t.Errorf("without uid and timestamp: %+v", p)
+	if p.HasUID {
+		t.Errorf("without uid: %+v", p)
 	}
 
 	if _, err := parseNflogPacket([]byte{2, 0}); err == nil {
@@ -96,5 +91,35 @@ func TestParseNflogPacket(t *testing.T) {
 	}
 	if _, err := parseNflogPacket(append(nfgenmsg(unix.AF_INET, 1), 0xff, 0xff, 0x00)); err == nil {
 		t.Error("garbled attributes parsed")
+	}
+}
+
+// A socket stopped to drain can be revived until its reader gives up; then
+// revive says it came too late. (An unbound netlink socket of the test's
+// own namespace: no root needed, nothing arrives.)
+func TestNflogSocketRevive(t *testing.T) {
+	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, nil)
+	if err != nil {
+		t.Skipf("skipping: no netfilter netlink socket: %v", err)
+	}
+	s := &nflogSocket{conn: conn, done: make(chan struct{})}
+	go s.read(func(nflogPacket, time.Time) {}, func() {}, func(err error) { t.Errorf("reading: %v", err) })
+
+	s.stop(50 * time.Millisecond)
+	if !s.revive() {
+		t.Fatal("revive within the drain failed")
+	}
+	time.Sleep(150 * time.Millisecond)
+	if s.stopped() {
+		t.Fatal("the socket closed at the deadline of a stop that was revived")
+	}
+	s.stop(0)
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the socket did not close after stop")
+	}
+	if s.revive() {
+		t.Error("revive of a closed socket reported success")
 	}
 }

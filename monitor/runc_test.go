@@ -118,15 +118,18 @@ func runcMonitor(t *testing.T, lab *testnet.Lab, target, backend, mode string) {
 		t.Errorf("bypass_hook_attempts_total of %s: %v, want %d", id, n, len(attempts))
 	}
 	st := runStatus(t, cfgPath, id)
-	wantRefused := uint64(len(attempts))
+	// Enforce mode refuses every attempt; audit mode lets them through,
+	// and counts them.
+	wantRefused, wantAudited, verb := uint64(len(attempts)), uint64(0), "refused"
 	if mode == config.ModeAudit {
-		wantRefused = 0
+		wantRefused, wantAudited, verb = 0, uint64(len(attempts)), "audited"
 	}
-	if st.Error != "" || st.Totals == nil || st.Totals.RefusedTCP != wantRefused || st.Totals.Logged != uint64(len(evs)) || st.Mode != mode || st.Backend != backend {
-		t.Errorf("status: %+v totals %+v; want %d refused TCP, %d logged", st, st.Totals, wantRefused, len(evs))
+	if st.Error != "" || st.Totals == nil || st.Totals.RefusedTCP != wantRefused || st.Totals.AuditedTCP != wantAudited ||
+		st.Totals.Logged != uint64(len(evs)) || st.Mode != mode || st.Backend != backend {
+		t.Errorf("status: %+v totals %+v; want %d refused TCP, %d audited, %d logged", st, st.Totals, wantRefused, wantAudited, len(evs))
 	}
 	text, err := exec.Command(hookBin, "status", "--config", cfgPath, id[:12]).CombinedOutput()
-	if err != nil || !strings.Contains(string(text), fmt.Sprintf("refused    tcp %d,", wantRefused)) {
+	if err != nil || !strings.Contains(string(text), fmt.Sprintf("%s    tcp %d,", verb, len(attempts))) {
 		t.Errorf("status %s: %v:\n%s", id[:12], err, text)
 	}
 	t.Logf("status:\n%s", text)

@@ -154,14 +154,26 @@ func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
 	return s
 }
 
-// WriteSummary writes one line per fence.
+// attempts are a fence's attempts by protocol: refused in enforce mode,
+// let through (audited) in audit mode, whose fence refuses nothing.
+func attempts(f FenceStatus) (verb string, tcp, udp, other uint64) {
+	t := f.Totals
+	if f.Mode == config.ModeAudit {
+		return "audited", t.AuditedTCP, t.AuditedUDP, t.AuditedOther
+	}
+	return "refused", t.RefusedTCP, t.RefusedUDP, t.RefusedOther
+}
+
+// WriteSummary writes one line per fence. TCP, UDP and OTHER count the
+// attempts refused, or in audit mode let through.
 func WriteSummary(w io.Writer, fences []FenceStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tREFUSED TCP\tUDP\tOTHER\tLOGGED")
+	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tTCP\tUDP\tOTHER\tLOGGED")
 	for _, f := range fences {
 		tcp, udp, other, logged := "-", "-", "-", "-"
-		if t := f.Totals; t != nil {
-			tcp, udp, other, logged = num(t.RefusedTCP), num(t.RefusedUDP), num(t.RefusedOther), num(t.Logged)
+		if f.Totals != nil {
+			_, t, u, o := attempts(f)
+			tcp, udp, other, logged = num(t), num(u), num(o), num(f.Totals.Logged)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", hook.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
 			logTarget(f), len(f.Owners), tcp, udp, other, logged)
@@ -197,9 +209,10 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			fmt.Fprintf(tw, "%s\t%s (pid %d, since %s)\n", label, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
-		if t := f.Totals; t != nil {
-			fmt.Fprintf(tw, "refused\ttcp %d, udp %d, other %d\n", t.RefusedTCP, t.RefusedUDP, t.RefusedOther)
-			fmt.Fprintf(tw, "logged\t%d (at most %s, burst %d, per log rule)\n", t.Logged, f.Log.Rate, f.Log.Burst)
+		if f.Totals != nil {
+			verb, t, u, o := attempts(f)
+			fmt.Fprintf(tw, "%s\ttcp %d, udp %d, other %d\n", verb, t, u, o)
+			fmt.Fprintf(tw, "logged\t%d (at most %s, burst %d, per log rule)\n", f.Totals.Logged, f.Log.Rate, f.Log.Burst)
 		}
 		if f.Error != "" {
 			fmt.Fprintf(tw, "error\t%s\n", f.Error)

@@ -158,3 +158,33 @@ func TestStatusErrors(t *testing.T) {
 		t.Errorf("rules of another build: %+v", got[0].Rules[:2])
 	}
 }
+
+// An audit-mode fence refuses nothing: status shows what it let through.
+func TestStatusAudit(t *testing.T) {
+	rec := statusRecord(t, idB, config.ModeAudit, idB)
+	store := &hook.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBackend{counters: countersFor(rec, map[string]uint64{"audit-tcp": 3, "log-tcp": 3, "audit-udp": 1, "log-udp": 1})}
+	fences, err := Status(store, idB, func(string) (hook.Backend, error) { return fb, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl := fences[0].Totals; tl == nil || tl.AuditedTCP != 6 || tl.AuditedUDP != 2 || tl.RefusedTCP != 0 {
+		t.Fatalf("totals %+v; want 6 TCP and 2 UDP audited (both families), none refused", tl)
+	}
+	var details, summary bytes.Buffer
+	if err := WriteDetails(&details, fences); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(details.String(), "audited    tcp 6, udp 2, other 0") || strings.Contains(details.String(), "refused ") {
+		t.Errorf("details of an audit fence:\n%s", details.String())
+	}
+	if err := WriteSummary(&summary, fences); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(summary.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "  6 ") {
+		t.Errorf("summary:\n%s", summary.String())
+	}
+}

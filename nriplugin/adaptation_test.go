@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -378,19 +379,66 @@ func TestPluginReconnects(t *testing.T) {
 	}
 }
 
-// A config the hook would refuse keeps the plugin from starting, and a
-// wrong index is refused before anything connects.
+// A wrong index or a missing hook binary is refused before anything
+// connects.
 func TestPluginRefusesBadSetup(t *testing.T) {
-	f := newFixture(t, "proxies: [nonsense]\n")
-	if _, err := nriplugin.New(nriplugin.Options{Binary: f.binary, Config: f.cfgPath}); err == nil || !strings.Contains(err.Error(), "proxies[0]") {
-		t.Errorf("bad config: %v", err)
-	}
-	f = newFixture(t, "proxies: [198.51.100.1:3128]\n")
+	f := newFixture(t, "proxies: [198.51.100.1:3128]\n")
 	if _, err := nriplugin.New(nriplugin.Options{Binary: f.binary, Config: f.cfgPath, Index: "7"}); err == nil {
 		t.Error("index 7 was accepted; NRI wants two digits")
 	}
 	if _, err := nriplugin.New(nriplugin.Options{Binary: "/nonexistent/bypass-hook", Config: f.cfgPath}); err == nil {
 		t.Error("a missing hook binary was accepted")
+	}
+}
+
+// A config that cannot be loaded when the plugin starts does not keep it
+// away (NRI would then let every container start unfenced): it gives every
+// container outside kube-system the hook, which refuses it with the
+// config's error, until the file is fixed.
+func TestPluginBrokenConfigFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	rt := newRuntime(t, dir)
+	f := newFixture(t, "proxies: [nonsense]\nselection: annotated\n")
+	log := runPlugin(t, rt.socket(), f)
+	rt.waitRegistered()
+	if !strings.Contains(log.String(), "proxies[0]") {
+		t.Errorf("the plugin did not log the config's error:\n%s", log)
+	}
+	wantCreate := []string{f.binary, "--config", f.cfgPath, "create"}
+	adj := rt.create(pod("default", nil), ctr("plain", nil, podNet, nil))
+	if got := hookArgs(adj.GetHooks().GetCreateRuntime(), f.binary); !slices.EqualFunc(got, [][]string{wantCreate}, slices.Equal) {
+		t.Errorf("with a broken config a plain container got createRuntime %v, want [%v]", got, wantCreate)
+	}
+	if adj := rt.create(pod("kube-system", nil), ctr("dns", nil, podNet, nil)); len(adj.GetHooks().GetCreateRuntime()) > 0 {
+		t.Error("a kube-system container got the hook while the config is broken")
+	}
+	// The hook the plugin injects refuses the container with the same error.
+	state := `{"ociVersion":"1.0.2","id":"broken-cfg","status":"creating","pid":1,"bundle":"/"}`
+	cmd := exec.Command(buildBinary(t), "--config", f.cfgPath, "create")
+	cmd.Stdin = strings.NewReader(state)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "proxies[0]") {
+		t.Errorf("the injected hook with the broken config: %v: %s", err, out)
+	}
+
+	f.writeConfig(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
+	if adj := rt.create(pod("default", nil), ctr("plain2", nil, podNet, nil)); len(adj.GetHooks().GetCreateRuntime()) > 0 {
+		t.Error("once the config is fixed, a plain container still got the hook under selection: annotated")
+	}
+}
+
+// A misspelt annotation under bypass-hook.io/ gets the hook, which refuses
+// it, rather than being passed over as "not annotated".
+func TestPluginMisspeltAnnotation(t *testing.T) {
+	dir := t.TempDir()
+	rt := newRuntime(t, dir)
+	f := newFixture(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
+	runPlugin(t, rt.socket(), f)
+	rt.waitRegistered()
+	adj := rt.create(pod("default", map[string]string{"bypass-hook.io/enable": "true"}), ctr("app", nil, podNet, nil))
+	if len(adj.GetHooks().GetCreateRuntime()) != 1 || adj.GetAnnotations()["bypass-hook.io/enable"] != "true" {
+		t.Errorf("a misspelt opt-in: hooks %v, annotations %v; want the hook and the annotation carried", adj.GetHooks(), adj.GetAnnotations())
 	}
 }
 

@@ -3,6 +3,7 @@ package nriplugin
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/containerd/nri/pkg/api"
 	nriplugin "github.com/containerd/nri/pkg/plugin"
@@ -10,10 +11,6 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
 )
-
-// annotationKeys are the annotations the hook reads, and so the ones the
-// plugin carries from the pod into the container.
-var annotationKeys = []string{config.AnnEnabled, config.AnnMode, config.AnnProxies}
 
 // Choice is what the plugin does with one container.
 type Choice struct {
@@ -58,8 +55,8 @@ func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary 
 	default:
 		c.Reason = "selected"
 	}
-	for _, k := range annotationKeys {
-		if v, ok := eff[k]; ok && ctr.GetAnnotations()[k] != v {
+	for k, v := range eff {
+		if ctr.GetAnnotations()[k] != v {
 			c.Annotations[k] = v
 		}
 	}
@@ -71,13 +68,36 @@ func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary 
 	return c
 }
 
-// EffectiveAnnotations resolves the hook's annotations for a container: its
-// own, else the pod's as NRI resolves them (the key, or the key with
-// "/container.NAME" or "/pod" appended). For enabled, "false" from either
-// wins: an opt-out anywhere must not be overridden by an opt-in elsewhere.
+// EffectiveAnnotations resolves the hook's annotations for a container:
+// every key under bypass-hook.io/, its own, else the pod's as NRI resolves
+// them (the key, or the key with "/container.NAME" or "/pod" appended). All
+// of them, known or not: the hook refuses a key it does not know, and a
+// misspelt opt-in left out here would leave the container unfenced in
+// silence. For enabled, "false" from either wins: an opt-out anywhere must
+// not be overridden by an opt-in elsewhere.
 func EffectiveAnnotations(pod *api.PodSandbox, ctr *api.Container) map[string]string {
+	keys := map[string]bool{}
+	for k := range ctr.GetAnnotations() {
+		if strings.HasPrefix(k, config.AnnotationPrefix) {
+			keys[k] = true
+		}
+	}
+	for k := range pod.GetAnnotations() {
+		if !strings.HasPrefix(k, config.AnnotationPrefix) {
+			continue
+		}
+		if base, ok := strings.CutSuffix(k, "/pod"); ok {
+			k = base
+		} else if base, name, ok := strings.Cut(strings.TrimPrefix(k, config.AnnotationPrefix), "/container."); ok {
+			if name != ctr.GetName() {
+				continue // meant for another container of the pod
+			}
+			k = config.AnnotationPrefix + base
+		}
+		keys[k] = true
+	}
 	eff := map[string]string{}
-	for _, k := range annotationKeys {
+	for k := range keys {
 		own, hasOwn := ctr.GetAnnotations()[k]
 		fromPod, hasPod := nriplugin.GetEffectiveAnnotation(pod, k, ctr.GetName())
 		switch {
@@ -92,6 +112,21 @@ func EffectiveAnnotations(pod *api.PodSandbox, ctr *api.Container) map[string]st
 	return eff
 }
 
+// chooseBroken decides while the config cannot be loaded: every container
+// outside the default excluded namespaces gets the hook, which refuses it
+// with the config's error, rather than starting unfenced.
+func chooseBroken(defaults *config.Config, broken error, pod *api.PodSandbox, ctr *api.Container, binary string) Choice {
+	if ns := pod.GetNamespace(); ns != "" && slices.Contains(defaults.NRI.ExcludeNamespaces, ns) {
+		return Choice{Reason: fmt.Sprintf("namespace %s is excluded by default, and the config cannot be loaded", ns)}
+	}
+	if hostNetwork(ctr) {
+		return Choice{Reason: "the pod is on the host network, which cannot be fenced"}
+	}
+	hasCreate, hasPoststop := registered(ctr.GetHooks(), binary)
+	return Choice{Selected: true, AddCreate: !hasCreate, AddPoststop: !hasPoststop,
+		Reason: "the config cannot be loaded, so the hook will refuse the container: " + broken.Error()}
+}
+
 // hostNetwork tells whether the container shares the node's network
 // namespace: its spec lists namespaces, none of them the network's.
 func hostNetwork(ctr *api.Container) bool {
@@ -102,12 +137,14 @@ func hostNetwork(ctr *api.Container) bool {
 	return !slices.ContainsFunc(nss, func(n *api.LinuxNamespace) bool { return n.GetType() == "network" })
 }
 
-// registered tells whether the container already runs bypass-hook before
-// the workload starts (any create stage, or prestart) and at poststop.
+// registered tells whether the container already runs bypass-hook in the
+// runtime's namespace before the workload starts (createRuntime or prestart)
+// and at poststop. createContainer and startContainer hooks do not count:
+// they run inside the container, startContainer's from its root filesystem.
 func registered(h *api.Hooks, binary string) (create, poststop bool) {
 	ours := func(hooks []*api.Hook) bool {
 		return slices.ContainsFunc(hooks, func(x *api.Hook) bool { return install.IsOurs(x.GetPath(), binary) })
 	}
-	create = ours(h.GetPrestart()) || ours(h.GetCreateRuntime()) || ours(h.GetCreateContainer()) || ours(h.GetStartContainer())
+	create = ours(h.GetPrestart()) || ours(h.GetCreateRuntime())
 	return create, ours(h.GetPoststop())
 }

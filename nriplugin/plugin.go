@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -88,20 +89,27 @@ type Plugin struct {
 	log    *logrus.Logger
 	policy *api.FailurePolicy // read by the stub when it answers Configure
 
-	mu      sync.Mutex
-	conf    PluginConfig   // from the runtime, at Configure
-	cfg     *config.Config // the config in force
-	target  install.Target
-	stamp   fileStamp // of the config file cfg was read from
-	logFile func()    // closes the hook log a pre-registered plugin writes to
+	mu     sync.Mutex
+	conf   PluginConfig   // from the runtime, at Configure
+	cfg    *config.Config // the config in force
+	target install.Target
+	stamp  fileStamp // of the config file cfg was read from
+	// broken: the config file could not be loaded and no good one was ever
+	// in force. The plugin still runs and gives every container outside the
+	// default excluded namespaces the hook, which refuses it with the
+	// config's error: a plugin that stopped instead would let them start
+	// unfenced (NRI fails open).
+	broken  error
+	logFile func() // closes the hook log a pre-registered plugin writes to
 	// configured: the runtime has configured the plugin once, so the
 	// config in force is the one meant (a pre-registered plugin's may come
 	// with the NRI plugin config).
 	configured bool
 }
 
-// New checks the options and loads the config, so that a wrong flag or a
-// broken config stops the plugin before it registers.
+// New checks the options and loads the config. A wrong flag or a hook
+// binary that is not there stops the plugin before it registers; a broken
+// config does not (see Plugin.broken).
 func New(opts Options) (*Plugin, error) {
 	if opts.Name == "" {
 		opts.Name = DefaultName
@@ -228,8 +236,11 @@ func (p *Plugin) Shutdown(context.Context) {
 
 // CreateContainer injects the hook into a selected container.
 func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	cfg, target := p.current()
+	cfg, target, broken := p.current()
 	c := Choose(cfg, pod, ctr, target.Binary)
+	if broken != nil {
+		c = chooseBroken(cfg, broken, pod, ctr, target.Binary)
+	}
 	entry := p.log.WithFields(logrus.Fields{
 		"pod": pod.GetNamespace() + "/" + pod.GetName(), "container": ctr.GetName(), "id": ctr.GetId(), "reason": c.Reason,
 	})
@@ -251,8 +262,12 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	if c.AddCreate || c.AddPoststop {
 		adjust.AddHooks(api.FromOCIHooks(&hooks))
 	}
-	entry.WithFields(logrus.Fields{"createRuntime": c.AddCreate, "poststop": c.AddPoststop, "annotations": len(c.Annotations)}).
-		Info("NRI: injecting the hook")
+	entry = entry.WithFields(logrus.Fields{"createRuntime": c.AddCreate, "poststop": c.AddPoststop, "annotations": len(c.Annotations)})
+	if c.AddCreate || c.AddPoststop {
+		entry.Info("NRI: injecting the hook")
+	} else {
+		entry.Info("NRI: the hook is registered already")
+	}
 	return adjust, nil, nil
 }
 
@@ -260,24 +275,30 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 // again if it changed since: the hooks read it at every container, and the
 // plugin's selection must follow. A file that no longer parses leaves the
 // last good config in force (the hooks will refuse it and say why).
-func (p *Plugin) current() (*config.Config, install.Target) {
+func (p *Plugin) current() (*config.Config, install.Target, error) {
 	p.mu.Lock()
-	conf, cfg, target, stamp := p.conf, p.cfg, p.target, p.stamp
+	conf, cfg, target, stamp, broken := p.conf, p.cfg, p.target, p.stamp, p.broken
 	p.mu.Unlock()
-	if stampOf(configFile(cfg)) == stamp {
-		return cfg, target
+	// The stamp is taken before the file is read again, so a change while
+	// it is read shows as a change next time.
+	now := stampOf(configFile(cfg))
+	if now == stamp {
+		return cfg, target, broken
 	}
 	if err := p.load(conf); err != nil {
 		p.log.WithError(err).Error("NRI: the config changed and cannot be loaded; the plugin keeps the last good one")
 		p.mu.Lock()
-		p.stamp = stampOf(configFile(cfg)) // say it once per change
+		p.stamp = now // say it once per change
 		p.mu.Unlock()
-		return cfg, target
+		return cfg, target, broken
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.log.WithField("config", configFile(p.cfg)).Info("NRI: config reloaded")
-	return p.cfg, p.target
+	p.stamp = now
+	if p.broken == nil {
+		p.log.WithField("config", configFile(p.cfg)).Info("NRI: config reloaded")
+	}
+	return p.cfg, p.target, p.broken
 }
 
 // load reads the config and checks the binary that the flags, else pc,
@@ -297,7 +318,19 @@ func (p *Plugin) load(pc PluginConfig) error {
 		}
 	}
 	cfgPath, cfg, err := install.ResolveConfig("", cfgFlag)
-	if err != nil {
+	var cfgErr *config.Error
+	var broken error
+	switch {
+	case errors.As(err, &cfgErr) && p.neverLoaded():
+		broken = err
+		cfg = config.Default()
+		cfg.Path, _ = config.ResolvePath(cfgFlag)
+		if _, explicit := config.ResolvePath(cfgFlag); explicit {
+			cfgPath = cfg.Path
+		}
+		p.log.WithError(err).Error("NRI: the config cannot be loaded: every container outside " +
+			strings.Join(cfg.NRI.ExcludeNamespaces, ", ") + " gets the hook, which refuses it, until the config is fixed")
+	case err != nil:
 		return err
 	}
 	target := install.Target{Binary: binary, Config: cfgPath}
@@ -306,6 +339,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.broken = broken
 	if p.opts.PreRegistered && p.configured {
 		p.logTo(cfg.HookLog)
 	}
@@ -315,6 +349,13 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// failure policies.)
 	p.policy.FailRequest = cfg.Failure == config.FailClosed
 	return nil
+}
+
+// neverLoaded tells whether no good config was ever in force.
+func (p *Plugin) neverLoaded() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cfg == nil || p.broken != nil
 }
 
 // logTo points the log at the hook log, for a pre-registered plugin whose

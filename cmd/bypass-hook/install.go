@@ -54,6 +54,10 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 		return 2
 	}
 	action, dir := pos[0], pos[1]
+	if *root != "" && action != "hooks-dir" {
+		fmt.Fprintf(stderr, "bypass-hook install %s: --root is for hooks-dir only\n", action)
+		return 2
+	}
 
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "bypass-hook install %s: %v\n", action, err)
@@ -94,7 +98,13 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	case "bundle":
 		var changed bool
 		if *remove {
-			changed, err = install.UnpatchBundle(dir, *binary)
+			bin := *binary
+			if bin == "" {
+				// The default of the patch too, so a binary not named
+				// bypass-hook is found again.
+				bin, _ = install.DefaultBinary()
+			}
+			changed, err = install.UnpatchBundle(dir, bin)
 		} else {
 			var t install.Target
 			if t, _, err = target(); err == nil {
@@ -126,6 +136,14 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 			return 2
 		}
 		if err := install.CopyConfig(src, dir); err != nil {
+			var cfgErr *config.Error
+			if _, lerr := config.Load(dir); errors.As(err, &cfgErr) && lerr == nil {
+				// A typo in the ConfigMap must not keep the plugin from
+				// starting (NRI would then let containers start unfenced):
+				// the node keeps the config it had.
+				fmt.Fprintf(stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dir)
+				return 0
+			}
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", dir)

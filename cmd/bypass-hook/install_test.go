@@ -133,7 +133,8 @@ func TestNRIUsage(t *testing.T) {
 		{"nri", "--plugin-index", "7", "--config", cfgPath, "--binary", exe(t)},
 		{"nri", "--plugin-name", "bad name", "--config", cfgPath, "--binary", exe(t)},
 		{"nri", "--config", cfgPath, "--binary", "/nonexistent/bypass-hook"},
-		{"nri", "--config", filepath.Join(t.TempDir(), "absent.yaml")},
+		// A broken or absent config does not stop the plugin: it runs and
+		// the hooks it injects refuse the containers (nriplugin's tests).
 	} {
 		if code, _, errb := runCLI(t, "", args...); code != 2 || errb == "" {
 			t.Errorf("%q: exit %d, stderr %q; want 2 and a message", args, code, errb)
@@ -180,5 +181,30 @@ func TestInstallStateDir(t *testing.T) {
 	os.Chmod(dir, 0o755)
 	if code, _, errb := runCLI(t, "", "install", "state-dir", dir); code != 1 || !strings.Contains(errb, "chmod 700") {
 		t.Errorf("a 0755 directory: exit %d, %s", code, errb)
+	}
+}
+
+// A ConfigMap that does not parse must not keep the plugin from starting:
+// install config keeps the node's last good config, and says so.
+func TestInstallConfigKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	dst := filepath.Join(dir, "node", "config.yaml")
+	os.WriteFile(good, []byte("proxies: ['198.51.100.1:3128']\n"), 0o644)
+	os.WriteFile(bad, []byte("proxies: [nonsense]\n"), 0o644)
+
+	if code, _, errb := runCLI(t, "", "--config", bad, "install", "config", dst); code != 2 || !strings.Contains(errb, "proxies[0]") {
+		t.Errorf("a bad config and no config on the node: exit %d, %s; want 2", code, errb)
+	}
+	if code, _, errb := runCLI(t, "", "--config", good, "install", "config", dst); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	code, _, errb := runCLI(t, "", "--config", bad, "install", "config", dst)
+	if code != 0 || !strings.Contains(errb, "KEEPING") || !strings.Contains(errb, "proxies[0]") {
+		t.Errorf("a bad config over a good one: exit %d, %s; want 0 and the error", code, errb)
+	}
+	if data, _ := os.ReadFile(dst); string(data) != "proxies: ['198.51.100.1:3128']\n" {
+		t.Errorf("the node's config became %q", data)
 	}
 }

@@ -214,8 +214,12 @@ func expectFenced(t *testing.T, p *podman, id string, ns *testnet.Netns, lab *te
 	}
 	for _, addr := range []string{lab.TCPV4, lab.TCPV6} {
 		elapsed, err := testnet.DialTCP(ns, addr, 5*time.Second)
-		if !errors.Is(err, syscall.ECONNREFUSED) || elapsed > time.Second {
-			t.Errorf("direct connect to %s: %v after %v; want ECONNREFUSED at once", addr, err, elapsed)
+		// ECONNREFUSED, not the timeout, is what tells a refusal from a drop;
+		// the time is logged, not asserted.
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("direct connect to %s: %v after %v; want ECONNREFUSED", addr, err, elapsed)
+		} else {
+			t.Logf("direct connect to %s: refused in %v", addr, elapsed)
 		}
 	}
 	out, err := p.run("exec", "--env", "http_proxy=http://"+lab.ProxyV4, id, "wget", "-q", "-O", "-", lab.URLV4)
