@@ -18,8 +18,8 @@ $(BIN): $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
 vet:
 	$(GO) vet ./...
 
-# Unit tests need no root; the rest skip without root or a tool, with a
-# message saying which.
+# The core packages' tests, without the end-to-end suites. Tests that need
+# root or a tool skip with a message saying which.
 unit:
 	$(GO) test -count=1 -short ./config/ ./hook/ ./monitor/ ./nriplugin/ ./install/ ./cmd/...
 

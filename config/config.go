@@ -156,7 +156,13 @@ func ResolvePath(flagValue string) (path string, explicit bool) {
 
 // Load reads and validates the config file chosen by ResolvePath.
 func Load(flagValue string) (*Config, error) {
-	path, explicit := ResolvePath(flagValue)
+	return LoadFile(ResolvePath(flagValue))
+}
+
+// LoadFile reads and validates the config file at path. A file named
+// explicitly must exist; the default one may be absent, and then the
+// defaults apply.
+func LoadFile(path string, explicit bool) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) && !explicit {
 		cfg := Default()

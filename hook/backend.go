@@ -12,6 +12,15 @@ import (
 // RuleSet is the whole fence: the rules of each family.
 type RuleSet map[Family][]Rule
 
+// NewRuleSet builds the fence for both families (see Rules).
+func NewRuleSet(p config.Policy, containerID string, feat Features) RuleSet {
+	rs := RuleSet{}
+	for _, fam := range Families {
+		rs[fam] = Rules(p, containerID, fam, feat)
+	}
+	return rs
+}
+
 // Count is the number of rules in all families.
 func (rs RuleSet) Count() int {
 	n := 0

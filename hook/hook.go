@@ -132,8 +132,9 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
+	digest := dec.Policy.Digest()
 	if rec != nil {
-		joined, err := h.join(store, rec, ns, owner, dec.Policy, &res)
+		joined, err := h.join(store, rec, ns, owner, dec.Policy, digest, &res)
 		if joined || err != nil {
 			return res, err
 		}
@@ -151,7 +152,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Netns:     id,
 		Paths:     compact(nsPath, bundle.NetnsPath),
 		Backend:   backend.Name(),
-		Digest:    dec.Policy.Digest(),
+		Digest:    digest,
 		Policy:    dec.Policy,
 		Features:  feat,
 		LogID:     st.ID,
@@ -185,20 +186,28 @@ func notHost(id NetnsID) error {
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
-func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.Policy, res *Result) (bool, error) {
+func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.Policy, digest string, res *Result) (bool, error) {
 	// This container replaces any entry of its own (a container created again
 	// under its id has a new pid); owners whose process is gone leave.
-	others := slices.DeleteFunc(slices.Clone(rec.Owners), func(o Owner) bool {
-		return o.ID == owner.ID || !o.alive(rec.Netns)
-	})
-	if dead := len(rec.Owners) - len(others) - btoi(rec.HasOwner(owner.ID)); dead > 0 {
+	var others []Owner
+	dead := 0
+	for _, o := range rec.Owners {
+		switch {
+		case o.ID == owner.ID:
+		case o.Alive(rec.Netns):
+			others = append(others, o)
+		default:
+			dead++
+		}
+	}
+	if dead > 0 {
 		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
 	}
 	switch {
 	case len(others) > 0 && rec.Backend != h.Cfg.Backend:
 		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
 			rec.Netns, rec.Backend, others[0].ID, h.Cfg.Backend)}
-	case len(others) > 0 && rec.Digest != p.Digest():
+	case len(others) > 0 && rec.Digest != digest:
 		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
 			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
 	case rec.Backend != h.Cfg.Backend:
@@ -212,7 +221,7 @@ func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.P
 			return false, &FenceError{Netns: res.Netns, Err: fmt.Errorf("removing the %s fence no container uses any more: %w", rec.Backend, err)}
 		}
 		return false, nil
-	case rec.Digest != p.Digest():
+	case rec.Digest != digest:
 		return false, nil // no one else uses it: Install replaces it atomically
 	}
 
@@ -246,13 +255,6 @@ func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.P
 	return true, nil
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
-
 // install activates the fence. On a kernel that lacks conntrack or a log
 // target it falls back to fewer optional features, since the refusals must
 // not depend on them; any other error fails the install as it is.
@@ -262,10 +264,7 @@ func (h *Hook) install(b Backend, ns Netns, p config.Policy, logID string) (Rule
 		if !feat.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
 			continue // required logging; and audit mode without logging does nothing
 		}
-		rs := RuleSet{}
-		for _, fam := range Families {
-			rs[fam] = Rules(p, logID, fam, feat)
-		}
+		rs := NewRuleSet(p, logID, feat)
 		err := b.Install(ns, rs)
 		if err == nil {
 			if !feat.Log {

@@ -220,10 +220,7 @@ func TestIdempotent(t *testing.T) {
 			// The backend alone: Install over an installed fence replaces it.
 			b, _ := hook.NewBackend(backend)
 			rec := e.records()[0]
-			rs := hook.RuleSet{}
-			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(rec.Policy, rec.LogID, fam, rec.Features)
-			}
+			rs := hook.NewRuleSet(rec.Policy, rec.LogID, rec.Features)
 			if err := b.Install(nsOf(t, ns), rs); err != nil {
 				t.Fatalf("Install over the same fence: %v", err)
 			}
@@ -255,10 +252,7 @@ func TestRollback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			good := hook.RuleSet{}
-			for _, fam := range hook.Families {
-				good[fam] = hook.Rules(d.Policy, "rollback-test", fam, hook.AllFeatures)
-			}
+			good := hook.NewRuleSet(d.Policy, "rollback-test", hook.AllFeatures)
 			withBad := func(fam hook.Family) hook.RuleSet {
 				rs := hook.RuleSet{}
 				for f, rules := range good {
@@ -668,10 +662,7 @@ func TestNoConntrack(t *testing.T) {
 			client := lab.AddClient(t)
 			e := newEnv(t, lab, backend, "")
 			d, _ := e.cfg.Decide(nil)
-			rs := hook.RuleSet{}
-			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(d.Policy, "no-conntrack", fam, hook.Features{Log: true})
-			}
+			rs := hook.NewRuleSet(d.Policy, "no-conntrack", hook.Features{Log: true})
 			b, _ := hook.NewBackend(backend)
 			target := nsOf(t, client.Netns)
 			if err := b.Install(target, rs); err != nil {

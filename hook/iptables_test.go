@@ -65,10 +65,7 @@ func iptablesRules(t *testing.T) RuleSet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := RuleSet{}
-	for _, fam := range Families {
-		rs[fam] = Rules(d.Policy, "0123456789abcdef", fam, AllFeatures)
-	}
+	rs := NewRuleSet(d.Policy, "0123456789abcdef", AllFeatures)
 	return rs
 }
 

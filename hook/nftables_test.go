@@ -244,10 +244,7 @@ func nftRuleSet(t *testing.T, yaml, id string, caps hook.Features) hook.RuleSet 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := hook.RuleSet{}
-	for _, fam := range hook.Families {
-		rs[fam] = hook.Rules(d.Policy, id, fam, caps)
-	}
+	rs := hook.NewRuleSet(d.Policy, id, caps)
 	return rs
 }
 
@@ -484,10 +481,7 @@ func TestCountersCount(t *testing.T) {
 			client := lab.AddClient(t)
 			e := newEnv(t, lab, backend, "")
 			d, _ := e.cfg.Decide(nil)
-			rs := hook.RuleSet{}
-			for _, fam := range hook.Families {
-				rs[fam] = hook.Rules(d.Policy, "counters-test", fam, hook.AllFeatures)
-			}
+			rs := hook.NewRuleSet(d.Policy, "counters-test", hook.AllFeatures)
 			b, _ := hook.NewBackend(backend)
 			target := nsOf(t, client.Netns)
 			if err := b.Install(target, rs); err != nil {

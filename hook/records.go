@@ -194,11 +194,18 @@ func (s *Store) Keys() ([]string, error) {
 	}
 	var keys []string
 	for _, e := range entries {
-		if k, ok := strings.CutSuffix(e.Name(), ".json"); ok && strings.HasPrefix(k, "netns-") {
+		if k, ok := RecordKey(e.Name()); ok {
 			keys = append(keys, k)
 		}
 	}
 	return keys, nil
+}
+
+// RecordKey returns the namespace key of a record's file name (or path),
+// and false for any other file of the state directory.
+func RecordKey(name string) (string, bool) {
+	k, ok := strings.CutSuffix(filepath.Base(name), ".json")
+	return k, ok && strings.HasPrefix(k, "netns-")
 }
 
 // All returns every record, unlocked: a snapshot for status and lookups.
@@ -229,9 +236,9 @@ func (s *Store) FindOwner(id string) (string, bool) {
 	return "", false
 }
 
-// alive reports whether owner o's container process still runs in
+// Alive reports whether owner o's container process still runs in
 // namespace id. A reused pid lands in another namespace and so is not alive.
-func (o Owner) alive(id NetnsID) bool {
+func (o Owner) Alive(id NetnsID) bool {
 	if o.Pid <= 0 {
 		return false
 	}
@@ -257,19 +264,14 @@ type liveness struct {
 func (s *Store) Prune(skip string) (pruned []string) {
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
-		k, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || !strings.HasPrefix(k, "netns-") || k == skip {
+		k, ok := RecordKey(e.Name())
+		if !ok || k == skip {
 			continue
 		}
 		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < pruneMinAge {
 			continue
 		}
-		data, err := os.ReadFile(s.path(k, ".json"))
-		var r liveness
-		if err != nil || json.Unmarshal(data, &r) != nil {
-			continue
-		}
-		if r.namespaceLives() {
+		if s.namespaceLives(k) {
 			continue
 		}
 		unlock, ok := s.tryLock(k)
@@ -278,11 +280,8 @@ func (s *Store) Prune(skip string) (pruned []string) {
 		}
 		// Look again under the lock: a create may have written a new record
 		// for a new namespace that reuses the inode number meanwhile.
-		if again, err := s.Load(k); err == nil && again != nil &&
-			!(&liveness{Netns: again.Netns, Paths: again.Paths, Owners: again.Owners}).namespaceLives() {
-			if s.Delete(k) == nil {
-				pruned = append(pruned, k)
-			}
+		if !s.namespaceLives(k) && s.Delete(k) == nil {
+			pruned = append(pruned, k)
 		}
 		unlock()
 	}
@@ -290,9 +289,15 @@ func (s *Store) Prune(skip string) (pruned []string) {
 }
 
 // namespaceLives reports whether an owner's process, or any path, still
-// reaches the record's namespace.
-func (r *liveness) namespaceLives() bool {
-	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.alive(r.Netns) }) {
+// reaches the namespace of record k. A record it cannot read counts as
+// living: it is left alone.
+func (s *Store) namespaceLives(k string) bool {
+	data, err := os.ReadFile(s.path(k, ".json"))
+	var r liveness
+	if err != nil || json.Unmarshal(data, &r) != nil {
+		return true
+	}
+	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
 		return true
 	}
 	_, ok := FindNetns(r.Netns, r.Paths...)

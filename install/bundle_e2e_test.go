@@ -63,7 +63,7 @@ func TestBundleWithRunc(t *testing.T) {
 		hl, _ := os.ReadFile(hookLog)
 		t.Fatalf("no fence in the container's namespace after runc create; hook log:\n%s", hl)
 	}
-	expectFenced(t, client.Netns, lab)
+	testnet.ExpectFenced(t, client.Netns, lab)
 	// The workload itself is refused too, not only the test's probes.
 	if out, err := b.Exec(t, "nc", "-w", "3", strings.Split(lab.TCPV4, ":")[0], "9090"); err == nil || !strings.Contains(out, "refused") {
 		t.Errorf("nc from inside the container: %v; want connection refused:\n%s", err, out)
@@ -81,7 +81,7 @@ func TestBundleWithRunc(t *testing.T) {
 	if owners := records(t, stateDir); len(owners) != 0 {
 		t.Errorf("records left after poststop: %v", owners)
 	}
-	expectOpen(t, client.Netns, lab)
+	testnet.ExpectOpen(t, client.Netns, lab)
 
 	if out, err := cli(t, "install", "bundle", b.Dir, "--remove"); err != nil || !strings.Contains(out, "removed the hooks") {
 		t.Fatalf("install bundle --remove: %v\n%s", err, out)
@@ -99,5 +99,5 @@ func TestBundleWithRunc(t *testing.T) {
 	if rules, ok := rulesOf(t, client.Netns); ok {
 		t.Errorf("fenced without the hooks:\n%s", rules)
 	}
-	expectOpen(t, client.Netns, lab)
+	testnet.ExpectOpen(t, client.Netns, lab)
 }

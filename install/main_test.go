@@ -1,15 +1,12 @@
 package install_test
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
@@ -51,43 +48,6 @@ func labConfig(t *testing.T, lab *testnet.Lab, extra string) (cfgPath, stateDir,
 		t.Fatal(err)
 	}
 	return cfgPath, stateDir, hookLog
-}
-
-// expectFenced checks from ns that the proxy works over both families and
-// a direct connection is refused at once.
-func expectFenced(t *testing.T, ns *testnet.Netns, lab *testnet.Lab) {
-	t.Helper()
-	for _, url := range []string{lab.URLV4, lab.URLV6} {
-		body, _, err := testnet.HTTPViaProxy(ns, lab.ProxyV4, url, 10*time.Second)
-		if err != nil || body != testnet.LabBody {
-			t.Errorf("GET %s through the proxy: %q, %v", url, body, err)
-		}
-	}
-	body, _, err := testnet.HTTPConnect(ns, lab.ProxyV6, lab.URLV6, 10*time.Second)
-	if err != nil || body != testnet.LabBody {
-		t.Errorf("CONNECT through the IPv6 proxy: %q, %v", body, err)
-	}
-	for _, addr := range []string{lab.TCPV4, lab.TCPV6} {
-		elapsed, err := testnet.DialTCP(ns, addr, 5*time.Second)
-		switch {
-		case err == nil:
-			t.Errorf("direct connect to %s got through; want ECONNREFUSED", addr)
-		case !errors.Is(err, syscall.ECONNREFUSED):
-			t.Errorf("direct connect to %s: %v after %v; want ECONNREFUSED", addr, err, elapsed)
-		default:
-			t.Logf("direct connect to %s: refused in %v", addr, elapsed)
-		}
-	}
-}
-
-// expectOpen checks from ns that direct connections get through.
-func expectOpen(t *testing.T, ns *testnet.Netns, lab *testnet.Lab) {
-	t.Helper()
-	for _, addr := range []string{lab.TCPV4, lab.TCPV6} {
-		if _, err := testnet.DialTCP(ns, addr, 5*time.Second); err != nil {
-			t.Errorf("direct connect to %s: %v; want it to get through (not fenced)", addr, err)
-		}
-	}
 }
 
 // rulesOf returns the rules in ns and whether the hook's chain is there.

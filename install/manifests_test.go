@@ -23,6 +23,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/internal/manifest"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -218,33 +219,9 @@ func verifyUnit(t *testing.T, execStart string) {
 // the hook runs on the node, so the binary and the config the plugin
 // injects must be at the same path in the pod as on the node.
 func TestKubernetesManifests(t *testing.T) {
-	data, err := os.ReadFile("kubernetes/bypass-hook.yaml")
+	ds, cm, err := manifest.Kubernetes("kubernetes/bypass-hook.yaml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ds *appsv1.DaemonSet
-	var cm *corev1.ConfigMap
-	for _, doc := range regexp.MustCompile(`(?m)^---$`).Split(string(data), -1) {
-		var meta struct{ Kind string }
-		if err := k8syaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "DaemonSet":
-			ds = &appsv1.DaemonSet{}
-			err = k8syaml.UnmarshalStrict([]byte(doc), ds)
-		case "ConfigMap":
-			cm = &corev1.ConfigMap{}
-			err = k8syaml.UnmarshalStrict([]byte(doc), cm)
-		default:
-			t.Errorf("unexpected kind %q", meta.Kind)
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", meta.Kind, err)
-		}
-	}
-	if ds == nil || cm == nil {
-		t.Fatalf("want a DaemonSet and a ConfigMap; got %v %v", ds != nil, cm != nil)
 	}
 	if _, err := config.Parse([]byte(cm.Data["config.yaml"])); err != nil {
 		t.Errorf("the ConfigMap's config.yaml: %v", err)

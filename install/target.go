@@ -132,27 +132,9 @@ func ResolveConfig(root, flagValue string) (path string, cfg *config.Config, err
 			return "", nil, err
 		}
 	}
-	if root == "" {
-		if !explicit {
-			cfg, err = config.Load("")
-			return "", cfg, err
-		}
-		cfg, err = config.Load(p)
-		return p, cfg, err
-	}
-	data, err := os.ReadFile(filepath.Join(root, p))
-	switch {
-	case errors.Is(err, os.ErrNotExist) && !explicit:
-		cfg = config.Default()
-		return "", cfg, cfg.Validate()
-	case err != nil:
-		return "", nil, &config.Error{Key: "config file", Value: filepath.Join(root, p), Msg: "cannot be read: " + unwrapPathErr(err).Error()}
-	}
-	if cfg, err = config.Parse(data); err != nil {
-		return "", nil, fmt.Errorf("%s: %w", filepath.Join(root, p), err)
-	}
-	if !explicit {
-		return "", cfg, nil
+	cfg, err = config.LoadFile(filepath.Join(root, p), explicit)
+	if err != nil || !explicit {
+		return "", cfg, err
 	}
 	return p, cfg, nil
 }

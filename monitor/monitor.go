@@ -14,7 +14,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -187,7 +186,7 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		case ev := <-w.Events:
-			if key, ok := recordKey(ev.Name); ok {
+			if key, ok := hook.RecordKey(ev.Name); ok {
 				m.take(ctx, key)
 			}
 		case err := <-w.Errors:
@@ -198,13 +197,6 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 			m.resync(ctx)
 		}
 	}
-}
-
-// recordKey returns the namespace key of a record file's path. It is
-// Store.Keys's filter, for one path: Keys reads the whole directory.
-func recordKey(path string) (string, bool) {
-	k, ok := strings.CutSuffix(filepath.Base(path), ".json")
-	return k, ok && strings.HasPrefix(k, "netns-")
 }
 
 func (m *Monitor) shutdown() {
@@ -540,18 +532,8 @@ func (m *Monitor) releaseDead() {
 	}
 }
 
-// anyOwnerAlive is hook's Owner.alive over the owners; that one is not
-// exported.
 func anyOwnerAlive(rec *hook.Record) bool {
-	for _, o := range rec.Owners {
-		if o.Pid <= 0 {
-			continue
-		}
-		if id, err := hook.StatNetns(hook.PidNetnsPath(o.Pid)); err == nil && id == rec.Netns {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(rec.Owners, func(o hook.Owner) bool { return o.Alive(rec.Netns) })
 }
 
 // expire forgets fences gone for longer than Forget, and their series.

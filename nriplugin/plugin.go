@@ -150,10 +150,6 @@ func (p *Plugin) Run(ctx context.Context) error {
 		case p.opts.PreRegistered:
 			return err
 		}
-		var cfgErr *config.Error
-		if errors.As(err, &cfgErr) {
-			return err // the operator must fix it; retrying will not
-		}
 		if time.Since(began) > 10*time.Second {
 			delay = minRetry // it was connected: the runtime restarted
 		}

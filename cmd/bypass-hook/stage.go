@@ -40,8 +40,6 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		st, err := hook.ReadState(stdin)
 		if err == nil {
 			entry = entry.WithField("container", st.ID)
-		}
-		if err == nil {
 			err = cfgErr
 		}
 		stage := hook.Stage(which)

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
+	"github.com/bypass-hook/bypass-hook/internal/manifest"
 	corev1 "k8s.io/api/core/v1"
-	k8syaml "sigs.k8s.io/yaml"
 )
 
 const (
@@ -35,7 +34,10 @@ const (
 func TestNRIDaemonSet(t *testing.T) {
 	h := newHookNode(t)
 	e := NewEnv(t, Options{})
-	ds, cm := loadManifest(t)
+	ds, cm, err := manifest.Kubernetes(manifestPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	entrypoint := imageEntrypoint(t)
 
 	// The node: every hostPath of the manifest under nodeRoot, the socket's at containerd's.
@@ -211,38 +213,6 @@ func TestNRIDaemonSet(t *testing.T) {
 		t.Fatalf("the plugin's pod did not reconnect after the restart: %v", err)
 	}
 	fence("tenant-after-restart")
-}
-
-// loadManifest decodes the DaemonSet and the ConfigMap of install/kubernetes.
-func loadManifest(t *testing.T) (*appsv1.DaemonSet, *corev1.ConfigMap) {
-	t.Helper()
-	data, err := os.ReadFile(manifestPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ds *appsv1.DaemonSet
-	var cm *corev1.ConfigMap
-	for _, doc := range regexp.MustCompile(`(?m)^---$`).Split(string(data), -1) {
-		var meta struct{ Kind string }
-		if err := k8syaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatal(err)
-		}
-		switch meta.Kind {
-		case "DaemonSet":
-			ds = &appsv1.DaemonSet{}
-			err = k8syaml.UnmarshalStrict([]byte(doc), ds)
-		case "ConfigMap":
-			cm = &corev1.ConfigMap{}
-			err = k8syaml.UnmarshalStrict([]byte(doc), cm)
-		}
-		if err != nil {
-			t.Fatalf("%s in %s: %v", meta.Kind, manifestPath, err)
-		}
-	}
-	if ds == nil || cm == nil {
-		t.Fatalf("%s: want a DaemonSet and a ConfigMap", manifestPath)
-	}
-	return ds, cm
 }
 
 // imageEntrypoint is the ENTRYPOINT of install/Containerfile, the DaemonSet's image.

@@ -7,7 +7,6 @@
 package podman
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -199,29 +198,12 @@ func fenced(t *testing.T, ns *testnet.Netns) bool {
 	return strings.Contains(rules, "BYPASS-HOOK")
 }
 
-// expectFenced: through the proxy works over both families; a direct
-// connection is refused at once, from the namespace and from inside the
-// container.
+// expectFenced: the fence as the namespace sees it (testnet.ExpectFenced),
+// and the workload inside the container sees it: wget through the proxy
+// works, nc straight to the server is refused.
 func expectFenced(t *testing.T, p *podman, id string, ns *testnet.Netns, lab *testnet.Lab) {
 	t.Helper()
-	for _, url := range []string{lab.URLV4, lab.URLV6} {
-		if body, _, err := testnet.HTTPViaProxy(ns, lab.ProxyV6, url, 10*time.Second); err != nil || body != testnet.LabBody {
-			t.Errorf("GET %s through the IPv6 proxy: %q, %v", url, body, err)
-		}
-	}
-	if body, _, err := testnet.HTTPConnect(ns, lab.ProxyV4, lab.URLV4, 10*time.Second); err != nil || body != testnet.LabBody {
-		t.Errorf("CONNECT through the IPv4 proxy: %q, %v", body, err)
-	}
-	for _, addr := range []string{lab.TCPV4, lab.TCPV6} {
-		elapsed, err := testnet.DialTCP(ns, addr, 5*time.Second)
-		// ECONNREFUSED, not the timeout, is what tells a refusal from a drop;
-		// the time is logged, not asserted.
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Errorf("direct connect to %s: %v after %v; want ECONNREFUSED", addr, err, elapsed)
-		} else {
-			t.Logf("direct connect to %s: refused in %v", addr, elapsed)
-		}
-	}
+	testnet.ExpectFenced(t, ns, lab)
 	out, err := p.run("exec", "--env", "http_proxy=http://"+lab.ProxyV4, id, "wget", "-q", "-O", "-", lab.URLV4)
 	if err != nil || out != strings.TrimSpace(testnet.LabBody) {
 		t.Errorf("wget through the proxy in the container: %v\n%s", err, out)
@@ -230,15 +212,6 @@ func expectFenced(t *testing.T, p *podman, id string, ns *testnet.Netns, lab *te
 	out, err = p.run("exec", id, "nc", "-w", "3", host, port)
 	if err == nil || !strings.Contains(out, "Connection refused") {
 		t.Errorf("nc %s in the container: %v\n%s\nwant Connection refused", lab.TCPV4, err, out)
-	}
-}
-
-func expectOpen(t *testing.T, ns *testnet.Netns, lab *testnet.Lab) {
-	t.Helper()
-	for _, addr := range []string{lab.TCPV4, lab.TCPV6} {
-		if _, err := testnet.DialTCP(ns, addr, 5*time.Second); err != nil {
-			t.Errorf("direct connect to %s: %v; want it to get through (not fenced)", addr, err)
-		}
 	}
 }
 
@@ -262,7 +235,7 @@ func TestPodmanAnnotated(t *testing.T) {
 	if fenced(t, plainNS.Netns) {
 		t.Errorf("the container without the annotation is fenced")
 	}
-	expectOpen(t, plainNS.Netns, e.lab)
+	testnet.ExpectOpen(t, plainNS.Netns, e.lab)
 	host, port, _ := strings.Cut(e.lab.TCPV4, ":")
 	if out, err := p.run("exec", plain, "nc", "-w", "3", host, port); err != nil {
 		t.Errorf("nc in the container without the annotation: %v\n%s", err, out)
@@ -289,7 +262,7 @@ func TestPodmanAnnotated(t *testing.T) {
 	if got := e.owners(t); len(got) != 0 {
 		t.Errorf("records left after podman rm: %v", got)
 	}
-	expectOpen(t, annotatedNS.Netns, e.lab)
+	testnet.ExpectOpen(t, annotatedNS.Netns, e.lab)
 }
 
 // With selection: all every container is fenced, with no annotation; and
