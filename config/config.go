@@ -46,6 +46,9 @@ const (
 	OtherReject = "reject"
 	OtherAccept = "accept"
 
+	// BackendAuto is nftables where the kernel has nf_tables, else
+	// iptables; the record of a namespace says which one fenced it.
+	BackendAuto     = "auto"
 	BackendIptables = "iptables"
 	BackendNftables = "nftables"
 
@@ -128,7 +131,7 @@ func Default() *Config {
 		Selection:      SelectAll,
 		Failure:        FailClosed,
 		OtherProtocols: OtherReject,
-		Backend:        BackendIptables,
+		Backend:        BackendAuto,
 		Log: Log{
 			Target: LogKernel,
 			Group:  7231,
@@ -241,7 +244,7 @@ func (c *Config) Validate() error {
 		oneOf("selection", c.Selection, SelectAll, SelectAnnotated),
 		oneOf("failure", c.Failure, FailClosed, FailOpen),
 		oneOf("otherProtocols", c.OtherProtocols, OtherReject, OtherAccept),
-		oneOf("backend", c.Backend, BackendIptables, BackendNftables),
+		oneOf("backend", c.Backend, BackendAuto, BackendNftables, BackendIptables),
 		oneOf("log.target", c.Log.Target, LogKernel, LogNflog),
 	} {
 		if e != nil {

@@ -309,11 +309,21 @@ func parseSave(out string) (saved, error) {
 	return st, nil
 }
 
-// Installed looks for the jump in each family's iptables-save.
+// Installed looks for our chain and the jump to it in each family: in
+// nf_tables where the nf_tables variant of iptables put them, else in
+// iptables-save.
 func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
+	fences, inNft, err := readXtFences(ns.Path)
+	if err != nil {
+		return false, err
+	}
 	all := true
-	err := netns.In(ns.Path, func() error {
-		for _, fam := range rules.Families {
+	rest := notInNftables(fences, inNft, func(_ rules.Family, f xtFence) { all = all && f.output })
+	if len(rest) == 0 {
+		return all, nil
+	}
+	err = netns.In(ns.Path, func() error {
+		for _, fam := range rest {
 			st, err := b.save(fam)
 			if err != nil {
 				all = false
@@ -326,15 +336,44 @@ func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
 	return all, err
 }
 
-// Remove is tolerant of a fence that is partly or wholly gone already. The
-// usual case, a whole fence, takes one batch per family.
+// notInNftables calls found with each family's fence that nf_tables holds
+// and returns the other families: those only the tools can see (legacy
+// iptables, or no fence at all).
+func notInNftables(fences map[rules.Family]xtFence, inNft bool, found func(rules.Family, xtFence)) []rules.Family {
+	var rest []rules.Family
+	for _, fam := range rules.Families {
+		if f := fences[fam]; inNft && f.chain != nil {
+			found(fam, f)
+			continue
+		}
+		rest = append(rest, fam)
+	}
+	return rest
+}
+
+// Remove is tolerant of a fence that is partly or wholly gone already.
+// Where the nf_tables variant of iptables made it, one netlink transaction
+// takes out both families (and the filter tables, when nothing else is in
+// them); legacy iptables takes one batch per family.
 func (b *Iptables) Remove(ns netns.Handle) error {
+	fences, inNft, err := readXtFences(ns.Path)
+	if err != nil {
+		return err
+	}
+	rest := notInNftables(fences, inNft, func(rules.Family, xtFence) {})
+	if err := removeXtFences(ns.Path, fences); err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		return nil
+	}
 	return netns.In(ns.Path, func() error {
 		var errs []error
-		var emptied []rules.Family
-		for _, fam := range rules.Families {
+		for _, fam := range rest {
+			if inNft && !hasLegacyTable(fam) {
+				continue // neither nf_tables nor x_tables has it: gone already
+			}
 			if b.restore(fam, removeBatch(true)) == nil {
-				emptied = append(emptied, fam)
 				continue
 			}
 			ipt, err := b.ipt(fam)
@@ -354,21 +393,26 @@ func (b *Iptables) Remove(ns netns.Handle) error {
 			}
 			if err := ipt.ClearAndDeleteChain("filter", Chain); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", fam, err))
-				continue
 			}
-			emptied = append(emptied, fam)
-		}
-		if err := dropEmptyFilterTables(emptied...); err != nil {
-			errs = append(errs, fmt.Errorf("removing the empty filter table: %w", err))
 		}
 		return errors.Join(errs...)
 	})
 }
 
+// Counters reads each rule's packet counter: over netlink where the
+// nf_tables variant of iptables made the fence, else from iptables-save.
 func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) {
+	fences, inNft, err := readXtFences(ns.Path)
+	if err != nil {
+		return nil, err
+	}
 	out := map[rules.Family][]uint64{}
-	err := netns.In(ns.Path, func() error {
-		for _, fam := range rules.Families {
+	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) { out[fam] = f.packets() })
+	if len(rest) == 0 {
+		return out, nil
+	}
+	err = netns.In(ns.Path, func() error {
+		for _, fam := range rest {
 			st, err := b.save(fam)
 			if err != nil {
 				return err
