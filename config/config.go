@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -207,7 +208,9 @@ func Parse(data []byte) (*Config, error) {
 	return cfg, cfg.Validate()
 }
 
-var unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+// The regular expressions are compiled on first use, not at package init:
+// every hook process pays for init, and most never need them all.
+var unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`field (\S+) not found in type \S+`) })
 
 // yamlError turns the decoder's (possibly multi-line) error into one line,
 // naming unknown keys as such.
@@ -218,14 +221,14 @@ func yamlError(err error) error {
 		msgs = te.Errors
 	}
 	for i, m := range msgs {
-		msgs[i] = unknownFieldRe.ReplaceAllString(m, `unknown key "$1"`)
+		msgs[i] = unknownFieldRe().ReplaceAllString(m, `unknown key "$1"`)
 	}
 	return &Error{Key: "config file", Msg: strings.Join(msgs, "; ")}
 }
 
 var (
-	prefixRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	rateRe   = regexp.MustCompile(`^([1-9][0-9]{0,5})/(second|minute|hour|day)$`)
+	prefixRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+$`) })
+	rateRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([1-9][0-9]{0,5})/(second|minute|hour|day)$`) })
 )
 
 // Validate checks every key and fills the parsed forms. It returns the first
@@ -288,7 +291,7 @@ func (c *Config) Validate() error {
 	if c.Log.Group < 0 || c.Log.Group > 65535 {
 		return errKey("log.group", strconv.Itoa(c.Log.Group), "is out of range 0-65535")
 	}
-	if !prefixRe.MatchString(c.Log.Prefix) {
+	if !prefixRe().MatchString(c.Log.Prefix) {
 		return errKey("log.prefix", c.Log.Prefix, "must be letters, digits, '.', '_' or '-'")
 	}
 	if n := len(c.Log.Prefix) + idSuffixLen; n > MaxLogPrefix {
@@ -296,7 +299,7 @@ func (c *Config) Validate() error {
 			"is too long: with \":<12 of the container id>: \" it takes %d characters and the LOG target keeps %d; use at most %d",
 			n, MaxLogPrefix, MaxLogPrefix-idSuffixLen)
 	}
-	m := rateRe.FindStringSubmatch(c.Log.Rate)
+	m := rateRe().FindStringSubmatch(c.Log.Rate)
 	if m == nil {
 		return errKey("log.rate", c.Log.Rate, "must be N/second, N/minute, N/hour or N/day")
 	}
