@@ -47,6 +47,31 @@ type Iptables struct {
 	Execs int
 
 	ipts map[rules.Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
+
+	// read is what Counters last read from nf_tables, which the next
+	// Remove acts on when it is of the same namespace and no Install came
+	// between: poststop reads the counters and removes right after, under
+	// the record's lock, and need not read twice. A backend value lives for
+	// one hook stage.
+	read *xtRead
+}
+
+// xtRead is both families' fences in nf_tables of one namespace.
+type xtRead struct {
+	path   string
+	fences map[rules.Family]xtFence
+	inNft  bool // the kernel has nf_tables
+}
+
+// readFences reads the fences of the namespace at path, or takes what
+// Counters read there.
+func (b *Iptables) readFences(path string) (xtRead, error) {
+	if r := b.read; r != nil && r.path == path {
+		b.read = nil
+		return *r, nil
+	}
+	fences, inNft, err := readXtFences(path)
+	return xtRead{path, fences, inNft}, err
 }
 
 // NewIptables finds the host's iptables tools.
@@ -123,6 +148,7 @@ func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 // fresh namespace creates the chain with -N, so it fails when a fence is
 // already there; only then do we look at what is there and replace it.
 func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
+	b.read = nil
 	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {
@@ -356,10 +382,11 @@ func notInNftables(fences map[rules.Family]xtFence, inNft bool, found func(rules
 // takes out both families (and the filter tables, when nothing else is in
 // them); legacy iptables takes one batch per family.
 func (b *Iptables) Remove(ns netns.Handle) error {
-	fences, inNft, err := readXtFences(ns.Path)
+	r, err := b.readFences(ns.Path)
 	if err != nil {
 		return err
 	}
+	fences, inNft := r.fences, r.inNft
 	rest := notInNftables(fences, inNft, func(rules.Family, xtFence) {})
 	if err := removeXtFences(ns.Path, fences); err != nil {
 		return err
@@ -406,6 +433,7 @@ func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) 
 	if err != nil {
 		return nil, err
 	}
+	b.read = &xtRead{ns.Path, fences, inNft}
 	out := map[rules.Family][]uint64{}
 	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) { out[fam] = f.packets() })
 	if len(rest) == 0 {
