@@ -5,15 +5,23 @@ GO      ?= go
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BIN     := bin/bypass-hook
+# The hook that runtimes run for every container: the stages alone, so that
+# a container's start pays for little more than a Go program's start.
+HOOKBIN := bin/bypass-hook-oci
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps
 
-build: $(BIN)
+build: $(BIN) $(HOOKBIN)
 
-$(BIN): $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+
+$(BIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook
+
+$(HOOKBIN): $(SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-oci
 
 vet:
 	$(GO) vet ./...
@@ -21,7 +29,7 @@ vet:
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
@@ -51,16 +59,17 @@ demo: build
 clean:
 	rm -rf bin
 
-# Whole-process timings of `bypass-hook create` per backend against the
-# per-rule way (a binary built with -tags perrule), bursts of parallel
-# creates, peak RSS. Needs root; see docs/bench.md. BENCHFLAGS passes flags,
-# e.g. BENCHFLAGS='-n 100'.
+# Whole-process timings of the hook's create and poststop per backend against
+# the per-rule way (a binary built with -tags perrule) and a minimal static Go
+# binary (built by the bench), bursts of parallel creates, peak RSS, and the
+# hook binary's package initialisation. Needs root; see docs/bench.md.
+# BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: build
-	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook
-	$(GO) run ./bench -hook $(BIN) -perrule bin/bypass-hook-perrule $(BENCHFLAGS)
+bench: $(HOOKBIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
+	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
 
-# `make install`: the binary, an example config (never over an existing one), the
+# `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
 # selection) and the sysctl.d file for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
@@ -73,6 +82,7 @@ HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/byp
 .PHONY: install
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook
+	install -D -m 0755 $(HOOKBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-oci
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml" ]; then \
 		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	else \
@@ -81,7 +91,7 @@ install: build
 	fi
 	install -D -m 0644 install/sysctl.d/90-bypass-hook.conf $(DESTDIR)$(SYSCTLDIR)/90-bypass-hook.conf
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
-		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
+		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root
 # also the runc end to end per log target, backend and mode, the churn of
