@@ -159,16 +159,27 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 			}
 			return cause
 		}
+		// The fresh batches of both families run at once: each tool is a
+		// process of its own that spends most of its time starting, and a
+		// container's start waits for the slower one only.
+		waits := map[rules.Family]func() error{}
 		for _, fam := range rules.Families {
-			lines := ruleLines(fam, rs[fam])
-			err := b.restore(fam, installBatch(lines, false, false))
-			if err == nil {
+			waits[fam] = b.startRestore(fam, installBatch(ruleLines(fam, rs[fam]), false, false))
+		}
+		fresh := map[rules.Family]error{}
+		for _, fam := range rules.Families {
+			if fresh[fam] = waits[fam](); fresh[fam] == nil {
 				undo = append(undo, func() error {
 					if err := b.restore(fam, removeBatch(true)); err != nil {
 						return err
 					}
 					return dropEmptyFilterTables(fam)
 				})
+			}
+		}
+		for _, fam := range rules.Families {
+			err := fresh[fam]
+			if err == nil {
 				continue
 			}
 			if errors.Is(err, ErrLockTimeout) {
@@ -178,7 +189,7 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 			if lerr != nil || old == nil {
 				return rollback(err)
 			}
-			if err := b.restore(fam, installBatch(lines, true, jump)); err != nil {
+			if err := b.restore(fam, installBatch(ruleLines(fam, rs[fam]), true, jump)); err != nil {
 				return rollback(err)
 			}
 			undo = append(undo, func() error { return b.restore(fam, installBatch(old, true, true)) })
@@ -251,13 +262,26 @@ func joinArgs(args []string) string {
 // restore runs one iptables-restore batch; --wait bounds the wait for the
 // xtables lock.
 func (b *Iptables) restore(fam rules.Family, input string) error {
+	return b.startRestore(fam, input)()
+}
+
+// startRestore starts one iptables-restore batch; wait waits for it and
+// says what went wrong.
+func (b *Iptables) startRestore(fam rules.Family, input string) (wait func() error) {
 	tool := b.tool(fam, "-restore")
 	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(b.wait()))
 	cmd.Stdin = strings.NewReader(input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	b.Execs++
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	return func() error {
+		if err == nil {
+			err = cmd.Wait()
+		}
+		if err == nil {
+			return nil
+		}
 		msg := strings.TrimSpace(out.String())
 		if strings.Contains(msg, "xtables lock") {
 			return fmt.Errorf("%s: %w: gave up after %d s; another iptables user holds it (/run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
@@ -268,7 +292,6 @@ func (b *Iptables) restore(fam rules.Family, input string) error {
 		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
 	}
-	return nil
 }
 
 // missingFeature tells, from what iptables-restore says, whether a match or

@@ -38,6 +38,9 @@ func (p *Program) stage(which string) func(*Globals, []string, io.Reader, io.Wri
 			fmt.Fprintf(stderr, "%s %s: unexpected argument %q: the OCI state comes on stdin\n", p.Name, which, fs.Arg(0))
 			return 2
 		}
+		// The hook log's times are UTC: runtimes give hooks no TZ, and
+		// reading the zone file for local time would cost every hook run.
+		time.Local = time.UTC
 		start := time.Now()
 
 		cfg, cfgErr := config.Load(g.Config)
