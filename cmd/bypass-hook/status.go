@@ -12,10 +12,6 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/status"
 )
 
-func init() {
-	commands["status"] = command{"show the rules and packet counters of fenced containers", runStatus}
-}
-
 // runStatus exits 0 when every fence asked for was read, 1 when one was not
 // found or its counters could not be read, 2 on a usage or config error.
 func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
