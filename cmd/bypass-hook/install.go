@@ -171,12 +171,12 @@ func installBinary(a *installArgs, dir string) int {
 }
 
 func installConfig(a *installArgs, dest string) int {
-	src, explicit := config.ResolvePath(a.g.config)
-	if !explicit {
+	src := config.Locate(a.g.config)
+	if !src.Explicit {
 		fmt.Fprintln(a.stderr, "bypass-hook install config: name the config to install with --config FILE")
 		return 2
 	}
-	if err := install.CopyConfig(src, dest); err != nil {
+	if err := install.CopyConfig(src.Path, dest); err != nil {
 		var cfgErr *config.Error
 		if _, lerr := config.Load(dest); errors.As(err, &cfgErr) && lerr == nil {
 			// A typo in the ConfigMap must not keep the plugin from
