@@ -11,6 +11,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/install"
 
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 )
 
 const installUsage = `usage:
@@ -33,7 +34,7 @@ registration, and may be absent).
 
 // installArgs are the parsed flags of `install`, shared by its kinds.
 type installArgs struct {
-	g       *globals
+	g       *cli.Globals
 	binary  string
 	timeout int
 	root    string
@@ -53,7 +54,7 @@ var installKinds = map[string]func(a *installArgs, dir string) int{
 	"state-dir": installStateDir,
 }
 
-func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runInstall(g *cli.Globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	a := &installArgs{g: g, stdout: stdout, stderr: stderr}
 	fs := subFlags("install", g, stderr)
 	fs.StringVar(&a.binary, "binary", "", "hook binary the runtime runs (default: this executable)")
@@ -100,7 +101,7 @@ func (a *installArgs) fail(err error) int {
 // registration is what the hook registrations run: the binary, the config
 // as the hook would pick it, and the timeout.
 func (a *installArgs) registration() (install.Registration, *config.Config, error) {
-	cfgPath, cfg, err := install.ResolveConfig(a.root, a.g.config)
+	cfgPath, cfg, err := install.ResolveConfig(a.root, a.g.Config)
 	if err != nil {
 		return install.Registration{}, nil, err
 	}
@@ -171,7 +172,7 @@ func installBinary(a *installArgs, dir string) int {
 }
 
 func installConfig(a *installArgs, dest string) int {
-	src := config.Locate(a.g.config)
+	src := config.Locate(a.g.Config)
 	if !src.Explicit {
 		fmt.Fprintln(a.stderr, "bypass-hook install config: name the config to install with --config FILE")
 		return 2

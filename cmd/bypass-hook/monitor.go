@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
@@ -18,7 +19,7 @@ import (
 // everyone on the network needs to see. A DaemonSet passes :9723.
 const DefaultMetricsAddr = "127.0.0.1:9723"
 
-func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runMonitor(g *cli.Globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := subFlags("monitor", g, stderr)
 	addr := fs.String("metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
 	resync := fs.Duration("resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
@@ -32,8 +33,8 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	}
 	// The monitor's own messages go to stderr as JSON lines; stdout has
 	// only events.
-	log := logging.New(stderr, logging.JSON, g.debug)
-	cfg, err := config.Load(g.config)
+	log := logging.New(stderr, logging.JSON, g.Debug)
+	cfg, err := config.Load(g.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
 		return 2

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
@@ -17,7 +18,7 @@ import (
 // nriSocketEnv is set by the runtime for a plugin it starts itself.
 const nriSocketEnv = api.PluginSocketEnvVar
 
-func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
+func runNRI(g *cli.Globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := subFlags("nri", g, stderr)
 	var o nriplugin.Options
 	o.Flags(fs)
@@ -28,11 +29,11 @@ func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bypass-hook nri: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	o.Config = g.config
+	o.Config = g.Config
 	// The runtime starts a pre-registered plugin with a connected socket.
 	o.PreRegistered = os.Getenv(nriSocketEnv) != ""
 
-	log := logging.New(stderr, logging.Text, g.debug)
+	log := logging.New(stderr, logging.Text, g.Debug)
 	o.Log = log
 
 	p, err := nriplugin.New(o)

@@ -10,11 +10,12 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 )
 
 // runStatus exits 0 when every fence asked for was read, 1 when one was not
 // found or its counters could not be read, 2 on a usage or config error.
-func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+func runStatus(g *cli.Globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := subFlags("status", g, stderr)
 	asJSON := fs.Bool("json", false, "print JSON: a list of fences with their rules and counters")
 	summary := fs.Bool("summary", false, "one line per fence instead of its rules")
@@ -29,7 +30,7 @@ func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "bypass-hook status: one container id at most, got %d arguments\n", fs.NArg())
 		return 2
 	}
-	cfg, err := config.Load(g.config)
+	cfg, err := config.Load(g.Config)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 2

@@ -64,7 +64,7 @@ func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	fs.SetOutput(stderr)
 	g.register(fs)
 	fs.BoolVar(&showVersion, "version", false, "print the version")
-	fs.Usage = func() { p.usage(stderr) }
+	fs.Usage = func() { p.Usage(stderr) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -77,7 +77,7 @@ func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	case fs.NArg() == 0 && p.Bare != nil:
 		return p.Bare(&g, stdin, stdout, stderr)
 	case fs.NArg() == 0:
-		p.usage(stderr)
+		p.Usage(stderr)
 		return 2
 	case fs.Arg(0) == "help":
 		return p.help(&g, fs.Args()[1:], stdout, stderr)
@@ -85,7 +85,7 @@ func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 	cmd, ok := p.lookup(fs.Arg(0))
 	if !ok {
 		fmt.Fprintf(stderr, "%s: unknown command %q\n", p.Name, fs.Arg(0))
-		p.usage(stderr)
+		p.Usage(stderr)
 		return 2
 	}
 	return cmd.Run(&g, fs.Args()[1:], stdin, stdout, stderr)
@@ -94,19 +94,20 @@ func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) 
 // help prints the usage, or a command's own (as COMMAND -h does).
 func (p *Program) help(g *Globals, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		p.usage(stdout)
+		p.Usage(stdout)
 		return 0
 	}
 	cmd, ok := p.lookup(args[0])
 	if !ok {
 		fmt.Fprintf(stderr, "%s help: unknown command %q\n", p.Name, args[0])
-		p.usage(stderr)
+		p.Usage(stderr)
 		return 2
 	}
 	return cmd.Run(g, []string{"-h"}, nil, stdout, stdout)
 }
 
-func (p *Program) usage(w io.Writer) {
+// Usage prints the synopsis and the subcommands.
+func (p *Program) Usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: %s [--config FILE] [--debug] COMMAND [flags]\n", p.Name)
 	fmt.Fprintf(w, "       %s --version | help [COMMAND]\n", p.Name)
 	fmt.Fprintln(w, "\ncommands:")
