@@ -8,8 +8,8 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 )
 
-// CopyBinary copies the executable src to dir/bypass-hook, mode 0755, in
-// one rename: a hook that is running the old file keeps it, the next one
+// CopyBinary copies the executable src to dir under its own name, mode
+// 0755, in one rename: a hook that is running the old file keeps it, the next one
 // starts the new. The Kubernetes DaemonSet uses it to put the hook where
 // the node's runtime can run it. It returns the path written.
 func CopyBinary(src, dir string) (string, error) {
@@ -20,7 +20,7 @@ func CopyBinary(src, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("making %s: %w", dir, err)
 	}
-	dst := filepath.Join(dir, BinaryName)
+	dst := filepath.Join(dir, filepath.Base(src))
 	return dst, writeFileAtomic(dst, data, 0o755)
 }
 

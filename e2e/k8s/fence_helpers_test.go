@@ -335,7 +335,9 @@ func requireInjectedBin(t *testing.T, e *Env, ctrID, binary string, want bool) {
 }
 
 // fenceRules lists the bypass-hook rules in the namespace at nsPath, as the host's
-// iptables-save and ip6tables-save (the tools the hook uses) show them.
+// iptables-save and ip6tables-save (the iptables backend's tools) and nft (the
+// nftables backend's table, which backend: auto, the default, picks where the
+// kernel has nf_tables) show them.
 func fenceRules(t *testing.T, e *Env, nsPath string) []string {
 	t.Helper()
 	var rules []string
@@ -354,13 +356,30 @@ func fenceRules(t *testing.T, e *Env, nsPath string) []string {
 			}
 		}
 	}
+	nft, err := lookTool("nft")
+	if err != nil {
+		t.Fatalf("nft not found: apt-get install -y nftables")
+	}
+	// No table: nft fails with "No such file or directory".
+	if out, err := e.RunInNetNS(nsPath, nft, "list", "table", "inet", "bypass_hook"); err == nil {
+		for _, l := range strings.Split(out, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				rules = append(rules, "nft: "+nftCounters.ReplaceAllString(l, "counter"))
+			}
+		}
+	}
 	return rules
 }
 
+// nftCounters is what changes in a listing as packets pass.
+var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+// countAppended counts the rules of the fence: the iptables chain's and the
+// nftables table's (each of which has a comment naming its family).
 func countAppended(rules []string) int {
 	n := 0
 	for _, r := range rules {
-		if strings.Contains(r, "-A BYPASS-HOOK ") {
+		if strings.Contains(r, "-A BYPASS-HOOK ") || strings.Contains(r, `comment "ipv`) {
 			n++
 		}
 	}
