@@ -159,15 +159,15 @@ func installBundle(a *installArgs, dir string) int {
 }
 
 func installBinary(a *installArgs, dir string) int {
-	self, err := install.DefaultBinary()
+	hook, err := install.DefaultBinary()
 	if err != nil {
 		return a.fail(err)
 	}
-	path, err := install.CopyBinary(self, dir)
+	path, err := install.CopyBinary(hook, dir)
 	if err != nil {
 		return a.fail(err)
 	}
-	fmt.Fprintf(a.stdout, "copied %s to %s\n", self, path)
+	fmt.Fprintf(a.stdout, "copied %s to %s\n", hook, path)
 	return 0
 }
 
