@@ -20,6 +20,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
 // What the bypass-hook tests of this package share: the hook's config and files on the node,
@@ -176,7 +177,7 @@ func startPlugin(t *testing.T, e *Env, h *hookNode) *Process {
 	t.Helper()
 	since := e.ContainerdLogSize()
 	p, err := e.StartProcess("bypass-hook-nri", []string{hookBin, "nri",
-		"--socket-path", e.NRISocket, "--binary", hookBin, "--config", h.Config})
+		"--socket-path", e.NRISocket, "--binary", testnet.OCIHook(hookBin), "--config", h.Config})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func netnsID(t *testing.T, path string) netns.ID {
 // no bypass-hook at any stage.
 func requireInjected(t *testing.T, e *Env, ctrID string, want bool) {
 	t.Helper()
-	requireInjectedBin(t, e, ctrID, hookBin, want)
+	requireInjectedBin(t, e, ctrID, testnet.OCIHook(hookBin), want)
 }
 
 // requireInjectedBin is requireInjected for the hook at binary.
