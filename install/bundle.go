@@ -18,7 +18,7 @@ import (
 // `create`, poststop runs `poststop`. Any earlier registration of the hook,
 // in any stage, is replaced, so running it again changes nothing. It
 // reports whether config.json changed.
-func PatchBundle(dir string, t Target) (changed bool, err error) {
+func PatchBundle(dir string, t Registration) (changed bool, err error) {
 	if err := t.Check(""); err != nil {
 		return false, err
 	}

@@ -92,7 +92,7 @@ type Plugin struct {
 	mu     sync.Mutex
 	conf   PluginConfig   // from the runtime, at Configure
 	cfg    *config.Config // the config in force
-	target install.Target
+	target install.Registration
 	stamp  fileStamp // of the config file cfg was read from
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
@@ -271,7 +271,7 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 // again if it changed since: the hooks read it at every container, and the
 // plugin's selection must follow. A file that no longer parses leaves the
 // last good config in force (the hooks will refuse it and say why).
-func (p *Plugin) current() (*config.Config, install.Target, error) {
+func (p *Plugin) current() (*config.Config, install.Registration, error) {
 	p.mu.Lock()
 	conf, cfg, target, stamp, broken := p.conf, p.cfg, p.target, p.stamp, p.broken
 	p.mu.Unlock()
@@ -329,7 +329,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	case err != nil:
 		return err
 	}
-	target := install.Target{Binary: binary, Config: cfgPath}
+	target := install.Registration{Binary: binary, Config: cfgPath}
 	if err := target.Check(""); err != nil {
 		return fmt.Errorf("NRI plugin: %w", err)
 	}

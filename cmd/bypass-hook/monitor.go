@@ -13,10 +13,6 @@ import (
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
 
-func init() {
-	commands["monitor"] = command{"print bypass attempts as JSON lines on stdout, serve metrics", runMonitor}
-}
-
 // DefaultMetricsAddr is loopback: the events name containers, which not
 // everyone on the network needs to see. A DaemonSet passes :9723.
 const DefaultMetricsAddr = "127.0.0.1:9723"

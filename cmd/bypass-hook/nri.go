@@ -17,10 +17,6 @@ import (
 // nriSocketEnv is set by the runtime for a plugin it starts itself.
 const nriSocketEnv = api.PluginSocketEnvVar
 
-func init() {
-	commands["nri"] = command{"run as a containerd NRI plugin that injects the hook", runNRI}
-}
-
 func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := subFlags("nri", g, stderr)
 	var o nriplugin.Options

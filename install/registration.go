@@ -36,9 +36,10 @@ const (
 	SubHook     = "hook"
 )
 
-// Target is what a registration runs: the hook binary, as the runtime sees
-// it, and the config it is told to read.
-type Target struct {
+// Registration is one way of having a runtime run the hook (a hooks.d file,
+// a bundle's hooks, the NRI plugin's injection): the hook binary as the
+// runtime sees it, its config and its timeout.
+type Registration struct {
 	Binary string // absolute path of the bypass-hook binary
 	// Config is the config file the hook is pointed at; "" leaves the hook
 	// to its default (/etc/bypass-hook/config.yaml, which may be absent).
@@ -49,7 +50,7 @@ type Target struct {
 // Hook is the OCI hook entry that runs subcommand. The config goes both on
 // the command line, where it wins and shows in `ps`, and into the
 // environment, where podman's and CRI-O's users look for it.
-func (t Target) Hook(subcommand string) specs.Hook {
+func (t Registration) Hook(subcommand string) specs.Hook {
 	args := []string{t.Binary}
 	env := []string{HookPATH}
 	if t.Config != "" {
@@ -72,7 +73,7 @@ func (t Target) Hook(subcommand string) specs.Hook {
 // absolute path to an executable regular file, the config (if any) an
 // absolute path. root, when not empty, is where the paths are looked for,
 // as when packaging into a DESTDIR; the written paths stay as given.
-func (t Target) Check(root string) error {
+func (t Registration) Check(root string) error {
 	if t.Binary == "" {
 		return errors.New("no hook binary: pass --binary PATH")
 	}
