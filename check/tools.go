@@ -94,3 +94,14 @@ func logSysctlItem(p Paths, cfg *config.Config) Item {
 	}
 	return it
 }
+
+// KernelLogWarning says why refusals under cfg would be logged nowhere
+// (the kernel target with nf_log_all_netns 0), for status and the monitor
+// to print; "" when nothing is wrong.
+func KernelLogWarning(cfg *config.Config) string {
+	it := logSysctlItem(DefaultPaths(), cfg)
+	if it.Status != Warn {
+		return ""
+	}
+	return "net.netfilter.nf_log_all_netns is " + it.Detail + "; fix: " + it.Fix
+}
