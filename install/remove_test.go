@@ -17,7 +17,7 @@ func TestRemoveHooksDir(t *testing.T) {
 	if _, removed, err := RemoveHooksDir("", dir); removed || err != nil {
 		t.Fatalf("nothing there: removed %v, %v", removed, err)
 	}
-	path, err := WriteHooksDir("", dir, Target{Binary: bin}, config.SelectAll)
+	path, err := WriteHooksDir("", dir, Registration{Binary: bin}, config.SelectAll)
 	if err != nil {
 		t.Fatal(err)
 	}
