@@ -20,7 +20,7 @@ func TestMonitorStatusUsage(t *testing.T) {
 		{[]string{"monitor", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"monitor", "--no-such-flag"}, 2, "flag provided but not defined"},
 		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
-		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container id at most"},
+		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container at most"},
 		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
 	} {
 		code, stdout, stderr := runCLI(t, "", tc.args...)
