@@ -111,11 +111,11 @@ func (r *Report) WriteTable(w io.Writer) error {
 	for _, it := range r.Items {
 		if it.Section != section {
 			section = it.Section
-			fmt.Fprintf(tw, "%s\t\t\t\n", strings.ToUpper(section))
+			fmt.Fprintf(tw, "%s\t\t\n", strings.ToUpper(section))
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t\n", it.Name, strings.ToUpper(string(it.Status)), it.Detail)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", it.Name, strings.ToUpper(string(it.Status)), it.Detail)
 		if it.Fix != "" {
-			fmt.Fprintf(tw, "\t\t-> %s\t\n", it.Fix)
+			fmt.Fprintf(tw, "\t\t-> %s\n", it.Fix)
 		}
 	}
 	if err := tw.Flush(); err != nil {

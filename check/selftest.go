@@ -160,6 +160,9 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 	switch {
 	case c.Log.Target == config.LogKernel && kmsgErr != nil:
 		out.LogDetail = "cannot read /dev/kmsg: " + kmsgErr.Error()
+	case c.Log.Target == config.LogKernel && KernelLogWarning(c) != "":
+		// The kernel drops the line; waiting for it would only cost time.
+		out.LogDetail = "no kernel log line: nf_log_all_netns is not 1, so the kernel drops the lines of this namespace"
 	case c.Log.Target == config.LogKernel:
 		if at, ok := kmsg.waitFor(prefix, 2*time.Second); ok {
 			out.Logged, out.LogMs = true, ms(at.Sub(first))
