@@ -187,3 +187,22 @@ func TestCheck(t *testing.T) {
 		t.Errorf("check with a broken config: exit %d\n%s", code, out)
 	}
 }
+
+// status warns when refusals would be logged nowhere: the kernel target
+// with nf_log_all_netns 0 (read, never changed, here).
+func TestStatusWarnsKernelLog(t *testing.T) {
+	testnet.RequireRoot(t)
+	v, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns")
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	_, _, errb := runCLI(t, "", "status", "--config", cfg)
+	if warned := strings.Contains(errb, "nf_log_all_netns"); warned != (strings.TrimSpace(string(v)) == "0") {
+		t.Errorf("nf_log_all_netns=%s: stderr %q", strings.TrimSpace(string(v)), errb)
+	}
+	nflog, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nlog: {target: nflog}")
+	if _, _, errb := runCLI(t, "", "status", "--config", nflog); strings.Contains(errb, "nf_log_all_netns") {
+		t.Errorf("log.target nflog needs no sysctl: stderr %q", errb)
+	}
+}
