@@ -174,3 +174,33 @@ func TestLogFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestZshCompletion runs the generated function in zsh with compadd and
+// _files stubbed: they print what would be offered.
+func TestZshCompletion(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("skipping: zsh is not installed")
+	}
+	_, script, _, _ := run(t, "completion", "zsh")
+	for _, tc := range []struct {
+		words string // the words typed; the last one is being completed
+		want  string
+	}{
+		{"tool ", "run install version help completion --help --version"},
+		{"tool install ", "dir bin --help"},
+		{"tool install dir --r", "--config --remove --help"}, // zsh itself filters by the prefix
+		{"tool install dir --config ", "FILES"},
+	} {
+		words := strings.Split(tc.words, " ")
+		var quoted []string
+		for _, w := range words {
+			quoted = append(quoted, "'"+w+"'")
+		}
+		prog := "compadd() { shift; print -r -- \"$@\" }; _files() { print FILES }; compdef() {}\n" + script +
+			"\nwords=(" + strings.Join(quoted, " ") + "); CURRENT=" + strconv.Itoa(len(words)) + "; _tool\n"
+		out, err := exec.Command("zsh", "-f", "-c", prog).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != tc.want {
+			t.Errorf("%q completes to %q (%v), want %q", tc.words, strings.TrimSpace(string(out)), err, tc.want)
+		}
+	}
+}
