@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/internal/stages"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,9 +28,9 @@ type globals struct {
 	debug  bool
 }
 
-const configUsage = "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)"
-
-func (g *globals) configFlag(fs *flag.FlagSet) { fs.StringVar(&g.config, "config", "", configUsage) }
+func (g *globals) configFlag(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
+}
 
 // debugFlag registers --debug with what it does for this command.
 func (g *globals) debugFlag(fs *flag.FlagSet, does string) {
@@ -49,17 +50,14 @@ func newApp() *cli.App {
 			g.configFlag(fs)
 			g.debugFlag(fs, "")
 		},
-		Commands: []*cli.Command{
-			stageCommand(g, "create"),
-			stageCommand(g, "poststop"),
-			stageCommand(g, "hook"),
+		Commands: append(stages.Commands("bypass-hook"),
 			nriCommand(g),
 			installCommand(g),
 			monitorCommand(g),
 			statusCommand(g),
 			checkCommand(g),
 			configCommand(g),
-		},
+		),
 		NoArgs: preRegisteredNRI(g),
 	}
 }

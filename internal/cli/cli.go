@@ -14,6 +14,9 @@ import (
 	"strings"
 )
 
+// ConfigUsage describes --config, the same on every command that takes it.
+const ConfigUsage = "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)"
+
 // Exit codes shared by every command.
 const (
 	ExitOK    = 0

@@ -1,4 +1,7 @@
-package main
+// Package stages is the hook's stage commands (create, poststop, hook) as
+// cli commands, so that every binary that runs them (bypass-hook, and a
+// lean one for the per-container stages) runs and documents them alike.
+package stages
 
 import (
 	"flag"
@@ -32,9 +35,21 @@ var stageHelp = map[string]struct{ summary, reads, example string }{
 	},
 }
 
-// stageCommand is a hook stage, as runtimes run it.
-func stageCommand(g *globals, which string) *cli.Command {
+// Commands are create, poststop and hook, for the binary named bin.
+func Commands(bin string) []*cli.Command {
+	return []*cli.Command{command(bin, "create"), command(bin, "poststop"), command(bin, "hook")}
+}
+
+// flags are a stage's flags.
+type flags struct {
+	config string
+	debug  bool
+}
+
+// command is a hook stage, as runtimes run it.
+func command(bin, which string) *cli.Command {
 	h := stageHelp[which]
+	g := &flags{}
 	return &cli.Command{
 		Name:    which,
 		Summary: h.summary,
@@ -48,23 +63,24 @@ Exit: 0 done (or nothing to do), 1 could not fence (failure: closed), 2 usage,
 input or config error.
 
 Example (what a runtime does):
-  echo '` + h.example + `' | bypass-hook ` + which,
+  echo '` + h.example + `' | ` + bin + ` ` + which,
 		Flags: func(fs *flag.FlagSet) {
-			g.configFlag(fs)
-			g.debugFlag(fs, "also write the OCI state read and the config used to the hook log (level debug)")
+			fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
+			fs.BoolVar(&g.debug, "debug", false, "also write the OCI state read and the config used to the hook log (level debug)")
 		},
 		Run: func(o cli.IO, args []string) int {
-			if !noArgs(o, which, args, ": the OCI state comes on stdin") {
+			if len(args) > 0 {
+				fmt.Fprintf(o.Stderr, "%s %s: unexpected argument %q: the OCI state comes on stdin\nRun '%s help %s' for usage.\n", bin, which, args[0], bin, which)
 				return cli.ExitUsage
 			}
-			return runStage(g, which, o.Stdin, o.Stderr)
+			return run(g, which, o.Stdin, o.Stderr)
 		},
 	}
 }
 
-// runStage runs create, poststop, or (for "hook") the stage the state's
+// run runs create, poststop, or (for "hook") the stage the state's
 // status calls for. It writes nothing to stdout: a runtime may not read it.
-func runStage(g *globals, which string, stdin io.Reader, stderr io.Writer) int {
+func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 	start := time.Now()
 	cfg, cfgErr := config.Load(g.config)
 	logPath := config.Default().HookLog
