@@ -50,10 +50,10 @@ func DefaultPaths() Paths {
 type role int
 
 const (
-	roleRequired role = iota // the refusals need it
-	roleConntrack            // without it, only new TCP connections are refused
-	roleLog                  // without it, the fence refuses but does not log
-	roleUids                 // allowUids needs it
+	roleRequired  role = iota // the refusals need it
+	roleConntrack             // without it, only new TCP connections are refused
+	roleLog                   // without it, the fence refuses but does not log
+	roleUids                  // allowUids needs it
 )
 
 // piece is one part of the kernel the rules use. It is found without

@@ -492,7 +492,7 @@ func captureLog() (*logrus.Entry, func() []string) {
 
 type hookFunc func(*logrus.Entry)
 
-func (hookFunc) Levels() []logrus.Level  { return logrus.AllLevels }
+func (hookFunc) Levels() []logrus.Level       { return logrus.AllLevels }
 func (f hookFunc) Fire(e *logrus.Entry) error { f(e); return nil }
 
 func randomHex(n int) string {

@@ -181,7 +181,7 @@ func TestYAMLErrorLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err := LoadFile(path, true)
+			_, err := Source{Path: path, Explicit: true}.Load()
 			var ce *Error
 			if !errors.As(err, &ce) || ce.Line != tc.line || !strings.Contains(err.Error(), tc.msg) {
 				t.Fatalf("got %v (%#v), want line %d and %q", err, ce, tc.line, tc.msg)

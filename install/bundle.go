@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // A bundle's config.json is edited as raw JSON rather than decoded into the
@@ -39,7 +41,7 @@ func editBundle(dir, binary string, add map[string]any) (bool, error) {
 	path := filepath.Join(dir, "config.json")
 	st, err := os.Stat(path)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, unwrapPathErr(err), dir)
+		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, fserr.Cause(err), dir)
 	}
 	orig, err := os.ReadFile(path)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // BinaryName is the name every registration of the hook runs; a hook whose
@@ -87,7 +88,7 @@ func (t Registration) Check(root string) error {
 	st, err := os.Stat(at)
 	switch {
 	case err != nil:
-		return fmt.Errorf("hook binary %s: %w (install it first, or pass --binary PATH)", at, unwrapPathErr(err))
+		return fmt.Errorf("hook binary %s: %w (install it first, or pass --binary PATH)", at, fserr.Cause(err))
 	case !st.Mode().IsRegular():
 		return fmt.Errorf("hook binary %s is not a regular file", at)
 	case st.Mode().Perm()&0o111 == 0:
@@ -127,17 +128,17 @@ func IsOurs(path, binary string) bool {
 // the hook finds by itself and which may be absent. root, when not empty,
 // is where the file is read from, as when packaging into a DESTDIR.
 func ResolveConfig(root, flagValue string) (path string, cfg *config.Config, err error) {
-	p, explicit := config.ResolvePath(flagValue)
-	if explicit {
-		if p, err = filepath.Abs(p); err != nil {
+	src := config.Locate(flagValue)
+	if src.Explicit {
+		if src.Path, err = filepath.Abs(src.Path); err != nil {
 			return "", nil, err
 		}
 	}
-	cfg, err = config.LoadFile(filepath.Join(root, p), explicit)
-	if err != nil || !explicit {
+	cfg, err = config.Source{Path: filepath.Join(root, src.Path), Explicit: src.Explicit}.Load()
+	if err != nil || !src.Explicit {
 		return "", cfg, err
 	}
-	return p, cfg, nil
+	return src.Path, cfg, nil
 }
 
 // DefaultBinary is the running executable, symlinks resolved: what a
@@ -148,14 +149,6 @@ func DefaultBinary() (string, error) {
 		return "", fmt.Errorf("finding this executable: %w; pass --binary PATH", err)
 	}
 	return filepath.EvalSymlinks(p)
-}
-
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // hookStages are the stage names of specs.Hooks, as config.json spells them.

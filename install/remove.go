@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // RemoveHooksDir removes the hooks.d file that WriteHooksDir writes into
@@ -20,14 +22,14 @@ func RemoveHooksDir(root, dir string) (path string, removed bool, err error) {
 		return path, false, nil
 	}
 	if err != nil {
-		return path, false, fmt.Errorf("reading %s: %w", path, unwrapPathErr(err))
+		return path, false, fmt.Errorf("reading %s: %w", path, fserr.Cause(err))
 	}
 	var e HooksDirEntry
 	if err := json.Unmarshal(data, &e); err != nil || !IsOurs(e.Hook.Path, "") {
 		return path, false, fmt.Errorf("%s does not run bypass-hook; leaving it alone", path)
 	}
 	if err := os.Remove(path); err != nil {
-		return path, false, fmt.Errorf("removing %s: %w", path, unwrapPathErr(err))
+		return path, false, fmt.Errorf("removing %s: %w", path, fserr.Cause(err))
 	}
 	return path, true, nil
 }

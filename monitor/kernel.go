@@ -3,12 +3,12 @@ package monitor
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/euank/go-kmsg-parser/kmsgparser"
 )
 
@@ -27,7 +27,7 @@ func (m *Monitor) startKernel(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("reading the kernel log /dev/kmsg for log.target kernel: %w (the monitor needs CAP_SYSLOG, which root has unless it was dropped; or use log.target: nflog)", err)
 	}
-	if v, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns"); err == nil && strings.TrimSpace(string(v)) == "0" {
+	if backend.KernelLogHidesNamespaces() {
 		m.opts.Log.Warn("net.netfilter.nf_log_all_netns is 0: the kernel drops the LOG lines of container namespaces and the monitor sees nothing; set it to 1 (sysctl -w net.netfilter.nf_log_all_netns=1) or use log.target: nflog")
 	}
 	kctx, cancel := context.WithCancel(ctx)

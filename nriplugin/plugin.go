@@ -277,7 +277,7 @@ func (p *Plugin) current() (*config.Config, install.Registration, error) {
 	p.mu.Unlock()
 	// The stamp is taken before the file is read again, so a change while
 	// it is read shows as a change next time.
-	now := stampOf(configFile(cfg))
+	now := stampOf(config.File(cfg))
 	if now == stamp {
 		return cfg, target, broken
 	}
@@ -292,7 +292,7 @@ func (p *Plugin) current() (*config.Config, install.Registration, error) {
 	defer p.mu.Unlock()
 	p.stamp = now
 	if p.broken == nil {
-		p.log.WithField("config", configFile(p.cfg)).Info("NRI: config reloaded")
+		p.log.WithField("config", config.File(p.cfg)).Info("NRI: config reloaded")
 	}
 	return p.cfg, p.target, p.broken
 }
@@ -320,8 +320,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	case errors.As(err, &cfgErr) && p.neverLoaded():
 		broken = err
 		cfg = config.Default()
-		cfg.Path, _ = config.ResolvePath(cfgFlag)
-		if _, explicit := config.ResolvePath(cfgFlag); explicit {
+		src := config.Locate(cfgFlag)
+		cfg.Path = src.Path
+		if src.Explicit {
 			cfgPath = cfg.Path
 		}
 		p.log.WithError(err).Error("NRI: the config cannot be loaded: every container outside " +
@@ -339,7 +340,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	if p.opts.PreRegistered && p.configured {
 		p.logTo(cfg.HookLog)
 	}
-	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, stampOf(configFile(cfg))
+	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, stampOf(config.File(cfg))
 	// A plugin that times out must not let a container start unfenced
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
@@ -383,15 +384,6 @@ func (p *Plugin) closeLog() {
 	p.logFile = func() {}
 	p.mu.Unlock()
 	closeFn()
-}
-
-// configFile is the file a config was read from, or the default path that
-// a config of defaults stands for (it may appear later).
-func configFile(cfg *config.Config) string {
-	if cfg.Path != "" {
-		return cfg.Path
-	}
-	return config.DefaultPath
 }
 
 // fileStamp tells whether a file changed: a rename over it (as editors and

@@ -39,7 +39,7 @@ Examples:
 			if !noArgs(o, "check", args, "") {
 				return cli.ExitUsage
 			}
-			path, _ := config.ResolvePath(g.config)
+			path := config.Locate(g.config).Path
 			cfg, err := config.Load(g.config)
 			if cfg != nil && cfg.Path != "" {
 				path = cfg.Path

@@ -32,7 +32,7 @@ Example:
 						fmt.Fprintln(o.Stderr, "bypass-hook config validate: name one FILE\nRun 'bypass-hook help config validate' for usage.")
 						return cli.ExitUsage
 					}
-					cfg, err := config.LoadFile(args[0], true)
+					cfg, err := config.Source{Path: args[0], Explicit: true}.Load()
 					if err != nil {
 						fmt.Fprintf(o.Stderr, "bypass-hook config validate: %v\n", err)
 						return cli.ExitUsage

@@ -209,14 +209,14 @@ func (f *installFlags) binaryCopy(o cli.IO, dir string) int {
 }
 
 func (f *installFlags) configCopy(o cli.IO, dest string) int {
-	src, explicit := config.ResolvePath(f.g.config)
-	if !explicit {
+	src := config.Locate(f.g.config)
+	if !src.Explicit {
 		fmt.Fprintln(o.Stderr, "bypass-hook install config: name the config to install with --config FILE")
 		return cli.ExitUsage
 	}
-	if err := install.CopyConfig(src, dest); err != nil {
+	if err := install.CopyConfig(src.Path, dest); err != nil {
 		var cfgErr *config.Error
-		if _, lerr := config.LoadFile(dest, true); errors.As(err, &cfgErr) && lerr == nil {
+		if _, lerr := (config.Source{Path: dest, Explicit: true}).Load(); errors.As(err, &cfgErr) && lerr == nil {
 			// A typo in the ConfigMap must not keep the plugin from
 			// starting (NRI would then let containers start unfenced):
 			// the node keeps the config it had.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
 
@@ -21,7 +22,7 @@ const DefaultMetricsAddr = "127.0.0.1:9723"
 func monitorCommand(g *globals) *cli.Command {
 	var addr string
 	var o monitor.Options
-	var lf cli.LogFlags
+	var lf logging.Flags
 	return &cli.Command{
 		Name:    "monitor",
 		Summary: "print bypass attempts as JSON lines on stdout, serve Prometheus metrics",
@@ -51,8 +52,8 @@ Example:
 	}
 }
 
-func runMonitor(g *globals, addr string, o monitor.Options, lf cli.LogFlags, io cli.IO) int {
-	log, err := lf.Logger(io.Stderr)
+func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, io cli.IO) int {
+	log, err := lf.New(io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return cli.ExitUsage
@@ -80,9 +81,6 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf cli.LogFlags, io 
 			return 1
 		}
 		fields["metrics"] = bound.String()
-	}
-	if w := kernelLogWarning(cfg); w != "" {
-		log.Warn(w)
 	}
 	runErr := make(chan error, 1)
 	go func() {

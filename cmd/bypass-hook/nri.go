@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/nri/pkg/api"
 
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -19,7 +20,7 @@ const nriSocketEnv = api.PluginSocketEnvVar
 
 func nriCommand(g *globals) *cli.Command {
 	var o nriplugin.Options
-	var lf cli.LogFlags
+	var lf logging.Flags
 	return &cli.Command{
 		Name:    "nri",
 		Summary: "run as a containerd NRI plugin that injects the hook into the containers the config selects",
@@ -57,7 +58,7 @@ func preRegisteredNRI(g *globals) func(cli.IO) (int, bool) {
 			return 0, false
 		}
 		var o nriplugin.Options
-		var lf cli.LogFlags
+		var lf logging.Flags
 		fs := flag.NewFlagSet("nri", flag.ContinueOnError)
 		o.Flags(fs)
 		lf.Register(fs)
@@ -66,8 +67,8 @@ func preRegisteredNRI(g *globals) func(cli.IO) (int, bool) {
 	}
 }
 
-func runNRI(g *globals, o nriplugin.Options, lf cli.LogFlags, io cli.IO) int {
-	log, err := lf.Logger(io.Stderr)
+func runNRI(g *globals, o nriplugin.Options, lf logging.Flags, io cli.IO) int {
+	log, err := lf.New(io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bypass-hook nri: %v\n", err)
 		return cli.ExitUsage

@@ -148,33 +148,6 @@ func TestBashCompletion(t *testing.T) {
 	}
 }
 
-func TestLogFlags(t *testing.T) {
-	for _, format := range []string{LogJSON, LogText} {
-		var buf bytes.Buffer
-		l := LogFlags{Level: "info", Format: format}
-		log, err := l.Logger(&buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		log.WithField("container", "abc").Info("fenced")
-		log.Debug("hidden")
-		line := buf.String()
-		for _, key := range []string{"time", "level", "msg", "container"} {
-			if !strings.Contains(line, `"`+key+`":`) && !strings.Contains(line, key+"=") {
-				t.Errorf("%s: no field %s in %q", format, key, line)
-			}
-		}
-		if strings.Contains(line, "hidden") {
-			t.Errorf("%s: debug line at level info: %q", format, line)
-		}
-	}
-	for _, bad := range []LogFlags{{Level: "loud", Format: LogJSON}, {Level: "info", Format: "xml"}, {Level: "trace", Format: LogJSON}} {
-		if _, err := bad.Logger(&bytes.Buffer{}); err == nil {
-			t.Errorf("%+v: no error", bad)
-		}
-	}
-}
-
 // TestZshCompletion runs the generated function in zsh with compadd and
 // _files stubbed: they print what would be offered.
 func TestZshCompletion(t *testing.T) {

@@ -157,6 +157,5 @@ func cfgPath(cfg *config.Config, flagValue string) string {
 	if cfg != nil {
 		return "built-in defaults"
 	}
-	p, _ := config.ResolvePath(flagValue)
-	return p
+	return config.Locate(flagValue).Path
 }
