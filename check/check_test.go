@@ -223,3 +223,20 @@ func TestRunBrokenConfig(t *testing.T) {
 		t.Errorf("broken config: %+v", r)
 	}
 }
+
+// With nf_log_all_netns on (testnet sets it for the test and restores it),
+// the self-test sees its own kernel log line.
+func TestRunHereKernelLogLine(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "iptables", "ip6tables")
+	testnet.KernelNetnsLog(t)
+	r := Run(Options{Config: mustParse(t, "proxies: [198.51.100.1:3128]"), SelfTest: true})
+	if st := r.SelfTest; st == nil || !st.Logged || !r.CanFence {
+		var table bytes.Buffer
+		r.WriteTable(&table)
+		t.Fatalf("no kernel log line seen:\n%s", table.String())
+	}
+	if it, _ := find(r.Items, "kernel", "nf_log_all_netns"); it.Status != OK {
+		t.Errorf("nf_log_all_netns on: %+v", it)
+	}
+}
