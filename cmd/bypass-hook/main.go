@@ -1,54 +1,72 @@
 // Command bypass-hook is an OCI runtime hook that fences a container's
-// egress to its HTTP CONNECT proxy, and the CLI that registers it, runs the
-// NRI plugin and the monitor and shows the fences. Runtimes run
-// bypass-hook-oci, the hook alone; the stage commands here are the same
-// ones (internal/cli). See README.md.
+// egress to its HTTP CONNECT proxy. See README.md.
 package main
 
 import (
 	"flag"
-	"io"
+	"fmt"
 	"os"
 
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/internal/stages"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// program is the CLI: the hook's stages, then the rest, in the order the
-// help shows them.
-var program = &cli.Program{Name: "bypass-hook"}
+func main() {
+	os.Exit(newApp().Main(os.Args[1:], cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
+}
 
-func init() {
-	program.Version = version
-	program.Commands = append(program.StageCommands(),
-		cli.Command{Name: "nri", Summary: "run as a containerd NRI plugin that injects the hook", Run: runNRI},
-		cli.Command{Name: "install", Summary: "write registrations: hooks.d file, bundle hooks, binary and config for the NRI DaemonSet", Run: runInstall},
-		cli.Command{Name: "monitor", Summary: "print bypass attempts as JSON lines on stdout, serve metrics", Run: runMonitor},
-		cli.Command{Name: "status", Summary: "show the rules and packet counters of fenced containers", Run: runStatus},
-		program.VersionCommand(),
-	)
-	program.Bare = func(g *cli.Globals, stdin io.Reader, stdout, stderr io.Writer) int {
-		if os.Getenv(nriSocketEnv) == "" {
-			program.Usage(stderr)
-			return 2
-		}
-		// containerd starts a pre-registered NRI plugin (a link to this
-		// binary in its plugin directory) without arguments.
-		return runNRI(g, nil, stdin, stdout, stderr)
+// globals are the flags that may come before the command's name. Each
+// command registers those it takes, so that one it does not take is an
+// error rather than ignored.
+type globals struct {
+	config string
+	debug  bool
+}
+
+func (g *globals) configFlag(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
+}
+
+// debugFlag registers --debug with what it does for this command.
+func (g *globals) debugFlag(fs *flag.FlagSet, does string) {
+	fs.BoolVar(&g.debug, "debug", false, does)
+}
+
+// newApp is the binary: the one table of its commands, in the order the
+// help lists them. A command gets -h, help COMMAND and completion by being
+// here.
+func newApp() *cli.App {
+	g := &globals{}
+	return &cli.App{
+		Name:    "bypass-hook",
+		Version: versionLine,
+		Summary: "Fences a container's network namespace so that only its HTTP CONNECT proxy is\nreachable; every direct connection is refused at once and logged.",
+		Globals: func(fs *flag.FlagSet) {
+			g.configFlag(fs)
+			g.debugFlag(fs, "")
+		},
+		Commands: append(stages.Commands("bypass-hook"),
+			nriCommand(g),
+			installCommand(g),
+			monitorCommand(g),
+			statusCommand(g),
+			checkCommand(g),
+			configCommand(g),
+		),
+		NoArgs: preRegisteredNRI(g),
 	}
 }
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+func versionLine() string { return cli.VersionLine("bypass-hook", version) }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	return program.Run(args, stdin, stdout, stderr)
-}
-
-// subFlags returns a flag set for a subcommand that also takes the globals.
-func subFlags(name string, g *cli.Globals, stderr io.Writer) *flag.FlagSet {
-	return program.SubFlags(name, g, stderr)
+// noArgs reports a command's unexpected positional argument.
+func noArgs(o cli.IO, name string, args []string, why string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	fmt.Fprintf(o.Stderr, "bypass-hook %s: unexpected argument %q%s\nRun 'bypass-hook help %s' for usage.\n", name, args[0], why, name)
+	return false
 }

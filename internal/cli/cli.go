@@ -1,10 +1,9 @@
-// Package cli is the command-line shell that both binaries share: the flags
-// every subcommand takes, the table of subcommands with its help and
-// dispatch, and the commands of the hook itself (create, poststop, hook,
-// version). bypass-hook is the whole CLI; bypass-hook-oci, the process a
-// runtime starts for every container, is these commands alone, so that it
-// links nothing else (no NRI, no Prometheus, no monitor) and starts almost
-// as fast as an empty Go program.
+// Package cli gives bypass-hook's binaries the command-line conventions of
+// their neighbours (nvidia-ctk, ctr, nerdctl): `--version` and `version`,
+// `help [COMMAND]`, `-h`/`--help` that print the usage and exit 0 on every
+// command, flags before or after the command's name and its arguments, a
+// flag a command does not take refused with exit 2, and shell completion.
+// A command gets all of it by being in the App's table.
 package cli
 
 import (
@@ -12,145 +11,288 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"runtime/debug"
-	"slices"
 	"strings"
 )
 
-// Globals are the flags every subcommand takes, before or after its name.
-type Globals struct {
-	Config string
-	Debug  bool
-}
+// ConfigUsage describes --config, the same on every command that takes it.
+const ConfigUsage = "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)"
 
-func (g *Globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.Config, "config", g.Config, "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)")
-	fs.BoolVar(&g.Debug, "debug", g.Debug, "log debug detail to the hook log")
-}
+// Exit codes shared by every command.
+const (
+	ExitOK    = 0
+	ExitUsage = 2
+)
 
-// Command is one subcommand: it parses its own flags from args (SubFlags).
+// Command is one entry of the table: a command to run, or a group of
+// commands (install, config, completion) when it has Subcommands.
 type Command struct {
 	Name    string
-	Summary string
-	Run     func(g *Globals, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+	Summary string // one line, for the command list
+	// Args is the synopsis after the command's name, e.g. "DIR" or
+	// "[CONTAINER]"; "[flags]" is added when the command takes any.
+	Args string
+	// Help says what the command reads and writes, with an example.
+	Help string
+	// Flags registers the command's flags, the global ones it takes
+	// included; the values live where Run finds them.
+	Flags func(fs *flag.FlagSet)
+	// Run runs the command with its positional arguments; flags are parsed.
+	Run func(io IO, args []string) int
+	// Subcommands make this a group: its Run is not used.
+	Subcommands []*Command
+	// Complete lists the words a shell completes for the first argument.
+	Complete []string
 }
 
-// Program is one binary: its name, version and subcommands, in the order
-// the help shows them.
-type Program struct {
+// IO is what a command reads and writes.
+type IO struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+}
+
+// App is a binary: its name, version and table of commands.
+type App struct {
 	Name     string
-	Version  string // set at build time; "dev" otherwise
-	Commands []Command
-	// Bare runs when no subcommand is given; nil prints the usage and
-	// exits 2.
-	Bare func(g *Globals, stdin io.Reader, stdout, stderr io.Writer) int
+	Version  func() string // the line `--version` prints
+	Summary  string
+	Commands []*Command
+	// Globals registers the flags that may come before the command's name,
+	// so that their values are told apart from the command's name. Each
+	// command still says in its Flags which of them it takes.
+	Globals func(fs *flag.FlagSet)
+	// NoArgs runs when the binary is started without arguments; nil means
+	// print the usage and exit 2.
+	NoArgs func(io IO) (code int, handled bool)
 }
 
-func (p *Program) lookup(name string) (Command, bool) {
-	i := slices.IndexFunc(p.Commands, func(c Command) bool { return c.Name == name })
-	if i < 0 {
-		return Command{}, false
+// Main runs the command named in args and returns the exit code.
+func (a *App) Main(args []string, o IO) int {
+	pre, rest, err := a.splitGlobals(args)
+	if err != nil {
+		return a.usageError(o, nil, err)
 	}
-	return p.Commands[i], true
-}
-
-// Run parses the global flags, then runs the subcommand args name. It
-// returns the exit code: 2 for a usage error, 0 for -h, --help and
-// --version.
-func (p *Program) Run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var g Globals
-	var showVersion bool
-	fs := flag.NewFlagSet(p.Name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	fs.BoolVar(&showVersion, "version", false, "print the version")
-	fs.Usage = func() { p.Usage(stderr) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	if len(rest) == 0 {
+		for _, f := range pre {
+			switch flagName(f) {
+			case "version":
+				fmt.Fprintln(o.Stdout, a.Version())
+				return ExitOK
+			case "h", "help":
+				a.writeUsage(o.Stdout)
+				return ExitOK
+			}
 		}
-		return 2
+		if len(pre) == 0 && a.NoArgs != nil {
+			if code, ok := a.NoArgs(o); ok {
+				return code
+			}
+		}
+		a.writeUsage(o.Stderr)
+		return ExitUsage
 	}
-	switch {
-	case showVersion:
-		return p.printVersion(stdout)
-	case fs.NArg() == 0 && p.Bare != nil:
-		return p.Bare(&g, stdin, stdout, stderr)
-	case fs.NArg() == 0:
-		p.Usage(stderr)
-		return 2
-	case fs.Arg(0) == "help":
-		return p.help(&g, fs.Args()[1:], stdout, stderr)
+	path, cmd, args := resolve(a.table(), rest)
+	if cmd == nil {
+		return a.usageError(o, path, fmt.Errorf("unknown command %q", strings.Join(rest[:min(len(rest), len(path)+1)], " ")))
 	}
-	cmd, ok := p.lookup(fs.Arg(0))
-	if !ok {
-		fmt.Fprintf(stderr, "%s: unknown command %q\n", p.Name, fs.Arg(0))
-		p.Usage(stderr)
-		return 2
+	args = append(pre, args...)
+	full := append(path, cmd)
+	if len(cmd.Subcommands) > 0 {
+		if wantsHelp(args) {
+			a.writeCommandUsage(o.Stdout, full)
+			return ExitOK
+		}
+		return a.usageError(o, full, fmt.Errorf("%s needs a command: %s", cmd.Name, names(cmd.Subcommands)))
 	}
-	return cmd.Run(&g, fs.Args()[1:], stdin, stdout, stderr)
+	fs := a.flagSet(full)
+	pos, err := ParseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		a.writeCommandUsage(o.Stdout, full)
+		return ExitOK
+	}
+	if err != nil {
+		return a.usageError(o, full, err)
+	}
+	return cmd.Run(o, pos)
 }
 
-// help prints the usage, or a command's own (as COMMAND -h does).
-func (p *Program) help(g *Globals, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		p.Usage(stdout)
-		return 0
-	}
-	cmd, ok := p.lookup(args[0])
-	if !ok {
-		fmt.Fprintf(stderr, "%s help: unknown command %q\n", p.Name, args[0])
-		p.Usage(stderr)
-		return 2
-	}
-	return cmd.Run(g, []string{"-h"}, nil, stdout, stdout)
+// table is the App's commands and the ones every binary has.
+func (a *App) table() []*Command {
+	return append(append([]*Command{}, a.Commands...), a.builtins()...)
 }
 
-// Usage prints the synopsis and the subcommands.
-func (p *Program) Usage(w io.Writer) {
-	fmt.Fprintf(w, "usage: %s [--config FILE] [--debug] COMMAND [flags]\n", p.Name)
-	fmt.Fprintf(w, "       %s --version | help [COMMAND]\n", p.Name)
-	fmt.Fprintln(w, "\ncommands:")
-	for _, c := range p.Commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.Name, c.Summary)
+// resolve walks the table along args: it returns the groups passed
+// through, the command reached (nil when a name is unknown) and the
+// arguments left. Flags may sit between a group's name and its command's.
+func resolve(table []*Command, args []string) (path []*Command, cmd *Command, rest []string) {
+	for i := 0; i < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") {
+			continue // a flag before a group's subcommand: passed on below
+		}
+		next := lookup(table, args[i])
+		if next == nil {
+			if cmd != nil {
+				path = append(path, cmd)
+			}
+			return path, nil, nil
+		}
+		if cmd != nil {
+			path = append(path, cmd)
+		}
+		cmd, table = next, next.Subcommands
+		rest = append(flagsOnly(args[:i]), args[i+1:]...)
+		if len(next.Subcommands) == 0 {
+			return path, cmd, rest
+		}
 	}
+	return path, cmd, rest
 }
 
-// SubFlags returns the flag set of subcommand name; it takes the global
-// flags too, so they may also follow the subcommand.
-func (p *Program) SubFlags(name string, g *Globals, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(p.Name+" "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
+func flagsOnly(args []string) []string {
+	var out []string
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func lookup(table []*Command, name string) *Command {
+	for _, c := range table {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// splitGlobals takes the flags before the command's name, with the values
+// of those global flags that take one.
+func (a *App) splitGlobals(args []string) (pre, rest []string, err error) {
+	globals := flag.NewFlagSet(a.Name, flag.ContinueOnError)
+	if a.Globals != nil {
+		a.Globals(globals)
+	}
+	for i := 0; i < len(args); i++ {
+		arg := args[i]
+		if arg == "--" {
+			return pre, args[i+1:], nil
+		}
+		if !strings.HasPrefix(arg, "-") || arg == "-" {
+			return pre, args[i:], nil
+		}
+		pre = append(pre, arg)
+		name := flagName(arg)
+		if strings.Contains(arg, "=") {
+			continue
+		}
+		f := globals.Lookup(name)
+		if f == nil {
+			continue // the command's flag set decides
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 >= len(args) {
+			return nil, nil, fmt.Errorf("flag needs an argument: %s", arg)
+		}
+		i++
+		pre = append(pre, args[i])
+	}
+	return pre, nil, nil
+}
+
+func flagName(arg string) string {
+	name := strings.TrimLeft(arg, "-")
+	name, _, _ = strings.Cut(name, "=")
+	return name
+}
+
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if n := flagName(a); strings.HasPrefix(a, "-") && (n == "h" || n == "help") {
+			return true
+		}
+	}
+	return false
+}
+
+// flagSet is the command's flag set, which writes nothing itself: Main
+// reports errors and usage in one place.
+func (a *App) flagSet(path []*Command) *flag.FlagSet {
+	fs := flag.NewFlagSet(a.commandLine(path), flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	if cmd := path[len(path)-1]; cmd.Flags != nil {
+		cmd.Flags(fs)
+	}
 	return fs
 }
 
-// VersionCommand is `version`.
-func (p *Program) VersionCommand() Command {
-	return Command{"version", "print the version", func(g *Globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-		fs := p.SubFlags("version", g, stderr)
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
-		}
-		return p.printVersion(stdout)
-	}}
+func (a *App) commandLine(path []*Command) string {
+	parts := []string{a.Name}
+	for _, c := range path {
+		parts = append(parts, c.Name)
+	}
+	return strings.Join(parts, " ")
 }
 
-func (p *Program) printVersion(stdout io.Writer) int {
-	v := p.Version
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		fmt.Fprintf(stdout, "%s %s\n", p.Name, v)
-		return 0
+// usageError reports a usage error on stderr and returns ExitUsage.
+func (a *App) usageError(o IO, path []*Command, err error) int {
+	line := a.commandLine(path)
+	fmt.Fprintf(o.Stderr, "%s: %v\n", line, err)
+	help := a.Name + " help"
+	if len(path) > 0 {
+		help = a.Name + " help " + strings.TrimPrefix(line, a.Name+" ")
 	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && v == "dev" {
-			v = "dev-" + s.Value[:min(12, len(s.Value))]
+	fmt.Fprintf(o.Stderr, "Run '%s' for usage.\n", help)
+	return ExitUsage
+}
+
+// ParseInterspersed parses flags that may come before, between or after
+// the positional arguments, and returns the positional ones. "--" ends the
+// flags.
+func ParseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		// flag stops at "--" and drops it: all that is left is positional.
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func names(cmds []*Command) string {
+	var out []string
+	for _, c := range cmds {
+		out = append(out, c.Name)
+	}
+	return strings.Join(out, ", ")
+}
+
+// Walk calls fn for every command of the table that runs (not the groups),
+// with the names leading to it: what tests iterate to hold every command
+// to the conventions.
+func (a *App) Walk(fn func(path []string, cmd *Command)) {
+	var walk func(prefix []string, cmds []*Command)
+	walk = func(prefix []string, cmds []*Command) {
+		for _, c := range cmds {
+			p := append(append([]string{}, prefix...), c.Name)
+			if len(c.Subcommands) > 0 {
+				walk(p, c.Subcommands)
+				continue
+			}
+			fn(p, c)
 		}
 	}
-	fmt.Fprintf(stdout, "%s %s (%s)\n", p.Name, v, strings.TrimPrefix(bi.GoVersion, "go"))
-	return 0
+	walk(nil, a.table())
 }
