@@ -833,22 +833,29 @@ func hostRuleset(d *Deps) string {
 	if p, err := lookTool("iptables-legacy-save"); err == nil {
 		for _, tool := range []string{p, strings.Replace(p, "iptables", "ip6tables", 1)} {
 			if o, err := run(20*time.Second, tool); err == nil {
-				out += "\n" + stripComments(o)
+				out += "\n" + normalizeLegacy(o)
 			}
 		}
 	}
 	return out
 }
 
-func stripComments(s string) string {
+// normalizeLegacy drops from iptables-legacy-save what changes without a
+// rule changing: comments (with the time), blank lines, and the packet and
+// byte counters of the built-in chains, which move with the machine's
+// traffic once the legacy tables exist in its namespace.
+func normalizeLegacy(s string) string {
 	var b strings.Builder
 	for _, l := range strings.Split(s, "\n") {
-		if !strings.HasPrefix(l, "#") {
-			b.WriteString(l + "\n")
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
 		}
+		b.WriteString(legacyCounters.ReplaceAllString(l, "[0:0]") + "\n")
 	}
 	return b.String()
 }
+
+var legacyCounters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 // CheckHostUntouched reports (as test errors) any change the environment made to the machine's
 // own network namespace: its ruleset, and a link or address of the node range.
