@@ -48,7 +48,13 @@ func newPodman(t *testing.T, hooksDir string) *podman {
 	if hookBin == "" {
 		t.Skip("skipping: the hook binary is built only as root")
 	}
-	dir := t.TempDir()
+	// podman refuses a run root longer than 50 characters: t.TempDir's
+	// names grow with the test's.
+	dir, err := os.MkdirTemp("", "bhp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	conf := filepath.Join(dir, "containers.conf")
 	// No CAP_SYS_RESOURCE here: podman's default limits (nofile 1048576) are
 	// above what runc may set, so keep to the usual ones.
@@ -65,9 +71,11 @@ func newPodman(t *testing.T, hooksDir string) *podman {
 			"--cgroup-manager", "cgroupfs",
 			"--events-backend", "none",
 			"--runtime", runc,
-			"--hooks-dir", hooksDir,
 		},
 		env: append(os.Environ(), "CONTAINERS_CONF="+conf),
+	}
+	if hooksDir != "" { // "": podman's own, from its config
+		p.global = append(p.global, "--hooks-dir", hooksDir)
 	}
 	t.Cleanup(func() {
 		if out, err := p.run("rm", "--all", "--force", "--time", "0"); err != nil {
