@@ -65,7 +65,9 @@ bench: build
 # selection) and the sysctl.d file for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
 SYSCONFDIR ?= /etc
-HOOKSDIR   ?= /usr/share/containers/oci/hooks.d
+# Empty: where the installed podman and CRI-O read hooks.d files (under
+# DESTDIR: their config there, else their default /usr/share/containers/oci/hooks.d).
+HOOKSDIR   ?=
 SYSCTLDIR  ?= $(SYSCONFDIR)/sysctl.d
 # The hook finds /etc/bypass-hook/config.yaml by itself; elsewhere it is told.
 HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/bypass-hook/config.yaml)
