@@ -61,6 +61,11 @@ type Options struct {
 	Forget time.Duration
 	// OpenKmsg opens the kernel log; nil means kmsgparser.NewParser.
 	OpenKmsg func() (kmsgparser.Parser, error)
+	// Prune, when set, is called at every resync to take out the fences
+	// left only to stale owners (their processes gone without a poststop),
+	// after their grace period: the monitor is the one process that runs
+	// all along. The command wires it to the hook's PruneStale.
+	Prune func(now time.Time)
 }
 
 // Monitor follows the fences of one state directory.
@@ -218,6 +223,9 @@ func (m *Monitor) resync(ctx context.Context) {
 	m.mu.Unlock()
 	for _, k := range vanished {
 		m.markGone(k)
+	}
+	if m.opts.Prune != nil {
+		m.opts.Prune(time.Now())
 	}
 	m.releaseDead()
 	m.expire(time.Now())

@@ -14,8 +14,10 @@ import (
 )
 
 const installUsage = `usage:
-  bypass-hook install hooks-dir DIR [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR]
-      write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)
+  bypass-hook install hooks-dir [DIR] [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR] [--force]
+      write bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0): with no
+      DIR, where the installed engines read (their hooks_dir, else their default);
+      a DIR no installed engine reads is refused unless --force
   bypass-hook install bundle DIR [--binary PATH] [--config FILE] [--timeout SEC] [--remove]
       add the hooks to (or remove them from) a runc/crun bundle's config.json
   bypass-hook install binary DIR
@@ -38,6 +40,7 @@ type installArgs struct {
 	timeout int
 	root    string
 	remove  bool
+	force   bool
 	stdout  io.Writer
 	stderr  io.Writer
 	kind    string
@@ -60,6 +63,7 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	fs.IntVar(&a.timeout, "timeout", install.DefaultTimeout, "seconds the runtime lets each hook stage run")
 	fs.StringVar(&a.root, "root", "", "hooks-dir: read --binary and the config under this directory and write there (packaging into DESTDIR)")
 	fs.BoolVar(&a.remove, "remove", false, "bundle: remove the hooks instead of adding them")
+	fs.BoolVar(&a.force, "force", false, "hooks-dir: write DIR even though no installed engine reads it")
 	fs.Usage = func() { fmt.Fprint(stderr, installUsage) }
 
 	pos, err := parseInterspersed(fs, args)
@@ -69,11 +73,18 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	if err != nil {
 		return 2
 	}
+	if len(pos) == 1 && pos[0] == "hooks-dir" {
+		pos = append(pos, "") // where the engines read
+	}
 	if len(pos) != 2 {
 		fmt.Fprint(stderr, installUsage)
 		return 2
 	}
 	a.kind = pos[0]
+	if a.force && a.kind != "hooks-dir" {
+		fmt.Fprintf(stderr, "bypass-hook install %s: --force is for hooks-dir only\n", a.kind)
+		return 2
+	}
 	if a.root != "" && a.kind != "hooks-dir" {
 		fmt.Fprintf(stderr, "bypass-hook install %s: --root is for hooks-dir only\n", a.kind)
 		return 2
@@ -116,16 +127,50 @@ func (a *installArgs) registration() (install.Registration, *config.Config, erro
 	return r, cfg, nil
 }
 
+// installHooksDir writes the hooks.d file where an installed engine reads
+// it: a file nobody reads fences nothing, in silence.
 func installHooksDir(a *installArgs, dir string) int {
 	r, cfg, err := a.registration()
 	if err != nil {
 		return a.fail(err)
 	}
-	path, err := install.WriteHooksDir(a.root, dir, r, cfg.Selection)
+	engines, err := install.InstalledEngines(a.root)
 	if err != nil {
 		return a.fail(err)
 	}
-	fmt.Fprintf(a.stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
+	dirs := []string{dir}
+	switch {
+	case dir == "":
+		if dirs, err = install.DefaultHooksDirs(engines); err != nil {
+			return a.fail(err)
+		}
+	case a.force:
+		if len(install.Readers(a.root, dir, engines)) == 0 {
+			fmt.Fprintf(a.stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences only for an engine told to read it (podman --hooks-dir %s)\n", dir, dir)
+		}
+	default:
+		if _, err := install.CheckHooksDir(a.root, dir, engines); err != nil {
+			return a.fail(err)
+		}
+	}
+	for _, d := range dirs {
+		path, err := install.WriteHooksDir(a.root, d, r, cfg.Selection)
+		if err != nil {
+			return a.fail(err)
+		}
+		var names []string
+		for _, e := range install.Readers(a.root, d, engines) {
+			names = append(names, e.Name)
+		}
+		readBy := ""
+		if len(names) > 0 {
+			readBy = ", read by " + strings.Join(names, " and ")
+		}
+		fmt.Fprintf(a.stdout, "wrote %s%s (selection: %s; write it again after changing selection)\n", path, readBy, cfg.Selection)
+		for _, m := range install.Masking(a.root, d, engines) {
+			fmt.Fprintf(a.stderr, "bypass-hook install hooks-dir: WARNING: %s is read by the same engine: one of the two masks the other; remove the one you do not mean\n", m)
+		}
+	}
 	return 0
 }
 

@@ -43,6 +43,7 @@ var commands = []command{
 	{"install", "write registrations: hooks.d file, bundle hooks, binary and config for the NRI DaemonSet", runInstall},
 	{"monitor", "print bypass attempts as JSON lines on stdout, serve metrics", runMonitor},
 	{"status", "show the rules and packet counters of fenced containers", runStatus},
+	{"prune", "remove fences whose every owner is stale (its process gone without a poststop)", runPrune},
 	{"version", "print the version", runVersion},
 }
 

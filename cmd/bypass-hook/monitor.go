@@ -6,10 +6,12 @@ import (
 	"io"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
@@ -23,6 +25,8 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	addr := fs.String("metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
 	resync := fs.Duration("resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
 	forget := fs.Duration("forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
+	prune := fs.Bool("prune", true, "at every resync, take out fences whose every owner's process is gone (as `bypass-hook prune` does)")
+	grace := fs.Duration("prune-grace", hook.DefaultPruneGrace, "how long a fence's owners must have been seen stale before it is pruned")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,7 +42,16 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
 		return 2
 	}
-	m, err := monitor.New(monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget})
+	opts := monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget}
+	if *prune {
+		h := hook.New(cfg, log.WithField("stage", "prune"))
+		opts.Prune = func(now time.Time) {
+			if _, _, err := h.PruneStale(*grace, now); err != nil {
+				log.WithError(err).Error("pruning fences left only to stale owners")
+			}
+		}
+	}
+	m, err := monitor.New(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
 		return 1

@@ -165,7 +165,9 @@ func setup(t *testing.T, selection string) *env {
 	if err := os.WriteFile(e.cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hookBin, "install", "hooks-dir", e.hooksDir, "--binary", hookBin, "--config", e.cfgPath)
+	// --force: no engine reads this directory but the podman of the test,
+	// which is told with --hooks-dir.
+	cmd := exec.Command(hookBin, "install", "hooks-dir", e.hooksDir, "--force", "--binary", hookBin, "--config", e.cfgPath)
 	cmd.Env = []string{}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("install hooks-dir: %v\n%s", err, out)
