@@ -8,6 +8,7 @@ package runc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -249,4 +251,120 @@ func TestTrustAnnotationKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Hole 8 with runc: a container whose runtime never runs poststop (here a
+// bundle with no poststop hook, as a podman whose start failed) leaves its
+// fence to an owner whose process is gone. prune leaves a running owner's
+// fence alone; status marks the dead one stale; the monitor, as it runs,
+// takes the fence out after the grace period.
+func TestTrustStaleOwnerPrunedByMonitor(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	hooks := e.hooks()
+	hooks.Poststop = nil
+	b := testnet.NewBundle(t, testnet.BundleOpts{NetnsPath: ns.Path, Hooks: hooks})
+	if err := b.Create(t, testnet.RandName("stale-")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
+
+	// A running owner is not stale: prune, even with no grace, keeps it.
+	if code, out := e.cli(t, "prune", "--grace", "0s"); code != 0 || !fencedNs(t, ns.Netns) {
+		t.Fatalf("prune with a running owner: exit %d, fenced %v\n%s", code, fencedNs(t, ns.Netns), out)
+	}
+	if stale := e.staleOwners(t); len(stale) != 0 {
+		t.Errorf("a running owner is marked stale: %v", stale)
+	}
+
+	// The process dies and no poststop comes.
+	if out, err := b.Runc("kill", b.ID, "KILL"); err != nil {
+		t.Fatalf("runc kill: %v %s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.staleOwners(t)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if stale := e.staleOwners(t); len(stale) != 1 || stale[0] != b.ID {
+		t.Fatalf("status marks %v stale, want [%s]", stale, b.ID)
+	}
+	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody) // still fenced: the reproduction
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mon := exec.CommandContext(ctx, hookBin, "--config", e.cfgPath, "monitor", "--metrics-addr", "", "--resync", "300ms", "--prune-grace", "1s")
+	var monErr bytes.Buffer
+	mon.Stderr = &monErr
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Wait()
+	deadline = time.Now().Add(20 * time.Second)
+	for fencedNs(t, ns.Netns) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	if fencedNs(t, ns.Netns) {
+		t.Fatalf("the monitor did not prune the stale fence; its log:\n%s", monErr.String())
+	}
+	if !strings.Contains(monErr.String(), "pruned a fence") {
+		t.Errorf("the monitor did not log the prune:\n%s", monErr.String())
+	}
+	if entries, _ := filepath.Glob(filepath.Join(e.stateDir, "netns-*.json")); len(entries) != 0 {
+		t.Errorf("records left after the prune: %v", entries)
+	}
+	testnet.ExpectOpen(t, ns.Netns, e.lab)
+}
+
+// cli runs a bypass-hook command with the env's config and returns its exit
+// code and combined output.
+func (e *trustEnv) cli(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(hookBin, append([]string{"--config", e.cfgPath}, args...)...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), string(out)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, string(out)
+}
+
+// staleOwners lists the owners `status --json` marks stale.
+func (e *trustEnv) staleOwners(t *testing.T) []string {
+	t.Helper()
+	cmd := exec.Command(hookBin, "--config", e.cfgPath, "status", "--json")
+	out, _ := cmd.Output() // exit 1 when counters cannot be read; the JSON is there
+	var fences []struct {
+		Owners []struct {
+			ID    string `json:"id"`
+			Stale bool   `json:"stale"`
+		} `json:"owners"`
+	}
+	if err := json.Unmarshal(out, &fences); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	var ids []string
+	for _, f := range fences {
+		for _, o := range f.Owners {
+			if o.Stale {
+				ids = append(ids, o.ID)
+			}
+		}
+	}
+	return ids
+}
+
+func fencedNs(t *testing.T, ns *testnet.Netns) bool {
+	t.Helper()
+	rules, err := testnet.RulesIn(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Contains(rules, "BYPASS-HOOK")
 }
