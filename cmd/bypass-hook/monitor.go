@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
@@ -43,6 +44,12 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 		return 2
 	}
 	opts := monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget}
+	if *prune && unix.Access(cfg.StateDir, unix.W_OK) != nil {
+		// The shipped DaemonSet mounts the node's state directory
+		// read-only: there the monitor watches and does not prune.
+		log.WithField("stateDir", cfg.StateDir).Warn("the state directory is not writable here: fences left only to stale owners are not pruned (run `bypass-hook prune` on the node)")
+		*prune = false
+	}
 	if *prune {
 		h := hook.New(cfg, log.WithField("stage", "prune"))
 		opts.Prune = func(now time.Time) {
