@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"io"
 	"os/signal"
 	"syscall"
 	"time"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
@@ -21,46 +22,80 @@ import (
 // everyone on the network needs to see. A DaemonSet passes :9723.
 const DefaultMetricsAddr = "127.0.0.1:9723"
 
-func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := subFlags("monitor", g, stderr)
-	addr := fs.String("metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
-	resync := fs.Duration("resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
-	forget := fs.Duration("forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
-	prune := fs.Bool("prune", true, "at every resync, take out fences whose every owner's process is gone (as `bypass-hook prune` does)")
-	grace := fs.Duration("prune-grace", hook.DefaultPruneGrace, "how long a fence's owners must have been seen stale before it is pruned")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func monitorCommand(g *globals) *cli.Command {
+	var addr string
+	var o monitor.Options
+	var lf logging.Flags
+	var pf pruneFlags
+	return &cli.Command{
+		Name:    "monitor",
+		Summary: "print bypass attempts as JSON lines on stdout, serve Prometheus metrics",
+		Help: `Watches the fences recorded in the config's stateDir and reads what their log
+rules write (the kernel log for log.target kernel, NFLOG for nflog). Runs until
+SIGTERM or SIGINT.
+Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace.
+Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
+by default, the same fields in text); metrics at http://ADDR/metrics.
+At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
+owners' processes have all been gone for --prune-grace is taken out (not where
+the state directory is read-only, as in the shipped DaemonSet).
+Exit: 0 stopped by a signal, 1 failed, 2 a flag or the config is wrong.
+
+Example:
+  bypass-hook monitor --metrics-addr :9723 | jq 'select(.action == "refused")'`,
+		Flags: func(fs *flag.FlagSet) {
+			g.configFlag(fs)
+			fs.StringVar(&addr, "metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
+			fs.DurationVar(&o.Resync, "resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
+			fs.DurationVar(&o.Forget, "forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
+			fs.BoolVar(&pf.on, "prune", true, "at every resync, take out fences whose every owner's process is gone (as 'bypass-hook prune' does)")
+			fs.DurationVar(&pf.grace, "prune-grace", hook.DefaultPruneGrace, "how long a fence's owners must have been seen stale before it is pruned")
+			lf.Register(fs)
+		},
+		Run: func(io cli.IO, args []string) int {
+			if !noArgs(io, "monitor", args, "") {
+				return cli.ExitUsage
+			}
+			return runMonitor(g, addr, o, lf, pf, io)
+		},
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bypass-hook monitor: unexpected argument %q\n", fs.Arg(0))
-		return 2
+}
+
+// pruneFlags say whether and when the monitor prunes stale fences.
+type pruneFlags struct {
+	on    bool
+	grace time.Duration
+}
+
+func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf pruneFlags, io cli.IO) int {
+	log, err := lf.New(io.Stderr)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return cli.ExitUsage
 	}
-	// The monitor's own messages go to stderr as JSON lines; stdout has
-	// only events.
-	log := logging.New(stderr, logging.JSON, g.debug)
 	cfg, err := config.Load(g.config)
 	if err != nil {
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
-		return 2
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return cli.ExitUsage
 	}
-	opts := monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget}
-	if *prune && unix.Access(cfg.StateDir, unix.W_OK) != nil {
+	o.Config, o.Out, o.Log = cfg, io.Stdout, log
+	if pf.on && unix.Access(cfg.StateDir, unix.W_OK) != nil {
 		// The shipped DaemonSet mounts the node's state directory
 		// read-only: there the monitor watches and does not prune.
-		log.WithField("stateDir", cfg.StateDir).Warn("the state directory is not writable here: fences left only to stale owners are not pruned (run `bypass-hook prune` on the node)")
-		*prune = false
+		log.WithField("stateDir", cfg.StateDir).Warn("the state directory is not writable here: fences left only to stale owners are not pruned (run 'bypass-hook prune' on the node)")
+		pf.on = false
 	}
-	if *prune {
+	if pf.on {
 		h := hook.New(cfg, log.WithField("stage", "prune"))
-		opts.Prune = func(now time.Time) {
-			if _, _, err := h.PruneStale(*grace, now); err != nil {
+		o.Prune = func(now time.Time) {
+			if _, _, err := h.PruneStale(pf.grace, now); err != nil {
 				log.WithError(err).Error("pruning fences left only to stale owners")
 			}
 		}
 	}
-	m, err := monitor.New(opts)
+	m, err := monitor.New(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return 1
 	}
 
@@ -68,10 +103,10 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	defer stop()
 	fields := logrus.Fields{"stateDir": cfg.StateDir, "target": cfg.Log.Target, "config": cfg.Path}
 	serveErr := make(chan error, 1)
-	if *addr != "" {
-		bound, err := monitor.ServeMetrics(ctx, *addr, m.Registry(), serveErr)
+	if addr != "" {
+		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr)
 		if err != nil {
-			fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 			return 1
 		}
 		fields["metrics"] = bound.String()
@@ -88,7 +123,7 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	}
 	if err != nil {
 		log.WithError(err).Error("monitor failed")
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return 1
 	}
 	log.Info("monitor stopped")
