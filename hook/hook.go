@@ -51,6 +51,9 @@ type Result struct {
 type Hook struct {
 	Cfg *config.Config
 	Log logrus.FieldLogger
+	// Device is the CDI device of config.CDIKind the container requested,
+	// "" when the hook was not registered through CDI.
+	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (Backend, error)
 }
@@ -72,7 +75,7 @@ func (h *Hook) Run(stage Stage, st *specs.State) (Result, error) {
 // another container of the namespace put there.
 func (h *Hook) Create(st *specs.State) (Result, error) {
 	res := Result{Stage: StageCreate, Backend: h.Cfg.Backend}
-	dec, err := h.Cfg.Decide(st.Annotations)
+	dec, err := h.Cfg.DecideDevice(st.Annotations, h.Device)
 	if err != nil {
 		return res, err
 	}

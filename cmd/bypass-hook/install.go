@@ -19,6 +19,9 @@ func init() {
 const installUsage = `usage:
   bypass-hook install hooks-dir DIR [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR]
       write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)
+  bypass-hook install cdi [DIR] [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR] [--remove]
+      write (or remove) DIR/bypass-hook.io-fence.json, the CDI spec of the devices
+      bypass-hook.io/fence=default and =audit (Docker, podman, containerd, CRI-O; DIR: /etc/cdi)
   bypass-hook install bundle DIR [--binary PATH] [--config FILE] [--timeout SEC] [--remove]
       add the hooks to (or remove them from) a runc/crun bundle's config.json
   bypass-hook install binary DIR
@@ -49,12 +52,15 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	if err != nil {
 		return 2
 	}
+	if len(pos) == 1 && pos[0] == "cdi" {
+		pos = append(pos, install.CDIDir)
+	}
 	if len(pos) != 2 {
 		fmt.Fprint(stderr, installUsage)
 		return 2
 	}
 	action, dir := pos[0], pos[1]
-	if *root != "" && action != "hooks-dir" {
+	if *root != "" && action != "hooks-dir" && action != "cdi" {
 		fmt.Fprintf(stderr, "bypass-hook install %s: --root is for hooks-dir only\n", action)
 		return 2
 	}
@@ -95,6 +101,32 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
+	case "cdi":
+		if *remove {
+			path, removed, err := install.RemoveCDI(*root, dir)
+			if err != nil {
+				return fail(err)
+			}
+			if removed {
+				fmt.Fprintf(stdout, "removed %s\n", path)
+			} else {
+				fmt.Fprintf(stdout, "nothing to remove: no %s\n", path)
+			}
+			return 0
+		}
+		t, _, err := target()
+		if err != nil {
+			return fail(err)
+		}
+		path, changed, err := install.WriteCDI(*root, dir, t)
+		if err != nil {
+			return fail(err)
+		}
+		verb := "wrote"
+		if !changed {
+			verb = "unchanged:"
+		}
+		fmt.Fprintf(stdout, "%s %s (devices %s=%s)\n", verb, path, config.CDIKind, strings.Join(config.Devices, ", ="))
 	case "bundle":
 		var changed bool
 		if *remove {

@@ -16,6 +16,7 @@ import (
 func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Writer) int {
 	return func(g *globals, args []string, stdin io.Reader, _, stderr io.Writer) int {
 		fs := subFlags(which, g, stderr)
+		device := fs.String(config.DeviceFlag, "", "the CDI device of "+config.CDIKind+" the container requested (the CDI spec's hooks pass it)")
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
@@ -37,6 +38,9 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		defer closeLog()
 
 		entry := log.WithField("stage", which)
+		if *device != "" {
+			entry = entry.WithField("cdi_device", *device)
+		}
 		st, err := hook.ReadState(stdin)
 		if err == nil {
 			entry = entry.WithField("container", st.ID)
@@ -49,7 +53,9 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		var res hook.Result
 		if err == nil {
 			entry = entry.WithField("stage", string(stage))
-			res, err = hook.New(cfg, entry).Run(stage, st)
+			h := hook.New(cfg, entry)
+			h.Device = *device
+			res, err = h.Run(stage, st)
 		}
 
 		code := hook.ExitCode(err, failure)

@@ -231,6 +231,7 @@ func TestDockerCDIAuditRefusedUnderEnforce(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a container asking for %s=%s started under mode: enforce:\n%s", config.CDIKind, config.DeviceAudit, out)
 	}
+	t.Logf("docker run refused it: %s", strings.TrimSpace(out))
 	if !strings.Contains(out, "bypass-hook.io/fence=audit") {
 		t.Errorf("docker run's error does not name the device:\n%s", out)
 	}

@@ -28,7 +28,7 @@ func installCDI(t *testing.T, cfgPath string) {
 	if err := os.MkdirAll(podmanCDIDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := os.OpenFile(filepath.Join(podmanCDIDir, ".bypass-hook-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile("/run/lock/bypass-hook-e2e-cdi.lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
