@@ -71,10 +71,12 @@ bench: build
 
 # `make install`: the binary, an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
-# selection) and the sysctl.d file for nf_log_all_netns. Honours DESTDIR and PREFIX.
+# selection), the CDI spec for Docker and every CDI runtime, and the sysctl.d file
+# for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
 SYSCONFDIR ?= /etc
 HOOKSDIR   ?= /usr/share/containers/oci/hooks.d
+CDIDIR     ?= $(SYSCONFDIR)/cdi
 SYSCTLDIR  ?= $(SYSCONFDIR)/sysctl.d
 # The hook finds /etc/bypass-hook/config.yaml by itself; elsewhere it is told.
 HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/bypass-hook/config.yaml)
@@ -90,6 +92,8 @@ install: build
 	fi
 	install -D -m 0644 install/sysctl.d/90-bypass-hook.conf $(DESTDIR)$(SYSCTLDIR)/90-bypass-hook.conf
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
+		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
+	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root

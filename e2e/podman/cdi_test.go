@@ -97,3 +97,31 @@ func TestPodmanCDIDevice(t *testing.T) {
 	}
 	testnet.ExpectOpen(t, deviceNS.Netns, e.lab)
 }
+
+// `make install` writes both registrations. Under selection: all a container that also asks
+// for the device gets the hook twice, from hooks.d and from CDI: the two agree (the device's
+// policy is the config's), so it is fenced once with one owner, and podman rm leaves nothing.
+func TestPodmanCDIHooksd(t *testing.T) {
+	e := setup(t, config.SelectAll)
+	installCDI(t, e.cfgPath)
+	p := newPodman(t, e.hooksDir)
+	ns := e.lab.AddClient(t)
+
+	id, _ := p.start(ns.Netns, "--device", config.CDIKind+"="+config.DeviceDefault)
+	expectFenced(t, p, id, ns.Netns, e.lab)
+	if got := e.owners(t); !slices.Equal(got, []string{id}) {
+		t.Errorf("records name %v, want [%s] once", got, id)
+	}
+	if n := strings.Count(e.log(), `"stage":"create"`); n < 2 {
+		t.Errorf("the create stage ran %d times, want one per registration (2); hook log:\n%s", n, e.log())
+	}
+	if out, err := p.run("rm", "--force", "--time", "0", id); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if fenced(t, ns.Netns) {
+		t.Errorf("the fence stayed after podman rm; hook log:\n%s", e.log())
+	}
+	if got := e.owners(t); len(got) != 0 {
+		t.Errorf("records left after podman rm: %v", got)
+	}
+}
