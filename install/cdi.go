@@ -14,6 +14,7 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // The Container Device Interface is how Docker (25+; on by default since
@@ -42,11 +43,11 @@ func cdiVendorClass() (vendor, class string) {
 	return vendor, class
 }
 
-// NewCDISpec is the CDI spec that runs t for the devices of config.Devices.
+// NewCDISpec is the CDI spec that runs r for the devices of config.Devices.
 // Each device's hooks pass its name to the hook (--cdi-device NAME), since
 // the hook sees no trace of the request otherwise: a runtime gives hooks
 // the state, their own args and env, and none of the container's.
-func NewCDISpec(t Target) cdispec.Spec {
+func NewCDISpec(r Registration) cdispec.Spec {
 	spec := cdispec.Spec{Version: CDIVersion, Kind: config.CDIKind}
 	for _, name := range config.Devices {
 		spec.Devices = append(spec.Devices, cdispec.Device{
@@ -56,16 +57,16 @@ func NewCDISpec(t Target) cdispec.Spec {
 				// not run yet. poststop: runc runs it when the container is
 				// deleted (Docker and containerd delete it when it stops),
 				// podman runs it itself.
-				cdiHook("createRuntime", t, SubCreate, name),
-				cdiHook("poststop", t, SubPoststop, name),
+				cdiHook("createRuntime", r, SubCreate, name),
+				cdiHook("poststop", r, SubPoststop, name),
 			}},
 		})
 	}
 	return spec
 }
 
-func cdiHook(stage string, t Target, subcommand, device string) *cdispec.Hook {
-	h := t.Hook(subcommand)
+func cdiHook(stage string, r Registration, subcommand, device string) *cdispec.Hook {
+	h := r.Hook(subcommand)
 	return &cdispec.Hook{
 		HookName: stage,
 		Path:     h.Path,
@@ -84,17 +85,17 @@ func MarshalCDISpec(spec cdispec.Spec) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// WriteCDI checks t and writes its CDI spec into dir (made if needed) under
+// WriteCDI checks r and writes its CDI spec into dir (made if needed) under
 // root, as WriteHooksDir does. The file is checked with the CDI library's
 // own reader before it replaces the old one, so a spec that a runtime would
 // refuse is never put in place. A file that already says the same is left
 // alone (runtimes watch the directory). It returns the path and whether it
 // changed.
-func WriteCDI(root, dir string, t Target) (path string, changed bool, err error) {
-	if err := t.Check(root); err != nil {
+func WriteCDI(root, dir string, r Registration) (path string, changed bool, err error) {
+	if err := r.Check(root); err != nil {
 		return "", false, err
 	}
-	data, err := MarshalCDISpec(NewCDISpec(t))
+	data, err := MarshalCDISpec(NewCDISpec(r))
 	if err != nil {
 		return "", false, err
 	}
@@ -123,7 +124,7 @@ func RemoveCDI(root, dir string) (path string, removed bool, err error) {
 		return path, false, nil
 	}
 	if err != nil {
-		return path, false, fmt.Errorf("removing %s: %w", path, unwrapPathErr(err))
+		return path, false, fmt.Errorf("removing %s: %w", path, fserr.Cause(err))
 	}
 	return path, true, nil
 }

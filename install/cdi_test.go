@@ -21,12 +21,12 @@ import (
 func TestNewCDISpec(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		t    install.Target
+		t    install.Registration
 		want string
 	}{
 		{
 			name: "default config",
-			t:    install.Target{Binary: "/usr/local/bin/bypass-hook"},
+			t:    install.Registration{Binary: "/usr/local/bin/bypass-hook"},
 			want: `{
   "cdiVersion": "0.3.0",
   "kind": "bypass-hook.io/fence",
@@ -51,7 +51,7 @@ func TestNewCDISpec(t *testing.T) {
 		},
 		{
 			name: "named config and timeout",
-			t:    install.Target{Binary: "/opt/bh/bypass-hook", Config: "/etc/bh.yaml", Timeout: 4},
+			t:    install.Registration{Binary: "/opt/bh/bypass-hook", Config: "/etc/bh.yaml", Timeout: 4},
 			want: `{
   "cdiVersion": "0.3.0",
   "kind": "bypass-hook.io/fence",
@@ -100,7 +100,7 @@ func TestNewCDISpec(t *testing.T) {
 // nothing after 0.5.0) and that today's library accepts for what the spec
 // holds.
 func TestCDIVersion(t *testing.T) {
-	spec := install.NewCDISpec(install.Target{Binary: "/usr/bin/bypass-hook"})
+	spec := install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook"})
 	if err := cdispec.ValidateVersion(&spec); err != nil {
 		t.Fatalf("the CDI library refuses version %s: %v", spec.Version, err)
 	}
@@ -117,7 +117,7 @@ func TestCDIVersion(t *testing.T) {
 func TestCDISpecInjects(t *testing.T) {
 	bin := fakeBinary(t)
 	dir := t.TempDir()
-	path, changed, err := install.WriteCDI("", dir, install.Target{Binary: bin, Config: "/etc/bh.yaml"})
+	path, changed, err := install.WriteCDI("", dir, install.Registration{Binary: bin, Config: "/etc/bh.yaml"})
 	if err != nil || !changed {
 		t.Fatalf("WriteCDI: changed=%v err=%v", changed, err)
 	}
@@ -175,7 +175,7 @@ func TestWriteCDIIdempotentAndRemove(t *testing.T) {
 	const bin, other = "/usr/local/bin/bypass-hook", "/opt/bh/bypass-hook"
 	installBinary(t, root, bin)
 	installBinary(t, root, other)
-	tgt := install.Target{Binary: bin}
+	tgt := install.Registration{Binary: bin}
 	path, changed, err := install.WriteCDI(root, "/etc/cdi", tgt)
 	if err != nil || !changed {
 		t.Fatalf("first write: changed=%v err=%v", changed, err)
@@ -199,7 +199,7 @@ func TestWriteCDIIdempotentAndRemove(t *testing.T) {
 		t.Errorf("an unchanged spec was written again (runtimes watching the directory reload it)")
 	}
 	// Another binary: the file is replaced in one rename.
-	if _, changed, err := install.WriteCDI(root, "/etc/cdi", install.Target{Binary: other}); err != nil || !changed {
+	if _, changed, err := install.WriteCDI(root, "/etc/cdi", install.Registration{Binary: other}); err != nil || !changed {
 		t.Fatalf("rewrite: changed=%v err=%v", changed, err)
 	}
 	data, _ := os.ReadFile(path)
@@ -226,12 +226,12 @@ func TestWriteCDIRefuses(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name    string
-		t       install.Target
+		t       install.Registration
 		wantErr string
 	}{
-		{"relative binary", install.Target{Binary: "bypass-hook"}, "absolute"},
-		{"missing binary", install.Target{Binary: "/nonexistent/bypass-hook"}, "install it first"},
-		{"relative config", install.Target{Binary: fakeBinary(t), Config: "config.yaml"}, "absolute"},
+		{"relative binary", install.Registration{Binary: "bypass-hook"}, "absolute"},
+		{"missing binary", install.Registration{Binary: "/nonexistent/bypass-hook"}, "install it first"},
+		{"relative config", install.Registration{Binary: fakeBinary(t), Config: "config.yaml"}, "absolute"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := install.WriteCDI("", dir, tc.t)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 )
 
 // runStage runs create, poststop, or (for "hook") the stage the state's
@@ -41,14 +43,14 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		if *device != "" {
 			entry = entry.WithField("cdi_device", *device)
 		}
-		st, err := hook.ReadState(stdin)
+		st, err := oci.ReadState(stdin)
 		if err == nil {
 			entry = entry.WithField("container", st.ID)
 			err = cfgErr
 		}
-		stage := hook.Stage(which)
+		stage := oci.Stage(which)
 		if err == nil && which == "hook" {
-			stage, err = hook.StageFor(st)
+			stage, err = oci.StageFor(st)
 		}
 		var res hook.Result
 		if err == nil {

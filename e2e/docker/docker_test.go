@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
@@ -99,7 +99,7 @@ func (e *env) log() string {
 // owners lists the containers the state dir records as fenced.
 func (e *env) owners(t *testing.T) []string {
 	t.Helper()
-	store, err := hook.OpenStore(e.stateDir)
+	store, err := records.Open(e.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestDockerStopStartRestart(t *testing.T) {
 	e.expectFenced(t, id, e.plug(t, id))
 	e.expectOwners(t, "after docker restart", id)
 
-	store, err := hook.OpenStore(e.stateDir)
+	store, err := records.Open(e.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
