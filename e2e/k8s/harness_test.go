@@ -837,12 +837,16 @@ func hostRuleset(d *Deps) string {
 	if p, err := lookTool("iptables-legacy-save"); err == nil {
 		for _, tool := range []string{p, strings.Replace(p, "iptables", "ip6tables", 1)} {
 			if o, err := run(20*time.Second, tool); err == nil {
-				out += "\n" + stripComments(o)
+				// The chains' packet counters move with the host's own traffic whenever the
+				// legacy tables exist (any iptables-legacy run loads them): not a change.
+				out += "\n" + legacyCounters.ReplaceAllString(stripComments(o), "[0:0]")
 			}
 		}
 	}
 	return out
 }
+
+var legacyCounters = regexp.MustCompile(`\[\d+:\d+\]`)
 
 func stripComments(s string) string {
 	var b strings.Builder
