@@ -108,6 +108,8 @@ DIST           ?= dist
 .PHONY: package
 package: build
 	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)/bin $(PKG_STAGE)/systemd $(DIST)
+	@# Only this build's: `apt install ./dist/bypass-hook_*.deb` must find one.
+	rm -f $(DIST)/bypass-hook_*.deb $(DIST)/bypass-hook-*.rpm
 	cp $(BINS) $(PKG_STAGE)/bin/
 	for u in install/systemd/*.service; do \
 		sed 's|/usr/local/bin/|/usr/bin/|g' $$u > $(PKG_STAGE)/systemd/$$(basename $$u) || exit 1; \

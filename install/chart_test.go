@@ -35,6 +35,10 @@ func TestChartRendersTheManifests(t *testing.T) {
 			t.Skipf("skipping: %s is not installed", tool)
 		}
 	}
+	// helm lint --strict renders every template, NOTES.txt too.
+	if out, err := exec.Command("make", "-s", "-C", "..", "--no-print-directory", "chart-lint").CombinedOutput(); err != nil {
+		t.Errorf("make chart-lint: %v\n%s", err, out)
+	}
 	manifests := decodeObjects(t, "install/kubernetes/bypass-hook.yaml", readFile(t, "kubernetes/bypass-hook.yaml"))
 	monitor := decodeObjects(t, "install/kubernetes/bypass-hook-monitor.yaml", readFile(t, "kubernetes/bypass-hook-monitor.yaml"))
 
