@@ -183,7 +183,7 @@ func (r *debianRoot) files() []string {
 
 func hooksDirFile(t *testing.T, selection string) []byte {
 	t.Helper()
-	want, err := install.NewHooksDirEntry(install.Target{Binary: "/usr/bin/bypass-hook"}, selection).Marshal()
+	want, err := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, selection).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
