@@ -181,9 +181,17 @@ func (r *debianRoot) files() []string {
 	return paths
 }
 
-func hooksDirFile(t *testing.T, selection string) []byte {
+// hooksDirFile is the registration that `bypass-hook install hooks-dir`
+// writes for the packaged binary that runs as the hook.
+func (r *debianRoot) hooksDirFile(selection string) []byte {
+	t := r.t
 	t.Helper()
-	want, err := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, selection).Marshal()
+	// The lean hook binary, where the package has one, else the CLI.
+	bin := "/usr/bin/bypass-hook"
+	if r.exists("usr/bin/bypass-hook-oci") {
+		bin = "/usr/bin/bypass-hook-oci"
+	}
+	want, err := install.NewHooksDirEntry(install.Registration{Binary: bin}, selection).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +244,8 @@ func TestDebInFreshDebian(t *testing.T) {
 			t.Errorf("%s is not a conffile: %q", c, conffiles)
 		}
 	}
-	if got := r.read(hooksFile); !bytes.Equal(got, hooksDirFile(t, config.SelectAll)) {
-		t.Errorf("the postinst's %s:\n%s\nwant:\n%s", hooksFile, got, hooksDirFile(t, config.SelectAll))
+	if got := r.read(hooksFile); !bytes.Equal(got, r.hooksDirFile(config.SelectAll)) {
+		t.Errorf("the postinst's %s:\n%s\nwant:\n%s", hooksFile, got, r.hooksDirFile(config.SelectAll))
 	}
 	for _, u := range units {
 		unit := string(r.read("usr/lib/systemd/system/" + u))
@@ -275,14 +283,14 @@ func TestDebInFreshDebian(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.mustRun("dpkg-reconfigure bypass-hook")
-	if got := r.read(hooksFile); !bytes.Equal(got, hooksDirFile(t, config.SelectAnnotated)) {
+	if got := r.read(hooksFile); !bytes.Equal(got, r.hooksDirFile(config.SelectAnnotated)) {
 		t.Errorf("after selection: annotated and dpkg-reconfigure, %s:\n%s", hooksFile, got)
 	}
 	r.mustRun("cd /tmp && apt-get install -y --reinstall ./" + debName)
 	if got := r.read(cfgFile); !bytes.Equal(got, edited) {
 		t.Errorf("the reinstall changed the operator's config:\n%s", got)
 	}
-	if got := r.read(hooksFile); !bytes.Equal(got, hooksDirFile(t, config.SelectAnnotated)) {
+	if got := r.read(hooksFile); !bytes.Equal(got, r.hooksDirFile(config.SelectAnnotated)) {
 		t.Errorf("after the reinstall, %s:\n%s", hooksFile, got)
 	}
 
