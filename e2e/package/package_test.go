@@ -254,8 +254,16 @@ func TestDebInFreshDebian(t *testing.T) {
 		}
 	}
 
-	// What an operator runs first.
-	r.mustRun("bypass-hook version")
+	// What an operator runs first. check runs its self-test in a namespace
+	// of its own inside this test's; as shipped, the config names no
+	// proxies, so the verdict is that this node cannot fence yet.
+	r.mustRun("bypass-hook --version")
+	r.mustRun("bypass-hook config validate /" + cfgFile)
+	out, err = r.run("bypass-hook check")
+	t.Logf("$ bypass-hook check (the config as shipped)\n%s", out)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(out, "VERDICT: this node CANNOT fence") {
+		t.Errorf("bypass-hook check with no proxies: %v, want exit 1 and the verdict that it cannot fence", err)
+	}
 	// systemd-analyze verify checks the units as installed (it warns about
 	// containerd.service, which is not installed here).
 	out, err = r.run("systemd-analyze verify " + strings.Join(units, " "))
@@ -275,12 +283,21 @@ func TestDebInFreshDebian(t *testing.T) {
 	// The registration follows the config: after a change, dpkg-reconfigure
 	// writes it again; a reinstall (an upgrade's path) keeps the operator's
 	// config and writes the registration from it.
-	edited := append(bytes.Replace(example, []byte("\nselection: all "), []byte("\nselection: annotated "), 1), []byte("# edited by the operator\n")...)
-	if bytes.Equal(edited, example) {
-		t.Fatal("the example config has no `selection: all` line to edit")
+	// The operator uncomments a proxy, as the example says, and selects
+	// annotated containers.
+	edited := bytes.Replace(example, []byte("\n#  - 198.51.100.1:3128\n"), []byte("\n  - 198.51.100.1:3128\n"), 1)
+	edited = bytes.Replace(edited, []byte("\nselection: all "), []byte("\nselection: annotated "), 1)
+	if bytes.Count(edited, []byte("\n")) != bytes.Count(example, []byte("\n")) || bytes.Equal(edited, example) ||
+		!bytes.Contains(edited, []byte("selection: annotated")) || !bytes.Contains(edited, []byte("\n  - 198.51.100.1:3128")) {
+		t.Fatal("the example config has no commented proxy 198.51.100.1:3128 or no `selection: all` line to edit")
 	}
 	if err := os.WriteFile(r.path(cfgFile), edited, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	out, err = r.run("bypass-hook check")
+	t.Logf("$ bypass-hook check (a proxy set)\n%s", out)
+	if err != nil || !strings.Contains(out, "VERDICT: this node can fence") {
+		t.Errorf("bypass-hook check with a proxy: %v, want exit 0 and the verdict that it can fence", err)
 	}
 	r.mustRun("dpkg-reconfigure bypass-hook")
 	if got := r.read(hooksFile); !bytes.Equal(got, r.hooksDirFile(config.SelectAnnotated)) {
