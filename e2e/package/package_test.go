@@ -181,17 +181,32 @@ func (r *debianRoot) files() []string {
 	return paths
 }
 
+// hookBinary is the packaged binary that runs as the hook: the lean one,
+// where the package has one, else the CLI.
+func (r *debianRoot) hookBinary() string {
+	if r.exists("usr/bin/bypass-hook-oci") {
+		return "/usr/bin/bypass-hook-oci"
+	}
+	return "/usr/bin/bypass-hook"
+}
+
+// cdiSpec is the CDI spec that `bypass-hook install cdi` writes for the
+// packaged hook binary.
+func (r *debianRoot) cdiSpec() []byte {
+	r.t.Helper()
+	want, err := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: r.hookBinary()}))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return want
+}
+
 // hooksDirFile is the registration that `bypass-hook install hooks-dir`
 // writes for the packaged binary that runs as the hook.
 func (r *debianRoot) hooksDirFile(selection string) []byte {
 	t := r.t
 	t.Helper()
-	// The lean hook binary, where the package has one, else the CLI.
-	bin := "/usr/bin/bypass-hook"
-	if r.exists("usr/bin/bypass-hook-oci") {
-		bin = "/usr/bin/bypass-hook-oci"
-	}
-	want, err := install.NewHooksDirEntry(install.Registration{Binary: bin}, selection).Marshal()
+	want, err := install.NewHooksDirEntry(install.Registration{Binary: r.hookBinary()}, selection).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,6 +235,7 @@ func TestDebInFreshDebian(t *testing.T) {
 		cfgFile   = "etc/bypass-hook/config.yaml"
 		logFile   = "var/log/bypass-hook.log"
 	)
+	cdiFile := "etc/cdi/" + install.CDIFileName
 	units := []string{"bypass-hook-nri.service", "bypass-hook-monitor.service"}
 
 	// Install as the README says. The root has every package the .deb
@@ -246,6 +262,10 @@ func TestDebInFreshDebian(t *testing.T) {
 	}
 	if got := r.read(hooksFile); !bytes.Equal(got, r.hooksDirFile(config.SelectAll)) {
 		t.Errorf("the postinst's %s:\n%s\nwant:\n%s", hooksFile, got, r.hooksDirFile(config.SelectAll))
+	}
+	// The CDI spec, as `bypass-hook install cdi` writes it for the binary.
+	if got, want := r.read(cdiFile), r.cdiSpec(); !bytes.Equal(got, want) {
+		t.Errorf("the postinst's %s:\n%s\nwant:\n%s", cdiFile, got, want)
 	}
 	for _, u := range units {
 		unit := string(r.read("usr/lib/systemd/system/" + u))
@@ -315,7 +335,7 @@ func TestDebInFreshDebian(t *testing.T) {
 	// and the log stay (Debian policy), and so does nothing that points at
 	// the binary that is gone.
 	r.mustRun("apt-get remove -y bypass-hook")
-	for _, gone := range []string{"usr/bin/bypass-hook", hooksFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
+	for _, gone := range []string{"usr/bin/bypass-hook", hooksFile, cdiFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
 		"etc/systemd/system/multi-user.target.wants/" + units[0], "etc/systemd/system/multi-user.target.wants/" + units[1]} {
 		if r.exists(gone) {
 			t.Errorf("after remove, %s is still there", gone)

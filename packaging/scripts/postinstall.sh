@@ -5,7 +5,7 @@
 # as it is now, not shipped as files: what they say follows the operator's
 # config (selection: annotated registers only annotated containers), and an
 # upgrade writes them again from the config the operator kept, where a file
-# shipped in the package would bring back the default. After changing the
+# shipped in the package would bring back the default After changing the
 # config, write them again: `dpkg-reconfigure bypass-hook`, or the commands
 # below.
 set -e
@@ -42,6 +42,11 @@ register() {
 	# system's config.
 	if ! env -u BYPASS_HOOK_CONFIG "$BIN" install hooks-dir /usr/share/containers/oci/hooks.d; then
 		echo "bypass-hook: WARNING: the podman/CRI-O registration was not written: fix the config (bypass-hook config validate /etc/bypass-hook/config.yaml), then: bypass-hook install hooks-dir /usr/share/containers/oci/hooks.d" >&2
+	fi
+	# The CDI device (Docker 25+, podman, containerd, CRI-O) in /etc/cdi, not
+	# /var/run/cdi: that one is gone at the next boot.
+	if ! env -u BYPASS_HOOK_CONFIG "$BIN" install cdi /etc/cdi; then
+		echo "bypass-hook: WARNING: the CDI spec was not written: fix the config (bypass-hook config validate /etc/bypass-hook/config.yaml), then: bypass-hook install cdi /etc/cdi" >&2
 	fi
 }
 

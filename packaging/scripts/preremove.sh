@@ -17,7 +17,7 @@ remove | 0)
 	fi
 	# The registrations go before the binary: a runtime would otherwise fail
 	# every container on a hook it cannot find.
-	rm -f /usr/share/containers/oci/hooks.d/bypass-hook.json
+	rm -f /usr/share/containers/oci/hooks.d/bypass-hook.json /etc/cdi/bypass-hook.io-fence.json
 	;;
 esac
 exit 0
