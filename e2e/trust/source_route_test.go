@@ -32,6 +32,9 @@ func observe(t *testing.T, lab *testnet.Lab) *observer {
 		exthdr rt exists counter comment "srh"
 		ip option lsrr exists counter comment "lsrr"
 		ip option ssrr exists counter comment "ssrr"
+		meta l4proto udplite counter comment "udplite"
+		icmpv6 type nd-neighbor-solicit ip6 hoplimit != 255 counter comment "nd_hoplimit"
+		icmpv6 type echo-request counter comment "echo6"
 	}
 }
 `, observerTable)
@@ -45,7 +48,7 @@ func observe(t *testing.T, lab *testnet.Lab) *observer {
 
 var counterLine = regexp.MustCompile(`counter packets (\d+) bytes \d+ comment "(\w+)"`)
 
-// count returns the packets seen per route kind.
+// count returns the packets seen per kind (the rules' comments).
 func (o *observer) count() map[string]uint64 {
 	o.t.Helper()
 	out := o.ns.Exec(o.t, "nft", "list", "chain", "inet", observerTable, "pre")
@@ -54,7 +57,7 @@ func (o *observer) count() map[string]uint64 {
 		v, _ := strconv.ParseUint(m[1], 10, 64)
 		n[m[2]] = v
 	}
-	if len(n) != 3 {
+	if len(n) != 6 {
 		o.t.Fatalf("observer: cannot read the counters from:\n%s", out)
 	}
 	return n

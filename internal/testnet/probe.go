@@ -30,6 +30,8 @@ const (
 	ProbeHTTPProxy   = "http-proxy"   // GET URL through the proxy at Proxy (absolute-form request)
 	ProbeHTTPConnect = "http-connect" // CONNECT to URL's host through Proxy, then GET URL in the tunnel
 	ProbeLoopback    = "loopback"     // listen on 127.0.0.1 and [::1] and connect to both
+	ProbeUDPLite     = "udplite"      // send one UDP-Lite datagram to Addr (nothing answers)
+	ProbeICMPv6      = "icmpv6"       // send one ICMPv6 message of ICMPType with HopLimit to Addr's IP (raw socket: root)
 )
 
 // Source routes a ProbeTCP can ask for (Probe.Route), as an attacker would:
@@ -57,6 +59,9 @@ type Probe struct {
 	// IP address), the final destination Addr.
 	Route string
 	Via   string
+
+	ICMPType int // ProbeICMPv6
+	HopLimit int // ProbeICMPv6; 0 means the kernel's default
 }
 
 // Result is what a probe saw. Err keeps the errno, so errors.Is(Err,
@@ -128,6 +133,8 @@ func RunProbe(ns *Netns, p Probe) Result {
 type sockets interface {
 	dial(ctx context.Context, network, addr string) (net.Conn, error)
 	dialWith(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error)
+	// do runs fn where the sockets are made.
+	do(fn func() error) error
 	listen(network, addr string) (net.Listener, error)
 	where() string
 }
@@ -158,6 +165,8 @@ func (s nsSockets) listen(network, addr string) (l net.Listener, err error) {
 	return l, err
 }
 
+func (s nsSockets) do(fn func() error) error { return s.ns.Do(fn) }
+
 func (s nsSockets) where() string { return "netns " + s.ns.Name }
 
 type ownSockets struct{ label string }
@@ -172,7 +181,8 @@ func (ownSockets) dialWith(ctx context.Context, d *net.Dialer, network, addr str
 func (ownSockets) listen(network, addr string) (net.Listener, error) {
 	return net.Listen(network, addr)
 }
-func (s ownSockets) where() string { return s.label }
+func (ownSockets) do(fn func() error) error { return fn() }
+func (s ownSockets) where() string          { return s.label }
 
 func runProbe(s sockets, p Probe) Result {
 	if p.Timeout <= 0 {
@@ -203,6 +213,13 @@ func runProbe(s sockets, p Probe) Result {
 		body, err = httpConnect(ctx, s, p)
 	case ProbeLoopback:
 		err = loopback(ctx, s)
+	case ProbeUDPLite:
+		err = s.do(func() error { return sendRaw(p.Addr, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE, 0, []byte("bh-probe")) })
+	case ProbeICMPv6:
+		// Type, code 0, checksum (the kernel computes it), 4 bytes of
+		// body, a target address of zeros: enough for a counter to see.
+		msg := append([]byte{byte(p.ICMPType), 0, 0, 0, 0, 0, 0, 0}, make([]byte, 16)...)
+		err = s.do(func() error { return sendRaw(p.Addr, unix.SOCK_RAW, unix.IPPROTO_ICMPV6, p.HopLimit, msg) })
 	default:
 		err = fmt.Errorf("unknown probe kind %q", p.Kind)
 	}
@@ -272,6 +289,49 @@ func sourceRoute(route, via string) (func(network, address string, c syscall.Raw
 		}
 		return nil
 	}, nil
+}
+
+// sendRaw sends msg once on a socket of the given type and protocol,
+// connected to addr ("ip:port", or "[ip6]:0" for a raw socket). A refusal
+// of the fence shows as the send's error, or as the error the next send
+// finds queued.
+func sendRaw(addr string, typ, proto, hopLimit int, msg []byte) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	port := int(ap.Port())
+	if typ == unix.SOCK_RAW {
+		port = 0 // the protocol field's place
+	}
+	var family int
+	var sa unix.Sockaddr
+	if ap.Addr().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: port}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: port}
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if hopLimit > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, hopLimit); err != nil {
+			return fmt.Errorf("setsockopt IPV6_UNICAST_HOPS: %w", err)
+		}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if _, err := unix.Write(fd, msg); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	time.Sleep(50 * time.Millisecond) // let an ICMP error come back
+	if _, err := unix.Write(fd, msg); err != nil {
+		return fmt.Errorf("second send: %w", err)
+	}
+	return nil
 }
 
 func udpExchange(ctx context.Context, s sockets, addr string) error {
