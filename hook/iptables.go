@@ -385,6 +385,18 @@ func (b *Iptables) Counters(ns Netns) (map[Family][]uint64, error) {
 // still meets whatever else the namespace's OUTPUT holds.
 func IptablesArgs(r Rule, fam Family) []string {
 	var a []string
+	if r.SourceRouted {
+		if fam == IPv6 {
+			// rt matches a routing header of any type anywhere in the
+			// chain of extension headers.
+			a = append(a, "-m", "rt")
+		} else {
+			// IHL above 5: the header carries options. Mainline has no
+			// match that finds LSRR or SSRR among other options; u32 reads
+			// the header length.
+			a = append(a, "-m", "u32", "--u32", "0>>24&0xF=6:15")
+		}
+	}
 	if r.OutIface != "" {
 		a = append(a, "-o", r.OutIface)
 	}
@@ -396,6 +408,9 @@ func IptablesArgs(r Rule, fam Family) []string {
 	}
 	if r.ICMPv6Type != nil {
 		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(int(*r.ICMPv6Type)))
+	}
+	if r.HopLimit != 0 {
+		a = append(a, "-m", "hl", "--hl-eq", strconv.Itoa(int(r.HopLimit)))
 	}
 	if r.DPort != 0 {
 		a = append(a, "--dport", strconv.Itoa(int(r.DPort)))

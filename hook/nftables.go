@@ -228,6 +228,20 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		cmpEq([]byte{nfproto}),
 	}
+	if r.SourceRouted {
+		if fam == IPv6 {
+			// exthdr rt exists: a routing header of any type.
+			e = append(e,
+				&expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: unix.IPPROTO_ROUTING, Len: 1, Flags: unix.NFT_EXTHDR_F_PRESENT, DestRegister: 1},
+				cmpEq([]byte{1}))
+		} else {
+			// ip hdrlength != 5: the header carries options, as the
+			// iptables backend's u32 match.
+			e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 1},
+				mask([]byte{0x0f}),
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{5}})
+		}
+	}
 	if r.OutIface != "" {
 		if len(r.OutIface) >= ifNameSize {
 			return nil, fmt.Errorf("interface name %q is longer than %d bytes", r.OutIface, ifNameSize-1)
@@ -237,7 +251,7 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmpEq(name))
 	}
 	if r.Proto != ProtoAny {
-		p, ok := map[Proto]byte{ProtoTCP: unix.IPPROTO_TCP, ProtoUDP: unix.IPPROTO_UDP, ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
+		p, ok := map[Proto]byte{ProtoTCP: unix.IPPROTO_TCP, ProtoUDP: unix.IPPROTO_UDP, ProtoICMP: unix.IPPROTO_ICMP, ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
 		if !ok {
 			return nil, fmt.Errorf("protocol %q has no nf_tables rendering", r.Proto)
 		}
@@ -248,6 +262,12 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s", *r.ICMPv6Type, ProtoICMPv6)
 		}
 		e = append(e, transport(0, 1), cmpEq([]byte{*r.ICMPv6Type}))
+	}
+	if r.HopLimit != 0 {
+		if fam != IPv6 {
+			return nil, fmt.Errorf("a hop limit match is for IPv6, not %s", fam)
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{r.HopLimit}))
 	}
 	if r.Dst.IsValid() {
 		if familyOf(r.Dst.Addr()) != fam {

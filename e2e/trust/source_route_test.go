@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
@@ -79,7 +80,7 @@ func TestSourceRouteRefused(t *testing.T) {
 		{Kind: testnet.ProbeTCP, Route: testnet.RouteSSRR, Via: lab.ServerV4.String(), Addr: net.JoinHostPort("198.51.100.9", port)},
 	}
 	for i := range probes {
-		probes[i].Timeout = probeTimeout
+		probes[i].Timeout = time.Second
 	}
 
 	// attack sends p as the attacker: uid 65534 where the kernel lets it set
@@ -118,13 +119,13 @@ func TestSourceRouteRefused(t *testing.T) {
 				if after := obs.count()[p.Route]; after != before {
 					t.Errorf("%s to %s via the proxy %s: %d packets left the fenced namespace and reached the proxy's", p.Route, p.Addr, p.Via, after-before)
 				}
-				switch {
-				case r.Err == nil:
+				// No refusal reaches the socket: the ICMP error (or reset)
+				// names the first hop, and the socket is connected to the
+				// final destination, so the kernel finds no socket for it
+				// and the connect times out. What matters is that nothing
+				// left.
+				if r.Err == nil {
 					t.Errorf("%s to %s via %s: connected", p.Route, p.Addr, p.Via)
-				case testnet.IsTimeout(r.Err):
-					t.Errorf("%s to %s via %s: timed out (%v); want it refused at once", p.Route, p.Addr, p.Via, r.Err)
-				default:
-					t.Logf("%s to %s via %s: refused: %v", p.Route, p.Addr, p.Via, r.Err)
 				}
 			}
 			refusedAsNobody(t, client.Netns, lab.TCPV6)
