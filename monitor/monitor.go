@@ -25,7 +25,10 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // Where an event was read.
@@ -71,7 +74,7 @@ type Options struct {
 // made: a changed record makes a new fence, so readers need no lock.
 type fence struct {
 	key    string
-	rec    *hook.Record
+	rec    *records.Record
 	prefix string    // what its log rules write first
 	gone   time.Time // when its record vanished (or was replaced); zero while live
 	// unreachable: no path leads to the namespace any more (its containers
@@ -85,7 +88,7 @@ func (f *fence) logs() bool     { return f.rec.Features.Log }
 // Monitor follows the fences of one state directory.
 type Monitor struct {
 	opts     Options
-	store    *hook.Store
+	store    *records.Store
 	metrics  *metrics
 	registry *prometheus.Registry
 
@@ -116,14 +119,14 @@ type Monitor struct {
 
 // New checks the state directory and prepares a Monitor; Run starts it.
 func New(o Options) (*Monitor, error) {
-	store, err := hook.OpenStore(o.Config.StateDir)
+	store, err := records.Open(o.Config.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	return newMonitor(o, store), nil
 }
 
-func newMonitor(o Options, store *hook.Store) *Monitor {
+func newMonitor(o Options, store *records.Store) *Monitor {
 	if o.Resync <= 0 {
 		o.Resync = DefaultResync
 	}
@@ -186,7 +189,7 @@ func (m *Monitor) Run(ctx context.Context, ready func()) error {
 		case <-ctx.Done():
 			return nil
 		case ev := <-w.Events:
-			if key, ok := hook.RecordKey(ev.Name); ok {
+			if key, ok := records.Key(ev.Name); ok {
 				m.take(ctx, key)
 			}
 		case err := <-w.Errors:
@@ -280,7 +283,7 @@ func (m *Monitor) take(ctx context.Context, key string) {
 		m.remove(key)
 		return
 	}
-	f := &fence{key: key, rec: rec, prefix: hook.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
+	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
 	old := m.fences[key]
@@ -394,15 +397,15 @@ func (m *Monitor) reindex(was, now *fence) {
 	}
 }
 
-func sameOwners(a, b *hook.Record) bool {
-	return slices.EqualFunc(a.Owners, b.Owners, func(x, y hook.Owner) bool { return x.ID == y.ID && x.Pid == y.Pid })
+func sameOwners(a, b *records.Record) bool {
+	return slices.EqualFunc(a.Owners, b.Owners, func(x, y records.Owner) bool { return x.ID == y.ID && x.Pid == y.Pid })
 }
 
 // openSocket opens the NFLOG socket of f, or marks f unreachable when no
 // path leads to its namespace any more.
 func (m *Monitor) openSocket(f *fence) {
 	log := m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()})
-	ns, ok := hook.FindNetns(f.rec.Netns, nsHints(f.rec)...)
+	ns, ok := netns.Find(f.rec.Netns, nsHints(f.rec)...)
 	if !ok && deniedAny(nsHints(f.rec)) {
 		// Not gone: hidden from us. Say so rather than give up on it.
 		m.metrics.errors.WithLabelValues("nflog").Inc()
@@ -446,11 +449,11 @@ func (m *Monitor) openSocket(f *fence) {
 
 // nsHints are the paths that may reach a record's namespace: those of
 // create, then each owner's process.
-func nsHints(rec *hook.Record) []string {
+func nsHints(rec *records.Record) []string {
 	hints := append([]string{}, rec.Paths...)
 	for _, o := range rec.Owners {
 		if o.Pid > 0 {
-			hints = append(hints, hook.PidNetnsPath(o.Pid))
+			hints = append(hints, netns.PidPath(o.Pid))
 		}
 	}
 	return hints
@@ -518,7 +521,7 @@ func (m *Monitor) releaseDead() {
 		if f == nil || anyOwnerAlive(f.rec) {
 			continue
 		}
-		if _, ok := hook.FindNetns(f.rec.Netns, f.rec.Paths...); ok {
+		if _, ok := netns.Find(f.rec.Netns, f.rec.Paths...); ok {
 			continue
 		}
 		m.markUnreachable(f)
@@ -532,8 +535,8 @@ func (m *Monitor) releaseDead() {
 	}
 }
 
-func anyOwnerAlive(rec *hook.Record) bool {
-	return slices.ContainsFunc(rec.Owners, func(o hook.Owner) bool { return o.Alive(rec.Netns) })
+func anyOwnerAlive(rec *records.Record) bool {
+	return slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) })
 }
 
 // expire forgets fences gone for longer than Forget, and their series.
@@ -555,14 +558,14 @@ func (m *Monitor) expire(now time.Time) {
 	// containers whose ids are alike.
 	inUse := map[string]bool{}
 	for _, f := range m.fences {
-		inUse[f.rec.LogID], inUse[hook.ShortID(f.rec.LogID)] = true, true
+		inUse[f.rec.LogID], inUse[rules.ShortID(f.rec.LogID)] = true, true
 	}
 	for _, g := range m.gone {
-		inUse[g.rec.LogID], inUse[hook.ShortID(g.rec.LogID)] = true, true
+		inUse[g.rec.LogID], inUse[rules.ShortID(g.rec.LogID)] = true, true
 	}
 	m.mu.Unlock()
 	for _, id := range forget {
-		for _, label := range []string{id, hook.ShortID(id)} {
+		for _, label := range []string{id, rules.ShortID(id)} {
 			if !inUse[label] {
 				m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"container": label})
 			}

@@ -17,7 +17,10 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // These run the monitor on a state directory of made-up records, without
@@ -62,26 +65,26 @@ func testConfig(t *testing.T, target string) *config.Config {
 	return cfg
 }
 
-func testRecord(ino uint64, logID, mode, target string, owners ...string) *hook.Record {
-	rec := &hook.Record{
-		Netns:   hook.NetnsID{Dev: 4, Ino: ino},
+func testRecord(ino uint64, logID, mode, target string, owners ...string) *records.Record {
+	rec := &records.Record{
+		Netns:   netns.ID{Dev: 4, Ino: ino},
 		Backend: config.BackendIptables,
 		Digest:  mode + target,
 		LogID:   logID,
 		Policy: config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")},
 			Log: config.LogPolicy{Target: target, Group: 7231, Prefix: "bypass", Rate: "5/second", Burst: 10}},
-		Features:  hook.AllFeatures,
+		Features:  rules.AllFeatures,
 		Installed: time.Now(),
 	}
 	for _, o := range owners {
-		rec.Owners = append(rec.Owners, hook.Owner{ID: o, Pid: -1})
+		rec.Owners = append(rec.Owners, records.Owner{ID: o, Pid: -1})
 	}
 	return rec
 }
 
-func newTestMonitor(t *testing.T, target string, kmsg *fakeKmsg) (*Monitor, *hook.Store, *syncBuffer) {
+func newTestMonitor(t *testing.T, target string, kmsg *fakeKmsg) (*Monitor, *records.Store, *syncBuffer) {
 	t.Helper()
-	store := &hook.Store{Dir: t.TempDir()}
+	store := &records.Store{Dir: t.TempDir()}
 	out := &syncBuffer{}
 	logger, _ := test.NewNullLogger()
 	m := newMonitor(Options{
@@ -167,7 +170,7 @@ func TestMonitorKernelLines(t *testing.T) {
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, r := range []*hook.Record{
+	for _, r := range []*records.Record{
 		testRecord(1001, idA, config.ModeEnforce, config.LogKernel, idA),
 		testRecord(1002, idB, config.ModeAudit, config.LogKernel, idB, "sidecar-of-b"),
 	} {
@@ -283,7 +286,7 @@ func TestMonitorFollowsStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor("a new record", func() bool { return containers() == 2 })
-	recB.Owners = append(recB.Owners, hook.Owner{ID: "second", Pid: -1})
+	recB.Owners = append(recB.Owners, records.Owner{ID: "second", Pid: -1})
 	if err := store.Save(recB); err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +317,7 @@ func TestMonitorFollowsStateDir(t *testing.T) {
 func TestMonitorNflogUnreachable(t *testing.T) {
 	m, store, _ := newTestMonitor(t, config.LogNflog, newFakeKmsg(true))
 	rec := testRecord(3001, idA, config.ModeEnforce, config.LogNflog, idA)
-	rec.Netns = hook.NetnsID{Dev: 1, Ino: 1} // no namespace has this
+	rec.Netns = netns.ID{Dev: 1, Ino: 1} // no namespace has this
 	if err := store.Save(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +392,7 @@ func TestMonitorAlikeIDs(t *testing.T) {
 	const one, two, other = "myapp-worker-1", "myapp-worker-2", "myapp-other-1"
 	recOne := testRecord(5001, one, config.ModeEnforce, config.LogKernel, one)
 	recTwo := testRecord(5002, two, config.ModeEnforce, config.LogKernel, two)
-	for _, r := range []*hook.Record{recOne, recTwo, testRecord(5003, other, config.ModeEnforce, config.LogKernel, other)} {
+	for _, r := range []*records.Record{recOne, recTwo, testRecord(5003, other, config.ModeEnforce, config.LogKernel, other)} {
 		if err := store.Save(r); err != nil {
 			t.Fatal(err)
 		}

@@ -8,8 +8,9 @@ import (
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/install"
+
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 func init() {
@@ -148,7 +149,7 @@ func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 		}
 		fmt.Fprintf(stdout, "wrote %s\n", dir)
 	case "state-dir":
-		if _, err := hook.OpenStore(dir); err != nil {
+		if _, err := records.Open(dir); err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "state directory %s is ready (mode 0700, owned by root)\n", dir)

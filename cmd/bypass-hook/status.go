@@ -6,8 +6,10 @@ import (
 	"io"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/monitor"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 func init() {
@@ -36,12 +38,12 @@ func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 2
 	}
-	store, err := hook.OpenStore(cfg.StateDir)
+	store, err := records.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 1
 	}
-	fences, err := monitor.Status(store, fs.Arg(0), hook.NewBackend)
+	fences, err := monitor.Status(store, fs.Arg(0), backend.New)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 1
