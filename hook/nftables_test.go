@@ -83,8 +83,18 @@ func TestNftExprs(t *testing.T) {
 	}{
 		{"loopback", nftRule(func(r *rules.Rule) { r.OutIface = "lo" }), rules.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, eq('l', 'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), accept)},
-		{"neighbour discovery", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type = rules.ProtoICMPv6, ptr(uint8(135)) }), rules.IPv6,
-			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), accept)},
+		{"neighbour discovery", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type, r.HopLimit = rules.ProtoICMPv6, ptr(uint8(135)), 255 }), rules.IPv6,
+			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), load(expr.PayloadBaseNetworkHeader, 7, 1), eq(255), accept)},
+		{"icmp", nftRule(func(r *rules.Rule) { r.Proto = rules.ProtoICMP }), rules.IPv4,
+			cat(v4, l4proto(unix.IPPROTO_ICMP), accept)},
+		// exthdr rt exists
+		{"routing header", nftRule(func(r *rules.Rule) { r.SourceRouted, r.Action = true, rules.RejectAdminProhibited }), rules.IPv6,
+			cat(v6, &expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: 43, Len: 1, Flags: unix.NFT_EXTHDR_F_PRESENT, DestRegister: 1}, eq(1),
+				&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1})},
+		// ip hdrlength != 5
+		{"ip options", nftRule(func(r *rules.Rule) { r.SourceRouted, r.Action = true, rules.RejectAdminProhibited }), rules.IPv4,
+			cat(v4, load(expr.PayloadBaseNetworkHeader, 0, 1), and(0x0f), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{5}},
+				&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 13})},
 		{"established", nftRule(func(r *rules.Rule) { r.Established = true }), rules.IPv6,
 			cat(v6, &expr.Ct{Register: 1, Key: expr.CtKeySTATE}, and(binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...),
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}}, accept)},
