@@ -103,8 +103,8 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
 		bundle = &oci.Bundle{}
 	}
-	if caps := bundle.DangerousCaps(); len(caps) > 0 {
-		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets)", strings.Join(caps, " and "))
+	if caps := bundle.DangerousCaps(len(dec.Policy.AllowUids) > 0); len(caps) > 0 {
+		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets, SETUID becomes one of the allowUids)", strings.Join(caps, " and "))
 		if h.Cfg.Strict {
 			return res, &RefusedError{"strict: " + msg + "; drop them or set strict: false"}
 		}
@@ -160,16 +160,16 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	rec = &records.Record{
 		RulesDigest: sums,
-		Netns:     id,
-		Paths:     compact(nsPath, bundle.NetnsPath),
-		Backend:   backend.Name(),
-		Digest:    digest,
-		Policy:    dec.Policy,
-		Features:  feat,
-		LogID:     st.ID,
-		RuleNames: ruleNames(rs),
-		Owners:    []records.Owner{owner},
-		Installed: time.Now().UTC(),
+		Netns:       id,
+		Paths:       compact(nsPath, bundle.NetnsPath),
+		Backend:     backend.Name(),
+		Digest:      digest,
+		Policy:      dec.Policy,
+		Features:    feat,
+		LogID:       st.ID,
+		RuleNames:   ruleNames(rs),
+		Owners:      []records.Owner{owner},
+		Installed:   time.Now().UTC(),
 	}
 	if err := store.Save(rec); err != nil {
 		// Rules without a record would never be removed by poststop.

@@ -41,7 +41,7 @@ type Record struct {
 	// that differs means the fence is no longer whole.
 	RulesDigest map[rules.Family]string `json:"rulesDigest,omitempty"`
 	Owners      []Owner                 `json:"owners"`
-	Installed time.Time                 `json:"installed"`
+	Installed   time.Time               `json:"installed"`
 }
 
 // Owner is a container that uses the fence of a namespace.
