@@ -7,7 +7,6 @@ package hook
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -114,7 +114,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	nsPath := netns.PidPath(st.Pid)
 	ns, closeNs, err := netns.Open(nsPath)
 	if err != nil {
-		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, unwrapPath(err))}
+		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, fserr.WithPath(err))}
 	}
 	defer closeNs()
 	id := ns.ID
@@ -304,8 +304,7 @@ func (h *Hook) warnLogSysctl(p config.Policy) {
 	if p.Log.Target != config.LogKernel {
 		return
 	}
-	data, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns")
-	if err == nil && strings.TrimSpace(string(data)) == "0" {
+	if backend.KernelLogHidesNamespaces() {
 		h.Log.Warn("net.netfilter.nf_log_all_netns is 0 on the host: the kernel drops LOG lines of container namespaces; set it to 1 (sysctl -w net.netfilter.nf_log_all_netns=1) or use log.target: nflog")
 	}
 }
@@ -407,14 +406,6 @@ func describe(p config.Policy) string {
 
 func compact(paths ...string) []string {
 	return slices.DeleteFunc(paths, func(s string) bool { return s == "" })
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
-	}
-	return err
 }
 
 // ExitCode maps a stage's error to the hook's exit code: 0 done (or, under

@@ -24,6 +24,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/status"
 )
 
 // The tests in this file run the bypass-hook binary as root: the hook as a
@@ -271,13 +272,13 @@ func (mp *monitorProc) usage(t *testing.T) usage {
 }
 
 // runStatus runs `bypass-hook status --json ID` and returns its one fence.
-func runStatus(t *testing.T, cfgPath, id string) FenceStatus {
+func runStatus(t *testing.T, cfgPath, id string) status.FenceStatus {
 	t.Helper()
 	out, err := exec.Command(hookBin, "status", "--config", cfgPath, "--json", id).Output()
 	if err != nil {
 		t.Fatalf("bypass-hook status %s: %v: %s", id, err, stderrOf(err))
 	}
-	var fences []FenceStatus
+	var fences []status.FenceStatus
 	if err := json.Unmarshal(out, &fences); err != nil || len(fences) != 1 {
 		t.Fatalf("bypass-hook status --json %s: %v: %s", id, err, out)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testrecord"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
@@ -31,7 +32,7 @@ func nflogRecord(t *testing.T, path, id string) *records.Record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := testRecord(0, id, config.ModeEnforce, config.LogNflog, id)
+	rec := testrecord.New(0, id, config.ModeEnforce, config.LogNflog, id)
 	rec.Netns, rec.Paths = nsID, []string{path}
 	return rec
 }
@@ -75,19 +76,19 @@ func TestMonitorNflogRefence(t *testing.T) {
 	if err := store.Save(recA); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	if m.socketOf(key) == nil {
 		t.Fatal("no NFLOG socket for a fence of log.target nflog")
 	}
 	if err := store.Delete(key); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	recB := nflogRecord(t, ns.Path, idB)
 	if err := store.Save(recB); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	time.Sleep(2 * nflogDrain) // past the old socket's drain
 	if s := m.socketOf(key); s == nil || s.stopped() {
 		t.Fatalf("no open NFLOG socket after the namespace was fenced again within %v of its fence going (socket %v)", nflogDrain, s)
@@ -141,7 +142,7 @@ func TestMonitorNflogSocketLetGo(t *testing.T) {
 			if err := store.Save(rec); err != nil {
 				t.Fatal(err)
 			}
-			m.take(ctx, key)
+			m.follow(ctx, key)
 			s := m.socketOf(key)
 			if s == nil {
 				t.Fatal("no NFLOG socket for a fence of log.target nflog")
@@ -150,7 +151,7 @@ func TestMonitorNflogSocketLetGo(t *testing.T) {
 			if err := store.Save(rec); err != nil {
 				t.Fatal(err)
 			}
-			m.take(ctx, key)
+			m.follow(ctx, key)
 			if m.socketOf(key) != nil {
 				t.Error("the fence still has an NFLOG socket")
 			}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -118,4 +119,13 @@ func New(name string) (Backend, error) {
 		return nil, fmt.Errorf("backend %q is not available in this build", name)
 	}
 	return mk()
+}
+
+// KernelLogHidesNamespaces reports whether the host's
+// net.netfilter.nf_log_all_netns is 0: the kernel then drops the LOG lines of
+// every namespace but the host's, so log.target kernel shows nothing of a
+// container. Unreadable counts as no: the check is for a warning only.
+func KernelLogHidesNamespaces() bool {
+	data, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns")
+	return err == nil && strings.TrimSpace(string(data)) == "0"
 }

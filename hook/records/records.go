@@ -62,6 +62,18 @@ func (r *Record) RemoveOwner(id string) {
 	r.Owners = slices.DeleteFunc(r.Owners, func(o Owner) bool { return o.ID == id })
 }
 
+// Hints are the paths that may reach the record's namespace: those of
+// create, then each owner's process.
+func (r *Record) Hints() []string {
+	hints := append([]string{}, r.Paths...)
+	for _, o := range r.Owners {
+		if o.Pid > 0 {
+			hints = append(hints, netns.PidPath(o.Pid))
+		}
+	}
+	return hints
+}
+
 // Store keeps records in the state directory, one JSON file per namespace,
 // each with a lock file so that hooks of one pod do not race.
 type Store struct {

@@ -1,4 +1,4 @@
-package monitor
+package status
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/testrecord"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -20,6 +21,12 @@ type fakeBackend struct {
 	counters map[rules.Family][]uint64
 	err      error
 }
+
+// Two container ids whose first 12 characters differ, as in the monitor's tests.
+const (
+	idA = "aaaaaaaaaaaa0123456789"
+	idB = "bbbbbbbbbbbb0123456789"
+)
 
 func (f *fakeBackend) Name() string                              { return "fake" }
 func (f *fakeBackend) Install(netns.Handle, rules.RuleSet) error { return errors.New("not here") }
@@ -37,7 +44,7 @@ func statusRecord(t *testing.T, id, mode string, owners ...string) *records.Reco
 	if err != nil {
 		t.Skipf("skipping: cannot stat this process's network namespace: %v", err)
 	}
-	rec := testRecord(0, id, mode, config.LogNflog, owners...)
+	rec := testrecord.New(0, id, mode, config.LogNflog, owners...)
 	rec.Netns, rec.Paths = own, []string{"/proc/self/ns/net"}
 	rec.RuleNames = map[rules.Family][]string{}
 	for _, fam := range rules.Families {
@@ -59,7 +66,7 @@ func countersFor(rec *records.Record, values map[string]uint64) map[rules.Family
 	return out
 }
 
-func TestStatus(t *testing.T) {
+func TestRead(t *testing.T) {
 	rec := statusRecord(t, idA, config.ModeEnforce, idA, "app-container")
 	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
@@ -75,28 +82,28 @@ func TestStatus(t *testing.T) {
 	}
 
 	for _, id := range []string{"", idA, "app-container", "app-", "aaaa"} {
-		got, err := Status(store, id, newBackend)
+		got, err := Read(store, id, newBackend)
 		if err != nil {
-			t.Fatalf("Status(%q): %v", id, err)
+			t.Fatalf("Read(%q): %v", id, err)
 		}
 		if len(got) != 1 {
-			t.Fatalf("Status(%q): %d fences", id, len(got))
+			t.Fatalf("Read(%q): %d fences", id, len(got))
 		}
 		s := got[0]
 		want := rules.Tally{RefusedTCP: 14, RefusedUDP: 4, Logged: 14}
 		if s.Error != "" || s.Totals == nil || *s.Totals != want {
-			t.Fatalf("Status(%q): totals %+v error %q, want %+v", id, s.Totals, s.Error, want)
+			t.Fatalf("Read(%q): totals %+v error %q, want %+v", id, s.Totals, s.Error, want)
 		}
 		if s.Container != idA || len(s.Owners) != 2 || s.Mode != config.ModeEnforce || s.NetnsPath != "/proc/self/ns/net" {
-			t.Errorf("Status(%q): %+v", id, s)
+			t.Errorf("Read(%q): %+v", id, s)
 		}
 		if len(s.Rules) != len(rec.RuleNames[rules.IPv4])+len(rec.RuleNames[rules.IPv6]) || s.Rules[0].Rule == "" || s.Rules[0].Packets == nil {
-			t.Errorf("Status(%q): rules %+v", id, s.Rules)
+			t.Errorf("Read(%q): rules %+v", id, s.Rules)
 		}
 	}
 
 	var details, summary bytes.Buffer
-	fences, _ := Status(store, "", newBackend)
+	fences, _ := Read(store, "", newBackend)
 	if err := WriteDetails(&details, fences); err != nil {
 		t.Fatal(err)
 	}
@@ -129,13 +136,13 @@ func TestStatusErrors(t *testing.T) {
 	}
 	ok := func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil }
 
-	if _, err := Status(store, "nope", ok); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
+	if _, err := Read(store, "nope", ok); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
 		t.Errorf("unknown id: %v", err)
 	}
-	if _, err := Status(store, "aaaa", ok); err == nil || !strings.Contains(err.Error(), "more than one") {
+	if _, err := Read(store, "aaaa", ok); err == nil || !strings.Contains(err.Error(), "more than one") {
 		t.Errorf("ambiguous id: %v", err)
 	}
-	got, _ := Status(store, "aaaaaaaaaaab", ok)
+	got, _ := Read(store, "aaaaaaaaaaab", ok)
 	if got[0].Error == "" || !strings.Contains(got[0].Error, "gone") || got[0].Totals != nil {
 		t.Errorf("unreachable namespace: %+v", got[0])
 	}
@@ -143,12 +150,12 @@ func TestStatusErrors(t *testing.T) {
 	short := func(string) (backend.Backend, error) {
 		return &fakeBackend{counters: map[rules.Family][]uint64{rules.IPv4: {1, 2}, rules.IPv6: {}}}, nil
 	}
-	got, _ = Status(store, idA, short)
+	got, _ = Read(store, idA, short)
 	if !strings.Contains(got[0].Error, "changed by other hands") || got[0].Totals != nil {
 		t.Errorf("rules changed: %+v", got[0])
 	}
 	failing := func(string) (backend.Backend, error) { return &fakeBackend{err: errors.New("xtables lock")}, nil }
-	got, _ = Status(store, idA, failing)
+	got, _ = Read(store, idA, failing)
 	if !strings.Contains(got[0].Error, "xtables lock") {
 		t.Errorf("counters failing: %+v", got[0])
 	}
@@ -157,7 +164,7 @@ func TestStatusErrors(t *testing.T) {
 	if err := store.Save(recA); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = Status(store, idA, func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil })
+	got, _ = Read(store, idA, func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil })
 	if got[0].Error != "" || got[0].Rules[0].Rule != "" || got[0].Rules[0].Name != "something-new" {
 		t.Errorf("rules of another build: %+v", got[0].Rules[:2])
 	}
@@ -171,7 +178,7 @@ func TestStatusAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	fb := &fakeBackend{counters: countersFor(rec, map[string]uint64{"audit-tcp": 3, "log-tcp": 3, "audit-udp": 1, "log-udp": 1})}
-	fences, err := Status(store, idB, func(string) (backend.Backend, error) { return fb, nil })
+	fences, err := Read(store, idB, func(string) (backend.Backend, error) { return fb, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,7 @@
-package monitor
+// Package status reports, for the operator, what the records say is fenced
+// and what each fence's counters show; it reads the record store and asks
+// the backends, and holds no state of its own.
+package status
 
 import (
 	"fmt"
@@ -44,14 +47,14 @@ type RuleStatus struct {
 	Packets *uint64 `json:"packets"` // nil when not read
 }
 
-// NewBackendFunc makes the backend a record names (hook.NewBackend).
+// NewBackendFunc makes the backend a record names (backend.New in production).
 type NewBackendFunc func(name string) (backend.Backend, error)
 
-// Status reports the fences of the store: all of them when id is "", or
+// Read reports the fences of the store: all of them when id is "", or
 // the one that container id owns. id may be an owner's full id or a prefix
 // of it (as short as the log prefix's 12 characters, or shorter while it
 // names one container).
-func Status(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceStatus, error) {
+func Read(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceStatus, error) {
 	recs, err := store.All()
 	if err != nil {
 		return nil, fmt.Errorf("reading the state directory %s: %w", store.Dir, err)
@@ -124,7 +127,7 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 		}
 	}
 
-	ns, ok := netns.Find(rec.Netns, nsHints(rec)...)
+	ns, ok := netns.Find(rec.Netns, rec.Hints()...)
 	if !ok {
 		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
 		return s
