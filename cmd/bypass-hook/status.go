@@ -12,7 +12,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/status"
 )
 
-// runStatus exits 0 when every fence asked for was read, 1 when one was not
+// runStatus exits 0 when every fence asked for was read and is whole, 1 when one was not (or is not whole)
 // found or its counters could not be read, 2 on a usage or config error.
 func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := subFlags("status", g, stderr)
@@ -62,6 +62,10 @@ func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer)
 	for _, f := range fences {
 		if f.Error != "" {
 			fmt.Fprintf(stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
+			code = 1
+		}
+		if f.Whole != nil && !*f.Whole {
+			fmt.Fprintf(stderr, "bypass-hook status: container %s: the fence is not whole: %s\n", f.Container, f.NotWhole)
 			code = 1
 		}
 	}
