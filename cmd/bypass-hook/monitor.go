@@ -23,6 +23,7 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	addr := fs.String("metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
 	resync := fs.Duration("resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
 	forget := fs.Duration("forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
+	repair := fs.Bool("repair", false, "put a fence that is not whole back at once (without it, each resync reports it: an event and bypass_hook_fences_not_whole)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -38,7 +39,7 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
 		return 2
 	}
-	m, err := monitor.New(monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget})
+	m, err := monitor.New(monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget, Repair: *repair})
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
 		return 1
