@@ -67,7 +67,7 @@ func countersFor(rec *records.Record, values map[string]uint64) map[rules.Family
 	return out
 }
 
-func TestRead(t *testing.T) {
+func TestStatus(t *testing.T) {
 	rec := statusRecord(t, idA, config.ModeEnforce, idA, "app-container")
 	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
