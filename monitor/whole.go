@@ -6,6 +6,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
@@ -32,12 +33,18 @@ func (m *Monitor) checkWhole(now time.Time) {
 
 	notWhole := map[string]string{}
 	for _, f := range live {
-		why, ok := m.inspect(f)
-		if !ok || why == "" {
+		if why, ok := m.inspect(f.rec); !ok || why == "" {
 			continue
 		}
-		log := m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String(), "problem": why})
-		if m.opts.Repair && m.repair(f) {
+		// A poststop taking the fence out, or a create putting it back,
+		// holds the record's lock: look again under it, so that neither
+		// counts as a fence that is not whole.
+		rec, why, repaired := m.confirm(f.key)
+		if rec == nil || why == "" {
+			continue
+		}
+		log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String(), "problem": why})
+		if repaired {
 			log.Warn("the fence was not whole; put it back whole (--repair)")
 			continue
 		}
@@ -49,8 +56,8 @@ func (m *Monitor) checkWhole(now time.Time) {
 			continue
 		}
 		log.Warn("the fence is not whole: it may let traffic past; the next container to start in the namespace puts it back, or run the monitor with --repair")
-		m.print(Event{Time: now, Container: f.rec.LogID, Action: ActionNotWhole, Netns: f.rec.Netns.String(),
-			Owners: ownerIDs(f), Source: sourceRules,
+		m.print(Event{Time: now, Container: rec.LogID, Action: ActionNotWhole, Netns: rec.Netns.String(),
+			Owners: ownerIDs(rec), Source: sourceRules,
 			Hint: "the fence is not whole (" + why + "): find who changed the namespace's rules (a CAP_NET_ADMIN workload, a CNI plugin, an operator); the next container to start there, or `bypass-hook monitor --repair`, puts it back"})
 	}
 	m.mu.Lock()
@@ -58,57 +65,66 @@ func (m *Monitor) checkWhole(now time.Time) {
 	m.mu.Unlock()
 }
 
+// confirm reads the record of namespace key and its fence again under the
+// record's lock, and with Options.Repair puts a fence that is not whole
+// back. rec is nil when the record is gone or cannot be had.
+func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired bool) {
+	unlock, err := m.store.Lock(key)
+	if err != nil {
+		return nil, "", false
+	}
+	defer unlock()
+	rec, err = m.store.Load(key)
+	if err != nil || rec == nil {
+		return nil, "", false
+	}
+	why, ok := m.inspect(rec)
+	if !ok || why == "" || !m.opts.Repair {
+		return rec, why, false
+	}
+	ns, found := netns.Find(rec.Netns, rec.Hints()...)
+	if !found {
+		return rec, why, false
+	}
+	b, err := m.opts.NewBackend(rec.Backend)
+	if err == nil {
+		err = b.Install(ns, rules.NewRuleSet(rec.Policy, rec.LogID, rec.Features))
+	}
+	if err != nil {
+		m.opts.Log.WithError(err).WithField("container", rec.LogID).Error("putting a fence back whole")
+		return rec, why, false
+	}
+	after, ok := m.inspect(rec)
+	return rec, why, ok && after == ""
+}
+
 // inspect reads f's fence and says what keeps it from being whole ("" when
 // it is whole); ok is false when it could not be read (a namespace just
 // gone), which says nothing either way.
-func (m *Monitor) inspect(f *fence) (why string, ok bool) {
-	ns, found := netns.Find(f.rec.Netns, f.rec.Hints()...)
+func (m *Monitor) inspect(rec *records.Record) (why string, ok bool) {
+	ns, found := netns.Find(rec.Netns, rec.Hints()...)
 	if !found {
 		return "", false
 	}
-	b, err := m.opts.NewBackend(f.rec.Backend)
+	b, err := m.opts.NewBackend(rec.Backend)
 	if err != nil {
 		return "", false
 	}
 	seen, err := b.Inspect(ns)
 	if err != nil {
-		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Debug("reading a fence's rules")
+		m.opts.Log.WithError(err).WithField("container", rec.LogID).Debug("reading a fence's rules")
 		return "", false
 	}
-	whole, why := seen.Whole(f.rec.RulesDigest)
+	whole, why := seen.Whole(rec.RulesDigest)
 	if whole {
 		return "", true
 	}
 	return why, true
 }
 
-// repair installs f's rules again, under the record's lock as the hook
-// does, and reports whether the fence is whole after it.
-func (m *Monitor) repair(f *fence) bool {
-	unlock, err := m.store.Lock(f.key)
-	if err != nil {
-		return false
-	}
-	defer unlock()
-	ns, found := netns.Find(f.rec.Netns, f.rec.Hints()...)
-	if !found {
-		return false
-	}
-	b, err := m.opts.NewBackend(f.rec.Backend)
-	if err == nil {
-		err = b.Install(ns, rules.NewRuleSet(f.rec.Policy, f.rec.LogID, f.rec.Features))
-	}
-	if err != nil {
-		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Error("putting a fence back whole")
-		return false
-	}
-	why, ok := m.inspect(f)
-	return ok && why == ""
-}
-
-func ownerIDs(f *fence) []string {
+func ownerIDs(rec *records.Record) []string {
 	var ids []string
-	for _, o := range f.rec.Owners {
+	for _, o := range rec.Owners {
 		ids = append(ids, o.ID)
 	}
 	return ids

@@ -182,40 +182,7 @@ func TestMonitorSeesFenceNotWhole(t *testing.T) {
 			c := startIn(t, client.Netns)
 			e.create(c)
 
-			ctx, cancel := context.WithCancel(context.Background())
-			cmd := exec.CommandContext(ctx, hookBin, "--config", e.cfgPath, "monitor", "--metrics-addr", "127.0.0.1:0", "--resync", "1s")
-			stdout, _ := cmd.StdoutPipe()
-			stderr, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { cancel(); cmd.Wait() })
-			metrics := make(chan string, 1)
-			go func() {
-				sc := bufio.NewScanner(stderr)
-				for sc.Scan() {
-					var l struct{ Msg, Metrics string }
-					if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "monitor started" {
-						metrics <- l.Metrics
-					}
-				}
-			}()
-			events := make(chan map[string]any, 16)
-			go func() {
-				sc := bufio.NewScanner(stdout)
-				for sc.Scan() {
-					var ev map[string]any
-					if json.Unmarshal(sc.Bytes(), &ev) == nil {
-						events <- ev
-					}
-				}
-			}()
-			var addr string
-			select {
-			case addr = <-metrics:
-			case <-time.After(20 * time.Second):
-				t.Fatal("the monitor did not start in 20 s")
-			}
+			addr, events := startMonitor(t, e)
 			if n := gauge(t, addr, "bypass_hook_fences_not_whole"); n != "0" {
 				t.Errorf("bypass_hook_fences_not_whole before the tampering: %q, want 0", n)
 			}
@@ -244,6 +211,75 @@ func TestMonitorSeesFenceNotWhole(t *testing.T) {
 			opensAsNobody(t, client.Netns, lab)
 		})
 	}
+}
+
+// With --repair the monitor puts a fence that is not whole back.
+func TestMonitorRepairsWhenAsked(t *testing.T) {
+	testnet.RequireTools(t, "iptables", "ip6tables", "nft")
+	lab := testnet.NewLab(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			client := lab.AddClient(t)
+			e := newEnv(t, lab, backend, "")
+			e.create(startIn(t, client.Netns))
+			startMonitor(t, e, "--repair")
+			tamperings[backend][0].do(t, client.Netns)
+			for deadline := time.Now().Add(15 * time.Second); ; {
+				st, _ := e.status("")
+				if st.Whole != nil && *st.Whole {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the monitor with --repair did not put the fence back in 15 s: %+v", st)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			refusedAsNobody(t, client.Netns, lab.TCPV4)
+			refusedAsNobody(t, client.Netns, lab.TCPV6)
+		})
+	}
+}
+
+// startMonitor runs `bypass-hook monitor` on e's config, resyncing every
+// second, until the test ends; it returns the metrics address and the
+// events it prints.
+func startMonitor(t *testing.T, e *env, args ...string) (string, <-chan map[string]any) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, hookBin, append([]string{"--config", e.cfgPath, "monitor", "--metrics-addr", "127.0.0.1:0", "--resync", "1s"}, args...)...)
+	stdout, _ := cmd.StdoutPipe()
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	metrics := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var l struct{ Msg, Metrics string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "monitor started" {
+				metrics <- l.Metrics
+			}
+		}
+	}()
+	events := make(chan map[string]any, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var ev map[string]any
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				events <- ev
+			}
+		}
+	}()
+	select {
+	case addr := <-metrics:
+		return addr, events
+	case <-time.After(20 * time.Second):
+		t.Fatal("the monitor did not start in 20 s")
+	}
+	return "", nil
 }
 
 // gauge reads one unlabelled series from the monitor's metrics.
