@@ -80,6 +80,13 @@ install: build
 		install -D -m 0644 install/config.example.yaml "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	fi
 	install -D -m 0644 install/sysctl.d/90-bypass-hook.conf $(DESTDIR)$(SYSCTLDIR)/90-bypass-hook.conf
+	@# Applied now, not only at the next boot: until then the kernel drops the LOG
+	@# lines of every container. Into a DESTDIR (packaging) the package applies it.
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "sysctl -p $(SYSCTLDIR)/90-bypass-hook.conf"; \
+		sysctl -p $(SYSCTLDIR)/90-bypass-hook.conf || \
+			echo "WARNING: could not apply net.netfilter.nf_log_all_netns=1: LOG lines of containers are dropped until it is (log.target: nflog needs it not)"; \
+	fi
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
 

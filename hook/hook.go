@@ -382,7 +382,11 @@ func (h *Hook) logSummary(b backend.Backend, ns netns.Handle, rec *records.Recor
 	for name, n := range sums {
 		fields["packets_"+name] = n
 	}
-	h.Log.WithFields(fields).Info("fence summary: attempts refused and logged over the fence's life")
+	msg := "fence summary: attempts refused and logged over the fence's life"
+	if rec.Policy.Mode == config.ModeAudit {
+		msg = "fence summary: attempts audited (let through) and logged over the fence's life"
+	}
+	h.Log.WithFields(fields).Info(msg)
 }
 
 func ruleNames(rs rules.RuleSet) map[rules.Family][]string {
