@@ -16,7 +16,7 @@ import (
 )
 
 // cdiKind is the kind of bypass-hook's CDI spec.
-const cdiKind = "bypass-hook.io/fence"
+const cdiKind = config.CDIKind
 
 // registrationItems lists every registration a runtime would follow to run
 // the hook: hooks.d files (podman, CRI-O), CDI specs, the NRI plugin. A

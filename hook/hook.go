@@ -61,6 +61,9 @@ type Result struct {
 type Hook struct {
 	Cfg *config.Config
 	Log logrus.FieldLogger
+	// Device is the CDI device of config.CDIKind the container requested,
+	// "" when the hook was not registered through CDI.
+	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
 }
@@ -82,7 +85,7 @@ func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
 // another container of the namespace put there.
 func (h *Hook) Create(st *specs.State) (Result, error) {
 	res := Result{Stage: oci.StageCreate, Backend: h.Cfg.Backend}
-	dec, err := h.Cfg.Decide(st.Annotations)
+	dec, err := h.Cfg.DecideDevice(st.Annotations, h.Device)
 	if err != nil {
 		return res, err
 	}

@@ -49,7 +49,7 @@ func installCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:    "install",
 		Summary: "write (or remove) registrations that make runtimes run the hook",
-		Help:    "Registrations: hooks.d for podman and CRI-O, bundle hooks for runc and crun; and\nthe Kubernetes DaemonSet's init steps (binary, config, state-dir).",
+		Help:    "Registrations: hooks.d for podman and CRI-O, the CDI spec for Docker and every\nCDI runtime, bundle hooks for runc and crun; and the Kubernetes DaemonSet's init\nsteps (binary, config, state-dir).",
 		Subcommands: []*cli.Command{
 			{
 				Name:    "hooks-dir",
@@ -69,6 +69,34 @@ Examples:
 					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
 				},
 				Run: one("hooks-dir", f.hooksDir),
+			},
+			{
+				Name:    "cdi",
+				Summary: "write DIR/bypass-hook.io-fence.json, the fence as a CDI device (Docker, podman, containerd, CRI-O)",
+				Args:    "[DIR]",
+				Help: `Writes DIR/` + install.CDIFileName + ` (DIR: ` + install.CDIDir + `), a CDI spec of kind
+` + config.CDIKind + ` with the devices default (the config's policy) and audit (audit
+mode). A container that asks for one (docker run --device ` + config.CDIKind + `=default)
+gets the hook at createRuntime and poststop; asking counts as the annotation
+` + config.AnnEnabled + `: "true", and audit only where an annotation could ask for it.
+The spec is checked with the CDI library before it replaces the old one; an
+unchanged spec is not written again. With --remove, removes the file. Runtimes
+read /etc/cdi and /var/run/cdi by default (docker info lists its directories).` + registrationHelp + `
+
+Examples:
+  sudo bypass-hook install cdi
+  sudo bypass-hook install cdi /var/run/cdi --config /etc/bypass-hook/config.yaml
+  sudo bypass-hook install cdi --remove`,
+				Flags: func(fs *flag.FlagSet) {
+					f.registrationFlags(fs, "CDI spec")
+					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+				},
+				Run: func(o cli.IO, args []string) int {
+					if len(args) == 0 {
+						return f.cdi(o, install.CDIDir)
+					}
+					return one("cdi", f.cdi)(o, args)
+				},
 			},
 			{
 				Name:    "bundle",
@@ -164,6 +192,32 @@ func (f *installFlags) hooksDir(o cli.IO, dir string) int {
 		return fail(o, "hooks-dir", err)
 	}
 	fmt.Fprintf(o.Stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
+	return 0
+}
+
+func (f *installFlags) cdi(o cli.IO, dir string) int {
+	if f.remove {
+		path, removed, err := install.RemoveCDI(f.root, dir)
+		if err != nil {
+			return fail(o, "cdi", err)
+		}
+		if removed {
+			fmt.Fprintf(o.Stdout, "removed %s\n", path)
+		} else {
+			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+		}
+		return 0
+	}
+	t, _, err := f.target()
+	if err != nil {
+		return fail(o, "cdi", err)
+	}
+	path, changed, err := install.WriteCDI(f.root, dir, t)
+	if err != nil {
+		return fail(o, "cdi", err)
+	}
+	verb := map[bool]string{true: "wrote", false: "unchanged:"}[changed]
+	fmt.Fprintf(o.Stdout, "%s %s (devices %s=%s)\n", verb, path, config.CDIKind, strings.Join(config.Devices, ", ="))
 	return 0
 }
 

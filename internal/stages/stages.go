@@ -44,6 +44,7 @@ func Commands(bin string) []*cli.Command {
 type flags struct {
 	config string
 	debug  bool
+	device string // the CDI device the container requested, passed by the CDI spec
 }
 
 // command is a hook stage, as runtimes run it.
@@ -67,6 +68,7 @@ Example (what a runtime does):
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
 			fs.BoolVar(&g.debug, "debug", false, "also write the OCI state read and the config used to the hook log (level debug)")
+			fs.StringVar(&g.device, config.DeviceFlag, "", "the CDI device of "+config.CDIKind+" the container requested (the CDI spec's hooks pass it): it counts as the annotation "+config.AnnEnabled+"=true")
 		},
 		Run: func(o cli.IO, args []string) int {
 			if len(args) > 0 {
@@ -98,6 +100,9 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 	stage := oci.Stage(which)
 	st, err := oci.ReadState(stdin)
 	entry := log.WithField("stage", which)
+	if g.device != "" {
+		entry = entry.WithField("cdi_device", g.device)
+	}
 	if err == nil {
 		entry = entry.WithField("container", st.ID)
 		if which == "hook" {
@@ -111,7 +116,9 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 	}
 	var res hook.Result
 	if err == nil {
-		res, err = hook.New(cfg, entry).Run(stage, st)
+		h := hook.New(cfg, entry)
+		h.Device = g.device
+		res, err = h.Run(stage, st)
 	}
 
 	code := hook.ExitCode(err, failure)
