@@ -8,12 +8,14 @@ BIN     := bin/bypass-hook
 # The hook that runtimes run for every container: the stages alone, so that
 # a container's start pays for little more than a Go program's start.
 HOOKBIN := bin/bypass-hook-oci
+# Every binary `make build` makes; `make package` ships each of them.
+BINS    := $(BIN) $(HOOKBIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps
+.PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps e2e-docker-deps e2e-docker
 
-build: $(BIN) $(HOOKBIN)
+build: $(BINS)
 
 SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
 
@@ -44,12 +46,21 @@ export BYPASS_HOOK_E2E_CACHE := $(E2E_CACHE)
 e2e-k8s-deps:
 	./scripts/build-k8s-deps.sh
 
+# Docker has no CDI in Debian 12 (docker.io 20.10): the Docker end to end runs a daemon of its
+# own, built from the Go module proxy into the same cache (it needs containerd and runc from
+# the k8s deps).
+e2e-docker-deps: e2e-k8s-deps
+	./scripts/build-docker-deps.sh
+
+e2e-docker: build e2e-docker-deps
+	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -v -timeout 10m ./e2e/docker/
+
 e2e-k8s: build e2e-k8s-deps
 	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -v -timeout 20m ./e2e/k8s/
 
 # Everything, as root: what CI runs. BYPASS_HOOK_E2E_REQUIRE turns the
-# containerd suite's skip (binaries missing) into a failure.
-test: build vet e2e-k8s-deps
+# containerd and Docker suites' skip (binaries missing) into a failure.
+test: build vet e2e-k8s-deps e2e-docker-deps
 	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) fuzz
 
@@ -57,7 +68,7 @@ demo: build
 	./scripts/demo.sh $(CURDIR)/$(BIN)
 
 clean:
-	rm -rf bin
+	rm -rf bin build dist
 
 # Whole-process timings of the hook's create and poststop per backend against
 # the per-rule way (a binary built with -tags perrule) and a minimal static Go
@@ -71,10 +82,14 @@ bench: $(HOOKBIN)
 
 # `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
-# selection) and the sysctl.d file for nf_log_all_netns. Honours DESTDIR and PREFIX.
+# selection), the CDI spec for Docker and every CDI runtime, and the sysctl.d file
+# for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
 SYSCONFDIR ?= /etc
-HOOKSDIR   ?= /usr/share/containers/oci/hooks.d
+# Empty: where the installed podman and CRI-O read hooks.d files (under
+# DESTDIR: their config there, else their default /usr/share/containers/oci/hooks.d).
+HOOKSDIR   ?=
+CDIDIR     ?= $(SYSCONFDIR)/cdi
 SYSCTLDIR  ?= $(SYSCONFDIR)/sysctl.d
 # The hook finds /etc/bypass-hook/config.yaml by itself; elsewhere it is told.
 HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/bypass-hook/config.yaml)
@@ -99,6 +114,8 @@ install: build
 	fi
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
+	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
+		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root
 # also the runc end to end per log target, backend and mode, the churn of
@@ -106,3 +123,55 @@ install: build
 .PHONY: test-monitor
 test-monitor:
 	$(GO) test -count=1 -v ./monitor/
+
+# `make package`: dist/bypass-hook_VERSION_ARCH.deb and the .rpm, built by
+# nfpm (packaging/nfpm.yaml) run from the Go module proxy at a pinned version.
+# What goes in: every binary of BINS, the example config as a conffile, the
+# sysctl, logrotate and systemd files; the maintainer scripts write the
+# hooks.d registration with the installed binary (packaging/scripts).
+NFPM_VERSION   := v2.48.0
+NFPM           ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+PKG_VERSION    ?= $(shell ./scripts/package-version.sh)
+PKG_ARCH       ?= $(shell $(GO) env GOARCH)
+PKG_MAINTAINER ?= bypass-hook maintainers <maintainers@bypass-hook.invalid>
+PKG_STAGE      ?= build/package
+DIST           ?= dist
+
+.PHONY: package
+package: build
+	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)/bin $(PKG_STAGE)/systemd $(DIST)
+	@# Only this build's: `apt install ./dist/bypass-hook_*.deb` must find one.
+	rm -f $(DIST)/bypass-hook_*.deb $(DIST)/bypass-hook-*.rpm
+	cp $(BINS) $(PKG_STAGE)/bin/
+	for u in install/systemd/*.service; do \
+		sed 's|/usr/local/bin/|/usr/bin/|g' $$u > $(PKG_STAGE)/systemd/$$(basename $$u) || exit 1; \
+	done
+	for p in deb rpm; do \
+		PKG_STAGE=$(PKG_STAGE) PKG_VERSION='$(PKG_VERSION)' PKG_ARCH=$(PKG_ARCH) PKG_MAINTAINER='$(PKG_MAINTAINER)' \
+			$(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
+	done
+
+# `make image`: the DaemonSets' image, built from the source by install/Containerfile
+# (its build stage pulls the Go image; GO_IMAGE=... names another).
+CONTAINER_ENGINE ?= podman
+IMAGE            ?= bypass-hook:$(VERSION)
+GO_IMAGE         ?=
+.PHONY: image
+image:
+	$(CONTAINER_ENGINE) build -f install/Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) .
+
+# The Helm chart (deploy/helm/bypass-hook), with helm run from the Go module proxy
+# at a pinned version. `make chart-template` prints what it renders (the test in
+# install/ compares it with install/kubernetes); HELM_FLAGS passes more, e.g.
+# HELM_FLAGS='--set monitor.enabled=true'.
+HELM_VERSION := v3.22.0
+HELM         ?= $(GO) run helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+CHART        := deploy/helm/bypass-hook
+HELM_FLAGS   ?=
+.PHONY: chart-template chart-lint
+chart-template:
+	@$(HELM) template bypass-hook $(CHART) --namespace kube-system $(HELM_FLAGS)
+chart-lint:
+	$(HELM) lint --strict $(CHART)

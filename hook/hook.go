@@ -61,6 +61,9 @@ type Result struct {
 type Hook struct {
 	Cfg *config.Config
 	Log logrus.FieldLogger
+	// Device is the CDI device of config.CDIKind the container requested,
+	// "" when the hook was not registered through CDI.
+	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
 }
@@ -82,7 +85,7 @@ func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
 // another container of the namespace put there.
 func (h *Hook) Create(st *specs.State) (Result, error) {
 	res := Result{Stage: oci.StageCreate, Backend: h.Cfg.Backend}
-	dec, err := h.Cfg.Decide(st.Annotations)
+	dec, err := h.Cfg.DecideDevice(st.Annotations, h.Device)
 	if err != nil {
 		return res, err
 	}
@@ -103,8 +106,8 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
 		bundle = &oci.Bundle{}
 	}
-	if caps := bundle.DangerousCaps(); len(caps) > 0 {
-		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets)", strings.Join(caps, " and "))
+	if caps := bundle.DangerousCaps(len(dec.Policy.AllowUids) > 0); len(caps) > 0 {
+		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets, SETUID becomes one of the allowUids)", strings.Join(caps, " and "))
 		if h.Cfg.Strict {
 			return res, &RefusedError{"strict: " + msg + "; drop them or set strict: false"}
 		}
@@ -137,7 +140,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Since: time.Now().UTC()}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC()}
 	rec, err := store.Load(id.Key())
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
@@ -164,21 +167,22 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
-	rs, feat, err := h.install(backend, ns, dec.Policy, st.ID)
+	rs, feat, sums, err := h.install(backend, ns, dec.Policy, st.ID)
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
 	rec = &records.Record{
-		Netns:     id,
-		Paths:     compact(nsPath, bundle.NetnsPath),
-		Backend:   backend.Name(),
-		Digest:    digest,
-		Policy:    dec.Policy,
-		Features:  feat,
-		LogID:     st.ID,
-		RuleNames: ruleNames(rs),
-		Owners:    []records.Owner{owner},
-		Installed: time.Now().UTC(),
+		RulesDigest: sums,
+		Netns:       id,
+		Paths:       compact(nsPath, bundle.NetnsPath),
+		Backend:     backend.Name(),
+		Digest:      digest,
+		Policy:      dec.Policy,
+		Features:    feat,
+		LogID:       st.ID,
+		RuleNames:   ruleNames(rs),
+		Owners:      []records.Owner{owner},
+		Installed:   time.Now().UTC(),
 	}
 	if err := store.Save(rec); err != nil {
 		// Rules without a record would never be removed by poststop.
@@ -196,12 +200,14 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 // and false when the caller is to install the fence.
 func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
 	// This container replaces any entry of its own (a container created again
-	// under its id has a new pid); owners whose process is gone leave.
+	// under its id and bundle has a new pid); owners whose process is gone
+	// leave. Another runtime's container of the same id has another bundle:
+	// it stays an owner.
 	var others []records.Owner
 	dead := 0
 	for _, o := range rec.Owners {
 		switch {
-		case o.ID == owner.ID:
+		case o.Is(owner.ID, owner.Bundle):
 		case o.Alive(rec.Netns):
 			others = append(others, o)
 		default:
@@ -243,17 +249,24 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	if err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	ok, err := backend.Installed(ns)
+	// A fence changed since its install (a rule put in front of it, a
+	// rule changed or gone) is not joined as it is: it is put in again,
+	// whole, atomically.
+	seen, err := backend.Inspect(ns)
 	if err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	if !ok {
-		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
-		rs, feat, err := h.install(backend, ns, p, rec.LogID)
+	if whole, why := seen.Whole(rec.RulesDigest); !whole {
+		if seen.Present {
+			h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
+		} else {
+			h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
+		}
+		rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
 		if err != nil {
 			return false, &FenceError{Netns: res.Netns, Err: err}
 		}
-		rec.Features, rec.RuleNames = feat, ruleNames(rs)
+		rec.Features, rec.RuleNames, rec.RulesDigest = feat, ruleNames(rs), sums
 	}
 	rec.Owners = append(others, owner)
 	if err := store.Save(rec); err != nil {
@@ -272,7 +285,12 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 // install activates the fence. On a kernel that lacks conntrack or a log
 // target it falls back to fewer optional features, since the refusals must
 // not depend on them; any other error fails the install as it is.
-func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logID string) (rules.RuleSet, rules.Features, error) {
+//
+// It returns the digests of the rules as the kernel holds them after the
+// install, which later tell whether the fence is still whole; nil when they
+// could not be read (the fence then counts as not whole and the next join
+// puts it in again).
+func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logID string) (rules.RuleSet, rules.Features, map[rules.Family]string, error) {
 	var firstErr error
 	for _, feat := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 		if !feat.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
@@ -287,7 +305,11 @@ func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logI
 			if !feat.Conntrack {
 				h.Log.WithError(firstErr).Warn("the kernel lacks the conntrack match: only new TCP connections are refused; UDP and other protocols pass")
 			}
-			return rs, feat, nil
+			seen, err := b.Inspect(ns)
+			if err != nil {
+				h.Log.WithError(err).Warn("reading the fence back after its install; it cannot be checked for changes until the next container of this namespace installs it again")
+			}
+			return rs, feat, seen.Rules, nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -296,7 +318,7 @@ func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logI
 			break
 		}
 	}
-	return nil, rules.Features{}, firstErr
+	return nil, rules.Features{}, nil, firstErr
 }
 
 func (h *Hook) warnLogSysctl(p config.Policy) {
@@ -316,11 +338,12 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	key, ok := store.FindOwner(st.ID)
+	key, ok := store.FindOwner(st.ID, st.Bundle)
 	if !ok {
-		// No record names it: never fenced (not selected), or already
-		// removed by an earlier poststop.
-		res.Action = "nothing to do: no record owned by this container"
+		// No record names this id with this bundle: never fenced (not
+		// selected, or another runtime's container of the same id), or
+		// already removed by an earlier poststop or a prune.
+		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
 	unlock, err := store.Lock(key)
@@ -329,12 +352,12 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 	rec, err := store.Load(key)
-	if err != nil || rec == nil || !rec.HasOwner(st.ID) {
+	if err != nil || rec == nil || !rec.Owns(st.ID, st.Bundle) {
 		res.Action = "nothing to do: the record changed meanwhile"
 		return res, err
 	}
 	res.Netns, res.Mode, res.Backend = rec.Netns.String(), rec.Policy.Mode, rec.Backend
-	rec.RemoveOwner(st.ID)
+	rec.RemoveOwner(st.ID, st.Bundle)
 	if len(rec.Owners) > 0 {
 		res.Action = fmt.Sprintf("left the fence; %d owner(s) remain", len(rec.Owners))
 		return res, store.Save(rec)
@@ -344,25 +367,31 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if b, err := oci.ReadBundle(st.Bundle); err == nil {
 		hints = append(hints, b.NetnsPath)
 	}
+	res.Action, err = h.takeDown(store, key, rec, hints)
+	return res, err
+}
+
+// takeDown removes the fence of rec, which no container owns any more, if
+// its namespace still exists, and deletes the record. hints are paths that
+// may reach the namespace; the caller holds the record's lock.
+func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, hints []string) (action string, err error) {
 	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
 	if !found {
-		res.Action = "namespace gone; record removed"
-		return res, store.Delete(key)
+		return "namespace gone; record removed", store.Delete(key)
 	}
 	defer closeNs()
 	if err := netns.NotHost(ns.ID); err != nil {
-		return res, fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", st.ID, err)
+		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}
 	backend, err := h.NewBackend(rec.Backend)
 	if err != nil {
-		return res, err
+		return "", err
 	}
 	h.logSummary(backend, ns, rec)
 	if err := backend.Remove(ns); err != nil {
-		return res, fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
+		return "", fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
 	}
-	res.Action = "fence removed"
-	return res, store.Delete(key)
+	return "fence removed", store.Delete(key)
 }
 
 // logSummary writes the last counters of the fence into the hook log.

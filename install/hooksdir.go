@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -43,12 +42,18 @@ type When struct {
 }
 
 // AnnotatedWhen is the condition written under selection: annotated: the
-// container has an annotation under bypass-hook.io/. The hook itself then
-// decides: it fences enabled=true, passes over enabled=false, and refuses a
-// misspelt key or value, which a narrower match would let start unfenced.
+// container has an annotation whose key holds "bypass" or "hook" in any
+// case. The hook itself then decides: it fences enabled=true in any case
+// of the key, passes over enabled=false and keys of others, and refuses a
+// misspelt key or value and a near miss of the prefix
+// (bypass-hook.io.enabled, bypass_hook.io/…), which a narrower match would
+// let start unfenced in silence. A key that misspells both words is the one
+// typo the hook never sees here.
 var AnnotatedWhen = When{Annotations: map[string]string{
-	"^" + regexp.QuoteMeta(config.AnnotationPrefix): ".*",
+	annotatedKeyPattern: ".*",
 }}
+
+const annotatedKeyPattern = "(?i)bypass|hook"
 
 // NewHooksDirEntry builds the hooks.d entry for t under the config's
 // selection: every container for selection: all, where the hook itself
@@ -104,8 +109,14 @@ func WriteHooksDir(root, dir string, t Registration, selection string) (string, 
 // writeFileAtomic replaces path with data in one rename, so that a runtime
 // that watches the directory (podman, CRI-O) or a hook that runs now never
 // reads half a file. The temporary name does not end in .json: hooks.d
-// readers skip it.
+// and CDI readers skip it.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomicChecked(path, data, mode, nil)
+}
+
+// writeFileAtomicChecked is writeFileAtomic with check run on the written
+// temporary file before the rename; an error leaves path as it was.
+func writeFileAtomicChecked(path string, data []byte, mode os.FileMode, check func(tmp string) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -120,6 +131,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && check != nil {
+		err = check(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

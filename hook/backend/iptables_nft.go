@@ -37,7 +37,7 @@ type xtFence struct {
 	alone bool
 }
 
-func nftFamily(fam rules.Family) nftables.TableFamily {
+func tableFamily(fam rules.Family) nftables.TableFamily {
 	if fam == rules.IPv6 {
 		return nftables.TableFamilyIPv6
 	}
@@ -47,7 +47,7 @@ func nftFamily(fam rules.Family) nftables.TableFamily {
 // readXtFence finds our chain in the family's table "filter".
 func readXtFence(c *nftables.Conn, fam rules.Family) (xtFence, error) {
 	var f xtFence
-	tables, err := c.ListTablesOfFamily(nftFamily(fam))
+	tables, err := c.ListTablesOfFamily(tableFamily(fam))
 	if err != nil {
 		return f, err
 	}
@@ -59,7 +59,7 @@ func readXtFence(c *nftables.Conn, fam rules.Family) (xtFence, error) {
 	if f.table == nil {
 		return f, nil
 	}
-	chains, err := c.ListChainsOfTableFamily(nftFamily(fam))
+	chains, err := c.ListChainsOfTableFamily(tableFamily(fam))
 	if err != nil {
 		return f, err
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,7 +26,7 @@ import (
 type FenceStatus struct {
 	// Container is the id in the log prefix: the namespace's first owner.
 	Container string           `json:"container"`
-	Owners    []records.Owner  `json:"owners"`
+	Owners    []OwnerStatus    `json:"owners"`
 	Netns     string           `json:"netns"`
 	NetnsPath string           `json:"netnsPath,omitempty"`
 	Mode      string           `json:"mode"`
@@ -34,9 +35,22 @@ type FenceStatus struct {
 	Features  rules.Features   `json:"features"`
 	Installed time.Time        `json:"installed"`
 	Rules     []RuleStatus     `json:"rules"`
+	// Whole says whether the fence is as it was installed (backend.Seen);
+	// nil when it could not be read. NotWhole says what is wrong.
+	Whole    *bool  `json:"whole,omitempty"`
+	NotWhole string `json:"notWhole,omitempty"`
 	// Totals is nil when the counters could not be read (see Error).
 	Totals *rules.Tally `json:"totals,omitempty"`
 	Error  string       `json:"error,omitempty"`
+}
+
+// OwnerStatus is one owner of a fence, and whether its process is gone
+// (stale): a fence whose owners are all stale is left only to them, and
+// `prune` or the monitor takes it out after a grace period.
+type OwnerStatus struct {
+	records.Owner
+	Stale       bool   `json:"stale"`
+	StaleReason string `json:"staleReason,omitempty"`
 }
 
 // RuleStatus is one installed rule and its packet counter.
@@ -149,13 +163,16 @@ func findRecord(recs []*records.Record, id string) (*records.Record, error) {
 func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	s := FenceStatus{
 		Container: rec.LogID,
-		Owners:    rec.Owners,
 		Netns:     rec.Netns.String(),
 		Mode:      rec.Policy.Mode,
 		Backend:   rec.Backend,
 		Log:       rec.Policy.Log,
 		Features:  rec.Features,
 		Installed: rec.Installed,
+	}
+	for _, o := range rec.Owners {
+		why := o.Stale(rec.Netns)
+		s.Owners = append(s.Owners, OwnerStatus{Owner: o, Stale: why != "", StaleReason: why})
 	}
 	for _, fam := range rules.Families {
 		names := rec.RuleNames[fam]
@@ -184,6 +201,15 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 		s.Error = fmt.Sprintf("reading the counters: %v", err)
 		return s
 	}
+	// Whether the fence is whole is read before the counters, which a
+	// fence changed by other hands may not give.
+	seen, err := b.Inspect(ns)
+	if err != nil {
+		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, ns.Path, err)
+		return s
+	}
+	whole, why := seen.Whole(rec.RulesDigest)
+	s.Whole, s.NotWhole = &whole, why
 	counters, err := b.Counters(ns)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
@@ -226,17 +252,36 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
+	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tWHOLE\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
 	for _, f := range fences {
 		verb, tcp, udp, other, logged := "-", "-", "-", "-", "-"
 		if f.Totals != nil {
 			v, t, u, o := attempts(f)
 			verb, tcp, udp, other, logged = v, num(t), num(u), num(o), num(f.Totals.Logged)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
-			logTarget(f), len(f.Owners), verb, tcp, udp, other, logged)
+		whole := "-"
+		if f.Whole != nil {
+			whole = map[bool]string{true: "yes", false: "NO"}[*f.Whole]
+		}
+		owners := strconv.Itoa(len(f.Owners))
+		if n := stale(f); n > 0 {
+			owners += fmt.Sprintf(" (%d stale)", n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
+			logTarget(f), owners, whole, verb, tcp, udp, other, logged)
 	}
 	return tw.Flush()
+}
+
+// stale counts the owners of f whose process is gone.
+func stale(f FenceStatus) int {
+	n := 0
+	for _, o := range f.Owners {
+		if o.Stale {
+			n++
+		}
+	}
+	return n
 }
 
 // WriteDetails writes each fence with its rules and their counters.
@@ -264,9 +309,16 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			if j == 0 {
 				label = "owners"
 			}
-			fmt.Fprintf(tw, "%s\t%s (pid %d, since %s)\n", label, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339))
+			stale := ""
+			if o.Stale {
+				stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
+			}
+			fmt.Fprintf(tw, "%s\t%s (pid %d, since %s%s)\n", label, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
 		}
 		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
+		if f.Whole != nil {
+			fmt.Fprintf(tw, "whole\t%s\n", wholeText(f))
+		}
 		if f.Totals != nil {
 			verb, t, u, o := attempts(f)
 			fmt.Fprintf(tw, "%s\ttcp %d, udp %d, other %d\n", verb, t, u, o)
@@ -302,6 +354,13 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		}
 	}
 	return nil
+}
+
+func wholeText(f FenceStatus) string {
+	if *f.Whole {
+		return "yes: the rules are as installed, and nothing is in front of them"
+	}
+	return "NO: " + f.NotWhole + "; the next container to start in the namespace puts the fence back (or remove and create the container)"
 }
 
 func logTarget(f FenceStatus) string {

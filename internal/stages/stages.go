@@ -44,6 +44,7 @@ func Commands(bin string) []*cli.Command {
 type flags struct {
 	config string
 	debug  bool
+	device string // the CDI device the container requested, passed by the CDI spec
 }
 
 // command is a hook stage, as runtimes run it.
@@ -67,6 +68,7 @@ Example (what a runtime does):
 		Flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
 			fs.BoolVar(&g.debug, "debug", false, "also write the OCI state read and the config used to the hook log (level debug)")
+			fs.StringVar(&g.device, config.DeviceFlag, "", "the CDI device of "+config.CDIKind+" the container requested (the CDI spec's hooks pass it): it counts as the annotation "+config.AnnEnabled+"=true")
 		},
 		Run: func(o cli.IO, args []string) int {
 			if len(args) > 0 {
@@ -92,15 +94,23 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 		logPath, failure = cfg.HookLog, cfg.Failure
 	}
 	// Without a hook log the detail goes nowhere: standard error gets one
-	// line, on failure only.
+	// line, on failure only. A hook log refused as unsafe (a symlink, a
+	// directory others may write) is said at every stage: the fence goes
+	// on, unlogged.
 	log, closeLog, logErr := hook.OpenLog(logPath, g.debug, io.Discard)
 	defer closeLog()
+	if logErr != nil {
+		fmt.Fprintf(stderr, "%s %s: %v; logging nowhere (the fence is not affected)\n", bin, which, logErr)
+	}
 
 	// The stage is known from the state even when the config is broken, so
 	// that the log line of a config error names the stage it failed.
 	stage := oci.Stage(which)
 	st, err := oci.ReadState(stdin)
 	entry := log.WithField("stage", which)
+	if g.device != "" {
+		entry = entry.WithField("cdi_device", g.device)
+	}
 	if err == nil {
 		entry = entry.WithField("container", st.ID)
 		if which == "hook" {
@@ -114,7 +124,9 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 	}
 	var res hook.Result
 	if err == nil {
-		res, err = hook.New(cfg, entry).Run(stage, st)
+		h := hook.New(cfg, entry)
+		h.Device = g.device
+		res, err = h.Run(stage, st)
 	}
 
 	code := hook.ExitCode(err, failure)
@@ -143,11 +155,7 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 		if st != nil {
 			id = " " + st.ID
 		}
-		note := ""
-		if logErr != nil {
-			note = fmt.Sprintf(" (and no detail in the hook log: %v)", logErr)
-		}
-		fmt.Fprintf(stderr, "%s %s%s: %v%s\n", bin, stage, id, err, note)
+		fmt.Fprintf(stderr, "%s %s%s: %v\n", bin, stage, id, err)
 	}
 	return code
 }
