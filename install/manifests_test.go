@@ -404,7 +404,7 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("hooks.d file:\n%s\nwant:\n%s", got, want)
 	}
 
-	wantCDI, _ := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook"}))
+	wantCDI, _ := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook-oci"}))
 	if got, _ := os.ReadFile(filepath.Join(dest, "etc/cdi", install.CDIFileName)); !bytes.Equal(got, wantCDI) {
 		t.Errorf("CDI spec:\n%s\nwant:\n%s", got, wantCDI)
 	}

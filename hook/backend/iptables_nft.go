@@ -29,8 +29,6 @@ type xtFence struct {
 	chain *nftables.Chain  // ours; nil when nf_tables has no chain of ours
 	rules []*nftables.Rule // our chain's, in order
 	jumps []*nftables.Rule // rules of base chains that jump to ours
-	// output: OUTPUT is one of the chains that jump to ours.
-	output bool
 	// alone: the table holds nothing but our chain, the jumps to it and
 	// empty base chains that accept, as iptables-nft leaves it. Then the
 	// whole table goes, rather than being left behind empty.
@@ -81,7 +79,6 @@ func readXtFence(c *nftables.Conn, fam rules.Family) (xtFence, error) {
 			for _, r := range rs {
 				if jumpsToUs(r) {
 					f.jumps = append(f.jumps, r)
-					f.output = f.output || ch.Name == "OUTPUT"
 				} else {
 					f.alone = false
 				}
