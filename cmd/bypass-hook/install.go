@@ -219,7 +219,7 @@ func (f *installFlags) hooksDir(o cli.IO, dir string) int {
 	case dir == "":
 	case f.force:
 		if len(install.Readers(f.root, dir, engines)) == 0 {
-			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences only for an engine told to read it (podman --hooks-dir %s)\n", dir, dir)
+			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences nothing until one does (an engine installed later with it as its hooks_dir, or podman --hooks-dir %s)\n", dir, dir)
 		}
 	default:
 		if _, err := install.CheckHooksDir(f.root, dir, engines); err != nil {
