@@ -21,11 +21,11 @@ vet:
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/ ./monitor/ ./nriplugin/ ./install/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./cmd/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/
-	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
+	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
 
 # The containerd 2.2 end to end needs binaries built from the Go module

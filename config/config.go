@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -142,34 +143,51 @@ func Default() *Config {
 	}
 }
 
-// ResolvePath picks the config file: the flag, then the environment variable,
-// then DefaultPath. explicit tells whether the file must exist.
-func ResolvePath(flagValue string) (path string, explicit bool) {
+// Source is where a config is read from: a file named explicitly (the
+// --config flag, then $BYPASS_HOOK_CONFIG), which must exist, or the default
+// path, which may be absent and then stands for the defaults.
+type Source struct {
+	Path     string
+	Explicit bool
+}
+
+// Locate picks the config file: the flag, then the environment variable,
+// then DefaultPath.
+func Locate(flagValue string) Source {
 	if flagValue != "" {
-		return flagValue, true
+		return Source{flagValue, true}
 	}
 	if env := os.Getenv(EnvVar); env != "" {
-		return env, true
+		return Source{env, true}
 	}
-	return DefaultPath, false
+	return Source{DefaultPath, false}
 }
 
-// Load reads and validates the config file chosen by ResolvePath.
+// Load reads and validates the config file chosen by Locate.
 func Load(flagValue string) (*Config, error) {
-	return LoadFile(ResolvePath(flagValue))
+	return Locate(flagValue).Load()
 }
 
-// LoadFile reads and validates the config file at path. A file named
-// explicitly must exist; the default one may be absent, and then the
-// defaults apply.
-func LoadFile(path string, explicit bool) (*Config, error) {
+// File is the file cfg was read from, or the default path that a config of
+// defaults stands for (it may appear later).
+func File(cfg *Config) string {
+	if cfg.Path != "" {
+		return cfg.Path
+	}
+	return DefaultPath
+}
+
+// Load reads and validates the file of s. A file named explicitly must
+// exist; the default one may be absent, and then the defaults apply.
+func (s Source) Load() (*Config, error) {
+	path := s.Path
 	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) && !explicit {
+	if errors.Is(err, os.ErrNotExist) && !s.Explicit {
 		cfg := Default()
 		return cfg, cfg.Validate()
 	}
 	if err != nil {
-		return nil, &Error{Key: "config file", Value: path, Msg: fmt.Sprintf("cannot be read: %v", unwrapPathError(err))}
+		return nil, &Error{Key: "config file", Value: path, Msg: fmt.Sprintf("cannot be read: %v", fserr.Cause(err))}
 	}
 	cfg, err := Parse(data)
 	if err != nil {
@@ -177,14 +195,6 @@ func LoadFile(path string, explicit bool) (*Config, error) {
 	}
 	cfg.Path = path
 	return cfg, nil
-}
-
-func unwrapPathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // Parse decodes a config file over the defaults and validates it. Unknown keys

@@ -1,9 +1,12 @@
+// Package hook runs the OCI hook stages: create reads the state, decides
+// from the config, opens the container's network namespace, fences it and
+// records the owner; poststop drops the owner and, with the last, removes the
+// fence. The pieces it strings together live in its sub-packages.
 package hook
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +15,13 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // FenceError means the hook could not fence a container. Under
@@ -39,7 +49,7 @@ func (e *RefusedError) Error() string { return e.Msg }
 
 // Result says what a stage did, for the hook log.
 type Result struct {
-	Stage   Stage
+	Stage   oci.Stage
 	Netns   string
 	Mode    string
 	Backend string
@@ -52,17 +62,17 @@ type Hook struct {
 	Cfg *config.Config
 	Log logrus.FieldLogger
 	// NewBackend is NewBackend unless a test replaces it.
-	NewBackend func(name string) (Backend, error)
+	NewBackend func(name string) (backend.Backend, error)
 }
 
 // New returns a Hook for cfg that logs to log.
 func New(cfg *config.Config, log logrus.FieldLogger) *Hook {
-	return &Hook{Cfg: cfg, Log: log, NewBackend: NewBackend}
+	return &Hook{Cfg: cfg, Log: log, NewBackend: backend.New}
 }
 
 // Run runs one stage for the container in st.
-func (h *Hook) Run(stage Stage, st *specs.State) (Result, error) {
-	if stage == StagePoststop {
+func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
+	if stage == oci.StagePoststop {
 		return h.Poststop(st)
 	}
 	return h.Create(st)
@@ -71,7 +81,7 @@ func (h *Hook) Run(stage Stage, st *specs.State) (Result, error) {
 // Create fences the container's network namespace, or joins the fence that
 // another container of the namespace put there.
 func (h *Hook) Create(st *specs.State) (Result, error) {
-	res := Result{Stage: StageCreate, Backend: h.Cfg.Backend}
+	res := Result{Stage: oci.StageCreate, Backend: h.Cfg.Backend}
 	dec, err := h.Cfg.Decide(st.Annotations)
 	if err != nil {
 		return res, err
@@ -82,16 +92,16 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	res.Mode = dec.Policy.Mode
 	if st.Pid <= 0 {
-		return res, inputErr("the OCI state has no pid: register the hook for createRuntime or prestart, where the container process exists")
+		return res, &oci.InputError{Msg: "the OCI state has no pid: register the hook for createRuntime or prestart, where the container process exists"}
 	}
 
-	bundle, berr := ReadBundle(st.Bundle)
+	bundle, berr := oci.ReadBundle(st.Bundle)
 	switch {
 	case berr != nil && h.Cfg.Strict:
 		return res, &RefusedError{fmt.Sprintf("strict: the bundle's config.json cannot be read to check the process's capabilities: %v", berr)}
 	case berr != nil:
 		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
-		bundle = &Bundle{}
+		bundle = &oci.Bundle{}
 	}
 	if caps := bundle.DangerousCaps(); len(caps) > 0 {
 		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets)", strings.Join(caps, " and "))
@@ -101,20 +111,20 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		h.Log.WithField("capabilities", caps).Warn(msg)
 	}
 
-	nsPath := PidNetnsPath(st.Pid)
-	ns, closeNs, err := OpenNetns(nsPath)
+	nsPath := netns.PidPath(st.Pid)
+	ns, closeNs, err := netns.Open(nsPath)
 	if err != nil {
-		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, unwrapPath(err))}
+		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, fserr.WithPath(err))}
 	}
 	defer closeNs()
 	id := ns.ID
 	res.Netns = id.String()
-	if err := notHost(id); err != nil {
+	if err := netns.NotHost(id); err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
 	h.warnLogSysctl(dec.Policy)
 
-	store, err := OpenStore(h.Cfg.StateDir)
+	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
@@ -127,7 +137,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	owner := Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Since: time.Now().UTC()}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Since: time.Now().UTC()}
 	rec, err := store.Load(id.Key())
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
@@ -148,7 +158,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
-	rec = &Record{
+	rec = &records.Record{
 		Netns:     id,
 		Paths:     compact(nsPath, bundle.NetnsPath),
 		Backend:   backend.Name(),
@@ -157,7 +167,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Features:  feat,
 		LogID:     st.ID,
 		RuleNames: ruleNames(rs),
-		Owners:    []Owner{owner},
+		Owners:    []records.Owner{owner},
 		Installed: time.Now().UTC(),
 	}
 	if err := store.Save(rec); err != nil {
@@ -171,25 +181,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	return res, nil
 }
 
-// notHost refuses the host's namespace: rules there would cut off the host.
-func notHost(id NetnsID) error {
-	hosts, err := HostNetns()
-	if err != nil {
-		return err
-	}
-	if slices.Contains(hosts, id) {
-		return errors.New("the container shares the host's network namespace; rules there would cut off the host, so it cannot be fenced (give it a network namespace of its own, or do not select it)")
-	}
-	return nil
-}
-
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
-func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.Policy, digest string, res *Result) (bool, error) {
+func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
 	// This container replaces any entry of its own (a container created again
 	// under its id has a new pid); owners whose process is gone leave.
-	var others []Owner
+	var others []records.Owner
 	dead := 0
 	for _, o := range rec.Owners {
 		switch {
@@ -258,13 +256,13 @@ func (h *Hook) join(store *Store, rec *Record, ns Netns, owner Owner, p config.P
 // install activates the fence. On a kernel that lacks conntrack or a log
 // target it falls back to fewer optional features, since the refusals must
 // not depend on them; any other error fails the install as it is.
-func (h *Hook) install(b Backend, ns Netns, p config.Policy, logID string) (RuleSet, Features, error) {
+func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logID string) (rules.RuleSet, rules.Features, error) {
 	var firstErr error
-	for _, feat := range []Features{AllFeatures, {Conntrack: true}, {Log: true}, {}} {
+	for _, feat := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 		if !feat.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
 			continue // required logging; and audit mode without logging does nothing
 		}
-		rs := NewRuleSet(p, logID, feat)
+		rs := rules.NewRuleSet(p, logID, feat)
 		err := b.Install(ns, rs)
 		if err == nil {
 			if !feat.Log {
@@ -278,19 +276,18 @@ func (h *Hook) install(b Backend, ns Netns, p config.Policy, logID string) (Rule
 		if firstErr == nil {
 			firstErr = err
 		}
-		if !errors.Is(err, ErrMissingFeature) {
+		if !errors.Is(err, backend.ErrMissingFeature) {
 			break
 		}
 	}
-	return nil, Features{}, firstErr
+	return nil, rules.Features{}, firstErr
 }
 
 func (h *Hook) warnLogSysctl(p config.Policy) {
 	if p.Log.Target != config.LogKernel {
 		return
 	}
-	data, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns")
-	if err == nil && strings.TrimSpace(string(data)) == "0" {
+	if backend.KernelLogHidesNamespaces() {
 		h.Log.Warn("net.netfilter.nf_log_all_netns is 0 on the host: the kernel drops LOG lines of container namespaces; set it to 1 (sysctl -w net.netfilter.nf_log_all_netns=1) or use log.target: nflog")
 	}
 }
@@ -298,8 +295,8 @@ func (h *Hook) warnLogSysctl(p config.Policy) {
 // Poststop removes the container from its namespace's owners and, with the
 // last owner, takes the fence out if the namespace still exists.
 func (h *Hook) Poststop(st *specs.State) (Result, error) {
-	res := Result{Stage: StagePoststop}
-	store, err := OpenStore(h.Cfg.StateDir)
+	res := Result{Stage: oci.StagePoststop}
+	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return res, err
 	}
@@ -328,16 +325,16 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	}
 
 	hints := rec.Paths
-	if b, err := ReadBundle(st.Bundle); err == nil {
+	if b, err := oci.ReadBundle(st.Bundle); err == nil {
 		hints = append(hints, b.NetnsPath)
 	}
-	ns, closeNs, found := openRecorded(rec.Netns, hints)
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
 	if !found {
 		res.Action = "namespace gone; record removed"
 		return res, store.Delete(key)
 	}
 	defer closeNs()
-	if err := notHost(ns.ID); err != nil {
+	if err := netns.NotHost(ns.ID); err != nil {
 		return res, fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", st.ID, err)
 	}
 	backend, err := h.NewBackend(rec.Backend)
@@ -352,32 +349,14 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	return res, store.Delete(key)
 }
 
-// openRecorded finds and holds the namespace of a record, checking that what
-// it holds is that namespace and not whatever a path leads to by now.
-func openRecorded(id NetnsID, hints []string) (Netns, func(), bool) {
-	at, ok := FindNetns(id, hints...)
-	if !ok {
-		return Netns{}, nil, false
-	}
-	ns, closeNs, err := OpenNetns(at.Path)
-	if err != nil {
-		return Netns{}, nil, false
-	}
-	if ns.ID != id {
-		closeNs()
-		return Netns{}, nil, false
-	}
-	return ns, closeNs, true
-}
-
 // logSummary writes the last counters of the fence into the hook log.
-func (h *Hook) logSummary(b Backend, ns Netns, rec *Record) {
+func (h *Hook) logSummary(b backend.Backend, ns netns.Handle, rec *records.Record) {
 	counters, err := b.Counters(ns)
 	if err != nil {
 		h.Log.WithError(err).Warn("reading the fence's counters")
 		return
 	}
-	sums, t := TallyCounters(rec.RuleNames, counters)
+	sums, t := rules.TallyCounters(rec.RuleNames, counters)
 	fields := logrus.Fields{"log_id": rec.LogID, "refused_tcp": t.RefusedTCP, "refused_udp": t.RefusedUDP,
 		"refused_other": t.RefusedOther, "logged": t.Logged}
 	if rec.Policy.Mode == config.ModeAudit {
@@ -389,8 +368,8 @@ func (h *Hook) logSummary(b Backend, ns Netns, rec *Record) {
 	h.Log.WithFields(fields).Info("fence summary: attempts refused and logged over the fence's life")
 }
 
-func ruleNames(rs RuleSet) map[Family][]string {
-	out := map[Family][]string{}
+func ruleNames(rs rules.RuleSet) map[rules.Family][]string {
+	out := map[rules.Family][]string{}
 	for fam, rules := range rs {
 		for _, r := range rules {
 			out[fam] = append(out[fam], r.Name)
@@ -412,21 +391,13 @@ func compact(paths ...string) []string {
 	return slices.DeleteFunc(paths, func(s string) bool { return s == "" })
 }
 
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return fmt.Errorf("%s: %w", pe.Path, pe.Err)
-	}
-	return err
-}
-
 // ExitCode maps a stage's error to the hook's exit code: 0 done (or, under
 // failure: open, could not fence), 1 could not fence or refused, 2 usage,
 // input or config error.
 func ExitCode(err error, failure string) int {
 	var cfgErr *config.Error
 	var annErr *config.AnnotationError
-	var inErr *InputError
+	var inErr *oci.InputError
 	var fenceErr *FenceError
 	switch {
 	case err == nil:

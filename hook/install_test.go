@@ -7,6 +7,11 @@ import (
 	"testing"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
 )
 
 // fakeBackend fails an install whose rules use a feature it lacks, the way
@@ -14,29 +19,29 @@ import (
 type fakeBackend struct {
 	noConntrack, noLog bool
 	err                error
-	installed          RuleSet
+	installed          rules.RuleSet
 	calls              int
 }
 
 func (f *fakeBackend) Name() string { return "fake" }
-func (f *fakeBackend) Install(_ Netns, rs RuleSet) error {
+func (f *fakeBackend) Install(_ netns.Handle, rs rules.RuleSet) error {
 	f.calls++
 	if f.err != nil {
 		return f.err
 	}
-	for _, rules := range rs {
-		for _, r := range rules {
-			if (f.noConntrack && r.Established) || (f.noLog && r.Action == Log) {
-				return fmt.Errorf("rule %s: %w", r, ErrMissingFeature)
+	for _, fam := range rs {
+		for _, r := range fam {
+			if (f.noConntrack && r.Established) || (f.noLog && r.Action == rules.Log) {
+				return fmt.Errorf("rule %s: %w", r, backend.ErrMissingFeature)
 			}
 		}
 	}
 	f.installed = rs
 	return nil
 }
-func (f *fakeBackend) Installed(Netns) (bool, error)               { return f.installed != nil, nil }
-func (f *fakeBackend) Remove(Netns) error                          { f.installed = nil; return nil }
-func (f *fakeBackend) Counters(Netns) (map[Family][]uint64, error) { return nil, nil }
+func (f *fakeBackend) Installed(netns.Handle) (bool, error)                     { return f.installed != nil, nil }
+func (f *fakeBackend) Remove(netns.Handle) error                                { f.installed = nil; return nil }
+func (f *fakeBackend) Counters(netns.Handle) (map[rules.Family][]uint64, error) { return nil, nil }
 
 func TestInstallFallsBackOnlyForMissingFeatures(t *testing.T) {
 	log := logrus.New()
@@ -45,21 +50,21 @@ func TestInstallFallsBackOnlyForMissingFeatures(t *testing.T) {
 		name    string
 		cfg     string
 		backend *fakeBackend
-		want    Features
+		want    rules.Features
 		wantErr error
 	}{
-		{"all there", baseCfg, &fakeBackend{}, AllFeatures, nil},
-		{"no conntrack", baseCfg, &fakeBackend{noConntrack: true}, Features{Log: true}, nil},
-		{"no log target", baseCfg, &fakeBackend{noLog: true}, Features{Conntrack: true}, nil},
-		{"neither", baseCfg, &fakeBackend{noConntrack: true, noLog: true}, Features{}, nil},
-		{"log required", baseCfg + "log: {required: true}", &fakeBackend{noLog: true}, Features{}, ErrMissingFeature},
-		{"audit cannot do without logging", baseCfg + "mode: audit", &fakeBackend{noLog: true}, Features{}, ErrMissingFeature},
-		{"another error is not retried", baseCfg, &fakeBackend{err: errors.New("Rate too fast")}, Features{}, errors.New("")},
-		{"a lock timeout is not retried", baseCfg, &fakeBackend{err: ErrLockTimeout}, Features{}, ErrLockTimeout},
+		{"all there", testpolicy.Base, &fakeBackend{}, rules.AllFeatures, nil},
+		{"no conntrack", testpolicy.Base, &fakeBackend{noConntrack: true}, rules.Features{Log: true}, nil},
+		{"no log target", testpolicy.Base, &fakeBackend{noLog: true}, rules.Features{Conntrack: true}, nil},
+		{"neither", testpolicy.Base, &fakeBackend{noConntrack: true, noLog: true}, rules.Features{}, nil},
+		{"log required", testpolicy.Base + "log: {required: true}", &fakeBackend{noLog: true}, rules.Features{}, backend.ErrMissingFeature},
+		{"audit cannot do without logging", testpolicy.Base + "mode: audit", &fakeBackend{noLog: true}, rules.Features{}, backend.ErrMissingFeature},
+		{"another error is not retried", testpolicy.Base, &fakeBackend{err: errors.New("Rate too fast")}, rules.Features{}, errors.New("")},
+		{"a lock timeout is not retried", testpolicy.Base, &fakeBackend{err: backend.ErrLockTimeout}, rules.Features{}, backend.ErrLockTimeout},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hook{Log: log}
-			rs, feat, err := h.install(tc.backend, Netns{}, policy(t, tc.cfg), "c")
+			rs, feat, err := h.install(tc.backend, netns.Handle{}, testpolicy.Policy(t, tc.cfg), "c")
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("installed %v; want an error", feat)

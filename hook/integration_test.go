@@ -18,6 +18,11 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // Timeouts long enough that a fence that drops instead of refusing shows
@@ -126,9 +131,9 @@ func TestFenceSemantics(t *testing.T) {
 }
 
 // packets sums the fence's counters by rule name.
-func packets(t *testing.T, backend string, ns *testnet.Netns, rec *hook.Record) map[string]uint64 {
+func packets(t *testing.T, backend string, ns *testnet.Netns, rec *records.Record) map[string]uint64 {
 	t.Helper()
-	b, err := hook.NewBackend(backend)
+	b, err := hookbackend.New(backend)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,9 +223,9 @@ func TestIdempotent(t *testing.T) {
 			}
 
 			// The backend alone: Install over an installed fence replaces it.
-			b, _ := hook.NewBackend(backend)
+			b, _ := hookbackend.New(backend)
 			rec := e.records()[0]
-			rs := hook.NewRuleSet(rec.Policy, rec.LogID, rec.Features)
+			rs := rules.NewRuleSet(rec.Policy, rec.LogID, rec.Features)
 			if err := b.Install(nsOf(t, ns), rs); err != nil {
 				t.Fatalf("Install over the same fence: %v", err)
 			}
@@ -243,7 +248,7 @@ func TestIdempotent(t *testing.T) {
 // A rule the kernel (or the tools) refuse part way through leaves the
 // namespace exactly as it was: empty, or with the fence it had.
 func TestRollback(t *testing.T) {
-	bad := hook.Rule{Name: "bad", Proto: "no-such-protocol", Action: hook.Accept}
+	bad := rules.Rule{Name: "bad", Proto: "no-such-protocol", Action: rules.Accept}
 	for _, backend := range backends(t) {
 		t.Run(backend, func(t *testing.T) {
 			ns := testnet.NewNetns(t)
@@ -252,17 +257,17 @@ func TestRollback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			good := hook.NewRuleSet(d.Policy, "rollback-test", hook.AllFeatures)
-			withBad := func(fam hook.Family) hook.RuleSet {
-				rs := hook.RuleSet{}
-				for f, rules := range good {
-					rs[f] = append([]hook.Rule{}, rules...)
+			good := rules.NewRuleSet(d.Policy, "rollback-test", rules.AllFeatures)
+			withBad := func(fam rules.Family) rules.RuleSet {
+				rs := rules.RuleSet{}
+				for f, famRules := range good {
+					rs[f] = append([]rules.Rule{}, famRules...)
 				}
 				mid := len(rs[fam]) / 2
-				rs[fam] = append(rs[fam][:mid], append([]hook.Rule{bad}, rs[fam][mid:]...)...)
+				rs[fam] = append(rs[fam][:mid], append([]rules.Rule{bad}, rs[fam][mid:]...)...)
 				return rs
 			}
-			b, err := hook.NewBackend(backend)
+			b, err := hookbackend.New(backend)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -275,7 +280,7 @@ func TestRollback(t *testing.T) {
 					}
 				}
 				before := rulesIn(t, ns)
-				for _, fam := range hook.Families {
+				for _, fam := range rules.Families {
 					if err := b.Install(target, withBad(fam)); err == nil {
 						t.Fatalf("%s namespace: Install with a bad %s rule succeeded", state, fam)
 					} else {
@@ -420,7 +425,7 @@ func TestRecreatedContainerKeepsFence(t *testing.T) {
 			if _, err := e.poststop(side.id); err != nil {
 				t.Fatal(err)
 			}
-			b, _ := hook.NewBackend(backend)
+			b, _ := hookbackend.New(backend)
 			if ok, err := b.Installed(nsOf(t, ns)); !ok || err != nil {
 				t.Fatalf("the recreated container %s lost its fence when another left: %v", web.id, err)
 			}
@@ -464,7 +469,7 @@ func TestParallelBurst(t *testing.T) {
 			}
 			wg.Wait()
 			t.Logf("%d parallel creates took %v", n, time.Since(start))
-			b, _ := hook.NewBackend(backend)
+			b, _ := hookbackend.New(backend)
 			for i := range n {
 				if codes[i] != 0 {
 					t.Errorf("create %d: exit %d: %s", i, codes[i], errs[i])
@@ -550,14 +555,14 @@ func TestPoststopFindsNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { syscall.Mount(pin, ns.Path, "", syscall.MS_BIND, "") })
-		if _, ok := hook.FindNetns(nsOf(t, &testnet.Netns{Path: pin}).ID); ok {
+		if _, ok := netns.Find(nsOf(t, &testnet.Netns{Path: pin}).ID); ok {
 			t.Skip("the namespace is still reachable without the bundle path; cannot test the bundle hint")
 		}
 		if _, err := e.hook().Poststop(&specs.State{ID: c.id, Status: specs.StateStopped, Bundle: bundle}); err != nil {
 			t.Fatal(err)
 		}
-		b, _ := hook.NewBackend(backend)
-		if ok, _ := b.Installed(hook.Netns{Path: pin}); ok {
+		b, _ := hookbackend.New(backend)
+		if ok, _ := b.Installed(netns.Handle{Path: pin}); ok {
 			t.Error("poststop did not find the namespace through the bundle's config.json")
 		}
 	})
@@ -662,8 +667,8 @@ func TestNoConntrack(t *testing.T) {
 			client := lab.AddClient(t)
 			e := newEnv(t, lab, backend, "")
 			d, _ := e.cfg.Decide(nil)
-			rs := hook.NewRuleSet(d.Policy, "no-conntrack", hook.Features{Log: true})
-			b, _ := hook.NewBackend(backend)
+			rs := rules.NewRuleSet(d.Policy, "no-conntrack", rules.Features{Log: true})
+			b, _ := hookbackend.New(backend)
 			target := nsOf(t, client.Netns)
 			if err := b.Install(target, rs); err != nil {
 				t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/sirupsen/logrus"
 )
 
@@ -13,13 +14,7 @@ import (
 // empty or cannot be opened, it logs to fallback instead, so the detail of
 // a failure is never lost; the returned error says why.
 func OpenLog(path string, debug bool, fallback io.Writer) (*logrus.Logger, func(), error) {
-	log := logrus.New()
-	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
-	log.SetLevel(logrus.InfoLevel)
-	if debug {
-		log.SetLevel(logrus.DebugLevel)
-	}
-	log.SetOutput(fallback)
+	log := logging.New(fallback, logging.JSON, debug)
 	if path == "" {
 		return log, func() {}, nil
 	}

@@ -20,6 +20,10 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 // hookBin is the bypass-hook binary built for the tests that run it as a
@@ -78,9 +82,9 @@ func (e *env) poststop(id string) (hook.Result, error) {
 	return e.hook().Poststop(&specs.State{ID: id, Status: specs.StateStopped})
 }
 
-func (e *env) records() []*hook.Record {
+func (e *env) records() []*records.Record {
 	e.t.Helper()
-	s, err := hook.OpenStore(e.cfg.StateDir)
+	s, err := records.Open(e.cfg.StateDir)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -172,7 +176,7 @@ func startUnshared(t *testing.T) *container {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		own, _ := os.Readlink("/proc/self/ns/net")
-		got, _ := os.Readlink(hook.PidNetnsPath(cmd.Process.Pid))
+		got, _ := os.Readlink(netns.PidPath(cmd.Process.Pid))
 		if got != "" && got != own {
 			return c
 		}
@@ -186,13 +190,13 @@ func startUnshared(t *testing.T) *container {
 // waitNetns waits until nsenter has moved pid into the namespace at path.
 func waitNetns(t *testing.T, pid int, path string) {
 	t.Helper()
-	want, err := hook.StatNetns(path)
+	want, err := netns.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if got, err := hook.StatNetns(hook.PidNetnsPath(pid)); err == nil && got == want {
+		if got, err := netns.Stat(netns.PidPath(pid)); err == nil && got == want {
 			// nsenter execs sleep after setns; wait for the exec too, so the
 			// comm no longer says nsenter.
 			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sleep" {
@@ -229,18 +233,18 @@ func rulesIn(t *testing.T, ns *testnet.Netns) string {
 }
 
 func backends(t *testing.T) []string {
-	names := hook.BackendNames()
+	names := backend.Names()
 	if len(names) == 0 {
 		t.Fatal("no backend built in")
 	}
 	return names
 }
 
-func nsOf(t *testing.T, ns *testnet.Netns) hook.Netns {
+func nsOf(t *testing.T, ns *testnet.Netns) netns.Handle {
 	t.Helper()
-	id, err := hook.StatNetns(ns.Path)
+	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return hook.Netns{ID: id, Path: ns.Path}
+	return netns.Handle{ID: id, Path: ns.Path}
 }

@@ -20,12 +20,15 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // ---- rendering, no root ----
 
-func nftRule(mod func(*hook.Rule)) hook.Rule {
-	r := hook.Rule{Name: "t", Action: hook.Accept}
+func nftRule(mod func(*rules.Rule)) rules.Rule {
+	r := rules.Rule{Name: "t", Action: rules.Accept}
 	mod(&r)
 	return r
 }
@@ -67,62 +70,62 @@ func TestNftExprs(t *testing.T) {
 	accept := []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept}}
 	v4, v6 := nfproto(unix.NFPROTO_IPV4), nfproto(unix.NFPROTO_IPV6)
 	tcp, udp := l4proto(unix.IPPROTO_TCP), l4proto(unix.IPPROTO_UDP)
-	kernelLog := &hook.LogSpec{Target: config.LogKernel, Prefix: "bypass:abc: ", RatePer: 5, RateUnit: "second", Burst: 10, LogUID: true}
-	nflog := &hook.LogSpec{Target: config.LogNflog, Prefix: "bh:abc: ", Group: 7231, RatePer: 2, RateUnit: "minute", Burst: 4}
+	kernelLog := &rules.LogSpec{Target: config.LogKernel, Prefix: "bypass:abc: ", RatePer: 5, RateUnit: "second", Burst: 10, LogUID: true}
+	nflog := &rules.LogSpec{Target: config.LogNflog, Prefix: "bh:abc: ", Group: 7231, RatePer: 2, RateUnit: "minute", Burst: 4}
 	limit := func(rate uint64, unit expr.LimitTime, burst uint32) *expr.Limit {
 		return &expr.Limit{Type: expr.LimitTypePkts, Rate: rate, Unit: unit, Burst: burst}
 	}
 	for _, tc := range []struct {
 		name string
-		rule hook.Rule
-		fam  hook.Family
+		rule rules.Rule
+		fam  rules.Family
 		want []expr.Any
 	}{
-		{"loopback", nftRule(func(r *hook.Rule) { r.OutIface = "lo" }), hook.IPv4,
+		{"loopback", nftRule(func(r *rules.Rule) { r.OutIface = "lo" }), rules.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, eq('l', 'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), accept)},
-		{"neighbour discovery", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoICMPv6, ptr(uint8(135)) }), hook.IPv6,
+		{"neighbour discovery", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type = rules.ProtoICMPv6, ptr(uint8(135)) }), rules.IPv6,
 			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), accept)},
-		{"established", nftRule(func(r *hook.Rule) { r.Established = true }), hook.IPv6,
+		{"established", nftRule(func(r *rules.Rule) { r.Established = true }), rules.IPv6,
 			cat(v6, &expr.Ct{Register: 1, Key: expr.CtKeySTATE}, and(binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...),
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}}, accept)},
-		{"proxy v4", nftRule(func(r *hook.Rule) {
-			r.Proto, r.Dst, r.DPort = hook.ProtoTCP, netip.MustParsePrefix("198.51.100.1/32"), 3128
-		}), hook.IPv4,
+		{"proxy v4", nftRule(func(r *rules.Rule) {
+			r.Proto, r.Dst, r.DPort = rules.ProtoTCP, netip.MustParsePrefix("198.51.100.1/32"), 3128
+		}), rules.IPv4,
 			cat(v4, tcp, load(expr.PayloadBaseNetworkHeader, 16, 4), eq(198, 51, 100, 1), load(expr.PayloadBaseTransportHeader, 2, 2), eq(0x0c, 0x38), accept)},
-		{"proxy v6", nftRule(func(r *hook.Rule) {
-			r.Proto, r.Dst, r.DPort = hook.ProtoTCP, netip.MustParsePrefix("2001:db8:1::1/128"), 3128
-		}), hook.IPv6,
+		{"proxy v6", nftRule(func(r *rules.Rule) {
+			r.Proto, r.Dst, r.DPort = rules.ProtoTCP, netip.MustParsePrefix("2001:db8:1::1/128"), 3128
+		}), rules.IPv6,
 			cat(v6, tcp, load(expr.PayloadBaseNetworkHeader, 24, 16), eq(0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1),
 				load(expr.PayloadBaseTransportHeader, 2, 2), eq(0x0c, 0x38), accept)},
-		{"allow a network, any protocol", nftRule(func(r *hook.Rule) { r.Dst = netip.MustParsePrefix("10.96.3.4/14") }), hook.IPv4,
+		{"allow a network, any protocol", nftRule(func(r *rules.Rule) { r.Dst = netip.MustParsePrefix("10.96.3.4/14") }), rules.IPv4,
 			cat(v4, load(expr.PayloadBaseNetworkHeader, 16, 4), and(0xff, 0xfc, 0, 0), eq(10, 96, 0, 0), accept)},
-		{"dns over udp", nftRule(func(r *hook.Rule) {
-			r.Proto, r.Dst, r.DPort = hook.ProtoUDP, netip.MustParsePrefix("10.96.0.10/32"), 53
-		}), hook.IPv4,
+		{"dns over udp", nftRule(func(r *rules.Rule) {
+			r.Proto, r.Dst, r.DPort = rules.ProtoUDP, netip.MustParsePrefix("10.96.0.10/32"), 53
+		}), rules.IPv4,
 			cat(v4, udp, load(expr.PayloadBaseNetworkHeader, 16, 4), eq(10, 96, 0, 10), load(expr.PayloadBaseTransportHeader, 2, 2), eq(0, 53), accept)},
-		{"allowed uid", nftRule(func(r *hook.Rule) { r.UID = ptr(uint32(1337)) }), hook.IPv4,
+		{"allowed uid", nftRule(func(r *rules.Rule) { r.UID = ptr(uint32(1337)) }), rules.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeySKUID, Register: 1}, eq(binaryutil.NativeEndian.PutUint32(1337)...), accept)},
-		{"kernel log", nftRule(func(r *hook.Rule) { r.Proto, r.Action, r.Log = hook.ProtoTCP, hook.Log, kernelLog }), hook.IPv4,
+		{"kernel log", nftRule(func(r *rules.Rule) { r.Proto, r.Action, r.Log = rules.ProtoTCP, rules.Log, kernelLog }), rules.IPv4,
 			cat(v4, tcp, limit(5, expr.LimitTimeSecond, 10), &expr.Counter{},
 				&expr.Log{Key: 1<<unix.NFTA_LOG_PREFIX | 1<<unix.NFTA_LOG_FLAGS, Flags: expr.LogFlagsUID, Data: []byte("bypass:abc: ")})},
-		{"nflog", nftRule(func(r *hook.Rule) { r.Proto, r.Action, r.Log = hook.ProtoUDP, hook.Log, nflog }), hook.IPv6,
+		{"nflog", nftRule(func(r *rules.Rule) { r.Proto, r.Action, r.Log = rules.ProtoUDP, rules.Log, nflog }), rules.IPv6,
 			cat(v6, udp, limit(2, expr.LimitTimeMinute, 4), &expr.Counter{},
 				&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_PREFIX, Group: 7231, Data: []byte("bh:abc: ")})},
-		{"refuse tcp", nftRule(func(r *hook.Rule) { r.Proto, r.Action = hook.ProtoTCP, hook.RejectTCPReset }), hook.IPv6,
+		{"refuse tcp", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoTCP, rules.RejectTCPReset }), rules.IPv6,
 			cat(v6, tcp, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})},
-		{"refuse new tcp without conntrack", nftRule(func(r *hook.Rule) { r.Proto, r.TCPSyn, r.Action = hook.ProtoTCP, true, hook.RejectTCPReset }), hook.IPv4,
+		{"refuse new tcp without conntrack", nftRule(func(r *rules.Rule) { r.Proto, r.TCPSyn, r.Action = rules.ProtoTCP, true, rules.RejectTCPReset }), rules.IPv4,
 			cat(v4, tcp, load(expr.PayloadBaseTransportHeader, 13, 1), and(0x17), eq(0x02), &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})},
-		{"refuse udp v4", nftRule(func(r *hook.Rule) { r.Proto, r.Action = hook.ProtoUDP, hook.RejectPortUnreachable }), hook.IPv4,
+		{"refuse udp v4", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoUDP, rules.RejectPortUnreachable }), rules.IPv4,
 			cat(v4, udp, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 3})},
-		{"refuse udp v6", nftRule(func(r *hook.Rule) { r.Proto, r.Action = hook.ProtoUDP, hook.RejectPortUnreachable }), hook.IPv6,
+		{"refuse udp v6", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoUDP, rules.RejectPortUnreachable }), rules.IPv6,
 			cat(v6, udp, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 4})},
-		{"refuse other v4", nftRule(func(r *hook.Rule) { r.Action = hook.RejectAdminProhibited }), hook.IPv4,
+		{"refuse other v4", nftRule(func(r *rules.Rule) { r.Action = rules.RejectAdminProhibited }), rules.IPv4,
 			cat(v4, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 13})},
-		{"refuse other v6", nftRule(func(r *hook.Rule) { r.Action = hook.RejectAdminProhibited }), hook.IPv6,
+		{"refuse other v6", nftRule(func(r *rules.Rule) { r.Action = rules.RejectAdminProhibited }), rules.IPv6,
 			cat(v6, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hook.NftExprs(tc.rule, tc.fam)
+			got, err := hookbackend.NftExprs(tc.rule, tc.fam)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,25 +147,25 @@ func dumpExprs(es []expr.Any) string {
 // Rules the model should never make are refused, not rendered into
 // something else.
 func TestNftExprsRefuses(t *testing.T) {
-	log := &hook.LogSpec{Target: config.LogKernel, Prefix: "p", RatePer: 5, RateUnit: "second", Burst: 10}
+	log := &rules.LogSpec{Target: config.LogKernel, Prefix: "p", RatePer: 5, RateUnit: "second", Burst: 10}
 	for _, tc := range []struct {
 		name string
-		rule hook.Rule
-		fam  hook.Family
+		rule rules.Rule
+		fam  rules.Family
 	}{
-		{"port without protocol", nftRule(func(r *hook.Rule) { r.DPort = 53 }), hook.IPv4},
-		{"syn on udp", nftRule(func(r *hook.Rule) { r.Proto, r.TCPSyn = hook.ProtoUDP, true }), hook.IPv4},
-		{"unknown protocol", nftRule(func(r *hook.Rule) { r.Proto = "sctp" }), hook.IPv4},
-		{"v6 address in v4", nftRule(func(r *hook.Rule) { r.Dst = netip.MustParsePrefix("2001:db8::1/128") }), hook.IPv4},
-		{"icmpv6 type on tcp", nftRule(func(r *hook.Rule) { r.Proto, r.ICMPv6Type = hook.ProtoTCP, ptr(uint8(135)) }), hook.IPv6},
-		{"long interface", nftRule(func(r *hook.Rule) { r.OutIface = "an-interface-name" }), hook.IPv4},
-		{"log without spec", nftRule(func(r *hook.Rule) { r.Action = hook.Log }), hook.IPv4},
-		{"log per week", nftRule(func(r *hook.Rule) { l := *log; l.RateUnit = "week"; r.Action, r.Log = hook.Log, &l }), hook.IPv4},
-		{"unknown log target", nftRule(func(r *hook.Rule) { l := *log; l.Target = "ulog"; r.Action, r.Log = hook.Log, &l }), hook.IPv4},
-		{"reset on udp", nftRule(func(r *hook.Rule) { r.Proto, r.Action = hook.ProtoUDP, hook.RejectTCPReset }), hook.IPv4},
-		{"unknown action", nftRule(func(r *hook.Rule) { r.Action = "drop" }), hook.IPv4},
+		{"port without protocol", nftRule(func(r *rules.Rule) { r.DPort = 53 }), rules.IPv4},
+		{"syn on udp", nftRule(func(r *rules.Rule) { r.Proto, r.TCPSyn = rules.ProtoUDP, true }), rules.IPv4},
+		{"unknown protocol", nftRule(func(r *rules.Rule) { r.Proto = "sctp" }), rules.IPv4},
+		{"v6 address in v4", nftRule(func(r *rules.Rule) { r.Dst = netip.MustParsePrefix("2001:db8::1/128") }), rules.IPv4},
+		{"icmpv6 type on tcp", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type = rules.ProtoTCP, ptr(uint8(135)) }), rules.IPv6},
+		{"long interface", nftRule(func(r *rules.Rule) { r.OutIface = "an-interface-name" }), rules.IPv4},
+		{"log without spec", nftRule(func(r *rules.Rule) { r.Action = rules.Log }), rules.IPv4},
+		{"log per week", nftRule(func(r *rules.Rule) { l := *log; l.RateUnit = "week"; r.Action, r.Log = rules.Log, &l }), rules.IPv4},
+		{"unknown log target", nftRule(func(r *rules.Rule) { l := *log; l.Target = "ulog"; r.Action, r.Log = rules.Log, &l }), rules.IPv4},
+		{"reset on udp", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoUDP, rules.RejectTCPReset }), rules.IPv4},
+		{"unknown action", nftRule(func(r *rules.Rule) { r.Action = "drop" }), rules.IPv4},
 	} {
-		if got, err := hook.NftExprs(tc.rule, tc.fam); err == nil {
+		if got, err := hookbackend.NftExprs(tc.rule, tc.fam); err == nil {
 			t.Errorf("%s: %s rendered as %s; want an error", tc.name, tc.rule, dumpExprs(got))
 		}
 	}
@@ -181,10 +184,10 @@ func TestNftExprsCoverRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, caps := range []hook.Features{hook.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
-			for _, fam := range hook.Families {
-				for _, r := range hook.Rules(d.Policy, "0123456789abcdef", fam, caps) {
-					es, err := hook.NftExprs(r, fam)
+		for _, caps := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
+			for _, fam := range rules.Families {
+				for _, r := range rules.Rules(d.Policy, "0123456789abcdef", fam, caps) {
+					es, err := hookbackend.NftExprs(r, fam)
 					if err != nil {
 						t.Errorf("%q %+v %s: %s: %v", extra, caps, fam, r, err)
 						continue
@@ -196,10 +199,10 @@ func TestNftExprsCoverRules(t *testing.T) {
 	}
 }
 
-func checkShape(t *testing.T, r hook.Rule, fam hook.Family, es []expr.Any) {
+func checkShape(t *testing.T, r rules.Rule, fam rules.Family, es []expr.Any) {
 	t.Helper()
 	want := byte(unix.NFPROTO_IPV4)
-	if fam == hook.IPv6 {
+	if fam == rules.IPv6 {
 		want = unix.NFPROTO_IPV6
 	}
 	if m, ok := es[0].(*expr.Meta); !ok || m.Key != expr.MetaKeyNFPROTO || es[1].(*expr.Cmp).Data[0] != want {
@@ -217,10 +220,10 @@ func checkShape(t *testing.T, r hook.Rule, fam hook.Family, es []expr.Any) {
 	last := es[len(es)-1]
 	var ok bool
 	switch r.Action {
-	case hook.Accept:
+	case rules.Accept:
 		v, isV := last.(*expr.Verdict)
 		ok = isV && v.Kind == expr.VerdictAccept
-	case hook.Log:
+	case rules.Log:
 		_, ok = last.(*expr.Log)
 	default:
 		_, ok = last.(*expr.Reject)
@@ -234,7 +237,7 @@ func checkShape(t *testing.T, r hook.Rule, fam hook.Family, es []expr.Any) {
 
 const nftTestPolicy = "proxies: ['198.51.100.1:3128', '[2001:db8:1::1]:3128']\nallow: [{cidr: 10.0.0.0/8, ports: [443], protocol: tcp}]\ndns: [198.51.100.53]\nallowUids: [1337]\n"
 
-func nftRuleSet(t *testing.T, yaml, id string, caps hook.Features) hook.RuleSet {
+func nftRuleSet(t *testing.T, yaml, id string, caps rules.Features) rules.RuleSet {
 	t.Helper()
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -244,7 +247,7 @@ func nftRuleSet(t *testing.T, yaml, id string, caps hook.Features) hook.RuleSet 
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := hook.NewRuleSet(d.Policy, id, caps)
+	rs := rules.NewRuleSet(d.Policy, id, caps)
 	return rs
 }
 
@@ -254,7 +257,7 @@ var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 func nftList(t *testing.T, ns *testnet.Netns) string {
 	t.Helper()
 	testnet.RequireTools(t, "nft")
-	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", hook.NftTable).CombinedOutput()
+	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", hookbackend.NftTable).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "No such file or directory") {
 			return ""
@@ -268,12 +271,12 @@ func nftList(t *testing.T, ns *testnet.Netns) string {
 // the library, reads it: the contract's rules, in order, for both families.
 func TestNftablesListing(t *testing.T) {
 	ns := testnet.NewNetns(t)
-	b, err := hook.NewBackend(config.BackendNftables)
+	b, err := hookbackend.New(config.BackendNftables)
 	if err != nil {
 		t.Fatal(err)
 	}
 	target := nsOf(t, ns)
-	if err := b.Install(target, nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)); err != nil {
+	if err := b.Install(target, nftRuleSet(t, nftTestPolicy, "0123456789abcdef", rules.AllFeatures)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Remove(target) })
@@ -319,7 +322,7 @@ func TestNftablesListing(t *testing.T) {
 			t.Errorf("no line %q in:\n%s", line, got)
 		}
 	}
-	if n, rules := strings.Count(got, " comment "), nftRuleSet(t, nftTestPolicy, "x", hook.AllFeatures).Count(); n != rules {
+	if n, rules := strings.Count(got, " comment "), nftRuleSet(t, nftTestPolicy, "x", rules.AllFeatures).Count(); n != rules {
 		t.Errorf("%d rules listed:\n%s", n, got)
 	}
 }
@@ -328,24 +331,24 @@ func TestNftablesListing(t *testing.T) {
 // nft reads them.
 func TestNftablesListingVariants(t *testing.T) {
 	ns := testnet.NewNetns(t)
-	b, _ := hook.NewBackend(config.BackendNftables)
+	b, _ := hookbackend.New(config.BackendNftables)
 	target := nsOf(t, ns)
 	t.Cleanup(func() { b.Remove(target) })
 	for _, tc := range []struct {
 		name, yaml string
-		caps       hook.Features
+		caps       rules.Features
 		want, not  []string
 	}{
-		{"nflog", nftTestPolicy + "log: {target: nflog, group: 7231, prefix: bh}\n", hook.AllFeatures,
+		{"nflog", nftTestPolicy + "log: {target: nflog, group: 7231, prefix: bh}\n", rules.AllFeatures,
 			[]string{`meta nfproto ipv6 meta l4proto udp limit rate 5/second burst 10 packets counter log prefix "bh:0123456789ab: " group 7231 comment "ipv6 log-udp"`},
 			[]string{"flags skuid"}},
-		{"no conntrack", nftTestPolicy, hook.Features{Log: true},
+		{"no conntrack", nftTestPolicy, rules.Features{Log: true},
 			[]string{`meta nfproto ipv4 tcp flags syn / fin,syn,rst,ack counter reject with tcp reset comment "ipv4 refuse-tcp"`},
 			[]string{"ct state", "refuse-udp", "refuse-other"}},
-		{"no log", nftTestPolicy, hook.Features{Conntrack: true},
+		{"no log", nftTestPolicy, rules.Features{Conntrack: true},
 			[]string{`comment "ipv6 refuse-other"`},
 			[]string{" log ", "limit"}},
-		{"audit", nftTestPolicy + "mode: audit\n", hook.AllFeatures,
+		{"audit", nftTestPolicy + "mode: audit\n", rules.AllFeatures,
 			[]string{`comment "ipv4 log-other"`},
 			[]string{"reject"}},
 	} {
@@ -372,9 +375,9 @@ func TestNftablesListingVariants(t *testing.T) {
 // of what is gone already.
 func TestNftablesLifecycle(t *testing.T) {
 	ns := testnet.NewNetns(t)
-	b, _ := hook.NewBackend(config.BackendNftables)
+	b, _ := hookbackend.New(config.BackendNftables)
 	target := nsOf(t, ns)
-	rs := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
+	rs := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", rules.AllFeatures)
 	t.Cleanup(func() { b.Remove(target) })
 
 	if ok, err := b.Installed(target); err != nil || ok {
@@ -397,13 +400,13 @@ func TestNftablesLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, fam := range hook.Families {
+	for _, fam := range rules.Families {
 		if len(counters[fam]) != len(rs[fam]) {
 			t.Errorf("%s: %d counters for %d rules", fam, len(counters[fam]), len(rs[fam]))
 		}
 	}
 	// Another policy replaces the fence whole.
-	other := nftRuleSet(t, "proxies: ['198.51.100.2:8080']\n", "fedcba9876543210", hook.AllFeatures)
+	other := nftRuleSet(t, "proxies: ['198.51.100.2:8080']\n", "fedcba9876543210", rules.AllFeatures)
 	if err := b.Install(target, other); err != nil {
 		t.Fatal(err)
 	}
@@ -435,17 +438,17 @@ func TestNftablesPartWayFailure(t *testing.T) {
 	for _, backend := range []string{config.BackendNftables} {
 		t.Run(backend, func(t *testing.T) {
 			ns := testnet.NewNetns(t)
-			b, err := hook.NewBackend(backend)
+			b, err := hookbackend.New(backend)
 			if err != nil {
 				t.Fatal(err)
 			}
 			target := nsOf(t, ns)
 			t.Cleanup(func() { b.Remove(target) })
-			good := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
-			bad := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", hook.AllFeatures)
-			v6 := bad[hook.IPv6]
+			good := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", rules.AllFeatures)
+			bad := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", rules.AllFeatures)
+			v6 := bad[rules.IPv6]
 			last := v6[len(v6)-2] // log-other, before refuse-other
-			if last.Action != hook.Log {
+			if last.Action != rules.Log {
 				t.Fatalf("rule %s is not a log rule", last)
 			}
 			l := *last.Log
@@ -481,8 +484,8 @@ func TestCountersCount(t *testing.T) {
 			client := lab.AddClient(t)
 			e := newEnv(t, lab, backend, "")
 			d, _ := e.cfg.Decide(nil)
-			rs := hook.NewRuleSet(d.Policy, "counters-test", hook.AllFeatures)
-			b, _ := hook.NewBackend(backend)
+			rs := rules.NewRuleSet(d.Policy, "counters-test", rules.AllFeatures)
+			b, _ := hookbackend.New(backend)
 			target := nsOf(t, client.Netns)
 			if err := b.Install(target, rs); err != nil {
 				t.Fatal(err)
@@ -497,7 +500,7 @@ func TestCountersCount(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			count := func(fam hook.Family, name string) uint64 {
+			count := func(fam rules.Family, name string) uint64 {
 				var n uint64
 				for i, r := range rs[fam] {
 					if r.Name == name && i < len(counters[fam]) {
@@ -507,14 +510,14 @@ func TestCountersCount(t *testing.T) {
 				return n
 			}
 			for _, c := range []struct {
-				fam  hook.Family
+				fam  rules.Family
 				name string
-			}{{hook.IPv4, "refuse-tcp"}, {hook.IPv4, "log-tcp"}, {hook.IPv6, "proxy"}} {
+			}{{rules.IPv4, "refuse-tcp"}, {rules.IPv4, "log-tcp"}, {rules.IPv6, "proxy"}} {
 				if count(c.fam, c.name) == 0 {
 					t.Errorf("%s %s counted nothing; counters %v", c.fam, c.name, counters)
 				}
 			}
-			if n := count(hook.IPv4, "proxy"); n != 0 {
+			if n := count(rules.IPv4, "proxy"); n != 0 {
 				t.Errorf("ipv4 proxy counted %d packets; nothing went to it", n)
 			}
 		})
@@ -535,7 +538,7 @@ func TestNftablesKernelLog(t *testing.T) {
 	t.Cleanup(func() { e.poststop(c.id) })
 	_, err := testnet.DialTCP(client.Netns, lab.TCPV6, probeTimeout)
 	expectRefused(t, "direct TCP over IPv6", 0, err)
-	line, err := kmsg.Wait(5*time.Second, "bhnft:"+hook.ShortID(c.id)+": ", "DPT="+fmt.Sprint(testnet.TCPPort), "UID=0")
+	line, err := kmsg.Wait(5*time.Second, "bhnft:"+rules.ShortID(c.id)+": ", "DPT="+fmt.Sprint(testnet.TCPPort), "UID=0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // A bundle's config.json is edited as raw JSON rather than decoded into the
@@ -18,7 +20,7 @@ import (
 // `create`, poststop runs `poststop`. Any earlier registration of the hook,
 // in any stage, is replaced, so running it again changes nothing. It
 // reports whether config.json changed.
-func PatchBundle(dir string, t Target) (changed bool, err error) {
+func PatchBundle(dir string, t Registration) (changed bool, err error) {
 	if err := t.Check(""); err != nil {
 		return false, err
 	}
@@ -39,7 +41,7 @@ func editBundle(dir, binary string, add map[string]any) (bool, error) {
 	path := filepath.Join(dir, "config.json")
 	st, err := os.Stat(path)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, unwrapPathErr(err), dir)
+		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, fserr.Cause(err), dir)
 	}
 	orig, err := os.ReadFile(path)
 	if err != nil {

@@ -68,7 +68,7 @@ func TestBundleWithRunc(t *testing.T) {
 	if out, err := b.Exec(t, "nc", "-w", "3", strings.Split(lab.TCPV4, ":")[0], "9090"); err == nil || !strings.Contains(out, "refused") {
 		t.Errorf("nc from inside the container: %v; want connection refused:\n%s", err, out)
 	}
-	if owners := records(t, stateDir); len(owners) != 1 || owners[0] != id {
+	if owners := recordOwners(t, stateDir); len(owners) != 1 || owners[0] != id {
 		t.Errorf("records name %v, want [%s]", owners, id)
 	}
 
@@ -78,7 +78,7 @@ func TestBundleWithRunc(t *testing.T) {
 	if rules, ok := rulesOf(t, client.Netns); ok {
 		t.Errorf("the fence stayed after runc delete (poststop):\n%s", rules)
 	}
-	if owners := records(t, stateDir); len(owners) != 0 {
+	if owners := recordOwners(t, stateDir); len(owners) != 0 {
 		t.Errorf("records left after poststop: %v", owners)
 	}
 	testnet.ExpectOpen(t, client.Netns, lab)

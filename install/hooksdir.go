@@ -57,7 +57,7 @@ var AnnotatedWhen = When{Annotations: map[string]string{
 //
 // The `when` is fixed when the file is written: after changing selection
 // in the config, write the file again.
-func NewHooksDirEntry(t Target, selection string) HooksDirEntry {
+func NewHooksDirEntry(t Registration, selection string) HooksDirEntry {
 	when := AnnotatedWhen
 	if selection != config.SelectAnnotated {
 		always := true
@@ -84,9 +84,9 @@ func (e HooksDirEntry) Marshal() ([]byte, error) {
 }
 
 // WriteHooksDir checks t and writes its hooks.d entry into dir, which it
-// makes if needed. root is as for Target.Check (and the file goes to
+// makes if needed. root is as for Registration.Check (and the file goes to
 // root/dir). It returns the path written.
-func WriteHooksDir(root, dir string, t Target, selection string) (string, error) {
+func WriteHooksDir(root, dir string, t Registration, selection string) (string, error) {
 	if err := t.Check(root); err != nil {
 		return "", err
 	}

@@ -28,20 +28,20 @@ func fakeBinary(t *testing.T) string {
 func TestTargetHook(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		t    install.Target
+		t    install.Registration
 		sub  string
 		want specs.Hook
 	}{
 		{
 			name: "default config, default timeout",
-			t:    install.Target{Binary: "/usr/bin/bypass-hook"},
+			t:    install.Registration{Binary: "/usr/bin/bypass-hook"},
 			sub:  install.SubHook,
 			want: specs.Hook{Path: "/usr/bin/bypass-hook", Args: []string{"/usr/bin/bypass-hook", "hook"},
 				Env: []string{install.HookPATH}, Timeout: ptr(install.DefaultTimeout)},
 		},
 		{
 			name: "named config, own timeout",
-			t:    install.Target{Binary: "/opt/b/bypass-hook", Config: "/etc/x.yaml", Timeout: 3},
+			t:    install.Registration{Binary: "/opt/b/bypass-hook", Config: "/etc/x.yaml", Timeout: 3},
 			sub:  install.SubCreate,
 			want: specs.Hook{Path: "/opt/b/bypass-hook", Args: []string{"/opt/b/bypass-hook", "--config", "/etc/x.yaml", "create"},
 				Env: []string{install.HookPATH, "BYPASS_HOOK_CONFIG=/etc/x.yaml"}, Timeout: ptr(3)},
@@ -73,21 +73,21 @@ func TestTargetCheck(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, root string
-		t          install.Target
+		t          install.Registration
 		wantErr    string // "" for none
 	}{
-		{"ok", "", install.Target{Binary: bin}, ""},
-		{"ok with config", "", install.Target{Binary: bin, Config: "/etc/bypass-hook/config.yaml"}, ""},
-		{"empty", "", install.Target{}, "no hook binary"},
-		{"relative", "", install.Target{Binary: "bypass-hook"}, "not an absolute path"},
-		{"unclean", "", install.Target{Binary: filepath.Dir(bin) + "//bypass-hook"}, "not a clean path"},
-		{"missing", "", install.Target{Binary: "/nonexistent/bypass-hook"}, "no such file"},
-		{"directory", "", install.Target{Binary: dir}, "not a regular file"},
-		{"not executable", "", install.Target{Binary: noExec}, "not executable"},
-		{"relative config", "", install.Target{Binary: bin, Config: "config.yaml"}, "config \"config.yaml\" is not an absolute path"},
-		{"negative timeout", "", install.Target{Binary: bin, Timeout: -1}, "negative"},
-		{"under root", root, install.Target{Binary: "/usr/bin/bypass-hook"}, ""},
-		{"missing under root", root, install.Target{Binary: "/usr/local/bin/bypass-hook"}, "no such file"},
+		{"ok", "", install.Registration{Binary: bin}, ""},
+		{"ok with config", "", install.Registration{Binary: bin, Config: "/etc/bypass-hook/config.yaml"}, ""},
+		{"empty", "", install.Registration{}, "no hook binary"},
+		{"relative", "", install.Registration{Binary: "bypass-hook"}, "not an absolute path"},
+		{"unclean", "", install.Registration{Binary: filepath.Dir(bin) + "//bypass-hook"}, "not a clean path"},
+		{"missing", "", install.Registration{Binary: "/nonexistent/bypass-hook"}, "no such file"},
+		{"directory", "", install.Registration{Binary: dir}, "not a regular file"},
+		{"not executable", "", install.Registration{Binary: noExec}, "not executable"},
+		{"relative config", "", install.Registration{Binary: bin, Config: "config.yaml"}, "config \"config.yaml\" is not an absolute path"},
+		{"negative timeout", "", install.Registration{Binary: bin, Timeout: -1}, "negative"},
+		{"under root", root, install.Registration{Binary: "/usr/bin/bypass-hook"}, ""},
+		{"missing under root", root, install.Registration{Binary: "/usr/local/bin/bypass-hook"}, "no such file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.t.Check(tc.root)
@@ -178,7 +178,7 @@ func TestResolveConfig(t *testing.T) {
 
 func TestHooksDirEntry(t *testing.T) {
 	bin := fakeBinary(t)
-	target := install.Target{Binary: bin, Config: "/etc/bh.yaml"}
+	target := install.Registration{Binary: bin, Config: "/etc/bh.yaml"}
 
 	all := install.NewHooksDirEntry(target, config.SelectAll)
 	if all.When.Always == nil || !*all.When.Always || all.When.Annotations != nil {
@@ -225,7 +225,7 @@ func TestHooksDirEntry(t *testing.T) {
 func TestWriteHooksDir(t *testing.T) {
 	bin := fakeBinary(t)
 	dir := filepath.Join(t.TempDir(), "hooks.d")
-	target := install.Target{Binary: bin}
+	target := install.Registration{Binary: bin}
 	path, err := install.WriteHooksDir("", dir, target, config.SelectAnnotated)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +259,7 @@ func TestWriteHooksDir(t *testing.T) {
 
 	// Nothing is written for a binary that is not there.
 	dir2 := filepath.Join(t.TempDir(), "hooks.d")
-	if _, err := install.WriteHooksDir("", dir2, install.Target{Binary: "/nonexistent/bypass-hook"}, config.SelectAll); err == nil {
+	if _, err := install.WriteHooksDir("", dir2, install.Registration{Binary: "/nonexistent/bypass-hook"}, config.SelectAll); err == nil {
 		t.Error("a missing binary was accepted")
 	}
 	if _, err := os.Stat(dir2); err == nil {
@@ -286,7 +286,7 @@ func TestPatchBundle(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte(bundleConfig), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	target := install.Target{Binary: bin, Config: "/etc/bh.yaml"}
+	target := install.Registration{Binary: bin, Config: "/etc/bh.yaml"}
 
 	changed, err := install.PatchBundle(dir, target)
 	if err != nil || !changed {
@@ -329,7 +329,7 @@ func TestPatchBundle(t *testing.T) {
 
 	// Another binary path replaces the registration instead of adding one.
 	bin2 := fakeBinary(t)
-	if _, err := install.PatchBundle(dir, install.Target{Binary: bin2}); err != nil {
+	if _, err := install.PatchBundle(dir, install.Registration{Binary: bin2}); err != nil {
 		t.Fatal(err)
 	}
 	data, _ := os.ReadFile(cfgFile)
@@ -355,7 +355,7 @@ func TestPatchBundleNoHooksAndErrors(t *testing.T) {
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "config.json")
 	os.WriteFile(cfgFile, []byte(`{"ociVersion":"1.2.0"}`), 0o644)
-	if _, err := install.PatchBundle(dir, install.Target{Binary: bin}); err != nil {
+	if _, err := install.PatchBundle(dir, install.Registration{Binary: bin}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := install.UnpatchBundle(dir, bin); err != nil {
@@ -372,17 +372,17 @@ func TestPatchBundleNoHooksAndErrors(t *testing.T) {
 		{"hook without path", `{"hooks": {"poststop": [{"args": ["x"]}]}}`, "has no path"},
 	} {
 		os.WriteFile(cfgFile, []byte(tc.content), 0o644)
-		if _, err := install.PatchBundle(dir, install.Target{Binary: bin}); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := install.PatchBundle(dir, install.Registration{Binary: bin}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 		if data, _ := os.ReadFile(cfgFile); string(data) != tc.content {
 			t.Errorf("%s: the file was changed", tc.name)
 		}
 	}
-	if _, err := install.PatchBundle(t.TempDir(), install.Target{Binary: bin}); err == nil || !strings.Contains(err.Error(), "runc spec") {
+	if _, err := install.PatchBundle(t.TempDir(), install.Registration{Binary: bin}); err == nil || !strings.Contains(err.Error(), "runc spec") {
 		t.Errorf("no config.json: %v", err)
 	}
-	if _, err := install.PatchBundle(dir, install.Target{Binary: "relative"}); err == nil {
+	if _, err := install.PatchBundle(dir, install.Registration{Binary: "relative"}); err == nil {
 		t.Error("a relative binary was accepted")
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 // hookBin is the bypass-hook binary built for the tests that register it
@@ -61,9 +62,9 @@ func rulesOf(t *testing.T, ns *testnet.Netns) (string, bool) {
 }
 
 // records returns the ids of the owners of every record in a state dir.
-func records(t *testing.T, stateDir string) []string {
+func recordOwners(t *testing.T, stateDir string) []string {
 	t.Helper()
-	store, err := hook.OpenStore(stateDir)
+	store, err := records.Open(stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -328,7 +328,7 @@ func TestShippedHooksDirFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := install.NewHooksDirEntry(install.Target{Binary: "/usr/local/bin/bypass-hook"}, config.SelectAll).Marshal()
+	want, err := install.NewHooksDirEntry(install.Registration{Binary: "/usr/local/bin/bypass-hook"}, config.SelectAll).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 	hooksFile := filepath.Join(dest, "usr/share/containers/oci/hooks.d/bypass-hook.json")
-	want, _ := install.NewHooksDirEntry(install.Target{Binary: "/usr/bin/bypass-hook"}, config.SelectAll).Marshal()
+	want, _ := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, config.SelectAll).Marshal()
 	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
 		t.Errorf("hooks.d file:\n%s\nwant:\n%s", got, want)
 	}
@@ -390,7 +390,7 @@ func TestMakeInstall(t *testing.T) {
 	if got, _ := os.ReadFile(cfg); string(got) != edited {
 		t.Errorf("make install overwrote the config: %q", got)
 	}
-	want, _ = install.NewHooksDirEntry(install.Target{Binary: "/usr/bin/bypass-hook"}, config.SelectAnnotated).Marshal()
+	want, _ = install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, config.SelectAnnotated).Marshal()
 	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
 		t.Errorf("hooks.d file after selection: annotated:\n%s", got)
 	}

@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // TestMonitorBurst: 1,000 direct connections in one second. All are
@@ -48,7 +50,7 @@ func burst(t *testing.T, target string) {
 	}
 
 	start := time.Now()
-	err := hook.InNetns(s.nsPath, func() error {
+	err := netns.In(s.nsPath, func() error {
 		for i := range attempts {
 			if d := time.Until(start.Add(time.Duration(i) * time.Second / attempts)); d > 0 {
 				time.Sleep(d)
@@ -93,7 +95,7 @@ func burst(t *testing.T, target string) {
 		t.Errorf("the last event came %s after the burst, more than %s", last, eventWait)
 	}
 	lines := 0
-	prefix := hook.LogPrefix(stem, s.id)
+	prefix := rules.LogPrefix(stem, s.id)
 	for {
 		if _, err := kmsg.Wait(500*time.Millisecond, prefix); err != nil {
 			break

@@ -21,8 +21,10 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/status"
 )
 
 // The tests in this file run the bypass-hook binary as root: the hook as a
@@ -270,13 +272,13 @@ func (mp *monitorProc) usage(t *testing.T) usage {
 }
 
 // runStatus runs `bypass-hook status --json ID` and returns its one fence.
-func runStatus(t *testing.T, cfgPath, id string) FenceStatus {
+func runStatus(t *testing.T, cfgPath, id string) status.FenceStatus {
 	t.Helper()
 	out, err := exec.Command(hookBin, "status", "--config", cfgPath, "--json", id).Output()
 	if err != nil {
 		t.Fatalf("bypass-hook status %s: %v: %s", id, err, stderrOf(err))
 	}
-	var fences []FenceStatus
+	var fences []status.FenceStatus
 	if err := json.Unmarshal(out, &fences); err != nil || len(fences) != 1 {
 		t.Fatalf("bypass-hook status --json %s: %v: %s", id, err, out)
 	}
@@ -316,13 +318,13 @@ func newSleeper(t *testing.T, cfgPath string) *sleeper {
 		t.Fatalf("starting a sleeper: %v", err)
 	}
 	t.Cleanup(func() { s.kill() })
-	s.nsPath = hook.PidNetnsPath(s.cmd.Process.Pid)
-	own, err := hook.StatNetns("/proc/self/ns/net")
+	s.nsPath = netns.PidPath(s.cmd.Process.Pid)
+	own, err := netns.Stat("/proc/self/ns/net")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if id, err := hook.StatNetns(s.nsPath); err == nil && id != own {
+		if id, err := netns.Stat(s.nsPath); err == nil && id != own {
 			break // unshare has made the namespace
 		}
 		if time.Now().After(deadline) {
@@ -363,7 +365,7 @@ func (s *sleeper) hook(stage string) error {
 
 // dial connects to addr from inside the sleeper's namespace.
 func (s *sleeper) dial(addr string) error {
-	return hook.InNetns(s.nsPath, func() error {
+	return netns.In(s.nsPath, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 func flow(proto, dst string, dport uint16) Flow {
@@ -51,16 +54,16 @@ func TestHint(t *testing.T) {
 }
 
 func testFence(id, mode string, owners ...string) *fence {
-	rec := &hook.Record{
-		Netns:    hook.NetnsID{Dev: 4, Ino: 4026532999},
+	rec := &records.Record{
+		Netns:    netns.ID{Dev: 4, Ino: 4026532999},
 		LogID:    id,
 		Policy:   config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")}, Log: config.LogPolicy{Target: config.LogKernel, Prefix: "bypass"}},
-		Features: hook.AllFeatures,
+		Features: rules.AllFeatures,
 	}
 	for _, o := range owners {
-		rec.Owners = append(rec.Owners, hook.Owner{ID: o})
+		rec.Owners = append(rec.Owners, records.Owner{ID: o})
 	}
-	return &fence{key: rec.Netns.Key(), rec: rec, prefix: hook.LogPrefix("bypass", id)}
+	return &fence{key: rec.Netns.Key(), rec: rec, prefix: rules.LogPrefix("bypass", id)}
 }
 
 func TestNewEvent(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,7 +16,10 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 // These run the monitor on a state directory of made-up records, without
@@ -62,26 +64,9 @@ func testConfig(t *testing.T, target string) *config.Config {
 	return cfg
 }
 
-func testRecord(ino uint64, logID, mode, target string, owners ...string) *hook.Record {
-	rec := &hook.Record{
-		Netns:   hook.NetnsID{Dev: 4, Ino: ino},
-		Backend: config.BackendIptables,
-		Digest:  mode + target,
-		LogID:   logID,
-		Policy: config.Policy{Mode: mode, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")},
-			Log: config.LogPolicy{Target: target, Group: 7231, Prefix: "bypass", Rate: "5/second", Burst: 10}},
-		Features:  hook.AllFeatures,
-		Installed: time.Now(),
-	}
-	for _, o := range owners {
-		rec.Owners = append(rec.Owners, hook.Owner{ID: o, Pid: -1})
-	}
-	return rec
-}
-
-func newTestMonitor(t *testing.T, target string, kmsg *fakeKmsg) (*Monitor, *hook.Store, *syncBuffer) {
+func newTestMonitor(t *testing.T, target string, kmsg *fakeKmsg) (*Monitor, *records.Store, *syncBuffer) {
 	t.Helper()
-	store := &hook.Store{Dir: t.TempDir()}
+	store := &records.Store{Dir: t.TempDir()}
 	out := &syncBuffer{}
 	logger, _ := test.NewNullLogger()
 	m := newMonitor(Options{
@@ -167,9 +152,9 @@ func TestMonitorKernelLines(t *testing.T) {
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	for _, r := range []*hook.Record{
-		testRecord(1001, idA, config.ModeEnforce, config.LogKernel, idA),
-		testRecord(1002, idB, config.ModeAudit, config.LogKernel, idB, "sidecar-of-b"),
+	for _, r := range []*records.Record{
+		testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA),
+		testrecord.New(1002, idB, config.ModeAudit, config.LogKernel, idB, "sidecar-of-b"),
 	} {
 		if err := store.Save(r); err != nil {
 			t.Fatal(err)
@@ -224,7 +209,7 @@ func TestMonitorKernelLines(t *testing.T) {
 	}
 
 	// A gone, its late lines still find it until Forget has passed.
-	if err := store.Delete(testRecord(1001, idA, "", "").Netns.Key()); err != nil {
+	if err := store.Delete(testrecord.New(1001, idA, "", "").Netns.Key()); err != nil {
 		t.Fatal(err)
 	}
 	m.resync(ctx)
@@ -254,7 +239,7 @@ func TestMonitorKernelLines(t *testing.T) {
 func TestMonitorFollowsStateDir(t *testing.T) {
 	kmsg := newFakeKmsg(true)
 	m, store, _ := newTestMonitor(t, config.LogKernel, kmsg)
-	if err := store.Save(testRecord(2001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+	if err := store.Save(testrecord.New(2001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -278,12 +263,12 @@ func TestMonitorFollowsStateDir(t *testing.T) {
 	}
 	waitFor("the record there at start", func() bool { return containers() == 1 })
 
-	recB := testRecord(2002, idB, config.ModeEnforce, config.LogKernel, idB)
+	recB := testrecord.New(2002, idB, config.ModeEnforce, config.LogKernel, idB)
 	if err := store.Save(recB); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("a new record", func() bool { return containers() == 2 })
-	recB.Owners = append(recB.Owners, hook.Owner{ID: "second", Pid: -1})
+	recB.Owners = append(recB.Owners, records.Owner{ID: "second", Pid: -1})
 	if err := store.Save(recB); err != nil {
 		t.Fatal(err)
 	}
@@ -313,8 +298,8 @@ func TestMonitorFollowsStateDir(t *testing.T) {
 // containers died without a poststop) gets no socket, and no retries.
 func TestMonitorNflogUnreachable(t *testing.T) {
 	m, store, _ := newTestMonitor(t, config.LogNflog, newFakeKmsg(true))
-	rec := testRecord(3001, idA, config.ModeEnforce, config.LogNflog, idA)
-	rec.Netns = hook.NetnsID{Dev: 1, Ino: 1} // no namespace has this
+	rec := testrecord.New(3001, idA, config.ModeEnforce, config.LogNflog, idA)
+	rec.Netns = netns.ID{Dev: 1, Ino: 1} // no namespace has this
 	if err := store.Save(rec); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +331,7 @@ func TestMonitorNflogUnreachable(t *testing.T) {
 func TestMonitorKeyReused(t *testing.T) {
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
 	ctx := context.Background()
-	old := testRecord(4001, idA, config.ModeEnforce, config.LogKernel, idA)
+	old := testrecord.New(4001, idA, config.ModeEnforce, config.LogKernel, idA)
 	if err := store.Save(old); err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +340,7 @@ func TestMonitorKeyReused(t *testing.T) {
 	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", line))
 
 	// Between two looks at the directory, A went and B came in its key.
-	if err := store.Save(testRecord(4001, idB, config.ModeEnforce, config.LogKernel, idB)); err != nil {
+	if err := store.Save(testrecord.New(4001, idB, config.ModeEnforce, config.LogKernel, idB)); err != nil {
 		t.Fatal(err)
 	}
 	m.resync(ctx)
@@ -387,9 +372,9 @@ func TestMonitorAlikeIDs(t *testing.T) {
 	m.opts.Log = logger
 	ctx := context.Background()
 	const one, two, other = "myapp-worker-1", "myapp-worker-2", "myapp-other-1"
-	recOne := testRecord(5001, one, config.ModeEnforce, config.LogKernel, one)
-	recTwo := testRecord(5002, two, config.ModeEnforce, config.LogKernel, two)
-	for _, r := range []*hook.Record{recOne, recTwo, testRecord(5003, other, config.ModeEnforce, config.LogKernel, other)} {
+	recOne := testrecord.New(5001, one, config.ModeEnforce, config.LogKernel, one)
+	recTwo := testrecord.New(5002, two, config.ModeEnforce, config.LogKernel, two)
+	for _, r := range []*records.Record{recOne, recTwo, testrecord.New(5003, other, config.ModeEnforce, config.LogKernel, other)} {
 		if err := store.Save(r); err != nil {
 			t.Fatal(err)
 		}
@@ -476,8 +461,8 @@ func TestHandleNflogPrefixes(t *testing.T) {
 	m, _, out := newTestMonitor(t, config.LogNflog, newFakeKmsg(true))
 	a, b := testFence(idA, config.ModeEnforce, idA), testFence(idB, config.ModeAudit, idB)
 	s := &nflogSocket{}
-	m.point(s, a)
-	m.point(s, b)
+	m.bindSocket(s, a)
+	m.bindSocket(s, b)
 	payload := ipv4(protoTCP, "198.51.100.10", "203.0.113.7", 0, 0, l4ports(41000, 443))
 	for _, prefix := range []string{b.prefix, a.prefix, "ulogd: "} {
 		m.handleNflog(s, nflogPacket{Prefix: prefix, Payload: payload}, time.Now())

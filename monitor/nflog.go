@@ -11,7 +11,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
 
 // NFLOG settings the monitor asks of the kernel.
@@ -145,13 +145,13 @@ type nflogSocket struct {
 // openNflog makes an NFLOG socket inside the namespace at ns and binds it
 // to group. The socket stays in that namespace wherever it is read from;
 // while it is open, it keeps the namespace alive.
-func openNflog(ns hook.Netns, group uint16) (*netlink.Conn, error) {
+func openNflog(ns netns.Handle, group uint16) (*netlink.Conn, error) {
 	fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("opening network namespace %s: %w", ns.Path, err)
 	}
 	defer unix.Close(fd)
-	// The path was checked by FindNetns, but a process may have exited and
+	// The path was checked by netns.Find, but a process may have exited and
 	// its pid been reused since: check the namespace we hold.
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Dev != ns.ID.Dev || st.Ino != ns.ID.Ino {

@@ -13,8 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // These run the monitor in the test process, as root, with NFLOG sockets in
@@ -22,13 +26,13 @@ import (
 // record changes.
 
 // nflogRecord is a fence of log.target nflog in the namespace at path.
-func nflogRecord(t *testing.T, path, id string) *hook.Record {
+func nflogRecord(t *testing.T, path, id string) *records.Record {
 	t.Helper()
-	nsID, err := hook.StatNetns(path)
+	nsID, err := netns.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := testRecord(0, id, config.ModeEnforce, config.LogNflog, id)
+	rec := testrecord.New(0, id, config.ModeEnforce, config.LogNflog, id)
 	rec.Netns, rec.Paths = nsID, []string{path}
 	return rec
 }
@@ -41,7 +45,7 @@ func (m *Monitor) socketOf(key string) *nflogSocket {
 
 // newRootMonitor is a monitor for log.target nflog that is shut down (its
 // sockets closed) at the end of the test, before the test's namespaces go.
-func newRootMonitor(t *testing.T) (*Monitor, *hook.Store, *syncBuffer) {
+func newRootMonitor(t *testing.T) (*Monitor, *records.Store, *syncBuffer) {
 	m, store, out := newTestMonitor(t, config.LogNflog, newFakeKmsg(true))
 	t.Cleanup(m.shutdown)
 	return m, store, out
@@ -72,19 +76,19 @@ func TestMonitorNflogRefence(t *testing.T) {
 	if err := store.Save(recA); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	if m.socketOf(key) == nil {
 		t.Fatal("no NFLOG socket for a fence of log.target nflog")
 	}
 	if err := store.Delete(key); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	recB := nflogRecord(t, ns.Path, idB)
 	if err := store.Save(recB); err != nil {
 		t.Fatal(err)
 	}
-	m.take(ctx, key)
+	m.follow(ctx, key)
 	time.Sleep(2 * nflogDrain) // past the old socket's drain
 	if s := m.socketOf(key); s == nil || s.stopped() {
 		t.Fatalf("no open NFLOG socket after the namespace was fenced again within %v of its fence going (socket %v)", nflogDrain, s)
@@ -99,7 +103,7 @@ func TestMonitorNflogRefence(t *testing.T) {
 	// And it hears the new fence's log rule.
 	ns.Exec(t, "ip", "link", "set", "lo", "up")
 	ns.Exec(t, "iptables", "-A", "OUTPUT", "-o", "lo", "-p", "udp", "--dport", "9",
-		"-j", "NFLOG", "--nflog-group", "7231", "--nflog-prefix", hook.LogPrefix("bypass", idB))
+		"-j", "NFLOG", "--nflog-group", "7231", "--nflog-prefix", rules.LogPrefix("bypass", idB))
 	if err := ns.Do(func() error {
 		c, err := net.Dial("udp4", "127.0.0.1:9")
 		if err != nil {
@@ -124,10 +128,10 @@ func TestMonitorNflogSocketLetGo(t *testing.T) {
 	testnet.RequireRoot(t)
 	for _, tc := range []struct {
 		name   string
-		change func(*hook.Record)
+		change func(*records.Record)
 	}{
-		{"log target kernel", func(r *hook.Record) { r.Policy.Log.Target, r.Digest = config.LogKernel, "kernel" }},
-		{"no log rules", func(r *hook.Record) { r.Features.Log = false }},
+		{"log target kernel", func(r *records.Record) { r.Policy.Log.Target, r.Digest = config.LogKernel, "kernel" }},
+		{"no log rules", func(r *records.Record) { r.Features.Log = false }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := testnet.NewNetns(t)
@@ -138,7 +142,7 @@ func TestMonitorNflogSocketLetGo(t *testing.T) {
 			if err := store.Save(rec); err != nil {
 				t.Fatal(err)
 			}
-			m.take(ctx, key)
+			m.follow(ctx, key)
 			s := m.socketOf(key)
 			if s == nil {
 				t.Fatal("no NFLOG socket for a fence of log.target nflog")
@@ -147,7 +151,7 @@ func TestMonitorNflogSocketLetGo(t *testing.T) {
 			if err := store.Save(rec); err != nil {
 				t.Fatal(err)
 			}
-			m.take(ctx, key)
+			m.follow(ctx, key)
 			if m.socketOf(key) != nil {
 				t.Error("the fence still has an NFLOG socket")
 			}
@@ -245,11 +249,11 @@ func TestMonitorNflogRestart(t *testing.T) {
 func TestOpenNflogGroupHeld(t *testing.T) {
 	testnet.RequireRoot(t)
 	path := testnet.NewNetns(t).Path
-	nsID, err := hook.StatNetns(path)
+	nsID, err := netns.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := hook.Netns{ID: nsID, Path: path}
+	ns := netns.Handle{ID: nsID, Path: path}
 	first, err := openNflog(ns, 7231)
 	if err != nil {
 		t.Fatal(err)

@@ -13,8 +13,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
 )
 
 // TestMonitorRunc: a runc container, fenced by the hook in its config.json,
@@ -27,7 +28,7 @@ func TestMonitorRunc(t *testing.T) {
 	testnet.RequireTools(t, "runc", "busybox", "tinyproxy")
 	lab := testnet.NewLab(t)
 	for _, target := range []string{config.LogKernel, config.LogNflog} {
-		for _, backend := range hook.BackendNames() {
+		for _, backend := range hookbackend.Names() {
 			for _, mode := range []string{config.ModeEnforce, config.ModeAudit} {
 				t.Run(target+"/"+backend+"/"+mode, func(t *testing.T) { runcMonitor(t, lab, target, backend, mode) })
 			}

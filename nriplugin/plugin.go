@@ -92,7 +92,7 @@ type Plugin struct {
 	mu     sync.Mutex
 	conf   PluginConfig   // from the runtime, at Configure
 	cfg    *config.Config // the config in force
-	target install.Target
+	target install.Registration
 	stamp  fileStamp // of the config file cfg was read from
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
@@ -271,13 +271,13 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 // again if it changed since: the hooks read it at every container, and the
 // plugin's selection must follow. A file that no longer parses leaves the
 // last good config in force (the hooks will refuse it and say why).
-func (p *Plugin) current() (*config.Config, install.Target, error) {
+func (p *Plugin) current() (*config.Config, install.Registration, error) {
 	p.mu.Lock()
 	conf, cfg, target, stamp, broken := p.conf, p.cfg, p.target, p.stamp, p.broken
 	p.mu.Unlock()
 	// The stamp is taken before the file is read again, so a change while
 	// it is read shows as a change next time.
-	now := stampOf(configFile(cfg))
+	now := stampOf(config.File(cfg))
 	if now == stamp {
 		return cfg, target, broken
 	}
@@ -292,7 +292,7 @@ func (p *Plugin) current() (*config.Config, install.Target, error) {
 	defer p.mu.Unlock()
 	p.stamp = now
 	if p.broken == nil {
-		p.log.WithField("config", configFile(p.cfg)).Info("NRI: config reloaded")
+		p.log.WithField("config", config.File(p.cfg)).Info("NRI: config reloaded")
 	}
 	return p.cfg, p.target, p.broken
 }
@@ -320,8 +320,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	case errors.As(err, &cfgErr) && p.neverLoaded():
 		broken = err
 		cfg = config.Default()
-		cfg.Path, _ = config.ResolvePath(cfgFlag)
-		if _, explicit := config.ResolvePath(cfgFlag); explicit {
+		src := config.Locate(cfgFlag)
+		cfg.Path = src.Path
+		if src.Explicit {
 			cfgPath = cfg.Path
 		}
 		p.log.WithError(err).Error("NRI: the config cannot be loaded: every container outside " +
@@ -329,7 +330,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	case err != nil:
 		return err
 	}
-	target := install.Target{Binary: binary, Config: cfgPath}
+	target := install.Registration{Binary: binary, Config: cfgPath}
 	if err := target.Check(""); err != nil {
 		return fmt.Errorf("NRI plugin: %w", err)
 	}
@@ -339,7 +340,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	if p.opts.PreRegistered && p.configured {
 		p.logTo(cfg.HookLog)
 	}
-	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, stampOf(configFile(cfg))
+	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, stampOf(config.File(cfg))
 	// A plugin that times out must not let a container start unfenced
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
@@ -383,15 +384,6 @@ func (p *Plugin) closeLog() {
 	p.logFile = func() {}
 	p.mu.Unlock()
 	closeFn()
-}
-
-// configFile is the file a config was read from, or the default path that
-// a config of defaults stands for (it may appear later).
-func configFile(cfg *config.Config) string {
-	if cfg.Path != "" {
-		return cfg.Path
-	}
-	return config.DefaultPath
 }
 
 // fileStamp tells whether a file changed: a rename over it (as editors and

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -28,17 +29,30 @@ func (g *globals) register(fs *flag.FlagSet) {
 
 // command is one subcommand: it parses its own flags from args.
 type command struct {
+	name    string
 	summary string
 	run     func(g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) int
 }
 
-var commands = map[string]command{}
+// commands is the one list of subcommands, in the order the help shows them.
+var commands = []command{
+	{"create", "createRuntime (or prestart) stage: fence the container; OCI state on stdin", runStage("create")},
+	{"poststop", "poststop stage: remove the container's fence; OCI state on stdin", runStage("poststop")},
+	{"hook", "either stage, chosen from the state's status", runStage("hook")},
+	{"nri", "run as a containerd NRI plugin that injects the hook", runNRI},
+	{"install", "write registrations: hooks.d file, bundle hooks, binary and config for the NRI DaemonSet", runInstall},
+	{"monitor", "print bypass attempts as JSON lines on stdout, serve metrics", runMonitor},
+	{"status", "show the rules and packet counters of fenced containers", runStatus},
+	{"version", "print the version", runVersion},
+}
 
-func init() {
-	commands["create"] = command{"createRuntime (or prestart) stage: fence the container; OCI state on stdin", runStage("create")}
-	commands["poststop"] = command{"poststop stage: remove the container's fence; OCI state on stdin", runStage("poststop")}
-	commands["hook"] = command{"either stage, chosen from the state's status", runStage("hook")}
-	commands["version"] = command{"print the version", runVersion}
+// lookup returns the subcommand called name.
+func lookup(name string) (command, bool) {
+	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
+	if i < 0 {
+		return command{}, false
+	}
+	return commands[i], true
 }
 
 func main() {
@@ -60,14 +74,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if fs.NArg() == 0 && os.Getenv(nriSocketEnv) != "" {
 		// containerd starts a pre-registered NRI plugin (a link to this
 		// binary in its plugin directory) without arguments.
-		return commands["nri"].run(&g, nil, stdin, stdout, stderr)
+		return runNRI(&g, nil, stdin, stdout, stderr)
 	}
 	if fs.NArg() == 0 {
 		usage(stderr)
 		return 2
 	}
 	name := fs.Arg(0)
-	cmd, ok := commands[name]
+	cmd, ok := lookup(name)
 	if !ok {
 		fmt.Fprintf(stderr, "bypass-hook: unknown command %q\n", name)
 		usage(stderr)
@@ -79,10 +93,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: bypass-hook [--config FILE] [--debug] COMMAND [flags]")
 	fmt.Fprintln(w, "\ncommands:")
-	for _, name := range []string{"create", "poststop", "hook", "nri", "install", "monitor", "status", "version"} {
-		if c, ok := commands[name]; ok {
-			fmt.Fprintf(w, "  %-9s %s\n", name, c.summary)
-		}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 }
 

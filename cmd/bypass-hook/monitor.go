@@ -10,12 +10,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
-
-func init() {
-	commands["monitor"] = command{"print bypass attempts as JSON lines on stdout, serve metrics", runMonitor}
-}
 
 // DefaultMetricsAddr is loopback: the events name containers, which not
 // everyone on the network needs to see. A DaemonSet passes :9723.
@@ -35,12 +32,7 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	}
 	// The monitor's own messages go to stderr as JSON lines; stdout has
 	// only events.
-	log := logrus.New()
-	log.SetOutput(stderr)
-	log.SetFormatter(&logrus.JSONFormatter{TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
-	if g.debug {
-		log.SetLevel(logrus.DebugLevel)
-	}
+	log := logging.New(stderr, logging.JSON, g.debug)
 	cfg, err := config.Load(g.config)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)

@@ -9,17 +9,13 @@ import (
 	"syscall"
 
 	"github.com/containerd/nri/pkg/api"
-	"github.com/sirupsen/logrus"
 
+	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
 // nriSocketEnv is set by the runtime for a plugin it starts itself.
 const nriSocketEnv = api.PluginSocketEnvVar
-
-func init() {
-	commands["nri"] = command{"run as a containerd NRI plugin that injects the hook", runNRI}
-}
 
 func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 	fs := subFlags("nri", g, stderr)
@@ -36,12 +32,7 @@ func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 	// The runtime starts a pre-registered plugin with a connected socket.
 	o.PreRegistered = os.Getenv(nriSocketEnv) != ""
 
-	log := logrus.New()
-	log.SetOutput(stderr)
-	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
-	if g.debug {
-		log.SetLevel(logrus.DebugLevel)
-	}
+	log := logging.New(stderr, logging.Text, g.debug)
 	o.Log = log
 
 	p, err := nriplugin.New(o)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 )
 
 // runStage runs create, poststop, or (for "hook") the stage the state's
@@ -37,14 +39,14 @@ func runStage(which string) func(*globals, []string, io.Reader, io.Writer, io.Wr
 		defer closeLog()
 
 		entry := log.WithField("stage", which)
-		st, err := hook.ReadState(stdin)
+		st, err := oci.ReadState(stdin)
 		if err == nil {
 			entry = entry.WithField("container", st.ID)
 			err = cfgErr
 		}
-		stage := hook.Stage(which)
+		stage := oci.Stage(which)
 		if err == nil && which == "hook" {
-			stage, err = hook.StageFor(st)
+			stage, err = oci.StageFor(st)
 		}
 		var res hook.Result
 		if err == nil {

@@ -6,13 +6,11 @@ import (
 	"io"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
-	"github.com/bypass-hook/bypass-hook/monitor"
-)
 
-func init() {
-	commands["status"] = command{"show the rules and packet counters of fenced containers", runStatus}
-}
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/status"
+)
 
 // runStatus exits 0 when every fence asked for was read, 1 when one was not
 // found or its counters could not be read, 2 on a usage or config error.
@@ -36,12 +34,12 @@ func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer)
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 2
 	}
-	store, err := hook.OpenStore(cfg.StateDir)
+	store, err := records.Open(cfg.StateDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 1
 	}
-	fences, err := monitor.Status(store, fs.Arg(0), hook.NewBackend)
+	fences, err := status.Read(store, fs.Arg(0), backend.New)
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: %v\n", err)
 		return 1
@@ -52,9 +50,9 @@ func runStatus(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(fences)
 	case *summary:
-		err = monitor.WriteSummary(stdout, fences)
+		err = status.WriteSummary(stdout, fences)
 	default:
-		err = monitor.WriteDetails(stdout, fences)
+		err = status.WriteDetails(stdout, fences)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "bypass-hook status: writing: %v\n", err)

@@ -18,7 +18,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 // What the bypass-hook tests of this package share: the hook's config and files on the node,
@@ -122,9 +123,9 @@ func (h *hookNode) waitStage(ctrID, stage string, timeout time.Duration) (hookEn
 }
 
 // records are the hook's records in its state directory (none when it was never made).
-func (h *hookNode) records(t *testing.T) []*hook.Record {
+func (h *hookNode) records(t *testing.T) []*records.Record {
 	t.Helper()
-	recs, err := (&hook.Store{Dir: h.StateDir}).All()
+	recs, err := (&records.Store{Dir: h.StateDir}).All()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("reading the records in %s: %v", h.StateDir, err)
 	}
@@ -132,7 +133,7 @@ func (h *hookNode) records(t *testing.T) []*hook.Record {
 }
 
 // recordOf is the record of the namespace id, or nil.
-func (h *hookNode) recordOf(t *testing.T, id hook.NetnsID) *hook.Record {
+func (h *hookNode) recordOf(t *testing.T, id netns.ID) *records.Record {
 	t.Helper()
 	for _, r := range h.records(t) {
 		if r.Netns == id {
@@ -143,7 +144,7 @@ func (h *hookNode) recordOf(t *testing.T, id hook.NetnsID) *hook.Record {
 }
 
 // requireNoRecords fails the test when a record names the namespace or one of the containers.
-func (h *hookNode) requireNoRecords(t *testing.T, id hook.NetnsID, ctrs ...string) {
+func (h *hookNode) requireNoRecords(t *testing.T, id netns.ID, ctrs ...string) {
 	t.Helper()
 	for _, r := range h.records(t) {
 		if r.Netns == id {
@@ -160,7 +161,7 @@ func (h *hookNode) requireNoRecords(t *testing.T, id hook.NetnsID, ctrs ...strin
 	}
 }
 
-func owners(r *hook.Record) []string {
+func owners(r *records.Record) []string {
 	var ids []string
 	for _, o := range r.Owners {
 		ids = append(ids, o.ID)
@@ -235,7 +236,7 @@ func startPod(t *testing.T, e *Env, pc PodConfig, names ...string) *podRun {
 
 // remove stops and removes the pod (`crictl stopp`, `crictl rmp`) and checks that nothing of
 // it is left in CRI, on the node or in the hook's state directory.
-func (r *podRun) remove(t *testing.T, h *hookNode, id hook.NetnsID) {
+func (r *podRun) remove(t *testing.T, h *hookNode, id netns.ID) {
 	t.Helper()
 	e := r.Pod.Env
 	// stopp unmounts the namespace. Held open, it outlives that: the rules must be gone from
@@ -273,9 +274,9 @@ func (r *podRun) remove(t *testing.T, h *hookNode, id hook.NetnsID) {
 	h.requireNoRecords(t, id, r.Ctrs...)
 }
 
-func netnsID(t *testing.T, path string) hook.NetnsID {
+func netnsID(t *testing.T, path string) netns.ID {
 	t.Helper()
-	id, err := hook.StatNetns(path)
+	id, err := netns.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}

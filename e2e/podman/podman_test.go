@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 const runc = "/usr/sbin/runc"
@@ -172,7 +173,7 @@ func (e *env) log() string {
 // owners lists the containers the state dir records as fenced.
 func (e *env) owners(t *testing.T) []string {
 	t.Helper()
-	store, err := hook.OpenStore(e.stateDir)
+	store, err := records.Open(e.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

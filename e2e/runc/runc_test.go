@@ -14,8 +14,10 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 var hookBin string
@@ -28,7 +30,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 
 func TestRuncEndToEnd(t *testing.T) {
 	testnet.RequireRoot(t)
-	for _, backend := range hook.BackendNames() {
+	for _, backend := range hookbackend.Names() {
 		t.Run(backend, func(t *testing.T) { runcEndToEnd(t, backend) })
 	}
 }
@@ -125,7 +127,7 @@ func runcEndToEnd(t *testing.T, backend string) {
 	}
 
 	// The kernel logs the attempt with the container, destination and uid.
-	prefix := hook.LogPrefix("bypass", id)
+	prefix := rules.LogPrefix("bypass", id)
 	line, err := kmsg.Wait(5*time.Second, prefix, "DST="+lab.ServerV4.String(), "DPT=8080", "PROTO=TCP", "UID=0")
 	if err != nil {
 		t.Errorf("log line: %v", err)

@@ -1,4 +1,4 @@
-package hook
+package backend
 
 import (
 	"errors"
@@ -12,6 +12,9 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 func TestParseSave(t *testing.T) {
@@ -55,7 +58,7 @@ COMMIT
 	}
 }
 
-func iptablesRules(t *testing.T) RuleSet {
+func iptablesRules(t *testing.T) rules.RuleSet {
 	t.Helper()
 	cfg, err := config.Parse([]byte("proxies: ['198.51.100.1:3128', '[2001:db8:1::1]:3128']\ndns: [198.51.100.53]\nallowUids: [1337]\n"))
 	if err != nil {
@@ -65,18 +68,18 @@ func iptablesRules(t *testing.T) RuleSet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := NewRuleSet(d.Policy, "0123456789abcdef", AllFeatures)
+	rs := rules.NewRuleSet(d.Policy, "0123456789abcdef", rules.AllFeatures)
 	return rs
 }
 
-func iptablesNetns(t *testing.T) Netns {
+func iptablesNetns(t *testing.T) netns.Handle {
 	t.Helper()
 	ns := testnet.NewNetns(t)
-	id, err := StatNetns(ns.Path)
+	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Netns{ID: id, Path: ns.Path}
+	return netns.Handle{ID: id, Path: ns.Path}
 }
 
 // The create path runs one iptables-restore per family and nothing else:
@@ -102,19 +105,19 @@ func TestIptablesExecs(t *testing.T) {
 			t.Errorf("%s ran %d tools; want %d", what, got, want)
 		}
 	}
-	step(fmt.Sprintf("fresh install of %d rules", rs.Count()), len(Families), func() error { return b.Install(ns, rs) })
-	step("installed", len(Families), func() error {
+	step(fmt.Sprintf("fresh install of %d rules", rs.Count()), len(rules.Families), func() error { return b.Install(ns, rs) })
+	step("installed", len(rules.Families), func() error {
 		ok, err := b.Installed(ns)
 		if err == nil && !ok {
 			err = errors.New("not installed")
 		}
 		return err
 	})
-	step("counters", len(Families), func() error { _, err := b.Counters(ns); return err })
+	step("counters", len(rules.Families), func() error { _, err := b.Counters(ns); return err })
 	// Replacing costs more (a failed batch, a save, the batch again), and
 	// is the rare path: a fence left by a crashed runtime.
-	step("replace", 3*len(Families), func() error { return b.Install(ns, rs) })
-	step("remove", len(Families), func() error { return b.Remove(ns) })
+	step("replace", 3*len(rules.Families), func() error { return b.Install(ns, rs) })
+	step("remove", len(rules.Families), func() error { return b.Remove(ns) })
 	if b.ipts != nil {
 		t.Errorf("go-iptables was set up (`iptables --version` ran) on the usual paths")
 	}

@@ -1,4 +1,4 @@
-package hook
+package backend
 
 import (
 	"errors"
@@ -12,6 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // NftTable is the inet table of our own that holds the fence of both
@@ -32,10 +35,6 @@ const (
 //     packet still meets the namespace's own filter rules after it, as the
 //     iptables backend's RETURN does.
 const NftPriority = -1
-
-func init() {
-	backends[config.BackendNftables] = func() (Backend, error) { return &Nftables{}, nil }
-}
 
 // Nftables is the nftables backend: one netlink transaction for both
 // families, opened in the target namespace; it needs no nft or iptables
@@ -80,15 +79,15 @@ func nftConn(path string) (*nftables.Conn, func(), error) {
 // nothing, which matters for time: the kernel frees deleted objects after
 // an RCU grace period, and closing a netlink socket (at the latest, at the
 // hook's exit) waits for frees still pending, 8 to 16 ms here.
-func (b *Nftables) Install(ns Netns, rs RuleSet) error {
-	var rules []*nftables.Rule
-	for _, fam := range Families {
+func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
+	var nftRules []*nftables.Rule
+	for _, fam := range rules.Families {
 		for _, r := range rs[fam] {
 			exprs, err := NftExprs(r, fam)
 			if err != nil {
 				return fmt.Errorf("%s rule %s: %w", fam, r, err)
 			}
-			rules = append(rules, &nftables.Rule{Table: nftTable, Chain: nftChain, Exprs: exprs, UserData: nftComment(fam, r)})
+			nftRules = append(nftRules, &nftables.Rule{Table: nftTable, Chain: nftChain, Exprs: exprs, UserData: nftComment(fam, r)})
 		}
 	}
 	c, done, err := nftConn(ns.Path)
@@ -98,7 +97,7 @@ func (b *Nftables) Install(ns Netns, rs RuleSet) error {
 	defer done()
 	fill := func() {
 		c.AddChain(nftChain)
-		for _, r := range rules {
+		for _, r := range nftRules {
 			c.AddRule(r)
 		}
 	}
@@ -113,13 +112,13 @@ func (b *Nftables) Install(ns Netns, rs RuleSet) error {
 		err = c.Flush()
 	}
 	if err != nil {
-		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(rules), ns.Path, nftErr(err))
+		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(nftRules), ns.Path, nftErr(err))
 	}
 	return nil
 }
 
 // Installed reports whether our table and its output chain exist.
-func (b *Nftables) Installed(ns Netns) (bool, error) {
+func (b *Nftables) Installed(ns netns.Handle) (bool, error) {
 	c, done, err := nftConn(ns.Path)
 	if err != nil {
 		return false, err
@@ -139,7 +138,7 @@ func (b *Nftables) Installed(ns Netns) (bool, error) {
 
 // Remove deletes our table. Adding it first in the same transaction makes
 // the delete succeed whether or not it was there.
-func (b *Nftables) Remove(ns Netns) error {
+func (b *Nftables) Remove(ns netns.Handle) error {
 	c, done, err := nftConn(ns.Path)
 	if err != nil {
 		return err
@@ -155,24 +154,24 @@ func (b *Nftables) Remove(ns Netns) error {
 
 // Counters reads each rule's counter; the comment of each rule says its
 // family, and the chain keeps the rules in install order.
-func (b *Nftables) Counters(ns Netns) (map[Family][]uint64, error) {
+func (b *Nftables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) {
 	c, done, err := nftConn(ns.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
-	rules, err := c.GetRules(nftTable, nftChain)
+	nftRules, err := c.GetRules(nftTable, nftChain)
 	if err != nil {
 		return nil, fmt.Errorf("reading the rules of table inet %s in %s: %w", NftTable, ns.Path, nftErr(err))
 	}
-	if len(rules) == 0 {
+	if len(nftRules) == 0 {
 		return nil, fmt.Errorf("table inet %s in %s has no rules: the fence is not there", NftTable, ns.Path)
 	}
-	out := map[Family][]uint64{}
-	for _, r := range rules {
+	out := map[rules.Family][]uint64{}
+	for _, r := range nftRules {
 		comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 		famName, _, _ := strings.Cut(comment, " ")
-		fam, ok := map[string]Family{"ipv4": IPv4, "ipv6": IPv6}[famName]
+		fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
 		if !ok {
 			return nil, fmt.Errorf("table inet %s in %s has a rule not of ours (comment %q): remove the table and create the container again", NftTable, ns.Path, comment)
 		}
@@ -189,7 +188,7 @@ func (b *Nftables) Counters(ns Netns) (map[Family][]uint64, error) {
 
 // nftComment tags a rule with its family and name; nft list shows it, and
 // Counters reads the family back from it.
-func nftComment(fam Family, r Rule) []byte {
+func nftComment(fam rules.Family, r rules.Rule) []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, fam.String()+" "+r.Name)
 }
 
@@ -219,9 +218,9 @@ const (
 // the same matches and action as IptablesArgs. Every rule first matches its
 // family, so both families share the one chain, and has a counter. Accept is
 // accept: it ends only our chain, like the iptables backend's RETURN.
-func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
+func NftExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 	nfproto := byte(unix.NFPROTO_IPV4)
-	if fam == IPv6 {
+	if fam == rules.IPv6 {
 		nfproto = unix.NFPROTO_IPV6
 	}
 	e := []expr.Any{
@@ -236,25 +235,25 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		copy(name, r.OutIface)
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmpEq(name))
 	}
-	if r.Proto != ProtoAny {
-		p, ok := map[Proto]byte{ProtoTCP: unix.IPPROTO_TCP, ProtoUDP: unix.IPPROTO_UDP, ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
+	if r.Proto != rules.ProtoAny {
+		p, ok := map[rules.Proto]byte{rules.ProtoTCP: unix.IPPROTO_TCP, rules.ProtoUDP: unix.IPPROTO_UDP, rules.ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
 		if !ok {
 			return nil, fmt.Errorf("protocol %q has no nf_tables rendering", r.Proto)
 		}
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmpEq([]byte{p}))
 	}
 	if r.ICMPv6Type != nil {
-		if r.Proto != ProtoICMPv6 {
-			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s", *r.ICMPv6Type, ProtoICMPv6)
+		if r.Proto != rules.ProtoICMPv6 {
+			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s", *r.ICMPv6Type, rules.ProtoICMPv6)
 		}
 		e = append(e, transport(0, 1), cmpEq([]byte{*r.ICMPv6Type}))
 	}
 	if r.Dst.IsValid() {
-		if familyOf(r.Dst.Addr()) != fam {
+		if rules.FamilyOf(r.Dst.Addr()) != fam {
 			return nil, fmt.Errorf("destination %s is not %s", r.Dst, fam)
 		}
 		offset := uint32(16) // daddr in the IPv4 header
-		if fam == IPv6 {
+		if fam == rules.IPv6 {
 			offset = 24
 		}
 		dst := r.Dst.Masked()
@@ -266,13 +265,13 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		e = append(e, cmpEq(addr))
 	}
 	if r.DPort != 0 {
-		if r.Proto != ProtoTCP && r.Proto != ProtoUDP {
+		if r.Proto != rules.ProtoTCP && r.Proto != rules.ProtoUDP {
 			return nil, fmt.Errorf("a destination port needs protocol tcp or udp")
 		}
 		e = append(e, transport(2, 2), cmpEq(binaryutil.BigEndian.PutUint16(r.DPort)))
 	}
 	if r.TCPSyn {
-		if r.Proto != ProtoTCP {
+		if r.Proto != rules.ProtoTCP {
 			return nil, fmt.Errorf("a SYN match needs protocol tcp")
 		}
 		// iptables --syn: of SYN, ACK, RST and FIN only SYN is set.
@@ -289,9 +288,9 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 	}
 
 	switch r.Action {
-	case Accept:
+	case rules.Accept:
 		e = append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
-	case Log:
+	case rules.Log:
 		l := r.Log
 		if l == nil {
 			return nil, errors.New("a log rule has no log spec")
@@ -316,16 +315,16 @@ func NftExprs(r Rule, fam Family) ([]expr.Any, error) {
 		default:
 			return nil, fmt.Errorf("log target %q has no nf_tables rendering", l.Target)
 		}
-	case RejectTCPReset:
-		if r.Proto != ProtoTCP {
+	case rules.RejectTCPReset:
+		if r.Proto != rules.ProtoTCP {
 			return nil, errors.New("a TCP reset needs protocol tcp")
 		}
 		e = append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_TCP_RST})
-	case RejectPortUnreachable:
-		code := map[Family]uint8{IPv4: icmpPortUnreach, IPv6: icmpv6PortUnreach}[fam]
+	case rules.RejectPortUnreachable:
+		code := map[rules.Family]uint8{rules.IPv4: icmpPortUnreach, rules.IPv6: icmpv6PortUnreach}[fam]
 		e = append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: code})
-	case RejectAdminProhibited:
-		code := map[Family]uint8{IPv4: icmpPktFiltered, IPv6: icmpv6AdmProhibit}[fam]
+	case rules.RejectAdminProhibited:
+		code := map[rules.Family]uint8{rules.IPv4: icmpPktFiltered, rules.IPv6: icmpv6AdmProhibit}[fam]
 		e = append(e, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: code})
 	default:
 		return nil, fmt.Errorf("action %q has no nf_tables rendering", r.Action)

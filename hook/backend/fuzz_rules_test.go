@@ -1,37 +1,12 @@
-package hook
+package backend
 
 import (
 	"strings"
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
-
-// FuzzParseState: whatever a runtime (or anyone) writes to stdin, the
-// parser returns a state it has checked or an InputError, and never panics.
-func FuzzParseState(f *testing.F) {
-	f.Add([]byte(`{"ociVersion":"1.0.2","id":"c1","status":"creating","pid":42,"bundle":"/b","annotations":{"bypass-hook.io/mode":"audit"}}`))
-	f.Add([]byte(`{"id":"c1","status":"stopped"}`))
-	f.Add([]byte(`{"id":"a\u0000b","pid":-1}`))
-	f.Add([]byte(""))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		st, err := ParseState(data)
-		if err != nil {
-			if _, ok := err.(*InputError); !ok {
-				t.Fatalf("error %v is %T, not an InputError", err, err)
-			}
-			return
-		}
-		if st.ID == "" || !idRe.MatchString(st.ID) || st.Pid < 0 {
-			t.Fatalf("accepted a state that breaks the checks: %+v", st)
-		}
-		// The id is safe inside a quoted log prefix and an iptables-restore
-		// line: no quote, space or line break can come from it.
-		if p := LogPrefix("bypass", st.ID); strings.ContainsAny(strings.TrimSuffix(p, " "), " \t\n\r\"'\\") {
-			t.Fatalf("log prefix %q from id %q", p, st.ID)
-		}
-	})
-}
 
 // FuzzConfigRules: any config the parser accepts yields, for any annotations,
 // either an error or a rule set every rule of which renders.
@@ -54,17 +29,17 @@ func FuzzConfigRules(f *testing.F) {
 		if err != nil || !d.Fence {
 			return
 		}
-		for _, fam := range Families {
-			for _, r := range Rules(d.Policy, "0123456789abcdef", fam, AllFeatures) {
+		for _, fam := range rules.Families {
+			for _, r := range rules.Rules(d.Policy, "0123456789abcdef", fam, rules.AllFeatures) {
 				if r.Log != nil && len(r.Log.Prefix) > config.MaxLogPrefix {
 					t.Fatalf("log prefix %q passes %d characters", r.Log.Prefix, config.MaxLogPrefix)
 				}
-				if r.Dst.IsValid() && familyOf(r.Dst.Addr()) != fam {
+				if r.Dst.IsValid() && rules.FamilyOf(r.Dst.Addr()) != fam {
 					t.Fatalf("rule %s in the %s table", r, fam)
 				}
 				// Nothing from the config can break out of its line in an
 				// iptables-restore batch.
-				if line := ruleLines(fam, []Rule{r})[0]; strings.ContainsAny(line, "\n\r") {
+				if line := ruleLines(fam, []rules.Rule{r})[0]; strings.ContainsAny(line, "\n\r") {
 					t.Fatalf("rule %s renders with a line break: %q", r, line)
 				}
 			}

@@ -1,10 +1,12 @@
-package hook
+package backend
 
 import (
 	"errors"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // dropEmptyFilterTables removes what the nf_tables variant of iptables
@@ -12,7 +14,7 @@ import (
 // the table "filter" with empty base chains, which would outlive the fence.
 // A table goes only if nothing else is in it: no rules, no chain of anyone
 // else, no set, no policy but accept. Legacy iptables has no such table, so
-// this does nothing there. It must run inside the namespace (InNetns): each
+// this does nothing there. It must run inside the namespace (netns.In): each
 // request opens its netlink socket on the calling thread. Both families go
 // in one transaction, since the kernel makes each transaction that deletes a
 // table wait for it to be freed.
@@ -20,7 +22,7 @@ import (
 // Between the check and the delete another program could add a rule to the
 // table; in a namespace whose container is being created or removed, we
 // accept that window.
-func dropEmptyFilterTables(fams ...Family) error {
+func dropEmptyFilterTables(fams ...rules.Family) error {
 	if len(fams) == 0 {
 		return nil
 	}
@@ -34,7 +36,7 @@ func dropEmptyFilterTables(fams ...Family) error {
 	drop := false
 	for _, fam := range fams {
 		family := nftables.TableFamilyIPv4
-		if fam == IPv6 {
+		if fam == rules.IPv6 {
 			family = nftables.TableFamilyIPv6
 		}
 		table, err := emptyFilterTable(conn, family)

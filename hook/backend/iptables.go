@@ -1,4 +1,4 @@
-package hook
+package backend
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // Chain is the chain of our own that OUTPUT jumps to first.
@@ -43,7 +46,7 @@ type Iptables struct {
 	// batch per family.
 	Execs int
 
-	ipts map[Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
+	ipts map[rules.Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
 }
 
 // NewIptables finds the host's iptables tools.
@@ -76,9 +79,9 @@ func (b *Iptables) Name() string { return config.BackendIptables }
 
 // tool is the path of iptables (suffix "") or iptables-restore or
 // iptables-save (suffix "-restore", "-save") for a family.
-func (b *Iptables) tool(fam Family, suffix string) string {
+func (b *Iptables) tool(fam rules.Family, suffix string) string {
 	name := "iptables"
-	if fam == IPv6 {
+	if fam == rules.IPv6 {
 		name = "ip6tables"
 	}
 	return filepath.Join(b.Dir, name+suffix)
@@ -97,12 +100,12 @@ func (b *Iptables) wait() int {
 // ipt returns go-iptables for one family, made on first use: New runs
 // `iptables --version`, whose answer does not depend on the namespace. Only
 // the rare paths use it; the usual ones run the tools themselves.
-func (b *Iptables) ipt(fam Family) (*iptables.IPTables, error) {
+func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 	if ipt := b.ipts[fam]; ipt != nil {
 		return ipt, nil
 	}
 	proto := iptables.ProtocolIPv4
-	if fam == IPv6 {
+	if fam == rules.IPv6 {
 		proto = iptables.ProtocolIPv6
 	}
 	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, "")), iptables.Timeout(b.wait()))
@@ -110,7 +113,7 @@ func (b *Iptables) ipt(fam Family) (*iptables.IPTables, error) {
 		return nil, err
 	}
 	if b.ipts == nil {
-		b.ipts = map[Family]*iptables.IPTables{}
+		b.ipts = map[rules.Family]*iptables.IPTables{}
 	}
 	b.ipts[fam] = ipt
 	return ipt, nil
@@ -119,8 +122,8 @@ func (b *Iptables) ipt(fam Family) (*iptables.IPTables, error) {
 // Install applies each family in one iptables-restore batch. The batch for a
 // fresh namespace creates the chain with -N, so it fails when a fence is
 // already there; only then do we look at what is there and replace it.
-func (b *Iptables) Install(ns Netns, rs RuleSet) error {
-	return InNetns(ns.Path, func() error {
+func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
+	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {
 			for i := len(undo) - 1; i >= 0; i-- {
@@ -130,7 +133,7 @@ func (b *Iptables) Install(ns Netns, rs RuleSet) error {
 			}
 			return cause
 		}
-		for _, fam := range Families {
+		for _, fam := range rules.Families {
 			lines := ruleLines(fam, rs[fam])
 			err := b.restore(fam, installBatch(lines, false, false))
 			if err == nil {
@@ -160,7 +163,7 @@ func (b *Iptables) Install(ns Netns, rs RuleSet) error {
 
 // current returns the rule lines of our chain (nil if it does not exist)
 // and whether OUTPUT jumps to it.
-func (b *Iptables) current(fam Family) (lines []string, jump bool, err error) {
+func (b *Iptables) current(fam rules.Family) (lines []string, jump bool, err error) {
 	st, err := b.save(fam)
 	if err != nil || !st.exists {
 		return nil, false, err
@@ -168,7 +171,7 @@ func (b *Iptables) current(fam Family) (lines []string, jump bool, err error) {
 	return st.lines, st.jump, nil
 }
 
-func ruleLines(fam Family, rules []Rule) []string {
+func ruleLines(fam rules.Family, rules []rules.Rule) []string {
 	lines := make([]string, len(rules))
 	for i, r := range rules {
 		lines[i] = "-A " + Chain + " " + joinArgs(IptablesArgs(r, fam))
@@ -221,7 +224,7 @@ func joinArgs(args []string) string {
 
 // restore runs one iptables-restore batch; --wait bounds the wait for the
 // xtables lock.
-func (b *Iptables) restore(fam Family, input string) error {
+func (b *Iptables) restore(fam rules.Family, input string) error {
 	tool := b.tool(fam, "-restore")
 	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(b.wait()))
 	cmd.Stdin = strings.NewReader(input)
@@ -265,7 +268,7 @@ type saved struct {
 
 // save reads the filter table with counters: one exec, and iptables-save
 // needs no lock.
-func (b *Iptables) save(fam Family) (saved, error) {
+func (b *Iptables) save(fam rules.Family) (saved, error) {
 	tool := b.tool(fam, "-save")
 	cmd := exec.Command(tool, "-c", "-t", "filter")
 	var out, errb bytes.Buffer
@@ -307,10 +310,10 @@ func parseSave(out string) (saved, error) {
 }
 
 // Installed looks for the jump in each family's iptables-save.
-func (b *Iptables) Installed(ns Netns) (bool, error) {
+func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
 	all := true
-	err := InNetns(ns.Path, func() error {
-		for _, fam := range Families {
+	err := netns.In(ns.Path, func() error {
+		for _, fam := range rules.Families {
 			st, err := b.save(fam)
 			if err != nil {
 				all = false
@@ -325,11 +328,11 @@ func (b *Iptables) Installed(ns Netns) (bool, error) {
 
 // Remove is tolerant of a fence that is partly or wholly gone already. The
 // usual case, a whole fence, takes one batch per family.
-func (b *Iptables) Remove(ns Netns) error {
-	return InNetns(ns.Path, func() error {
+func (b *Iptables) Remove(ns netns.Handle) error {
+	return netns.In(ns.Path, func() error {
 		var errs []error
-		var emptied []Family
-		for _, fam := range Families {
+		var emptied []rules.Family
+		for _, fam := range rules.Families {
 			if b.restore(fam, removeBatch(true)) == nil {
 				emptied = append(emptied, fam)
 				continue
@@ -362,10 +365,10 @@ func (b *Iptables) Remove(ns Netns) error {
 	})
 }
 
-func (b *Iptables) Counters(ns Netns) (map[Family][]uint64, error) {
-	out := map[Family][]uint64{}
-	err := InNetns(ns.Path, func() error {
-		for _, fam := range Families {
+func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) {
+	out := map[rules.Family][]uint64{}
+	err := netns.In(ns.Path, func() error {
+		for _, fam := range rules.Families {
 			st, err := b.save(fam)
 			if err != nil {
 				return err
@@ -383,7 +386,7 @@ func (b *Iptables) Counters(ns Netns) (map[Family][]uint64, error) {
 // IptablesArgs renders one rule as iptables arguments (after "-A CHAIN").
 // Accepting rules RETURN rather than ACCEPT: a packet the fence lets pass
 // still meets whatever else the namespace's OUTPUT holds.
-func IptablesArgs(r Rule, fam Family) []string {
+func IptablesArgs(r rules.Rule, fam rules.Family) []string {
 	var a []string
 	if r.OutIface != "" {
 		a = append(a, "-o", r.OutIface)
@@ -391,7 +394,7 @@ func IptablesArgs(r Rule, fam Family) []string {
 	if r.Dst.IsValid() {
 		a = append(a, "-d", r.Dst.String())
 	}
-	if r.Proto != ProtoAny {
+	if r.Proto != rules.ProtoAny {
 		a = append(a, "-p", string(r.Proto))
 	}
 	if r.ICMPv6Type != nil {
@@ -410,9 +413,9 @@ func IptablesArgs(r Rule, fam Family) []string {
 		a = append(a, "-m", "owner", "--uid-owner", strconv.FormatUint(uint64(*r.UID), 10))
 	}
 	switch r.Action {
-	case Accept:
+	case rules.Accept:
 		a = append(a, "-j", "RETURN")
-	case Log:
+	case rules.Log:
 		l := r.Log
 		a = append(a, "-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.RatePer, l.RateUnit), "--limit-burst", strconv.Itoa(l.Burst))
 		if l.Target == config.LogNflog {
@@ -423,12 +426,12 @@ func IptablesArgs(r Rule, fam Family) []string {
 				a = append(a, "--log-uid")
 			}
 		}
-	case RejectTCPReset:
+	case rules.RejectTCPReset:
 		a = append(a, "-j", "REJECT", "--reject-with", "tcp-reset")
-	case RejectPortUnreachable:
-		a = append(a, "-j", "REJECT", "--reject-with", map[Family]string{IPv4: "icmp-port-unreachable", IPv6: "icmp6-port-unreachable"}[fam])
-	case RejectAdminProhibited:
-		a = append(a, "-j", "REJECT", "--reject-with", map[Family]string{IPv4: "icmp-admin-prohibited", IPv6: "icmp6-adm-prohibited"}[fam])
+	case rules.RejectPortUnreachable:
+		a = append(a, "-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-port-unreachable", rules.IPv6: "icmp6-port-unreachable"}[fam])
+	case rules.RejectAdminProhibited:
+		a = append(a, "-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-admin-prohibited", rules.IPv6: "icmp6-adm-prohibited"}[fam])
 	}
 	return a
 }

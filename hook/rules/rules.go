@@ -1,4 +1,6 @@
-package hook
+// Package rules turns a policy into the fence's rule set, per IP family,
+// independent of any backend, and tallies the rules' counters.
+package rules
 
 import (
 	"fmt"
@@ -140,7 +142,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 	}
 
 	for _, ap := range p.Proxies {
-		if familyOf(ap.Addr()) != fam {
+		if FamilyOf(ap.Addr()) != fam {
 			continue
 		}
 		r := Rule{}
@@ -148,7 +150,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		add(r)
 	}
 	for _, a := range p.Allow {
-		if familyOf(a.Prefix.Addr()) != fam {
+		if FamilyOf(a.Prefix.Addr()) != fam {
 			continue
 		}
 		protos := []Proto{ProtoAny}
@@ -173,7 +175,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		}
 	}
 	for _, d := range p.DNS {
-		if familyOf(d) != fam {
+		if FamilyOf(d) != fam {
 			continue
 		}
 		for _, proto := range []Proto{ProtoUDP, ProtoTCP} {
@@ -250,7 +252,7 @@ func newLogSpec(l config.LogPolicy, containerID string) *LogSpec {
 
 var linkLocalMulticast = netip.MustParsePrefix("ff02::/16")
 
-func familyOf(a netip.Addr) Family {
+func FamilyOf(a netip.Addr) Family {
 	if a.Is4() {
 		return IPv4
 	}

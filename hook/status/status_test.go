@@ -1,4 +1,4 @@
-package monitor
+package status
 
 import (
 	"bytes"
@@ -8,36 +8,47 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // fakeBackend answers Counters with fixed numbers; status needs no more.
 type fakeBackend struct {
-	counters map[hook.Family][]uint64
+	counters map[rules.Family][]uint64
 	err      error
 }
 
-func (f *fakeBackend) Name() string                           { return "fake" }
-func (f *fakeBackend) Install(hook.Netns, hook.RuleSet) error { return errors.New("not here") }
-func (f *fakeBackend) Installed(hook.Netns) (bool, error)     { return true, nil }
-func (f *fakeBackend) Remove(hook.Netns) error                { return errors.New("not here") }
-func (f *fakeBackend) Counters(hook.Netns) (map[hook.Family][]uint64, error) {
+// Two container ids whose first 12 characters differ, as in the monitor's tests.
+const (
+	idA = "aaaaaaaaaaaa0123456789"
+	idB = "bbbbbbbbbbbb0123456789"
+)
+
+func (f *fakeBackend) Name() string                              { return "fake" }
+func (f *fakeBackend) Install(netns.Handle, rules.RuleSet) error { return errors.New("not here") }
+func (f *fakeBackend) Installed(netns.Handle) (bool, error)      { return true, nil }
+func (f *fakeBackend) Remove(netns.Handle) error                 { return errors.New("not here") }
+func (f *fakeBackend) Counters(netns.Handle) (map[rules.Family][]uint64, error) {
 	return f.counters, f.err
 }
 
 // statusRecord is a fence of the test process's own namespace, which any
 // user can stat, with the rule names Rules makes.
-func statusRecord(t *testing.T, id, mode string, owners ...string) *hook.Record {
+func statusRecord(t *testing.T, id, mode string, owners ...string) *records.Record {
 	t.Helper()
-	own, err := hook.StatNetns("/proc/self/ns/net")
+	own, err := netns.Stat("/proc/self/ns/net")
 	if err != nil {
 		t.Skipf("skipping: cannot stat this process's network namespace: %v", err)
 	}
-	rec := testRecord(0, id, mode, config.LogNflog, owners...)
+	rec := testrecord.New(0, id, mode, config.LogNflog, owners...)
 	rec.Netns, rec.Paths = own, []string{"/proc/self/ns/net"}
-	rec.RuleNames = map[hook.Family][]string{}
-	for _, fam := range hook.Families {
-		for _, r := range hook.Rules(rec.Policy, id, fam, rec.Features) {
+	rec.RuleNames = map[rules.Family][]string{}
+	for _, fam := range rules.Families {
+		for _, r := range rules.Rules(rec.Policy, id, fam, rec.Features) {
 			rec.RuleNames[fam] = append(rec.RuleNames[fam], r.Name)
 		}
 	}
@@ -45,8 +56,8 @@ func statusRecord(t *testing.T, id, mode string, owners ...string) *hook.Record 
 }
 
 // countersFor gives each rule named in values that count, 0 elsewhere.
-func countersFor(rec *hook.Record, values map[string]uint64) map[hook.Family][]uint64 {
-	out := map[hook.Family][]uint64{}
+func countersFor(rec *records.Record, values map[string]uint64) map[rules.Family][]uint64 {
+	out := map[rules.Family][]uint64{}
 	for fam, names := range rec.RuleNames {
 		for _, n := range names {
 			out[fam] = append(out[fam], values[n])
@@ -55,15 +66,15 @@ func countersFor(rec *hook.Record, values map[string]uint64) map[hook.Family][]u
 	return out
 }
 
-func TestStatus(t *testing.T) {
+func TestRead(t *testing.T) {
 	rec := statusRecord(t, idA, config.ModeEnforce, idA, "app-container")
-	store := &hook.Store{Dir: t.TempDir()}
+	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
 		t.Fatal(err)
 	}
 	// Both families' rules of a name add up.
 	fb := &fakeBackend{counters: countersFor(rec, map[string]uint64{"refuse-tcp": 7, "log-tcp": 5, "refuse-udp": 2, "log-udp": 2})}
-	newBackend := func(name string) (hook.Backend, error) {
+	newBackend := func(name string) (backend.Backend, error) {
 		if name != config.BackendIptables {
 			t.Errorf("backend %q asked for, the record has iptables", name)
 		}
@@ -71,28 +82,28 @@ func TestStatus(t *testing.T) {
 	}
 
 	for _, id := range []string{"", idA, "app-container", "app-", "aaaa"} {
-		got, err := Status(store, id, newBackend)
+		got, err := Read(store, id, newBackend)
 		if err != nil {
-			t.Fatalf("Status(%q): %v", id, err)
+			t.Fatalf("Read(%q): %v", id, err)
 		}
 		if len(got) != 1 {
-			t.Fatalf("Status(%q): %d fences", id, len(got))
+			t.Fatalf("Read(%q): %d fences", id, len(got))
 		}
 		s := got[0]
-		want := hook.Tally{RefusedTCP: 14, RefusedUDP: 4, Logged: 14}
+		want := rules.Tally{RefusedTCP: 14, RefusedUDP: 4, Logged: 14}
 		if s.Error != "" || s.Totals == nil || *s.Totals != want {
-			t.Fatalf("Status(%q): totals %+v error %q, want %+v", id, s.Totals, s.Error, want)
+			t.Fatalf("Read(%q): totals %+v error %q, want %+v", id, s.Totals, s.Error, want)
 		}
 		if s.Container != idA || len(s.Owners) != 2 || s.Mode != config.ModeEnforce || s.NetnsPath != "/proc/self/ns/net" {
-			t.Errorf("Status(%q): %+v", id, s)
+			t.Errorf("Read(%q): %+v", id, s)
 		}
-		if len(s.Rules) != len(rec.RuleNames[hook.IPv4])+len(rec.RuleNames[hook.IPv6]) || s.Rules[0].Rule == "" || s.Rules[0].Packets == nil {
-			t.Errorf("Status(%q): rules %+v", id, s.Rules)
+		if len(s.Rules) != len(rec.RuleNames[rules.IPv4])+len(rec.RuleNames[rules.IPv6]) || s.Rules[0].Rule == "" || s.Rules[0].Packets == nil {
+			t.Errorf("Read(%q): rules %+v", id, s.Rules)
 		}
 	}
 
 	var details, summary bytes.Buffer
-	fences, _ := Status(store, "", newBackend)
+	fences, _ := Read(store, "", newBackend)
 	if err := WriteDetails(&details, fences); err != nil {
 		t.Fatal(err)
 	}
@@ -114,46 +125,46 @@ func TestStatus(t *testing.T) {
 }
 
 func TestStatusErrors(t *testing.T) {
-	store := &hook.Store{Dir: t.TempDir()}
+	store := &records.Store{Dir: t.TempDir()}
 	recA := statusRecord(t, idA, config.ModeEnforce, idA)
 	recB := statusRecord(t, "aaaaaaaaaaab99", config.ModeEnforce, "aaaaaaaaaaab99")
 	recB.Netns.Ino++ // another namespace, which nothing reaches
-	for _, r := range []*hook.Record{recA, recB} {
+	for _, r := range []*records.Record{recA, recB} {
 		if err := store.Save(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	ok := func(string) (hook.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil }
+	ok := func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil }
 
-	if _, err := Status(store, "nope", ok); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
+	if _, err := Read(store, "nope", ok); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
 		t.Errorf("unknown id: %v", err)
 	}
-	if _, err := Status(store, "aaaa", ok); err == nil || !strings.Contains(err.Error(), "more than one") {
+	if _, err := Read(store, "aaaa", ok); err == nil || !strings.Contains(err.Error(), "more than one") {
 		t.Errorf("ambiguous id: %v", err)
 	}
-	got, _ := Status(store, "aaaaaaaaaaab", ok)
+	got, _ := Read(store, "aaaaaaaaaaab", ok)
 	if got[0].Error == "" || !strings.Contains(got[0].Error, "gone") || got[0].Totals != nil {
 		t.Errorf("unreachable namespace: %+v", got[0])
 	}
 	// The namespace has rules the record does not know of.
-	short := func(string) (hook.Backend, error) {
-		return &fakeBackend{counters: map[hook.Family][]uint64{hook.IPv4: {1, 2}, hook.IPv6: {}}}, nil
+	short := func(string) (backend.Backend, error) {
+		return &fakeBackend{counters: map[rules.Family][]uint64{rules.IPv4: {1, 2}, rules.IPv6: {}}}, nil
 	}
-	got, _ = Status(store, idA, short)
+	got, _ = Read(store, idA, short)
 	if !strings.Contains(got[0].Error, "changed by other hands") || got[0].Totals != nil {
 		t.Errorf("rules changed: %+v", got[0])
 	}
-	failing := func(string) (hook.Backend, error) { return &fakeBackend{err: errors.New("xtables lock")}, nil }
-	got, _ = Status(store, idA, failing)
+	failing := func(string) (backend.Backend, error) { return &fakeBackend{err: errors.New("xtables lock")}, nil }
+	got, _ = Read(store, idA, failing)
 	if !strings.Contains(got[0].Error, "xtables lock") {
 		t.Errorf("counters failing: %+v", got[0])
 	}
 	// A record of another build of the hook: rules by name only.
-	recA.RuleNames[hook.IPv4] = append([]string{"something-new"}, recA.RuleNames[hook.IPv4]...)
+	recA.RuleNames[rules.IPv4] = append([]string{"something-new"}, recA.RuleNames[rules.IPv4]...)
 	if err := store.Save(recA); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = Status(store, idA, func(string) (hook.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil })
+	got, _ = Read(store, idA, func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(recA, nil)}, nil })
 	if got[0].Error != "" || got[0].Rules[0].Rule != "" || got[0].Rules[0].Name != "something-new" {
 		t.Errorf("rules of another build: %+v", got[0].Rules[:2])
 	}
@@ -162,12 +173,12 @@ func TestStatusErrors(t *testing.T) {
 // An audit-mode fence refuses nothing: status shows what it let through.
 func TestStatusAudit(t *testing.T) {
 	rec := statusRecord(t, idB, config.ModeAudit, idB)
-	store := &hook.Store{Dir: t.TempDir()}
+	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
 		t.Fatal(err)
 	}
 	fb := &fakeBackend{counters: countersFor(rec, map[string]uint64{"audit-tcp": 3, "log-tcp": 3, "audit-udp": 1, "log-udp": 1})}
-	fences, err := Status(store, idB, func(string) (hook.Backend, error) { return fb, nil })
+	fences, err := Read(store, idB, func(string) (backend.Backend, error) { return fb, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

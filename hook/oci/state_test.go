@@ -1,4 +1,4 @@
-package hook
+package oci_test
 
 import (
 	"errors"
@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -32,18 +35,18 @@ func TestParseState(t *testing.T) {
 		{"wrong type", `{"id":5}`, "not an OCI state"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st, err := ReadState(strings.NewReader(tc.in))
+			st, err := oci.ReadState(strings.NewReader(tc.in))
 			if tc.errHas == "" {
 				if err != nil || st.ID != "c1" {
 					t.Fatalf("ReadState: %v, %+v", err, st)
 				}
 				return
 			}
-			var ie *InputError
+			var ie *oci.InputError
 			if !errors.As(err, &ie) || !strings.Contains(err.Error(), tc.errHas) {
 				t.Fatalf("want an InputError saying %q, got %v", tc.errHas, err)
 			}
-			if ExitCode(err, config.FailOpen) != 2 {
+			if hook.ExitCode(err, config.FailOpen) != 2 {
 				t.Error("bad input must exit 2, whatever the failure mode")
 			}
 		})
@@ -51,39 +54,17 @@ func TestParseState(t *testing.T) {
 }
 
 func TestStageFor(t *testing.T) {
-	for status, want := range map[specs.ContainerState]Stage{
-		specs.StateCreating: StageCreate,
-		specs.StateCreated:  StageCreate,
-		specs.StateStopped:  StagePoststop,
+	for status, want := range map[specs.ContainerState]oci.Stage{
+		specs.StateCreating: oci.StageCreate,
+		specs.StateCreated:  oci.StageCreate,
+		specs.StateStopped:  oci.StagePoststop,
 		specs.StateRunning:  "",
 		"paused":            "",
 		"":                  "",
 	} {
-		got, err := StageFor(&specs.State{Status: status})
+		got, err := oci.StageFor(&specs.State{Status: status})
 		if got != want || (want == "") != (err != nil) {
 			t.Errorf("StageFor(%q) = %q, %v; want %q", status, got, err, want)
-		}
-	}
-}
-
-func TestExitCode(t *testing.T) {
-	fence := &FenceError{Err: errors.New("x")}
-	for _, tc := range []struct {
-		err     error
-		failure string
-		want    int
-	}{
-		{nil, config.FailClosed, 0},
-		{fence, config.FailClosed, 1},
-		{fence, config.FailOpen, 0},
-		{&RefusedError{"strict"}, config.FailOpen, 1},
-		{&config.Error{Key: "k"}, config.FailOpen, 2},
-		{&config.AnnotationError{Annotation: "a"}, config.FailOpen, 2},
-		{&InputError{"bad"}, config.FailClosed, 2},
-		{errors.New("poststop failed"), config.FailOpen, 1},
-	} {
-		if got := ExitCode(tc.err, tc.failure); got != tc.want {
-			t.Errorf("ExitCode(%v, %s) = %d, want %d", tc.err, tc.failure, got, tc.want)
 		}
 	}
 }
@@ -95,7 +76,7 @@ func TestReadBundle(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b, err := ReadBundle(dir)
+	b, err := oci.ReadBundle(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +86,7 @@ func TestReadBundle(t *testing.T) {
 	if got := b.DangerousCaps(); !slices.Equal(got, []string{"CAP_NET_RAW"}) {
 		t.Errorf("dangerous caps = %v", got)
 	}
-	if _, err := ReadBundle(t.TempDir()); err == nil {
+	if _, err := oci.ReadBundle(t.TempDir()); err == nil {
 		t.Error("a bundle without config.json must be an error")
 	}
 }

@@ -1,4 +1,7 @@
-package monitor
+// Package status reports, for the operator, what the records say is fenced
+// and what each fence's counters show; it reads the record store and asks
+// the backends, and holds no state of its own.
+package status
 
 import (
 	"fmt"
@@ -9,25 +12,29 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook"
+
+	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // FenceStatus is what status reports of one fenced network namespace.
 type FenceStatus struct {
 	// Container is the id in the log prefix: the namespace's first owner.
 	Container string           `json:"container"`
-	Owners    []hook.Owner     `json:"owners"`
+	Owners    []records.Owner  `json:"owners"`
 	Netns     string           `json:"netns"`
 	NetnsPath string           `json:"netnsPath,omitempty"`
 	Mode      string           `json:"mode"`
 	Backend   string           `json:"backend"`
 	Log       config.LogPolicy `json:"log"`
-	Features  hook.Features    `json:"features"`
+	Features  rules.Features   `json:"features"`
 	Installed time.Time        `json:"installed"`
 	Rules     []RuleStatus     `json:"rules"`
 	// Totals is nil when the counters could not be read (see Error).
-	Totals *hook.Tally `json:"totals,omitempty"`
-	Error  string      `json:"error,omitempty"`
+	Totals *rules.Tally `json:"totals,omitempty"`
+	Error  string       `json:"error,omitempty"`
 }
 
 // RuleStatus is one installed rule and its packet counter.
@@ -40,14 +47,14 @@ type RuleStatus struct {
 	Packets *uint64 `json:"packets"` // nil when not read
 }
 
-// NewBackendFunc makes the backend a record names (hook.NewBackend).
-type NewBackendFunc func(name string) (hook.Backend, error)
+// NewBackendFunc makes the backend a record names (backend.New in production).
+type NewBackendFunc func(name string) (backend.Backend, error)
 
-// Status reports the fences of the store: all of them when id is "", or
+// Read reports the fences of the store: all of them when id is "", or
 // the one that container id owns. id may be an owner's full id or a prefix
 // of it (as short as the log prefix's 12 characters, or shorter while it
 // names one container).
-func Status(store *hook.Store, id string, newBackend NewBackendFunc) ([]FenceStatus, error) {
+func Read(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceStatus, error) {
 	recs, err := store.All()
 	if err != nil {
 		return nil, fmt.Errorf("reading the state directory %s: %w", store.Dir, err)
@@ -57,9 +64,9 @@ func Status(store *hook.Store, id string, newBackend NewBackendFunc) ([]FenceSta
 		if err != nil {
 			return nil, fmt.Errorf("%w (state directory %s)", err, store.Dir)
 		}
-		recs = []*hook.Record{rec}
+		recs = []*records.Record{rec}
 	}
-	slices.SortFunc(recs, func(a, b *hook.Record) int { return a.Installed.Compare(b.Installed) })
+	slices.SortFunc(recs, func(a, b *records.Record) int { return a.Installed.Compare(b.Installed) })
 	out := make([]FenceStatus, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, statusOf(r, newBackend))
@@ -69,8 +76,8 @@ func Status(store *hook.Store, id string, newBackend NewBackendFunc) ([]FenceSta
 
 // findRecord picks the record owned by id: an exact id first, then a
 // unique prefix.
-func findRecord(recs []*hook.Record, id string) (*hook.Record, error) {
-	var byPrefix []*hook.Record
+func findRecord(recs []*records.Record, id string) (*records.Record, error) {
+	var byPrefix []*records.Record
 	var names []string
 	for _, r := range recs {
 		if r.LogID == id || r.HasOwner(id) {
@@ -93,7 +100,7 @@ func findRecord(recs []*hook.Record, id string) (*hook.Record, error) {
 	return nil, fmt.Errorf("%q names more than one fenced container (%s): give more of the id", id, strings.Join(names, ", "))
 }
 
-func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
+func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	s := FenceStatus{
 		Container: rec.LogID,
 		Owners:    rec.Owners,
@@ -104,9 +111,9 @@ func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
 		Features:  rec.Features,
 		Installed: rec.Installed,
 	}
-	for _, fam := range hook.Families {
+	for _, fam := range rules.Families {
 		names := rec.RuleNames[fam]
-		rebuilt := hook.Rules(rec.Policy, rec.LogID, fam, rec.Features)
+		rebuilt := rules.Rules(rec.Policy, rec.LogID, fam, rec.Features)
 		same := len(rebuilt) == len(names)
 		for i := 0; same && i < len(names); i++ {
 			same = rebuilt[i].Name == names[i]
@@ -120,7 +127,7 @@ func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
 		}
 	}
 
-	ns, ok := hook.FindNetns(rec.Netns, nsHints(rec)...)
+	ns, ok := netns.Find(rec.Netns, rec.Hints()...)
 	if !ok {
 		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
 		return s
@@ -136,20 +143,20 @@ func statusOf(rec *hook.Record, newBackend NewBackendFunc) FenceStatus {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
 		return s
 	}
-	for _, fam := range hook.Families {
+	for _, fam := range rules.Families {
 		if got, want := len(counters[fam]), len(rec.RuleNames[fam]); got != want {
 			s.Error = fmt.Sprintf("the namespace has %d %s rules where the record has %d: the fence was changed by other hands; counters not shown", got, fam, want)
 			return s
 		}
 	}
 	i := 0
-	for _, fam := range hook.Families {
+	for _, fam := range rules.Families {
 		for _, n := range counters[fam] {
 			s.Rules[i].Packets = &n
 			i++
 		}
 	}
-	_, t := hook.TallyCounters(rec.RuleNames, counters)
+	_, t := rules.TallyCounters(rec.RuleNames, counters)
 	s.Totals = &t
 	return s
 }
@@ -175,7 +182,7 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 			_, t, u, o := attempts(f)
 			tcp, udp, other, logged = num(t), num(u), num(o), num(f.Totals.Logged)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", hook.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
 			logTarget(f), len(f.Owners), tcp, udp, other, logged)
 	}
 	return tw.Flush()
@@ -261,7 +268,7 @@ func logDescription(f FenceStatus) string {
 	if f.Log.Target == config.LogNflog {
 		d += fmt.Sprintf(" group %d", f.Log.Group)
 	}
-	return d + fmt.Sprintf(", prefix %q, rate %s, burst %d", hook.LogPrefix(f.Log.Prefix, f.Container), f.Log.Rate, f.Log.Burst)
+	return d + fmt.Sprintf(", prefix %q, rate %s, burst %d", rules.LogPrefix(f.Log.Prefix, f.Container), f.Log.Rate, f.Log.Burst)
 }
 
 func num(n uint64) string { return fmt.Sprintf("%d", n) }

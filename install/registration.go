@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
 // BinaryName is the name every registration of the hook runs; a hook whose
@@ -36,9 +37,10 @@ const (
 	SubHook     = "hook"
 )
 
-// Target is what a registration runs: the hook binary, as the runtime sees
-// it, and the config it is told to read.
-type Target struct {
+// Registration is one way of having a runtime run the hook (a hooks.d file,
+// a bundle's hooks, the NRI plugin's injection): the hook binary as the
+// runtime sees it, its config and its timeout.
+type Registration struct {
 	Binary string // absolute path of the bypass-hook binary
 	// Config is the config file the hook is pointed at; "" leaves the hook
 	// to its default (/etc/bypass-hook/config.yaml, which may be absent).
@@ -49,7 +51,7 @@ type Target struct {
 // Hook is the OCI hook entry that runs subcommand. The config goes both on
 // the command line, where it wins and shows in `ps`, and into the
 // environment, where podman's and CRI-O's users look for it.
-func (t Target) Hook(subcommand string) specs.Hook {
+func (t Registration) Hook(subcommand string) specs.Hook {
 	args := []string{t.Binary}
 	env := []string{HookPATH}
 	if t.Config != "" {
@@ -72,7 +74,7 @@ func (t Target) Hook(subcommand string) specs.Hook {
 // absolute path to an executable regular file, the config (if any) an
 // absolute path. root, when not empty, is where the paths are looked for,
 // as when packaging into a DESTDIR; the written paths stay as given.
-func (t Target) Check(root string) error {
+func (t Registration) Check(root string) error {
 	if t.Binary == "" {
 		return errors.New("no hook binary: pass --binary PATH")
 	}
@@ -86,7 +88,7 @@ func (t Target) Check(root string) error {
 	st, err := os.Stat(at)
 	switch {
 	case err != nil:
-		return fmt.Errorf("hook binary %s: %w (install it first, or pass --binary PATH)", at, unwrapPathErr(err))
+		return fmt.Errorf("hook binary %s: %w (install it first, or pass --binary PATH)", at, fserr.Cause(err))
 	case !st.Mode().IsRegular():
 		return fmt.Errorf("hook binary %s is not a regular file", at)
 	case st.Mode().Perm()&0o111 == 0:
@@ -126,17 +128,17 @@ func IsOurs(path, binary string) bool {
 // the hook finds by itself and which may be absent. root, when not empty,
 // is where the file is read from, as when packaging into a DESTDIR.
 func ResolveConfig(root, flagValue string) (path string, cfg *config.Config, err error) {
-	p, explicit := config.ResolvePath(flagValue)
-	if explicit {
-		if p, err = filepath.Abs(p); err != nil {
+	src := config.Locate(flagValue)
+	if src.Explicit {
+		if src.Path, err = filepath.Abs(src.Path); err != nil {
 			return "", nil, err
 		}
 	}
-	cfg, err = config.LoadFile(filepath.Join(root, p), explicit)
-	if err != nil || !explicit {
+	cfg, err = config.Source{Path: filepath.Join(root, src.Path), Explicit: src.Explicit}.Load()
+	if err != nil || !src.Explicit {
 		return "", cfg, err
 	}
-	return p, cfg, nil
+	return src.Path, cfg, nil
 }
 
 // DefaultBinary is the running executable, symlinks resolved: what a
@@ -147,14 +149,6 @@ func DefaultBinary() (string, error) {
 		return "", fmt.Errorf("finding this executable: %w; pass --binary PATH", err)
 	}
 	return filepath.EvalSymlinks(p)
-}
-
-func unwrapPathErr(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
 
 // hookStages are the stage names of specs.Hooks, as config.json spells them.

@@ -1,4 +1,4 @@
-package hook
+package rules
 
 // Tally is what a fence's counters say about attempts to get past it.
 type Tally struct {

@@ -1,4 +1,4 @@
-package hook
+package records
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
 
 func TestStoreRefusesOpenDirectory(t *testing.T) {
@@ -14,7 +16,7 @@ func TestStoreRefusesOpenDirectory(t *testing.T) {
 	}
 	base := t.TempDir()
 	made := filepath.Join(base, "new", "state")
-	if _, err := OpenStore(made); err != nil {
+	if _, err := Open(made); err != nil {
 		t.Fatalf("a new state directory: %v", err)
 	}
 	if fi, _ := os.Stat(made); fi.Mode().Perm() != 0o700 {
@@ -24,13 +26,13 @@ func TestStoreRefusesOpenDirectory(t *testing.T) {
 	open := filepath.Join(base, "open")
 	os.Mkdir(open, 0o755)
 	os.Chmod(open, 0o755)
-	if _, err := OpenStore(open); err == nil || !strings.Contains(err.Error(), "chmod 700") {
+	if _, err := Open(open); err == nil || !strings.Contains(err.Error(), "chmod 700") {
 		t.Errorf("a 0755 state directory: got %v", err)
 	}
 	foreign := filepath.Join(base, "foreign")
 	os.Mkdir(foreign, 0o700)
 	os.Chown(foreign, 1000, 1000)
-	if _, err := OpenStore(foreign); err == nil || !strings.Contains(err.Error(), "chown root") {
+	if _, err := Open(foreign); err == nil || !strings.Contains(err.Error(), "chown root") {
 		t.Errorf("a state directory owned by uid 1000: got %v", err)
 	}
 }
@@ -43,11 +45,11 @@ func TestStoreLockAndDelete(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (the state directory must be owned by root)")
 	}
-	s, err := OpenStore(filepath.Join(t.TempDir(), "state"))
+	s, err := Open(filepath.Join(t.TempDir(), "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := NetnsID{Dev: 4, Ino: 42}
+	id := netns.ID{Dev: 4, Ino: 42}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	inside := 0

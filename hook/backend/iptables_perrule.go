@@ -1,11 +1,14 @@
 //go:build perrule
 
-package hook
+package backend
 
 import (
 	"github.com/coreos/go-iptables/iptables"
 
 	"github.com/bypass-hook/bypass-hook/config"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // This file is built only with -tags perrule, for `make bench`: it swaps the
@@ -26,11 +29,11 @@ func init() {
 type perRule struct{ *Iptables }
 
 // Install is not atomic: a failure part way leaves the rules made so far.
-func (b *perRule) Install(ns Netns, rs RuleSet) error {
-	return InNetns(ns.Path, func() error {
-		for _, fam := range Families {
+func (b *perRule) Install(ns netns.Handle, rs rules.RuleSet) error {
+	return netns.In(ns.Path, func() error {
+		for _, fam := range rules.Families {
 			proto := iptables.ProtocolIPv4
-			if fam == IPv6 {
+			if fam == rules.IPv6 {
 				proto = iptables.ProtocolIPv6
 			}
 			ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, "")), iptables.Timeout(b.wait()))

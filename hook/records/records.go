@@ -1,4 +1,7 @@
-package hook
+// Package records keeps, in the state directory, what the hook installed in
+// each network namespace and which containers own it: one locked JSON file
+// per namespace, pruned when the namespace is gone.
+package records
 
 import (
 	"encoding/json"
@@ -12,26 +15,29 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // Record is what the hook installed in one network namespace, and for whom.
 type Record struct {
-	Netns NetnsID `json:"netns"`
+	Netns netns.ID `json:"netns"`
 	// Paths reached the namespace at create: the first owner's
 	// /proc/PID/ns/net and the bundle's namespace path, if any.
-	Paths    []string      `json:"paths"`
-	Backend  string        `json:"backend"`
-	Digest   string        `json:"digest"`
-	Policy   config.Policy `json:"policy"`
-	Features Features      `json:"features"`
+	Paths    []string       `json:"paths"`
+	Backend  string         `json:"backend"`
+	Digest   string         `json:"digest"`
+	Policy   config.Policy  `json:"policy"`
+	Features rules.Features `json:"features"`
 	// LogID is the container id whose first 12 characters are in the log
 	// prefix: the first owner's, which the rules keep after it leaves.
 	LogID string `json:"logId"`
 	// RuleNames name the installed rules per family, in order, so that
 	// counters can be reported by what each rule is for.
-	RuleNames map[Family][]string `json:"ruleNames"`
-	Owners    []Owner             `json:"owners"`
-	Installed time.Time           `json:"installed"`
+	RuleNames map[rules.Family][]string `json:"ruleNames"`
+	Owners    []Owner                   `json:"owners"`
+	Installed time.Time                 `json:"installed"`
 }
 
 // Owner is a container that uses the fence of a namespace.
@@ -52,15 +58,27 @@ func (r *Record) RemoveOwner(id string) {
 	r.Owners = slices.DeleteFunc(r.Owners, func(o Owner) bool { return o.ID == id })
 }
 
+// Hints are the paths that may reach the record's namespace: those of
+// create, then each owner's process.
+func (r *Record) Hints() []string {
+	hints := append([]string{}, r.Paths...)
+	for _, o := range r.Owners {
+		if o.Pid > 0 {
+			hints = append(hints, netns.PidPath(o.Pid))
+		}
+	}
+	return hints
+}
+
 // Store keeps records in the state directory, one JSON file per namespace,
 // each with a lock file so that hooks of one pod do not race.
 type Store struct {
 	Dir string
 }
 
-// OpenStore makes the state directory if needed and refuses one that others
+// Open makes the state directory if needed and refuses one that others
 // could write: records decide which rules get removed.
-func OpenStore(dir string) (*Store, error) {
+func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
@@ -194,16 +212,16 @@ func (s *Store) Keys() ([]string, error) {
 	}
 	var keys []string
 	for _, e := range entries {
-		if k, ok := RecordKey(e.Name()); ok {
+		if k, ok := Key(e.Name()); ok {
 			keys = append(keys, k)
 		}
 	}
 	return keys, nil
 }
 
-// RecordKey returns the namespace key of a record's file name (or path),
+// Key returns the namespace key of a record's file name (or path),
 // and false for any other file of the state directory.
-func RecordKey(name string) (string, bool) {
+func Key(name string) (string, bool) {
 	k, ok := strings.CutSuffix(filepath.Base(name), ".json")
 	return k, ok && strings.HasPrefix(k, "netns-")
 }
@@ -238,11 +256,11 @@ func (s *Store) FindOwner(id string) (string, bool) {
 
 // Alive reports whether owner o's container process still runs in
 // namespace id. A reused pid lands in another namespace and so is not alive.
-func (o Owner) Alive(id NetnsID) bool {
+func (o Owner) Alive(id netns.ID) bool {
 	if o.Pid <= 0 {
 		return false
 	}
-	got, ok := statQuick(PidNetnsPath(o.Pid))
+	got, ok := netns.Peek(netns.PidPath(o.Pid))
 	return ok && got == id
 }
 
@@ -253,7 +271,7 @@ const pruneMinAge = 2 * time.Second
 
 // liveness is the part of a record that tells whether its namespace lives.
 type liveness struct {
-	Netns  NetnsID  `json:"netns"`
+	Netns  netns.ID `json:"netns"`
 	Paths  []string `json:"paths"`
 	Owners []Owner  `json:"owners"`
 }
@@ -264,7 +282,7 @@ type liveness struct {
 func (s *Store) Prune(skip string) (pruned []string) {
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
-		k, ok := RecordKey(e.Name())
+		k, ok := Key(e.Name())
 		if !ok || k == skip {
 			continue
 		}
@@ -300,6 +318,6 @@ func (s *Store) namespaceLives(k string) bool {
 	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
 		return true
 	}
-	_, ok := FindNetns(r.Netns, r.Paths...)
+	_, ok := netns.Find(r.Netns, r.Paths...)
 	return ok
 }

@@ -1,4 +1,6 @@
-package hook
+// Package netns identifies, finds and holds network namespaces, and runs code
+// inside one; it refuses the host's own namespace.
+package netns
 
 import (
 	"errors"
@@ -6,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,86 +16,86 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// NetnsID identifies a network namespace for as long as it lives: the device
+// ID identifies a network namespace for as long as it lives: the device
 // and inode of its nsfs file.
-type NetnsID struct {
+type ID struct {
 	Dev uint64 `json:"dev"`
 	Ino uint64 `json:"ino"`
 }
 
 // Key names the namespace's record file.
-func (id NetnsID) Key() string { return fmt.Sprintf("netns-%d-%d", id.Dev, id.Ino) }
+func (id ID) Key() string { return fmt.Sprintf("netns-%d-%d", id.Dev, id.Ino) }
 
 // String is how the kernel names it in /proc/PID/ns/net links.
-func (id NetnsID) String() string { return fmt.Sprintf("net:[%d]", id.Ino) }
+func (id ID) String() string { return fmt.Sprintf("net:[%d]", id.Ino) }
 
-// Netns is a namespace and a path that reaches it now.
-type Netns struct {
-	ID   NetnsID
+// Handle is a namespace and a path that reaches it now.
+type Handle struct {
+	ID   ID
 	Path string
 }
 
-// PidNetnsPath is where the namespace of a process is.
-func PidNetnsPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
+// PidPath is where the namespace of a process is.
+func PidPath(pid int) string { return "/proc/" + strconv.Itoa(pid) + "/ns/net" }
 
-// StatNetns identifies the network namespace at path, and checks that it is
+// Stat identifies the network namespace at path, and checks that it is
 // one: a bind mount in /run/netns could hide any file.
-func StatNetns(path string) (NetnsID, error) {
-	ns, closeNs, err := OpenNetns(path)
+func Stat(path string) (ID, error) {
+	ns, closeNs, err := Open(path)
 	if err != nil {
-		return NetnsID{}, err
+		return ID{}, err
 	}
 	closeNs()
 	return ns.ID, nil
 }
 
-// OpenNetns opens the network namespace at path and holds it: the Netns it
+// Open opens the network namespace at path and holds it: the Handle it
 // returns reaches that very namespace through /proc/self/fd until closeNs,
 // whatever becomes of path meanwhile. A /proc/PID path could otherwise lead,
 // once the process is gone and its pid reused, to another namespace, the
 // host's among them.
-func OpenNetns(path string) (ns Netns, closeNs func(), err error) {
+func Open(path string) (ns Handle, closeNs func(), err error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return Netns{}, nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return Handle{}, nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		unix.Close(fd)
-		return Netns{}, nil, &os.PathError{Op: "stat", Path: path, Err: err}
+		return Handle{}, nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	if t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
 		unix.Close(fd)
-		return Netns{}, nil, fmt.Errorf("%s is not a network namespace", path)
+		return Handle{}, nil, fmt.Errorf("%s is not a network namespace", path)
 	}
-	ns = Netns{ID: NetnsID{Dev: st.Dev, Ino: st.Ino}, Path: "/proc/self/fd/" + strconv.Itoa(fd)}
+	ns = Handle{ID: ID{Dev: st.Dev, Ino: st.Ino}, Path: "/proc/self/fd/" + strconv.Itoa(fd)}
 	return ns, func() { unix.Close(fd) }, nil
 }
 
-// statQuick identifies a namespace path without opening it; good enough to
+// Peek identifies a namespace path without opening it; good enough to
 // compare /proc/PID/ns/net links, which are always namespaces.
-func statQuick(path string) (NetnsID, bool) {
+func Peek(path string) (ID, bool) {
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return NetnsID{}, false
+		return ID{}, false
 	}
-	return NetnsID{Dev: st.Dev, Ino: st.Ino}, true
+	return ID{Dev: st.Dev, Ino: st.Ino}, true
 }
 
-// HostNetns returns the namespaces the hook must never touch: its own and
+// Host returns the namespaces the hook must never touch: its own and
 // the host's, that of pid 1. They differ when the hook runs in a namespace of
 // its own. Where pid 1 is shielded from us (an init holding capabilities we
 // lack), kthreadd, pid 2, tells: kernel threads live in the host's namespace.
-func HostNetns() ([]NetnsID, error) {
-	own, err := StatNetns("/proc/self/ns/net")
+func Host() ([]ID, error) {
+	own, err := Stat("/proc/self/ns/net")
 	if err != nil {
 		return nil, fmt.Errorf("identifying the hook's own network namespace: %w", err)
 	}
-	ids := []NetnsID{own}
-	init, err := StatNetns("/proc/1/ns/net")
+	ids := []ID{own}
+	init, err := Stat("/proc/1/ns/net")
 	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		if comm, _ := os.ReadFile("/proc/2/comm"); strings.TrimSpace(string(comm)) == "kthreadd" {
-			init, err = StatNetns("/proc/2/ns/net")
+			init, err = Stat("/proc/2/ns/net")
 		}
 	}
 	if err != nil {
@@ -101,24 +104,24 @@ func HostNetns() ([]NetnsID, error) {
 	return append(ids, init), nil
 }
 
-// FindNetns looks for a path that reaches namespace id: first the hints,
+// Find looks for a path that reaches namespace id: first the hints,
 // then /run/netns, then every process. ok is false when the namespace is gone
 // (or pinned only by an open file descriptor, which no path reaches).
-func FindNetns(id NetnsID, hints ...string) (Netns, bool) {
+func Find(id ID, hints ...string) (Handle, bool) {
 	for _, h := range hints {
 		if h == "" {
 			continue
 		}
-		if got, ok := statQuick(h); ok && got == id {
-			return Netns{ID: id, Path: h}, true
+		if got, ok := Peek(h); ok && got == id {
+			return Handle{ID: id, Path: h}, true
 		}
 	}
 	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
 			p := filepath.Join(dir, e.Name())
-			if got, ok := statQuick(p); ok && got == id {
-				return Netns{ID: id, Path: p}, true
+			if got, ok := Peek(p); ok && got == id {
+				return Handle{ID: id, Path: p}, true
 			}
 		}
 	}
@@ -128,17 +131,17 @@ func FindNetns(id NetnsID, hints ...string) (Netns, bool) {
 			continue
 		}
 		p := "/proc/" + e.Name() + "/ns/net"
-		if got, ok := statQuick(p); ok && got == id {
-			return Netns{ID: id, Path: p}, true
+		if got, ok := Peek(p); ok && got == id {
+			return Handle{ID: id, Path: p}, true
 		}
 	}
-	return Netns{}, false
+	return Handle{}, false
 }
 
-// InNetns runs fn on an OS thread that has joined the namespace at path.
+// In runs fn on an OS thread that has joined the namespace at path.
 // Processes that fn starts inherit the namespace, so the host's iptables
 // binaries act on the container's rules.
-func InNetns(path string, fn func() error) error {
+func In(path string, fn func() error) error {
 	target, err := netns.GetFromPath(path)
 	if err != nil {
 		return fmt.Errorf("opening network namespace %s: %w", path, err)
@@ -170,4 +173,34 @@ func InNetns(path string, fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// NotHost refuses the host's namespace: rules there would cut off the host.
+func NotHost(id ID) error {
+	hosts, err := Host()
+	if err != nil {
+		return err
+	}
+	if slices.Contains(hosts, id) {
+		return errors.New("the container shares the host's network namespace; rules there would cut off the host, so it cannot be fenced (give it a network namespace of its own, or do not select it)")
+	}
+	return nil
+}
+
+// OpenKnown finds and holds the namespace of a record, checking that what
+// it holds is that namespace and not whatever a path leads to by now.
+func OpenKnown(id ID, hints []string) (Handle, func(), bool) {
+	at, ok := Find(id, hints...)
+	if !ok {
+		return Handle{}, nil, false
+	}
+	ns, closeNs, err := Open(at.Path)
+	if err != nil {
+		return Handle{}, nil, false
+	}
+	if ns.ID != id {
+		closeNs()
+		return Handle{}, nil, false
+	}
+	return ns, closeNs, true
 }

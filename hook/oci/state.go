@@ -1,4 +1,7 @@
-package hook
+// Package oci reads what a runtime hands a hook: the OCI state on stdin, the
+// stage it asks for, and the bundle's config.json (namespace path,
+// capabilities).
+package oci
 
 import (
 	"bytes"

@@ -1,0 +1,75 @@
+package monitor
+
+import (
+	"errors"
+	"os"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/config"
+)
+
+// gauges counts, for the metrics, the containers by mode and the
+// namespaces by mode and target of the fences the monitor follows, and
+// the NFLOG sockets it holds. Fences whose namespace no path reaches any
+// more (containers dead without a poststop) are left out.
+func (m *Monitor) gauges() (containers map[string]int, namespaces map[[2]string]int, sockets int) {
+	containers = map[string]int{}
+	namespaces = map[[2]string]int{}
+	for _, mode := range []string{config.ModeEnforce, config.ModeAudit} {
+		containers[mode] = 0
+		for _, target := range []string{config.LogKernel, config.LogNflog} {
+			namespaces[[2]string{mode, target}] = 0
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, f := range m.fences {
+		if f.unreachable {
+			continue
+		}
+		containers[f.rec.Policy.Mode] += len(f.rec.Owners)
+		namespaces[[2]string{f.rec.Policy.Mode, f.target()}]++
+	}
+	return containers, namespaces, len(m.sockets) + len(m.draining)
+}
+
+// handleNflog turns a packet from an NFLOG socket into an event. The
+// socket is the namespace's, so the fence is known; a prefix not the
+// fence's (nor its previous one's, still queued) is another program's
+// NFLOG rule in the same group.
+func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
+	m.mu.Lock()
+	f := s.fence
+	if f != nil && p.Prefix != f.prefix {
+		f = nil
+		if s.old != nil && p.Prefix == s.old.prefix {
+			f = s.old
+		}
+	}
+	m.mu.Unlock()
+	if f == nil {
+		return
+	}
+	flow, err := ParsePacket(p.Payload)
+	if err != nil {
+		m.metrics.errors.WithLabelValues("parse").Inc()
+		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Warn("an NFLOG packet that cannot be read")
+		return
+	}
+	m.emit(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), f.rec.LogID)
+}
+
+// emit counts an event under the container label and prints it; counted
+// first, so that whoever sees the line finds it in the metrics.
+func (m *Monitor) emit(ev Event, container string) {
+	m.metrics.attempts.WithLabelValues(container, ev.Proto, ev.Action).Inc()
+	m.outMu.Lock()
+	err := m.enc.Encode(ev)
+	m.outMu.Unlock()
+	if err != nil {
+		m.metrics.errors.WithLabelValues("write").Inc()
+		if !errors.Is(err, os.ErrClosed) {
+			m.opts.Log.WithError(err).Error("writing an event")
+		}
+	}
+}

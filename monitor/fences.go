@@ -1,0 +1,256 @@
+package monitor
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sirupsen/logrus"
+)
+
+// fence is one record as the monitor knows it. It is never changed once
+// made: a changed record makes a new fence, so readers need no lock.
+type fence struct {
+	key    string
+	rec    *records.Record
+	prefix string    // what its log rules write first
+	gone   time.Time // when its record vanished (or was replaced); zero while live
+	// unreachable: no path leads to the namespace any more (its containers
+	// died without a poststop); no socket is opened for it.
+	unreachable bool
+}
+
+func (f *fence) target() string { return f.rec.Policy.Log.Target }
+
+func (f *fence) logs() bool { return f.rec.Features.Log }
+
+// follow takes in the record of namespace key as it is now: a new fence is
+// followed (its socket opened), a changed one replaced, a missing one gone.
+func (m *Monitor) follow(ctx context.Context, key string) {
+	rec, err := m.store.Load(key)
+	if err != nil {
+		m.opts.Log.WithError(err).WithField("record", key).Warn("reading a record")
+		return
+	}
+	if rec == nil {
+		m.markGone(key)
+		return
+	}
+	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
+	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
+	m.mu.Lock()
+	old := m.fences[key]
+	switch {
+	case old != nil && old.rec.Digest == rec.Digest && old.rec.LogID == rec.LogID && old.rec.Backend == rec.Backend:
+		f.unreachable = old.unreachable && sameOwners(old.rec, rec)
+		m.reindex(old, f)
+	case old != nil:
+		m.retire(old)
+		m.reindex(nil, f)
+		log.Info("fence replaced")
+	default:
+		m.reindex(nil, f)
+		log.WithFields(logrus.Fields{"mode": rec.Policy.Mode, "target": rec.Policy.Log.Target}).Info("following fence")
+	}
+	m.fences[key] = f
+	if old == nil || old.rec.LogID != rec.LogID {
+		m.warnAlike(f)
+	}
+
+	// The NFLOG socket: kept, revived from its drain (the namespace fenced
+	// again at once, as when a pod's only container restarts: a new socket
+	// could not bind the group while the old one holds it), or let go.
+	needs := f.target() == config.LogNflog && f.logs() && !f.unreachable
+	group := rec.Policy.Log.Group
+	sock := m.sockets[key]
+	if sock != nil && (!needs || sock.group != group || sock.stopped()) {
+		m.drain(key)
+		sock = nil
+	}
+	var closing *nflogSocket // a socket of the group that must close before a new one binds it
+	if needs && sock == nil {
+		if i := slices.IndexFunc(m.draining, func(d *nflogSocket) bool { return d.key == key && d.group == group }); i >= 0 {
+			d := m.draining[i]
+			if d.revive() {
+				m.draining = slices.Delete(m.draining, i, i+1)
+				m.sockets[key] = d
+				sock = d
+				log.Debug("NFLOG socket kept: the namespace was fenced again while it drained")
+			} else {
+				closing = d
+			}
+		}
+	}
+	if sock != nil {
+		m.bindSocket(sock, f)
+	}
+	m.mu.Unlock()
+
+	switch {
+	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
+		if err := m.startKernel(ctx); err != nil {
+			m.kernelErr = err
+			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
+		}
+	case needs && sock == nil:
+		if closing != nil {
+			<-closing.done
+		}
+		m.openSocket(f)
+	}
+}
+
+// warnAlike says when f's kernel log prefix is another live fence's: their
+// containers' ids are alike in their first 12 characters, and the kernel
+// log cannot tell their attempts apart. The caller holds mu.
+func (m *Monitor) warnAlike(f *fence) {
+	if f.target() != config.LogKernel {
+		return
+	}
+	for _, o := range m.byPrefix[f.prefix] {
+		if o.gone.IsZero() && o.target() == config.LogKernel && o.rec.LogID != f.rec.LogID {
+			m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "other": o.rec.LogID, "prefix": f.prefix}).
+				Warn("two fenced containers have ids alike in their first 12 characters: with log.target kernel their events cannot be told apart and name both (log.target nflog can)")
+			return
+		}
+	}
+}
+
+// drain stops the socket of key, letting it read what is queued; the
+// caller holds mu.
+func (m *Monitor) drain(key string) {
+	if s := m.sockets[key]; s != nil {
+		s.stop(nflogDrain)
+		delete(m.sockets, key)
+		m.draining = append(m.draining, s)
+	}
+}
+
+// reindex puts fence now where was is in byPrefix; either may be nil. The
+// caller holds mu.
+func (m *Monitor) reindex(was, now *fence) {
+	if was != nil {
+		l := slices.DeleteFunc(m.byPrefix[was.prefix], func(f *fence) bool { return f == was })
+		if len(l) == 0 {
+			delete(m.byPrefix, was.prefix)
+		} else {
+			m.byPrefix[was.prefix] = l
+		}
+	}
+	if now != nil {
+		m.byPrefix[now.prefix] = append(m.byPrefix[now.prefix], now)
+	}
+}
+
+func sameOwners(a, b *records.Record) bool {
+	return slices.EqualFunc(a.Owners, b.Owners, func(x, y records.Owner) bool { return x.ID == y.ID && x.Pid == y.Pid })
+}
+
+func (m *Monitor) markUnreachable(f *fence) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fences[f.key] == f {
+		g := *f
+		g.unreachable = true
+		m.fences[f.key] = &g
+		m.reindex(f, &g)
+		if s := m.sockets[f.key]; s != nil && s.fence == f {
+			s.fence = &g
+		}
+	}
+}
+
+// retire moves a live fence to the gone ones; the caller holds mu and
+// takes it out of fences.
+func (m *Monitor) retire(f *fence) {
+	g := *f
+	g.gone = time.Now()
+	m.gone = append(m.gone, &g)
+	m.reindex(f, &g)
+}
+
+// markGone marks the fence of key gone: its socket drains and closes, and
+// the fence is forgotten after Forget.
+func (m *Monitor) markGone(key string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drain(key)
+	f := m.fences[key]
+	if f == nil {
+		return
+	}
+	m.retire(f)
+	delete(m.fences, key)
+	m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("fence gone")
+}
+
+// releaseDead closes the sockets of namespaces no path reaches any more:
+// their containers died without a poststop (a crashed runtime), and the
+// socket alone would keep the namespace alive until the record is pruned.
+func (m *Monitor) releaseDead() {
+	m.mu.Lock()
+	var check []*fence
+	for key := range m.sockets {
+		check = append(check, m.fences[key])
+	}
+	m.mu.Unlock()
+	for _, f := range check {
+		if f == nil || anyOwnerAlive(f.rec) {
+			continue
+		}
+		if _, ok := netns.Find(f.rec.Netns, f.rec.Paths...); ok {
+			continue
+		}
+		m.markUnreachable(f)
+		m.mu.Lock()
+		if s := m.sockets[f.key]; s != nil {
+			s.stop(0)
+			delete(m.sockets, f.key)
+		}
+		m.mu.Unlock()
+		m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("the fence's containers are gone without a poststop; closed its NFLOG socket")
+	}
+}
+
+func anyOwnerAlive(rec *records.Record) bool {
+	return slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) })
+}
+
+// expire forgets fences gone for longer than Forget, and their series.
+func (m *Monitor) expire(now time.Time) {
+	m.mu.Lock()
+	var forget []string
+	kept := m.gone[:0]
+	for _, g := range m.gone {
+		if now.Sub(g.gone) < m.opts.Forget {
+			kept = append(kept, g)
+			continue
+		}
+		m.reindex(g, nil)
+		forget = append(forget, g.rec.LogID)
+	}
+	clear(m.gone[len(kept):])
+	m.gone = kept
+	// The labels still in use: full ids, and the short ids of events of
+	// containers whose ids are alike.
+	inUse := map[string]bool{}
+	for _, f := range m.fences {
+		inUse[f.rec.LogID], inUse[rules.ShortID(f.rec.LogID)] = true, true
+	}
+	for _, g := range m.gone {
+		inUse[g.rec.LogID], inUse[rules.ShortID(g.rec.LogID)] = true, true
+	}
+	m.mu.Unlock()
+	for _, id := range forget {
+		for _, label := range []string{id, rules.ShortID(id)} {
+			if !inUse[label] {
+				m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"container": label})
+			}
+		}
+	}
+}
