@@ -44,6 +44,14 @@ func runNRI(g *globals, args []string, _ io.Reader, _, stderr io.Writer) int {
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if o.HealthAddr != "" {
+		addr, err := p.ServeHealth(ctx, o.HealthAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "bypass-hook nri: %v\n", err)
+			return 2
+		}
+		log.WithField("addr", addr.String()).Info("NRI: serving /healthz, /readyz and /metrics")
+	}
 	if err := p.Run(ctx); err != nil {
 		log.WithError(err).Error("NRI plugin stopped")
 		return 1
