@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -168,6 +170,11 @@ func TestSystemdUnit(t *testing.T) {
 		if o.Section == "Service" && o.Name == "ExecStart" {
 			exec = append(exec, o.Value)
 		}
+		// The plugin calls sd_notify READY=1 once registered: the unit
+		// counts as started only then.
+		if o.Section == "Service" && o.Name == "Type" && o.Value != "notify" {
+			t.Errorf("Type=%s, want notify", o.Value)
+		}
 	}
 	if len(exec) != 1 {
 		t.Fatalf("ExecStart lines: %q", exec)
@@ -303,8 +310,38 @@ func TestKubernetesManifests(t *testing.T) {
 		if c.Image != plugin.Image {
 			t.Errorf("%s runs image %s, the plugin %s", c.Name, c.Image, plugin.Image)
 		}
-		if sc := c.SecurityContext; sc == nil || sc.Privileged != nil && *sc.Privileged {
+		// Only the plugin is privileged: late fencing enters containers'
+		// network namespaces. The init steps need no capability.
+		privileged := c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
+		if sc := c.SecurityContext; sc == nil || privileged != (c.Name == "nri-plugin") {
 			t.Errorf("%s: security context %+v", c.Name, sc)
+		}
+	}
+	if !spec.HostPID {
+		t.Error("the plugin's pod has no hostPID: late fencing opens /proc/PID/ns/net by the pid containerd gives")
+	}
+	// The late fence writes the hook's records: the state-dir step makes the
+	// directory the plugin mounts, with the hook's default path.
+	stateInit := byName["state-dir"]
+	if want := []string{"install", "state-dir", config.Default().StateDir}; !slices.Equal(stateInit.Args, want) {
+		t.Errorf("state-dir args %q, want %q", stateInit.Args, want)
+	}
+	hostDir(stateInit, config.Default().StateDir, true)
+	hostDir(plugin, config.Default().StateDir+"/x", true)
+	// The probes ask the plugin's health address.
+	_, port, err := net.SplitHostPort(o.HealthAddr)
+	if err != nil {
+		t.Fatalf("--health-addr %q: %v", o.HealthAddr, err)
+	}
+	for what, pr := range map[string]*corev1.Probe{"/readyz": plugin.ReadinessProbe, "/healthz": plugin.LivenessProbe} {
+		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != what {
+			t.Errorf("the plugin has no probe of %s: %+v", what, pr)
+			continue
+		}
+		if p := pr.HTTPGet.Port; p.String() != port && !slices.ContainsFunc(plugin.Ports, func(cp corev1.ContainerPort) bool {
+			return cp.Name == p.String() && strconv.Itoa(int(cp.ContainerPort)) == port
+		}) {
+			t.Errorf("the probe of %s asks port %s; the plugin serves %s", what, p.String(), o.HealthAddr)
 		}
 	}
 	if ds.Namespace != "kube-system" || cm.Namespace != ds.Namespace {
