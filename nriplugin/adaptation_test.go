@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 		os.Exit(serveRuntime(dir))
 	}
 	testnet.MaybeRunProbe()
-	os.Exit(testnet.GuardHost(m))
+	code := testnet.GuardHost(m)
+	if builtBin != "" { // shared by the tests that run it: removed after all of them
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }
 
 // reply is the stand-in runtime's answer to one CreateContainer request.
@@ -478,7 +482,6 @@ func buildBinary(t *testing.T) string {
 // runtime.
 func TestPluginPreRegistered(t *testing.T) {
 	bin := buildBinary(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 	dir := t.TempDir()
 	f := newFixture(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
 	plugins, conf := filepath.Join(dir, "plugins"), filepath.Join(dir, "conf.d")
