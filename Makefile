@@ -8,7 +8,7 @@ BIN     := bin/bypass-hook
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps
+.PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps e2e-docker-deps e2e-docker
 
 build: $(BIN)
 
@@ -36,12 +36,21 @@ export BYPASS_HOOK_E2E_CACHE := $(E2E_CACHE)
 e2e-k8s-deps:
 	./scripts/build-k8s-deps.sh
 
+# Docker has no CDI in Debian 12 (docker.io 20.10): the Docker end to end runs a daemon of its
+# own, built from the Go module proxy into the same cache (it needs containerd and runc from
+# the k8s deps).
+e2e-docker-deps: e2e-k8s-deps
+	./scripts/build-docker-deps.sh
+
+e2e-docker: build e2e-docker-deps
+	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -v -timeout 10m ./e2e/docker/
+
 e2e-k8s: build e2e-k8s-deps
 	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -v -timeout 20m ./e2e/k8s/
 
 # Everything, as root: what CI runs. BYPASS_HOOK_E2E_REQUIRE turns the
-# containerd suite's skip (binaries missing) into a failure.
-test: build vet e2e-k8s-deps
+# containerd and Docker suites' skip (binaries missing) into a failure.
+test: build vet e2e-k8s-deps e2e-docker-deps
 	BYPASS_HOOK_E2E_REQUIRE=1 $(GO) test -count=1 -timeout 45m ./...
 	$(MAKE) fuzz
 
@@ -62,10 +71,12 @@ bench: build
 
 # `make install`: the binary, an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
-# selection) and the sysctl.d file for nf_log_all_netns. Honours DESTDIR and PREFIX.
+# selection), the CDI spec for Docker and every CDI runtime, and the sysctl.d file
+# for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
 SYSCONFDIR ?= /etc
 HOOKSDIR   ?= /usr/share/containers/oci/hooks.d
+CDIDIR     ?= $(SYSCONFDIR)/cdi
 SYSCTLDIR  ?= $(SYSCONFDIR)/sysctl.d
 # The hook finds /etc/bypass-hook/config.yaml by itself; elsewhere it is told.
 HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/bypass-hook/config.yaml)
@@ -80,7 +91,16 @@ install: build
 		install -D -m 0644 install/config.example.yaml "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	fi
 	install -D -m 0644 install/sysctl.d/90-bypass-hook.conf $(DESTDIR)$(SYSCTLDIR)/90-bypass-hook.conf
+	@# Applied now, not only at the next boot: until then the kernel drops the LOG
+	@# lines of every container. Into a DESTDIR (packaging) the package applies it.
+	@if [ -z "$(DESTDIR)" ]; then \
+		echo "sysctl -p $(SYSCTLDIR)/90-bypass-hook.conf"; \
+		sysctl -p $(SYSCTLDIR)/90-bypass-hook.conf || \
+			echo "WARNING: could not apply net.netfilter.nf_log_all_netns=1: LOG lines of containers are dropped until it is (log.target: nflog needs it not)"; \
+	fi
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
+		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
+	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root

@@ -14,8 +14,9 @@ import (
 	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v4"
+
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
-	"go.yaml.in/yaml/v3"
 )
 
 // DefaultPath is the config file used when neither --config nor
@@ -103,19 +104,32 @@ type NRI struct {
 	ExcludeNamespaces []string `yaml:"excludeNamespaces"`
 }
 
-// Error is a config error: it names the key and the value at fault. The hook
-// exits 2 on it and changes nothing.
+// Error is a config error: it names the file and the line of a YAML
+// error, or the key and the value at fault. The hook exits 2 on it and
+// changes nothing.
 type Error struct {
+	File  string // the config file; "" when the config came from elsewhere
+	Line  int    // 1-based line of a YAML error; 0 when it is not about one line
 	Key   string
 	Value string
 	Msg   string
 }
 
 func (e *Error) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+	where := "config"
+	if e.File != "" {
+		where += " " + e.File
 	}
-	return fmt.Sprintf("config: %s: %q %s", e.Key, e.Value, e.Msg)
+	if e.Line > 0 {
+		where += fmt.Sprintf(", line %d", e.Line)
+	}
+	switch {
+	case e.Key == "":
+		return fmt.Sprintf("%s: %s", where, e.Msg)
+	case e.Value == "":
+		return fmt.Sprintf("%s: %s: %s", where, e.Key, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s: %q %s", where, e.Key, e.Value, e.Msg)
 }
 
 func errKey(key, value, format string, args ...any) error {
@@ -187,11 +201,15 @@ func (s Source) Load() (*Config, error) {
 		return cfg, cfg.Validate()
 	}
 	if err != nil {
-		return nil, &Error{Key: "config file", Value: path, Msg: fmt.Sprintf("cannot be read: %v", fserr.Cause(err))}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot be read: %v", fserr.Cause(err))}
 	}
 	cfg, err := Parse(data)
+	var ce *Error
+	if errors.As(err, &ce) {
+		ce.File = path
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	cfg.Path = path
 	return cfg, nil
@@ -209,25 +227,58 @@ func Parse(data []byte) (*Config, error) {
 	// A second document would be ignored silently; refuse it.
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, &Error{Key: "config file", Msg: "holds more than one YAML document"}
+		return nil, &Error{Msg: "holds more than one YAML document (a line \"---\")"}
 	}
 	return cfg, cfg.Validate()
 }
 
-var unknownFieldRe = regexp.MustCompile(`field (\S+) not found in type \S+`)
+var (
+	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
+	constructRe    = regexp.MustCompile("^cannot construct !!\\w+ `(.*)` into (\\S+)$")
+)
 
-// yamlError turns the decoder's (possibly multi-line) error into one line,
-// naming unknown keys as such.
+// yamlError turns the decoder's error into one line that names where the
+// fault is: the line (and column) of the first fault, unknown keys as such.
 func yamlError(err error) error {
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
+	var one *yaml.LoadError
+	var many *yaml.LoadErrors
+	switch {
+	case errors.As(err, &many) && len(many.Errors) > 0:
+		var msgs []string
+		for i, e := range many.Errors {
+			msg := describeLoadError(e)
+			if i > 0 {
+				msg = fmt.Sprintf("line %d: %s", e.Mark.Line, msg)
+			}
+			msgs = append(msgs, msg)
+		}
+		return &Error{Line: many.Errors[0].Mark.Line, Msg: strings.Join(msgs, "; ")}
+	case errors.As(err, &one):
+		msg := describeLoadError(one)
+		if one.ContextMsg != "" && one.ContextMark.Line > 0 && one.ContextMark.Line != one.Mark.Line {
+			msg += fmt.Sprintf(" (%s from line %d)", one.ContextMsg, one.ContextMark.Line)
+		}
+		return &Error{Line: one.Mark.Line, Msg: msg}
 	}
-	for i, m := range msgs {
-		msgs[i] = unknownFieldRe.ReplaceAllString(m, `unknown key "$1"`)
+	return &Error{Msg: strings.TrimPrefix(err.Error(), "yaml: ")}
+}
+
+// describeLoadError says what is wrong in the config's terms.
+func describeLoadError(e *yaml.LoadError) string {
+	if m := unknownFieldRe.FindStringSubmatch(e.Message); m != nil {
+		return fmt.Sprintf("unknown key %q", m[1])
 	}
-	return &Error{Key: "config file", Msg: strings.Join(msgs, "; ")}
+	if m := constructRe.FindStringSubmatch(e.Message); m != nil {
+		kind := map[string]string{"int": "a number", "int64": "a number", "bool": "true or false", "string": "a string"}[m[2]]
+		if kind == "" {
+			kind = "a list"
+			if !strings.HasPrefix(m[2], "[]") {
+				kind = "a mapping of keys"
+			}
+		}
+		return fmt.Sprintf("%q must be %s", m[1], kind)
+	}
+	return e.Message
 }
 
 var (

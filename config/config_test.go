@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -97,8 +98,8 @@ func TestParseErrors(t *testing.T) {
 		{"group out of range", "log: {group: 70000}", "log.group", "70000"},
 		{"relative stateDir", "stateDir: run/x", "stateDir", "run/x"},
 		{"relative hookLog", "hookLog: x.log", "hookLog", "x.log"},
-		{"two documents", "mode: audit\n---\nmode: enforce\n", "config file", ""},
-		{"not yaml", "proxies: [", "config file", ""},
+		{"two documents", "mode: audit\n---\nmode: enforce\n", "", ""},
+		{"not yaml", "proxies: [", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))
@@ -158,5 +159,37 @@ func TestLoadResolution(t *testing.T) {
 	t.Setenv(EnvVar, filepath.Join(dir, "missing-env.yaml"))
 	if _, err := Load(""); err == nil || !strings.Contains(err.Error(), "missing-env.yaml") {
 		t.Errorf("missing %s file: got %v", EnvVar, err)
+	}
+}
+
+// A YAML error names the file and the line at fault, once.
+func TestYAMLErrorLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		line       int
+		msg        string
+	}{
+		// The old example's trap: an empty list, then items under it.
+		{"items after an empty list", "# c\n#\n\nproxies: []\n  - 198.51.100.1:3128\n", 5, "did not find expected key"},
+		{"unknown key", "mode: audit\n\nlogg:\n  rate: 1/second\n", 3, `unknown key "logg"`},
+		{"not a number", "log:\n  burst: many\n", 2, `"many" must be a number`},
+		{"not a list", "mode: audit\nproxies: 198.51.100.1:3128\n", 2, "must be a list"},
+		{"tab", "mode: audit\n\tproxies: []\n", 2, "tab character"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Source{Path: path, Explicit: true}.Load()
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Line != tc.line || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("got %v (%#v), want line %d and %q", err, ce, tc.line, tc.msg)
+			}
+			want := fmt.Sprintf("config %s, line %d: ", path, tc.line)
+			if !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "config") != 1+strings.Count(path, "config") {
+				t.Errorf("%q: want one prefix %q", err, want)
+			}
+		})
 	}
 }

@@ -61,6 +61,9 @@ type Result struct {
 type Hook struct {
 	Cfg *config.Config
 	Log logrus.FieldLogger
+	// Device is the CDI device of config.CDIKind the container requested,
+	// "" when the hook was not registered through CDI.
+	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
 }
@@ -82,7 +85,7 @@ func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
 // another container of the namespace put there.
 func (h *Hook) Create(st *specs.State) (Result, error) {
 	res := Result{Stage: oci.StageCreate, Backend: h.Cfg.Backend}
-	dec, err := h.Cfg.Decide(st.Annotations)
+	dec, err := h.Cfg.DecideDevice(st.Annotations, h.Device)
 	if err != nil {
 		return res, err
 	}
@@ -365,7 +368,11 @@ func (h *Hook) logSummary(b backend.Backend, ns netns.Handle, rec *records.Recor
 	for name, n := range sums {
 		fields["packets_"+name] = n
 	}
-	h.Log.WithFields(fields).Info("fence summary: attempts refused and logged over the fence's life")
+	msg := "fence summary: attempts refused and logged over the fence's life"
+	if rec.Policy.Mode == config.ModeAudit {
+		msg = "fence summary: attempts audited (let through) and logged over the fence's life"
+	}
+	h.Log.WithFields(fields).Info(msg)
 }
 
 func ruleNames(rs rules.RuleSet) map[rules.Family][]string {

@@ -104,8 +104,14 @@ func WriteHooksDir(root, dir string, t Registration, selection string) (string, 
 // writeFileAtomic replaces path with data in one rename, so that a runtime
 // that watches the directory (podman, CRI-O) or a hook that runs now never
 // reads half a file. The temporary name does not end in .json: hooks.d
-// readers skip it.
+// and CDI readers skip it.
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeFileAtomicChecked(path, data, mode, nil)
+}
+
+// writeFileAtomicChecked is writeFileAtomic with check run on the written
+// temporary file before the rename; an error leaves path as it was.
+func writeFileAtomicChecked(path string, data []byte, mode os.FileMode, check func(tmp string) error) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -120,6 +126,9 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil && check != nil {
+		err = check(tmp)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

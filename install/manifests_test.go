@@ -402,6 +402,7 @@ func TestMakeInstall(t *testing.T) {
 		"etc/bypass-hook/config.yaml":                       0o644,
 		"etc/sysctl.d/90-bypass-hook.conf":                  0o644,
 		"usr/share/containers/oci/hooks.d/bypass-hook.json": 0o644,
+		"etc/cdi/bypass-hook.io-fence.json":                 0o644,
 	} {
 		st, err := os.Stat(filepath.Join(dest, path))
 		if err != nil || st.Mode().Perm() != mode {
@@ -412,6 +413,11 @@ func TestMakeInstall(t *testing.T) {
 	want, _ := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, config.SelectAll).Marshal()
 	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
 		t.Errorf("hooks.d file:\n%s\nwant:\n%s", got, want)
+	}
+
+	wantCDI, _ := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook"}))
+	if got, _ := os.ReadFile(filepath.Join(dest, "etc/cdi", install.CDIFileName)); !bytes.Equal(got, wantCDI) {
+		t.Errorf("CDI spec:\n%s\nwant:\n%s", got, wantCDI)
 	}
 
 	// The operator edits the config; make install again keeps it, and the

@@ -70,7 +70,7 @@ func actionFor(mode string) string {
 func Hint(f Flow, p *config.Policy) string {
 	proxy := "the proxy"
 	if p != nil && len(p.Proxies) > 0 {
-		proxy = "http://" + p.Proxies[0].String()
+		proxy = "http://" + proxyFor(f.Dst, p.Proxies).String()
 		for _, ap := range p.Proxies {
 			if ap.Addr() == f.Dst && f.Proto == "tcp" && ap.Port() != f.Dport {
 				return fmt.Sprintf("%s is the proxy's address, but port %d is not the proxy's (%d): check the port in HTTP_PROXY/HTTPS_PROXY, or send this through %s",
@@ -98,6 +98,17 @@ func Hint(f Flow, p *config.Policy) string {
 		return "ping cannot go through an HTTP proxy: check reachability with an HTTP request through " + proxy
 	}
 	return "protocol " + f.Proto + " cannot go through an HTTP proxy: add the destination to allow: in the config, or set otherProtocols: accept"
+}
+
+// proxyFor is the proxy a program sending to dst should use: one of the
+// same family (an IPv6 attempt is told the IPv6 proxy), else the first.
+func proxyFor(dst netip.Addr, proxies []netip.AddrPort) netip.AddrPort {
+	for _, ap := range proxies {
+		if ap.Addr().Is4() == dst.Unmap().Is4() {
+			return ap
+		}
+	}
+	return proxies[0]
 }
 
 var httpPorts = []uint16{80, 443, 8080, 8443, 3000, 5000, 8000, 8888}

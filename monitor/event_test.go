@@ -22,6 +22,7 @@ func flow(proto, dst string, dport uint16) Flow {
 
 func TestHint(t *testing.T) {
 	p := &config.Policy{Mode: config.ModeEnforce, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128")}}
+	p6 := &config.Policy{Mode: config.ModeEnforce, Proxies: []netip.AddrPort{netip.MustParseAddrPort("198.51.100.1:3128"), netip.MustParseAddrPort("[2001:db8::1]:3128")}}
 	for _, tc := range []struct {
 		name string
 		f    Flow
@@ -42,6 +43,9 @@ func TestHint(t *testing.T) {
 		{"ping6", flow("icmpv6", "2001:db8::7", 0), p, []string{"ping"}},
 		{"other protocol", flow("gre", "203.0.113.7", 0), p, []string{"gre", "otherProtocols: accept"}},
 		{"unknown fence", flow("tcp", "203.0.113.7", 443), nil, []string{"HTTPS_PROXY", "the proxy"}},
+		{"ipv6 is told the ipv6 proxy", flow("tcp", "2001:db8::7", 443), p6, []string{"http://[2001:db8::1]:3128"}},
+		{"ipv4 is told the ipv4 proxy", flow("tcp", "203.0.113.7", 443), p6, []string{"http://198.51.100.1:3128"}},
+		{"ipv6 without an ipv6 proxy", flow("tcp", "2001:db8::7", 443), p, []string{"http://198.51.100.1:3128"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := Hint(tc.f, tc.p)

@@ -4,136 +4,228 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/install"
-
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 )
 
-const installUsage = `usage:
-  bypass-hook install hooks-dir DIR [--binary PATH] [--config FILE] [--timeout SEC] [--root DESTDIR]
-      write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)
-  bypass-hook install bundle DIR [--binary PATH] [--config FILE] [--timeout SEC] [--remove]
-      add the hooks to (or remove them from) a runc/crun bundle's config.json
-  bypass-hook install binary DIR
-      copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)
-  bypass-hook --config FILE install config DEST
-      check FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)
-  bypass-hook install state-dir DIR
-      make the hook's state directory DIR (mode 0700, root), as the hook would
-      (the monitor DaemonSet's init step, so the kubelet never makes it 0755)
-
---binary defaults to this executable; --config to $BYPASS_HOOK_CONFIG, then the
-hook's default /etc/bypass-hook/config.yaml (which is then not written into the
-registration, and may be absent).
-`
-
-// installArgs are the parsed flags of `install`, shared by its kinds.
-type installArgs struct {
+// installFlags are the flags of the registration kinds; each kind
+// registers those it takes.
+type installFlags struct {
 	g       *globals
 	binary  string
 	timeout int
 	root    string
 	remove  bool
-	stdout  io.Writer
-	stderr  io.Writer
-	kind    string
 }
 
-// installKinds are the things `install` writes, each a small function over
-// the install package.
-var installKinds = map[string]func(a *installArgs, dir string) int{
-	"hooks-dir": installHooksDir,
-	"bundle":    installBundle,
-	"binary":    installBinary,
-	"config":    installConfig,
-	"state-dir": installStateDir,
+func (f *installFlags) registrationFlags(fs *flag.FlagSet, what string) {
+	f.g.configFlag(fs)
+	fs.StringVar(&f.binary, "binary", "", "hook binary the runtime runs (default: this executable)")
+	fs.IntVar(&f.timeout, "timeout", install.DefaultTimeout, "seconds the runtime lets each hook stage run")
+	fs.BoolVar(&f.remove, "remove", false, "remove the "+what+" instead of writing it")
 }
 
-func runInstall(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	a := &installArgs{g: g, stdout: stdout, stderr: stderr}
-	fs := subFlags("install", g, stderr)
-	fs.StringVar(&a.binary, "binary", "", "hook binary the runtime runs (default: this executable)")
-	fs.IntVar(&a.timeout, "timeout", install.DefaultTimeout, "seconds the runtime lets each hook stage run")
-	fs.StringVar(&a.root, "root", "", "hooks-dir: read --binary and the config under this directory and write there (packaging into DESTDIR)")
-	fs.BoolVar(&a.remove, "remove", false, "bundle: remove the hooks instead of adding them")
-	fs.Usage = func() { fmt.Fprint(stderr, installUsage) }
+const registrationHelp = `
+--binary defaults to this executable; --config to $BYPASS_HOOK_CONFIG, then the
+hook's default /etc/bypass-hook/config.yaml (which is then not written into the
+registration, and may be absent). The config is checked before anything is
+written.`
 
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
+func installCommand(g *globals) *cli.Command {
+	f := &installFlags{g: g}
+	one := func(name string, run func(cli.IO, string) int) func(cli.IO, []string) int {
+		return func(o cli.IO, args []string) int {
+			if len(args) != 1 {
+				fmt.Fprintf(o.Stderr, "bypass-hook install %s: name one directory (got %d arguments)\nRun 'bypass-hook help install %s' for usage.\n", name, len(args), name)
+				return cli.ExitUsage
+			}
+			return run(o, args[0])
+		}
 	}
-	if err != nil {
-		return 2
+	return &cli.Command{
+		Name:    "install",
+		Summary: "write (or remove) registrations that make runtimes run the hook",
+		Help:    "Registrations: hooks.d for podman and CRI-O, the CDI spec for Docker and every\nCDI runtime, bundle hooks for runc and crun; and the Kubernetes DaemonSet's init\nsteps (binary, config, state-dir).",
+		Subcommands: []*cli.Command{
+			{
+				Name:    "hooks-dir",
+				Summary: "write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)",
+				Args:    "DIR",
+				Help: `Writes DIR/bypass-hook.json, which runs bypass-hook hook at createRuntime and
+poststop; its "when" follows the config's selection (write it again after
+changing selection). With --remove, removes that file (only if it runs
+bypass-hook). podman reads /usr/share/containers/oci/hooks.d and
+/etc/containers/oci/hooks.d.` + registrationHelp + `
+
+Examples:
+  sudo bypass-hook install hooks-dir /etc/containers/oci/hooks.d
+  sudo bypass-hook install hooks-dir /etc/containers/oci/hooks.d --remove`,
+				Flags: func(fs *flag.FlagSet) {
+					f.registrationFlags(fs, "hooks.d file")
+					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+				},
+				Run: one("hooks-dir", f.hooksDir),
+			},
+			{
+				Name:    "cdi",
+				Summary: "write DIR/bypass-hook.io-fence.json, the fence as a CDI device (Docker, podman, containerd, CRI-O)",
+				Args:    "[DIR]",
+				Help: `Writes DIR/` + install.CDIFileName + ` (DIR: ` + install.CDIDir + `), a CDI spec of kind
+` + config.CDIKind + ` with the devices default (the config's policy) and audit (audit
+mode). A container that asks for one (docker run --device ` + config.CDIKind + `=default)
+gets the hook at createRuntime and poststop; asking counts as the annotation
+` + config.AnnEnabled + `: "true", and audit only where an annotation could ask for it.
+The spec is checked with the CDI library before it replaces the old one; an
+unchanged spec is not written again. With --remove, removes the file. Runtimes
+read /etc/cdi and /var/run/cdi by default (docker info lists its directories).` + registrationHelp + `
+
+Examples:
+  sudo bypass-hook install cdi
+  sudo bypass-hook install cdi /var/run/cdi --config /etc/bypass-hook/config.yaml
+  sudo bypass-hook install cdi --remove`,
+				Flags: func(fs *flag.FlagSet) {
+					f.registrationFlags(fs, "CDI spec")
+					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+				},
+				Run: func(o cli.IO, args []string) int {
+					if len(args) == 0 {
+						return f.cdi(o, install.CDIDir)
+					}
+					return one("cdi", f.cdi)(o, args)
+				},
+			},
+			{
+				Name:    "bundle",
+				Summary: "add the hooks to (or remove them from) a runc/crun bundle's config.json",
+				Args:    "DIR",
+				Help: `Adds createRuntime and poststop hooks that run bypass-hook to DIR/config.json
+(once; a second run changes nothing). With --remove, takes them out again.` + registrationHelp + `
+
+Example:
+  bypass-hook install bundle ./mybundle && runc run -b ./mybundle web`,
+				Flags: func(fs *flag.FlagSet) { f.registrationFlags(fs, "hooks") },
+				Run:   one("bundle", f.bundle),
+			},
+			{
+				Name:    "binary",
+				Summary: "copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)",
+				Args:    "DIR",
+				Help:    "Reads this executable; writes DIR/bypass-hook (mode 0755), atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
+				Run:     one("binary", f.binaryCopy),
+			},
+			{
+				Name:    "config",
+				Summary: "check the --config FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)",
+				Args:    "DEST",
+				Help: `Reads the --config FILE (required) and checks it as the hook would; writes it
+to DEST. A broken FILE over a good DEST keeps DEST (exit 0, with a warning), so
+a typo in a ConfigMap never leaves the NRI plugin without a config.
+
+Example:
+  bypass-hook install config --config /etc/config-map/config.yaml /host/etc/bypass-hook/config.yaml`,
+				Flags: g.configFlag,
+				Run:   one("config", f.configCopy),
+			},
+			{
+				Name:    "state-dir",
+				Summary: "make the hook's state directory DIR (mode 0700, root), as the hook would",
+				Args:    "DIR",
+				Help:    "Makes DIR (mode 0700, owned by root) or checks it: the monitor DaemonSet's init\nstep, so that the kubelet never makes it 0755.\n\nExample:\n  bypass-hook install state-dir /run/bypass-hook",
+				Run:     one("state-dir", f.stateDir),
+			},
+		},
 	}
-	if len(pos) != 2 {
-		fmt.Fprint(stderr, installUsage)
-		return 2
-	}
-	a.kind = pos[0]
-	if a.root != "" && a.kind != "hooks-dir" {
-		fmt.Fprintf(stderr, "bypass-hook install %s: --root is for hooks-dir only\n", a.kind)
-		return 2
-	}
-	run, ok := installKinds[a.kind]
-	if !ok {
-		fmt.Fprintf(stderr, "bypass-hook install: unknown target %q\n", a.kind)
-		fmt.Fprint(stderr, installUsage)
-		return 2
-	}
-	return run(a, pos[1])
 }
 
 // fail reports err and returns the exit code: 2 for a config error, else 1.
-func (a *installArgs) fail(err error) int {
-	fmt.Fprintf(a.stderr, "bypass-hook install %s: %v\n", a.kind, err)
+func fail(o cli.IO, kind string, err error) int {
+	fmt.Fprintf(o.Stderr, "bypass-hook install %s: %v\n", kind, err)
 	var cfgErr *config.Error
 	if errors.As(err, &cfgErr) {
-		return 2
+		return cli.ExitUsage
 	}
 	return 1
 }
 
-// registration is what the hook registrations run: the binary, the config
-// as the hook would pick it, and the timeout.
-func (a *installArgs) registration() (install.Registration, *config.Config, error) {
-	cfgPath, cfg, err := install.ResolveConfig(a.root, a.g.config)
+// target is what the registrations run: the binary, the config as the
+// hook would pick it, and the timeout.
+func (f *installFlags) target() (install.Registration, *config.Config, error) {
+	cfgPath, cfg, err := install.ResolveConfig(f.root, f.g.config)
 	if err != nil {
 		return install.Registration{}, nil, err
 	}
-	r := install.Registration{Binary: a.binary, Config: cfgPath, Timeout: a.timeout}
-	if r.Binary == "" {
-		if a.root != "" {
-			return r, nil, errors.New("--root needs --binary: the path the runtime will run, as installed")
+	t := install.Registration{Binary: f.binary, Config: cfgPath, Timeout: f.timeout}
+	if t.Binary == "" {
+		if f.root != "" {
+			return t, nil, errors.New("--root needs --binary: the path the runtime will run, as installed")
 		}
-		if r.Binary, err = install.DefaultBinary(); err != nil {
-			return r, nil, err
+		if t.Binary, err = install.DefaultBinary(); err != nil {
+			return t, nil, err
 		}
 	}
-	return r, cfg, nil
+	return t, cfg, nil
 }
 
-func installHooksDir(a *installArgs, dir string) int {
-	r, cfg, err := a.registration()
-	if err != nil {
-		return a.fail(err)
+func (f *installFlags) hooksDir(o cli.IO, dir string) int {
+	if f.remove {
+		path, removed, err := install.RemoveHooksDir(f.root, dir)
+		if err != nil {
+			return fail(o, "hooks-dir", err)
+		}
+		if removed {
+			fmt.Fprintf(o.Stdout, "removed %s\n", path)
+		} else {
+			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+		}
+		return 0
 	}
-	path, err := install.WriteHooksDir(a.root, dir, r, cfg.Selection)
+	t, cfg, err := f.target()
 	if err != nil {
-		return a.fail(err)
+		return fail(o, "hooks-dir", err)
 	}
-	fmt.Fprintf(a.stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
+	path, err := install.WriteHooksDir(f.root, dir, t, cfg.Selection)
+	if err != nil {
+		return fail(o, "hooks-dir", err)
+	}
+	fmt.Fprintf(o.Stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
 	return 0
 }
 
-func installBundle(a *installArgs, dir string) int {
+func (f *installFlags) cdi(o cli.IO, dir string) int {
+	if f.remove {
+		path, removed, err := install.RemoveCDI(f.root, dir)
+		if err != nil {
+			return fail(o, "cdi", err)
+		}
+		if removed {
+			fmt.Fprintf(o.Stdout, "removed %s\n", path)
+		} else {
+			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+		}
+		return 0
+	}
+	t, _, err := f.target()
+	if err != nil {
+		return fail(o, "cdi", err)
+	}
+	path, changed, err := install.WriteCDI(f.root, dir, t)
+	if err != nil {
+		return fail(o, "cdi", err)
+	}
+	verb := map[bool]string{true: "wrote", false: "unchanged:"}[changed]
+	fmt.Fprintf(o.Stdout, "%s %s (devices %s=%s)\n", verb, path, config.CDIKind, strings.Join(config.Devices, ", ="))
+	return 0
+}
+
+func (f *installFlags) bundle(o cli.IO, dir string) int {
 	var changed bool
 	var err error
-	if a.remove {
-		bin := a.binary
+	if f.remove {
+		bin := f.binary
 		if bin == "" {
 			// The default of the patch too, so a binary not named
 			// bypass-hook is found again.
@@ -141,81 +233,65 @@ func installBundle(a *installArgs, dir string) int {
 		}
 		changed, err = install.UnpatchBundle(dir, bin)
 	} else {
-		var r install.Registration
-		if r, _, err = a.registration(); err == nil {
-			changed, err = install.PatchBundle(dir, r)
+		var t install.Registration
+		if t, _, err = f.target(); err == nil {
+			changed, err = install.PatchBundle(dir, t)
 		}
 	}
 	if err != nil {
-		return a.fail(err)
+		return fail(o, "bundle", err)
 	}
-	verb := map[bool]string{false: "added the hooks to", true: "removed the hooks from"}[a.remove]
+	verb := map[bool]string{false: "added the hooks to", true: "removed the hooks from"}[f.remove]
 	if !changed {
 		verb = "nothing to change in"
 	}
-	fmt.Fprintf(a.stdout, "%s %s/config.json\n", verb, strings.TrimRight(dir, "/"))
+	fmt.Fprintf(o.Stdout, "%s %s/config.json\n", verb, strings.TrimRight(dir, "/"))
 	return 0
 }
 
-func installBinary(a *installArgs, dir string) int {
+func (f *installFlags) binaryCopy(o cli.IO, dir string) int {
 	self, err := install.DefaultBinary()
 	if err != nil {
-		return a.fail(err)
+		return fail(o, "binary", err)
 	}
 	path, err := install.CopyBinary(self, dir)
 	if err != nil {
-		return a.fail(err)
+		return fail(o, "binary", err)
 	}
-	fmt.Fprintf(a.stdout, "copied %s to %s\n", self, path)
+	fmt.Fprintf(o.Stdout, "copied %s to %s\n", self, path)
 	return 0
 }
 
-func installConfig(a *installArgs, dest string) int {
-	src := config.Locate(a.g.config)
+func (f *installFlags) configCopy(o cli.IO, dest string) int {
+	src := config.Locate(f.g.config)
 	if !src.Explicit {
-		fmt.Fprintln(a.stderr, "bypass-hook install config: name the config to install with --config FILE")
-		return 2
+		fmt.Fprintln(o.Stderr, "bypass-hook install config: name the config to install with --config FILE")
+		return cli.ExitUsage
 	}
 	if err := install.CopyConfig(src.Path, dest); err != nil {
 		var cfgErr *config.Error
 		if !errors.As(err, &cfgErr) {
-			return a.fail(err)
+			return fail(o, "config", err)
 		}
 		// A typo in the ConfigMap must not keep the plugin from starting
 		// (NRI would then let containers start unfenced): the node keeps
 		// the config it had, which the plugin keeps using; with none (or a
 		// broken one), the plugin fails closed.
-		if _, lerr := config.Load(dest); lerr == nil {
-			fmt.Fprintf(a.stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dest)
+		if _, lerr := (config.Source{Path: dest, Explicit: true}).Load(); lerr == nil {
+			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dest)
 		} else {
-			fmt.Fprintf(a.stderr, "bypass-hook install config: %v\nthe node has no good config at %s: the NRI plugin gives every container outside the excluded namespaces a hook that REFUSES it until the config is fixed; fix it and roll out again\n", err, dest)
+			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nthe node has no good config at %s: the NRI plugin gives every container outside the excluded namespaces a hook that REFUSES it until the config is fixed; fix it and roll out again\n", err, dest)
 		}
 		return 0
 	}
-	fmt.Fprintf(a.stdout, "wrote %s\n", dest)
+	fmt.Fprintf(o.Stdout, "wrote %s\n", dest)
 	return 0
 }
 
-func installStateDir(a *installArgs, dir string) int {
+func (f *installFlags) stateDir(o cli.IO, dir string) int {
 	if _, err := records.Open(dir); err != nil {
-		return a.fail(err)
+		return fail(o, "state-dir", err)
 	}
-	fmt.Fprintf(a.stdout, "state directory %s is ready (mode 0700, owned by root)\n", dir)
+	fmt.Fprintf(o.Stdout, "state directory %s is ready (mode 0700, owned by root)\n", dir)
 	return 0
-}
-
-// parseInterspersed parses flags that may come before, between or after
-// the positional arguments, and returns the positional ones.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
 }

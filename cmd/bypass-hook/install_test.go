@@ -213,3 +213,50 @@ func TestInstallConfigKeepsLastGood(t *testing.T) {
 		t.Errorf("the node's config became %q", data)
 	}
 }
+
+func TestInstallCDICLI(t *testing.T) {
+	bin := exe(t)
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
+	dir := filepath.Join(t.TempDir(), "cdi")
+	spec := filepath.Join(dir, "bypass-hook.io-fence.json")
+	code, out, errb := runCLI(t, "", "install", "cdi", dir, "--binary", bin, "--config", cfgPath)
+	if code != 0 || !strings.Contains(out, "wrote "+spec) {
+		t.Fatalf("exit %d\n%s%s", code, out, errb)
+	}
+	var got struct {
+		Devices []struct {
+			Name           string
+			ContainerEdits struct {
+				Hooks []struct {
+					HookName, Path string
+					Args           []string
+				}
+			}
+		}
+	}
+	data, _ := os.ReadFile(spec)
+	if err := json.Unmarshal(data, &got); err != nil || len(got.Devices) != 2 || len(got.Devices[0].ContainerEdits.Hooks) != 2 {
+		t.Fatalf("spec: %v\n%s", err, data)
+	}
+	if h := got.Devices[0].ContainerEdits.Hooks[0]; h.HookName != "createRuntime" || h.Path != bin ||
+		strings.Join(h.Args, " ") != bin+" --config "+cfgPath+" create --cdi-device default" {
+		t.Errorf("device %s, first hook %+v", got.Devices[0].Name, h)
+	}
+	if code, out, _ := runCLI(t, "", "install", "cdi", dir, "--binary", bin, "--config", cfgPath); code != 0 || !strings.Contains(out, "unchanged") {
+		t.Errorf("second install: exit %d, %q; want unchanged", code, out)
+	}
+	// A config the hook would refuse writes nothing: exit 2.
+	bad, _ := writeConfig(t, "proxies: [nonsense]\n")
+	dir2 := filepath.Join(t.TempDir(), "cdi")
+	if code, _, errb := runCLI(t, "", "--config", bad, "install", "cdi", dir2, "--binary", bin); code != 2 || !strings.Contains(errb, "proxies[0]") {
+		t.Errorf("bad config: exit %d, %q", code, errb)
+	}
+	if _, err := os.Stat(dir2); err == nil {
+		t.Error("wrote a CDI directory for a bad config")
+	}
+	for i, want := range []string{"removed " + spec, "nothing to remove"} {
+		if code, out, errb := runCLI(t, "", "install", "cdi", dir, "--remove"); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("remove #%d: exit %d, %q %q; want %q", i+1, code, out, errb, want)
+		}
+	}
+}

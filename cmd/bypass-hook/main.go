@@ -3,124 +3,84 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strings"
+
+	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/internal/stages"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// globals are the flags every subcommand takes, before or after its name.
+func main() {
+	os.Exit(newApp().Main(os.Args[1:], cli.IO{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}))
+}
+
+// globals are the flags that may come before the command's name. Each
+// command registers those it takes, so that one it does not take is an
+// error rather than ignored.
 type globals struct {
 	config string
 	debug  bool
 }
 
-func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.config, "config", g.config, "config file (default: $BYPASS_HOOK_CONFIG, then /etc/bypass-hook/config.yaml)")
-	fs.BoolVar(&g.debug, "debug", g.debug, "log debug detail to the hook log")
+func (g *globals) configFlag(fs *flag.FlagSet) {
+	fs.StringVar(&g.config, "config", "", cli.ConfigUsage)
 }
 
-// command is one subcommand: it parses its own flags from args.
-type command struct {
-	name    string
-	summary string
-	run     func(g *globals, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+// debugFlag registers --debug with what it does for this command.
+func (g *globals) debugFlag(fs *flag.FlagSet, does string) {
+	fs.BoolVar(&g.debug, "debug", false, does)
 }
 
-// commands is the one list of subcommands, in the order the help shows them.
-var commands = []command{
-	{"create", "createRuntime (or prestart) stage: fence the container; OCI state on stdin", runStage("create")},
-	{"poststop", "poststop stage: remove the container's fence; OCI state on stdin", runStage("poststop")},
-	{"hook", "either stage, chosen from the state's status", runStage("hook")},
-	{"nri", "run as a containerd NRI plugin that injects the hook", runNRI},
-	{"install", "write registrations: hooks.d file, bundle hooks, binary and config for the NRI DaemonSet", runInstall},
-	{"monitor", "print bypass attempts as JSON lines on stdout, serve metrics", runMonitor},
-	{"status", "show the rules and packet counters of fenced containers", runStatus},
-	{"version", "print the version", runVersion},
-}
-
-// lookup returns the subcommand called name.
-func lookup(name string) (command, bool) {
-	i := slices.IndexFunc(commands, func(c command) bool { return c.name == name })
-	if i < 0 {
-		return command{}, false
-	}
-	return commands[i], true
-}
-
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
-
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var g globals
-	fs := flag.NewFlagSet("bypass-hook", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	fs.Usage = func() { usage(stderr) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() == 0 && os.Getenv(nriSocketEnv) != "" {
-		// containerd starts a pre-registered NRI plugin (a link to this
-		// binary in its plugin directory) without arguments.
-		return runNRI(&g, nil, stdin, stdout, stderr)
-	}
-	if fs.NArg() == 0 {
-		usage(stderr)
-		return 2
-	}
-	name := fs.Arg(0)
-	cmd, ok := lookup(name)
-	if !ok {
-		fmt.Fprintf(stderr, "bypass-hook: unknown command %q\n", name)
-		usage(stderr)
-		return 2
-	}
-	return cmd.run(&g, fs.Args()[1:], stdin, stdout, stderr)
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: bypass-hook [--config FILE] [--debug] COMMAND [flags]")
-	fmt.Fprintln(w, "\ncommands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+// newApp is the binary: the one table of its commands, in the order the
+// help lists them. A command gets -h, help COMMAND and completion by being
+// here.
+func newApp() *cli.App {
+	g := &globals{}
+	return &cli.App{
+		Name:    "bypass-hook",
+		Version: versionLine,
+		Summary: "Fences a container's network namespace so that only its HTTP CONNECT proxy is\nreachable; every direct connection is refused at once and logged.",
+		Globals: func(fs *flag.FlagSet) {
+			g.configFlag(fs)
+			g.debugFlag(fs, "")
+		},
+		Commands: append(stages.Commands("bypass-hook"),
+			nriCommand(g),
+			installCommand(g),
+			monitorCommand(g),
+			statusCommand(g),
+			checkCommand(g),
+			configCommand(g),
+		),
+		NoArgs: preRegisteredNRI(g),
 	}
 }
 
-// subFlags returns a flag set for a subcommand that also takes the globals.
-func subFlags(name string, g *globals, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("bypass-hook "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	g.register(fs)
-	return fs
-}
-
-func runVersion(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := subFlags("version", g, stderr)
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
+func versionLine() string {
 	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && v == "dev" {
-				v = "dev-" + s.Value[:min(12, len(s.Value))]
-			}
-		}
-		fmt.Fprintf(stdout, "bypass-hook %s (%s)\n", v, strings.TrimPrefix(bi.GoVersion, "go"))
-		return 0
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "bypass-hook " + v
 	}
-	fmt.Fprintf(stdout, "bypass-hook %s\n", v)
-	return 0
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && v == "dev" {
+			v = "dev-" + s.Value[:min(12, len(s.Value))]
+		}
+	}
+	return fmt.Sprintf("bypass-hook %s (%s)", v, strings.TrimPrefix(bi.GoVersion, "go"))
+}
+
+// noArgs reports a command's unexpected positional argument.
+func noArgs(o cli.IO, name string, args []string, why string) bool {
+	if len(args) == 0 {
+		return true
+	}
+	fmt.Fprintf(o.Stderr, "bypass-hook %s: unexpected argument %q%s\nRun 'bypass-hook help %s' for usage.\n", name, args[0], why, name)
+	return false
 }

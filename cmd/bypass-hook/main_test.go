@@ -165,3 +165,15 @@ func TestGonePid(t *testing.T) {
 		t.Errorf("open: exit %d, stderr %q", code, errb)
 	}
 }
+
+// `hook` with a broken config names the stage the state called for, not
+// "hook": the runtime's user and the log see which stage failed.
+func TestHookConfigErrorNamesStage(t *testing.T) {
+	bad, _ := writeConfig(t, "proxies: ['198.51.100.1:3128']\nbogus: 1")
+	for status, stage := range map[string]string{"creating": "create", "stopped": "poststop"} {
+		code, _, errb := runCLI(t, strings.Replace(state, "creating", status, 1), "--config", bad, "hook")
+		if code != 2 || !strings.HasPrefix(errb, "bypass-hook "+stage+" cli-test: config "+bad) {
+			t.Errorf("status %s: exit %d, stderr %q; want the %s stage named", status, code, errb, stage)
+		}
+	}
+}

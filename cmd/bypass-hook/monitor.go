@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
-	"io"
 	"os/signal"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
 )
@@ -18,29 +19,54 @@ import (
 // everyone on the network needs to see. A DaemonSet passes :9723.
 const DefaultMetricsAddr = "127.0.0.1:9723"
 
-func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := subFlags("monitor", g, stderr)
-	addr := fs.String("metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
-	resync := fs.Duration("resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
-	forget := fs.Duration("forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func monitorCommand(g *globals) *cli.Command {
+	var addr string
+	var o monitor.Options
+	var lf logging.Flags
+	return &cli.Command{
+		Name:    "monitor",
+		Summary: "print bypass attempts as JSON lines on stdout, serve Prometheus metrics",
+		Help: `Watches the fences recorded in the config's stateDir and reads what their log
+rules write (the kernel log for log.target kernel, NFLOG for nflog). Runs until
+SIGTERM or SIGINT.
+Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace.
+Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
+by default, the same fields in text); metrics at http://ADDR/metrics.
+Exit: 0 stopped by a signal, 1 failed, 2 a flag or the config is wrong.
+
+Example:
+  bypass-hook monitor --metrics-addr :9723 | jq 'select(.action == "refused")'`,
+		Flags: func(fs *flag.FlagSet) {
+			g.configFlag(fs)
+			fs.StringVar(&addr, "metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
+			fs.DurationVar(&o.Resync, "resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
+			fs.DurationVar(&o.Forget, "forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
+			lf.Register(fs)
+		},
+		Run: func(io cli.IO, args []string) int {
+			if !noArgs(io, "monitor", args, "") {
+				return cli.ExitUsage
+			}
+			return runMonitor(g, addr, o, lf, io)
+		},
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bypass-hook monitor: unexpected argument %q\n", fs.Arg(0))
-		return 2
+}
+
+func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, io cli.IO) int {
+	log, err := lf.New(io.Stderr)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return cli.ExitUsage
 	}
-	// The monitor's own messages go to stderr as JSON lines; stdout has
-	// only events.
-	log := logging.New(stderr, logging.JSON, g.debug)
 	cfg, err := config.Load(g.config)
 	if err != nil {
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
-		return 2
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return cli.ExitUsage
 	}
-	m, err := monitor.New(monitor.Options{Config: cfg, Out: stdout, Log: log, Resync: *resync, Forget: *forget})
+	o.Config, o.Out, o.Log = cfg, io.Stdout, log
+	m, err := monitor.New(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return 1
 	}
 
@@ -48,10 +74,10 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	defer stop()
 	fields := logrus.Fields{"stateDir": cfg.StateDir, "target": cfg.Log.Target, "config": cfg.Path}
 	serveErr := make(chan error, 1)
-	if *addr != "" {
-		bound, err := monitor.ServeMetrics(ctx, *addr, m.Registry(), serveErr)
+	if addr != "" {
+		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr)
 		if err != nil {
-			fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 			return 1
 		}
 		fields["metrics"] = bound.String()
@@ -68,7 +94,7 @@ func runMonitor(g *globals, args []string, _ io.Reader, stdout, stderr io.Writer
 	}
 	if err != nil {
 		log.WithError(err).Error("monitor failed")
-		fmt.Fprintf(stderr, "bypass-hook monitor: %v\n", err)
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return 1
 	}
 	log.Info("monitor stopped")

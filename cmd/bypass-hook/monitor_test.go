@@ -20,7 +20,7 @@ func TestMonitorStatusUsage(t *testing.T) {
 		{[]string{"monitor", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"monitor", "--no-such-flag"}, 2, "flag provided but not defined"},
 		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
-		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container id at most"},
+		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container at most"},
 		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
 	} {
 		code, stdout, stderr := runCLI(t, "", tc.args...)
@@ -43,7 +43,7 @@ func TestStatusEmpty(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &fences) != nil || len(fences) != 0 {
 		t.Errorf("status --json of no fences: exit %d, %q; want []", code, out)
 	}
-	if code, out, _ := runCLI(t, "", "status", "--summary", "--config", cfg); code != 0 || !strings.HasPrefix(out, "CONTAINER") {
+	if code, out, _ := runCLI(t, "", "status", "--summary", "--config", cfg); code != 0 || out != "no fenced containers\n" {
 		t.Errorf("status --summary: exit %d, %q", code, out)
 	}
 	if code, _, errb := runCLI(t, "", "status", "--config", cfg, "nope"); code != 1 || !strings.Contains(errb, `no fenced container "nope"`) {

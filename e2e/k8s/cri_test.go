@@ -85,6 +85,9 @@ type ContainerConfig struct {
 	DropCaps       []string // capabilities.drop_capabilities, e.g. ALL
 	ReadOnlyRootfs bool     // readonly_rootfs (readOnlyRootFilesystem)
 	NoNewPrivs     bool     // no_new_privs (allowPrivilegeEscalation: false)
+	// CDIDevices are CRI's CDI_devices: fully qualified CDI device names, as the kubelet passes
+	// them for a device plugin's or DRA driver's allocation.
+	CDIDevices []string
 }
 
 // Mount is a host path bind-mounted into a container.
@@ -224,6 +227,13 @@ func (p *Pod) CreateContainer(c ContainerConfig) (string, error) {
 		"log_path":    c.Name + ".log",
 		"linux":       map[string]any{"security_context": sc},
 		"mounts":      mounts,
+	}
+	if len(c.CDIDevices) > 0 {
+		var devs []map[string]string
+		for _, d := range c.CDIDevices {
+			devs = append(devs, map[string]string{"name": d})
+		}
+		cfg["CDI_devices"] = devs
 	}
 	path := filepath.Join(e.Dir, "pods", p.Config.Namespace+"_"+p.Config.Name+"_"+c.Name+".json")
 	if err := writeJSON(path, cfg); err != nil {

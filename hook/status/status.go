@@ -4,8 +4,10 @@
 package status
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os/exec"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -60,11 +62,11 @@ func Read(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceSt
 		return nil, fmt.Errorf("reading the state directory %s: %w", store.Dir, err)
 	}
 	if id != "" {
-		rec, err := findRecord(recs, id)
+		found, err := findByIDOrName(recs, id)
 		if err != nil {
 			return nil, fmt.Errorf("%w (state directory %s)", err, store.Dir)
 		}
-		recs = []*records.Record{rec}
+		recs = found
 	}
 	slices.SortFunc(recs, func(a, b *records.Record) int { return a.Installed.Compare(b.Installed) })
 	out := make([]FenceStatus, 0, len(recs))
@@ -72,6 +74,50 @@ func Read(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceSt
 		out = append(out, statusOf(r, newBackend))
 	}
 	return out, nil
+}
+
+// findByIDOrName finds the fences of a container id (or a unique prefix of
+// one), else of a podman container or pod name: a pod's containers share
+// one fence, which is reported once.
+func findByIDOrName(recs []*records.Record, id string) ([]*records.Record, error) {
+	rec, err := findRecord(recs, id)
+	if err == nil {
+		return []*records.Record{rec}, nil
+	}
+	ids, perr := podmanIDs(id)
+	if perr != nil || len(ids) == 0 {
+		return nil, err
+	}
+	var out []*records.Record
+	for _, cid := range ids {
+		if r, ferr := findRecord(recs, cid); ferr == nil && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("podman knows %q (%s) but no fence is recorded for it", id, strings.Join(ids, ", "))
+	}
+	return out, nil
+}
+
+// podmanIDs asks podman for the ids behind a container name, or the
+// containers of a pod. Records know containers by id only: the OCI state
+// a hook gets carries no name.
+func podmanIDs(name string) ([]string, error) {
+	podman, err := exec.LookPath("podman")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, podman, "container", "inspect", "--format", "{{.Id}}", name).Output()
+	if err != nil {
+		out, err = exec.CommandContext(ctx, podman, "pod", "inspect", "--format", "{{range .Containers}}{{.Id}} {{end}}", name).Output()
+	}
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(out)), nil
 }
 
 // findRecord picks the record owned by id: an exact id first, then a
@@ -121,7 +167,7 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 		for i, name := range names {
 			rs := RuleStatus{Family: fam.String(), Name: name}
 			if same {
-				rs.Rule = rebuilt[i].String()
+				rs.Rule = ruleText(rebuilt[i], rec.Backend)
 			}
 			s.Rules = append(s.Rules, rs)
 		}
@@ -172,18 +218,23 @@ func attempts(f FenceStatus) (verb string, tcp, udp, other uint64) {
 }
 
 // WriteSummary writes one line per fence. TCP, UDP and OTHER count the
-// attempts refused, or in audit mode let through.
+// attempts, which ATTEMPTS says were refused or, in audit mode, audited
+// (let through).
 func WriteSummary(w io.Writer, fences []FenceStatus) error {
+	if len(fences) == 0 {
+		_, err := fmt.Fprintln(w, "no fenced containers")
+		return err
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tPOD\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tTCP\tUDP\tOTHER\tLOGGED")
+	fmt.Fprintln(tw, "CONTAINER\tPOD\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
 	for _, f := range fences {
-		tcp, udp, other, logged := "-", "-", "-", "-"
+		verb, tcp, udp, other, logged := "-", "-", "-", "-", "-"
 		if f.Totals != nil {
-			_, t, u, o := attempts(f)
-			tcp, udp, other, logged = num(t), num(u), num(o), num(f.Totals.Logged)
+			v, t, u, o := attempts(f)
+			verb, tcp, udp, other, logged = v, num(t), num(u), num(o), num(f.Totals.Logged)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
-			logTarget(f), len(f.Owners), tcp, udp, other, logged)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
+			logTarget(f), len(f.Owners), verb, tcp, udp, other, logged)
 	}
 	return tw.Flush()
 }
@@ -317,4 +368,15 @@ func WriteUnfenced(w io.Writer, list []records.Unfenced) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\n", rules.ShortID(u.ID), u.Identity.Name("-"), u.Pid, u.Seen.UTC().Format(time.RFC3339), u.Reason)
 	}
 	return tw.Flush()
+}
+
+// ruleText is a rule as its backend installed it: the iptables backend
+// lets what the fence accepts go on with RETURN, to whatever else the
+// namespace's OUTPUT holds, and status says so rather than "accept".
+func ruleText(r rules.Rule, backendName string) string {
+	text := r.String()
+	if backendName == config.BackendIptables && r.Action == rules.Accept {
+		text = strings.TrimSuffix(text, " -> "+string(rules.Accept)) + " -> RETURN (passes on to the rest of OUTPUT)"
+	}
+	return text
 }

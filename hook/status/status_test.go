@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,7 +70,7 @@ func countersFor(rec *records.Record, values map[string]uint64) map[rules.Family
 	return out
 }
 
-func TestRead(t *testing.T) {
+func TestStatus(t *testing.T) {
 	rec := statusRecord(t, idA, config.ModeEnforce, idA, "app-container")
 	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
@@ -109,10 +111,14 @@ func TestRead(t *testing.T) {
 	if err := WriteDetails(&details, fences); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"container  " + idA, "refused    tcp 14, udp 4, other 0", "app-container (pid -1", "refuse-tcp: proto=tcp -> reject-tcp-reset", "ipv6"} {
+	for _, want := range []string{"container  " + idA, "refused    tcp 14, udp 4, other 0", "app-container (pid -1", "refuse-tcp: proto=tcp -> reject-tcp-reset", "ipv6",
+		"-> RETURN (passes on to the rest of OUTPUT)"} {
 		if !strings.Contains(details.String(), want) {
 			t.Errorf("details lack %q:\n%s", want, details.String())
 		}
+	}
+	if strings.Contains(details.String(), "-> accept") {
+		t.Errorf("the iptables backend RETURNs; details say accept:\n%s", details.String())
 	}
 	if err := WriteSummary(&summary, fences); err != nil {
 		t.Fatal(err)
@@ -237,5 +243,47 @@ func TestFilter(t *testing.T) {
 	if err := WriteUnfenced(&b, []records.Unfenced{{ID: "d", Pid: 7, Identity: oci.Identity{Namespace: "n", Pod: "p", Container: "c"}, Reason: "it is on the host network"}}); err != nil ||
 		!strings.Contains(b.String(), "NOT FENCED") || !strings.Contains(b.String(), "n/p/c") || !strings.Contains(b.String(), "host network") {
 		t.Errorf("unfenced list: %v\n%s", err, b.String())
+	}
+}
+
+// A podman container or pod name finds the fence of its containers.
+func TestReadByPodmanName(t *testing.T) {
+	rec := statusRecord(t, idA, config.ModeEnforce, idA)
+	store := &records.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	// A podman that knows container "web" and pod "mypod" (whose infra
+	// container has no fence of its own: it shares the one of idA).
+	bin := t.TempDir()
+	script := "#!/bin/sh\ncase \"$1 $5\" in\n" +
+		"'container web') echo " + idA + ";;\n" +
+		"'pod mypod') echo infra0123 " + idA + ";;\n" +
+		"'container ghost') echo deadbeef;;\n" +
+		"*) echo no such >&2; exit 125;;\nesac\n"
+	if err := os.WriteFile(filepath.Join(bin, "podman"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	fb := &fakeBackend{counters: countersFor(rec, nil)}
+	newBackend := func(string) (backend.Backend, error) { return fb, nil }
+	for _, name := range []string{"web", "mypod"} {
+		got, err := Read(store, name, newBackend)
+		if err != nil || len(got) != 1 || got[0].Container != idA {
+			t.Errorf("Read(%q): %+v, %v", name, got, err)
+		}
+	}
+	if _, err := Read(store, "ghost", newBackend); err == nil || !strings.Contains(err.Error(), "no fence is recorded") {
+		t.Errorf("a podman container without a fence: %v", err)
+	}
+	if _, err := Read(store, "nope", newBackend); err == nil || !strings.Contains(err.Error(), `no fenced container "nope"`) {
+		t.Errorf("an unknown name: %v", err)
+	}
+}
+
+func TestSummaryEmpty(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteSummary(&b, nil); err != nil || b.String() != "no fenced containers\n" {
+		t.Errorf("summary of nothing: %q, %v", b.String(), err)
 	}
 }

@@ -260,6 +260,16 @@ func readFile(p string) string {
 // the server. The address is freed at cleanup.
 func (l *Lab) AddClient(t testing.TB) *Client {
 	t.Helper()
+	return l.Plug(t, NewNetns(t))
+}
+
+// Plug links a namespace that exists already into the lab's bridge, as
+// AddClient does a new one: a container's, by its process
+// (&Netns{Name: "ctr-web", Path: "/proc/PID/ns/net"}), where the runtime
+// made the namespace and the test wires it afterwards. When the namespace
+// dies first (the container stopped), its veth pair dies with it.
+func (l *Lab) Plug(t testing.TB, ns *Netns) *Client {
+	t.Helper()
 	n := l.allocate()
 	if n == 0 {
 		t.Fatalf("testnet: lab %s has no free client address (%d in use)", l.Server.Name, lastClient-firstClient+1)
@@ -269,7 +279,7 @@ func (l *Lab) AddClient(t testing.TB) *Client {
 	v4[3] = byte(n)
 	v6 := labV6Prefix.Addr().As16()
 	v6[15] = byte(n)
-	c := &Client{Netns: NewNetns(t), V4: netip.AddrFrom4(v4), V6: netip.AddrFrom16(v6), Lab: l}
+	c := &Client{Netns: ns, V4: netip.AddrFrom4(v4), V6: netip.AddrFrom16(v6), Lab: l}
 	peer := "v" + strconv.Itoa(n) // the bridge port, in the server namespace
 
 	batch := fmt.Sprintf(`link set lo up
@@ -280,18 +290,21 @@ addr add %[4]s/64 dev eth0 nodad
 route add default via %[5]s
 route add default via %[6]s
 `, peer, l.Server.Name, c.V4, c.V6, l.ServerV4, l.ServerV6)
-	if _, err := run(batch, "ip", "-n", c.Name, "-batch", "-"); err != nil {
-		t.Fatalf("testnet: lab client %s: %v", c.Name, err)
+	if _, err := run(batch, "nsenter", "--net="+ns.Path, "--", "ip", "-batch", "-"); err != nil {
+		t.Fatalf("testnet: lab client %s: %v", ns.Name, err)
 	}
 	// Delete the pair explicitly: a process still holding the client namespace
 	// (a container) would otherwise keep N's address on the bridge.
 	t.Cleanup(func() {
+		if _, err := run("", "ip", "-n", l.Server.Name, "link", "show", peer); err != nil {
+			return // gone with the client's namespace
+		}
 		if _, err := run("", "ip", "-n", l.Server.Name, "link", "del", peer); err != nil {
-			t.Errorf("testnet: removing client %s's veth: %v", c.Name, err)
+			t.Errorf("testnet: removing client %s's veth: %v", ns.Name, err)
 		}
 	})
 	if _, err := run("", "ip", "-n", l.Server.Name, "link", "set", peer, "master", bridgeName, "up"); err != nil {
-		t.Fatalf("testnet: plugging client %s into the bridge: %v", c.Name, err)
+		t.Fatalf("testnet: plugging client %s into the bridge: %v", ns.Name, err)
 	}
 	return c
 }
