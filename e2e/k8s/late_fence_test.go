@@ -62,7 +62,7 @@ func TestNRILateFence(t *testing.T) {
 	if o.Bundle == "" {
 		t.Errorf("owner %+v: no bundle; the plugin finds it beside the pod's shim", o)
 	}
-	if !regexp.MustCompile(`level=warning msg="NRI: late-fenced.*pod=team-a/late`).MatchString(plugin.Log()) {
+	if !regexp.MustCompile(`"level":"warning","msg":"NRI: late-fenced[^\n]*"pod":"team-a/late"`).MatchString(plugin.Log()) {
 		t.Errorf("no warning naming the pod in the plugin's log:\n%s", tail(plugin.Log(), 20))
 	}
 	metrics := nodeGet(t, e, "/metrics")
