@@ -5,12 +5,14 @@ GO      ?= go
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BIN     := bin/bypass-hook
+# Every binary `make build` makes; `make package` ships each of them.
+BINS    := $(BIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
 .PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps e2e-docker-deps e2e-docker
 
-build: $(BIN)
+build: $(BINS)
 
 $(BIN): $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook
@@ -58,7 +60,7 @@ demo: build
 	./scripts/demo.sh $(CURDIR)/$(BIN)
 
 clean:
-	rm -rf bin
+	rm -rf bin build dist
 
 # Whole-process timings of `bypass-hook create` per backend against the
 # per-rule way (a binary built with -tags perrule), bursts of parallel
@@ -109,3 +111,55 @@ install: build
 .PHONY: test-monitor
 test-monitor:
 	$(GO) test -count=1 -v ./monitor/
+
+# `make package`: dist/bypass-hook_VERSION_ARCH.deb and the .rpm, built by
+# nfpm (packaging/nfpm.yaml) run from the Go module proxy at a pinned version.
+# What goes in: every binary of BINS, the example config as a conffile, the
+# sysctl, logrotate and systemd files; the maintainer scripts write the
+# hooks.d registration with the installed binary (packaging/scripts).
+NFPM_VERSION   := v2.48.0
+NFPM           ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+PKG_VERSION    ?= $(shell ./scripts/package-version.sh)
+PKG_ARCH       ?= $(shell $(GO) env GOARCH)
+PKG_MAINTAINER ?= bypass-hook maintainers <maintainers@bypass-hook.invalid>
+PKG_STAGE      ?= build/package
+DIST           ?= dist
+
+.PHONY: package
+package: build
+	rm -rf $(PKG_STAGE) && mkdir -p $(PKG_STAGE)/bin $(PKG_STAGE)/systemd $(DIST)
+	@# Only this build's: `apt install ./dist/bypass-hook_*.deb` must find one.
+	rm -f $(DIST)/bypass-hook_*.deb $(DIST)/bypass-hook-*.rpm
+	cp $(BINS) $(PKG_STAGE)/bin/
+	for u in install/systemd/*.service; do \
+		sed 's|/usr/local/bin/|/usr/bin/|g' $$u > $(PKG_STAGE)/systemd/$$(basename $$u) || exit 1; \
+	done
+	for p in deb rpm; do \
+		PKG_STAGE=$(PKG_STAGE) PKG_VERSION='$(PKG_VERSION)' PKG_ARCH=$(PKG_ARCH) PKG_MAINTAINER='$(PKG_MAINTAINER)' \
+			$(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
+	done
+
+# `make image`: the DaemonSets' image, built from the source by install/Containerfile
+# (its build stage pulls the Go image; GO_IMAGE=... names another).
+CONTAINER_ENGINE ?= podman
+IMAGE            ?= bypass-hook:$(VERSION)
+GO_IMAGE         ?=
+.PHONY: image
+image:
+	$(CONTAINER_ENGINE) build -f install/Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) \
+		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) .
+
+# The Helm chart (deploy/helm/bypass-hook), with helm run from the Go module proxy
+# at a pinned version. `make chart-template` prints what it renders (the test in
+# install/ compares it with install/kubernetes); HELM_FLAGS passes more, e.g.
+# HELM_FLAGS='--set monitor.enabled=true'.
+HELM_VERSION := v3.22.0
+HELM         ?= $(GO) run helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+CHART        := deploy/helm/bypass-hook
+HELM_FLAGS   ?=
+.PHONY: chart-template chart-lint
+chart-template:
+	@$(HELM) template bypass-hook $(CHART) --namespace kube-system $(HELM_FLAGS)
+chart-lint:
+	$(HELM) lint --strict $(CHART)

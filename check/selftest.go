@@ -194,7 +194,9 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 		var b backend.Backend
 		var still bool
 		if b, err = backend.New(rec.Backend); err == nil {
-			still, err = b.Installed(netns.Handle{ID: ns.id, Path: ns.path})
+			var seen backend.Seen
+			seen, err = b.Inspect(netns.Handle{ID: ns.id, Path: ns.path})
+			still = seen.Present
 		}
 		if err == nil && still {
 			err = errors.New("the rules are still in the namespace after poststop")

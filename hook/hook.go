@@ -106,8 +106,8 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
 		bundle = &oci.Bundle{}
 	}
-	if caps := bundle.DangerousCaps(); len(caps) > 0 {
-		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets)", strings.Join(caps, " and "))
+	if caps := bundle.DangerousCaps(len(dec.Policy.AllowUids) > 0); len(caps) > 0 {
+		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets, SETUID becomes one of the allowUids)", strings.Join(caps, " and "))
 		if h.Cfg.Strict {
 			return res, &RefusedError{"strict: " + msg + "; drop them or set strict: false"}
 		}
@@ -157,21 +157,22 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
-	rs, feat, err := h.install(backend, ns, dec.Policy, st.ID)
+	rs, feat, sums, err := h.install(backend, ns, dec.Policy, st.ID)
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
 	rec = &records.Record{
-		Netns:     id,
-		Paths:     compact(nsPath, bundle.NetnsPath),
-		Backend:   backend.Name(),
-		Digest:    digest,
-		Policy:    dec.Policy,
-		Features:  feat,
-		LogID:     st.ID,
-		RuleNames: ruleNames(rs),
-		Owners:    []records.Owner{owner},
-		Installed: time.Now().UTC(),
+		RulesDigest: sums,
+		Netns:       id,
+		Paths:       compact(nsPath, bundle.NetnsPath),
+		Backend:     backend.Name(),
+		Digest:      digest,
+		Policy:      dec.Policy,
+		Features:    feat,
+		LogID:       st.ID,
+		RuleNames:   ruleNames(rs),
+		Owners:      []records.Owner{owner},
+		Installed:   time.Now().UTC(),
 	}
 	if err := store.Save(rec); err != nil {
 		// Rules without a record would never be removed by poststop.
@@ -230,17 +231,24 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	if err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	ok, err := backend.Installed(ns)
+	// A fence changed since its install (a rule put in front of it, a
+	// rule changed or gone) is not joined as it is: it is put in again,
+	// whole, atomically.
+	seen, err := backend.Inspect(ns)
 	if err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	if !ok {
-		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
-		rs, feat, err := h.install(backend, ns, p, rec.LogID)
+	if whole, why := seen.Whole(rec.RulesDigest); !whole {
+		if seen.Present {
+			h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
+		} else {
+			h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
+		}
+		rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
 		if err != nil {
 			return false, &FenceError{Netns: res.Netns, Err: err}
 		}
-		rec.Features, rec.RuleNames = feat, ruleNames(rs)
+		rec.Features, rec.RuleNames, rec.RulesDigest = feat, ruleNames(rs), sums
 	}
 	rec.Owners = append(others, owner)
 	if err := store.Save(rec); err != nil {
@@ -259,7 +267,12 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 // install activates the fence. On a kernel that lacks conntrack or a log
 // target it falls back to fewer optional features, since the refusals must
 // not depend on them; any other error fails the install as it is.
-func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logID string) (rules.RuleSet, rules.Features, error) {
+//
+// It returns the digests of the rules as the kernel holds them after the
+// install, which later tell whether the fence is still whole; nil when they
+// could not be read (the fence then counts as not whole and the next join
+// puts it in again).
+func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logID string) (rules.RuleSet, rules.Features, map[rules.Family]string, error) {
 	var firstErr error
 	for _, feat := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 		if !feat.Log && (p.Log.Required || p.Mode == config.ModeAudit) {
@@ -274,7 +287,11 @@ func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logI
 			if !feat.Conntrack {
 				h.Log.WithError(firstErr).Warn("the kernel lacks the conntrack match: only new TCP connections are refused; UDP and other protocols pass")
 			}
-			return rs, feat, nil
+			seen, err := b.Inspect(ns)
+			if err != nil {
+				h.Log.WithError(err).Warn("reading the fence back after its install; it cannot be checked for changes until the next container of this namespace installs it again")
+			}
+			return rs, feat, seen.Rules, nil
 		}
 		if firstErr == nil {
 			firstErr = err
@@ -283,7 +300,7 @@ func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logI
 			break
 		}
 	}
-	return nil, rules.Features{}, firstErr
+	return nil, rules.Features{}, nil, firstErr
 }
 
 func (h *Hook) warnLogSysctl(p config.Policy) {

@@ -39,7 +39,13 @@ func (f *fakeBackend) Install(_ netns.Handle, rs rules.RuleSet) error {
 	f.installed = rs
 	return nil
 }
-func (f *fakeBackend) Installed(netns.Handle) (bool, error)                     { return f.installed != nil, nil }
+func (f *fakeBackend) Inspect(netns.Handle) (backend.Seen, error) {
+	seen := backend.Seen{Present: f.installed != nil, Rules: map[rules.Family]string{}}
+	for fam, rs := range f.installed {
+		seen.Rules[fam] = fmt.Sprint(len(rs), " rules")
+	}
+	return seen, nil
+}
 func (f *fakeBackend) Remove(netns.Handle) error                                { f.installed = nil; return nil }
 func (f *fakeBackend) Counters(netns.Handle) (map[rules.Family][]uint64, error) { return nil, nil }
 
@@ -64,7 +70,7 @@ func TestInstallFallsBackOnlyForMissingFeatures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &Hook{Log: log}
-			rs, feat, err := h.install(tc.backend, netns.Handle{}, testpolicy.Policy(t, tc.cfg), "c")
+			rs, feat, sums, err := h.install(tc.backend, netns.Handle{}, testpolicy.Policy(t, tc.cfg), "c")
 			if tc.wantErr != nil {
 				if err == nil {
 					t.Fatalf("installed %v; want an error", feat)
@@ -85,6 +91,9 @@ func TestInstallFallsBackOnlyForMissingFeatures(t *testing.T) {
 			}
 			if rs.Count() == 0 || rs.Count() != tc.backend.installed.Count() {
 				t.Errorf("returned %d rules, installed %d", rs.Count(), tc.backend.installed.Count())
+			}
+			if len(sums) != len(rules.Families) {
+				t.Errorf("returned digests %v; want the backend's reading after the install, per family", sums)
 			}
 		})
 	}

@@ -232,7 +232,7 @@ func TestIdempotent(t *testing.T) {
 			if again := rulesIn(t, ns); again != once {
 				t.Errorf("Install over the same fence changed the rules:\n%s", testnet.Diff(once, again))
 			}
-			if ok, err := b.Installed(nsOf(t, ns)); !ok || err != nil {
+			if ok, err := installed(b, nsOf(t, ns)); !ok || err != nil {
 				t.Errorf("Installed = %v, %v", ok, err)
 			}
 			if _, err := e.poststop(c.id); err != nil {
@@ -426,7 +426,7 @@ func TestRecreatedContainerKeepsFence(t *testing.T) {
 				t.Fatal(err)
 			}
 			b, _ := hookbackend.New(backend)
-			if ok, err := b.Installed(nsOf(t, ns)); !ok || err != nil {
+			if ok, err := installed(b, nsOf(t, ns)); !ok || err != nil {
 				t.Fatalf("the recreated container %s lost its fence when another left: %v", web.id, err)
 			}
 			recs := e.records()
@@ -436,7 +436,7 @@ func TestRecreatedContainerKeepsFence(t *testing.T) {
 			if _, err := e.poststop(web.id); err != nil {
 				t.Fatal(err)
 			}
-			if ok, _ := b.Installed(nsOf(t, ns)); ok {
+			if ok, _ := installed(b, nsOf(t, ns)); ok {
 				t.Error("the fence outlived its last owner")
 			}
 		})
@@ -475,7 +475,7 @@ func TestParallelBurst(t *testing.T) {
 					t.Errorf("create %d: exit %d: %s", i, codes[i], errs[i])
 					continue
 				}
-				if ok, err := b.Installed(nsOf(t, nss[i])); !ok || err != nil {
+				if ok, err := installed(b, nsOf(t, nss[i])); !ok || err != nil {
 					t.Errorf("namespace %d is not fenced: %v", i, err)
 				}
 			}
@@ -495,7 +495,7 @@ func TestParallelBurst(t *testing.T) {
 				if codes[i] != 0 {
 					t.Errorf("poststop %d: exit %d: %s", i, codes[i], errs[i])
 				}
-				if ok, _ := b.Installed(nsOf(t, nss[i])); ok {
+				if ok, _ := installed(b, nsOf(t, nss[i])); ok {
 					t.Errorf("namespace %d is still fenced after poststop", i)
 				}
 			}
@@ -562,7 +562,7 @@ func TestPoststopFindsNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := hookbackend.New(backend)
-		if ok, _ := b.Installed(netns.Handle{Path: pin}); ok {
+		if ok, _ := installed(b, netns.Handle{Path: pin}); ok {
 			t.Error("poststop did not find the namespace through the bundle's config.json")
 		}
 	})

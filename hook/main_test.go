@@ -248,3 +248,9 @@ func nsOf(t *testing.T, ns *testnet.Netns) netns.Handle {
 	}
 	return netns.Handle{ID: id, Path: ns.Path}
 }
+
+// installed reports whether b's fence is in ns, whole or not.
+func installed(b backend.Backend, ns netns.Handle) (bool, error) {
+	seen, err := b.Inspect(ns)
+	return seen.Present, err
+}

@@ -83,8 +83,18 @@ func TestNftExprs(t *testing.T) {
 	}{
 		{"loopback", nftRule(func(r *rules.Rule) { r.OutIface = "lo" }), rules.IPv4,
 			cat(v4, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, eq('l', 'o', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), accept)},
-		{"neighbour discovery", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type = rules.ProtoICMPv6, ptr(uint8(135)) }), rules.IPv6,
-			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), accept)},
+		{"neighbour discovery", nftRule(func(r *rules.Rule) { r.Proto, r.ICMPv6Type, r.HopLimit = rules.ProtoICMPv6, ptr(uint8(135)), 255 }), rules.IPv6,
+			cat(v6, l4proto(unix.IPPROTO_ICMPV6), load(expr.PayloadBaseTransportHeader, 0, 1), eq(135), load(expr.PayloadBaseNetworkHeader, 7, 1), eq(255), accept)},
+		{"icmp", nftRule(func(r *rules.Rule) { r.Proto = rules.ProtoICMP }), rules.IPv4,
+			cat(v4, l4proto(unix.IPPROTO_ICMP), accept)},
+		// exthdr rt exists
+		{"routing header", nftRule(func(r *rules.Rule) { r.SourceRouted, r.Action = true, rules.RejectAdminProhibited }), rules.IPv6,
+			cat(v6, &expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: 43, Len: 1, Flags: unix.NFT_EXTHDR_F_PRESENT, DestRegister: 1}, eq(1),
+				&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1})},
+		// ip hdrlength != 5
+		{"ip options", nftRule(func(r *rules.Rule) { r.SourceRouted, r.Action = true, rules.RejectAdminProhibited }), rules.IPv4,
+			cat(v4, load(expr.PayloadBaseNetworkHeader, 0, 1), and(0x0f), &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{5}},
+				&expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 13})},
 		{"established", nftRule(func(r *rules.Rule) { r.Established = true }), rules.IPv6,
 			cat(v6, &expr.Ct{Register: 1, Key: expr.CtKeySTATE}, and(binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...),
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}}, accept)},
@@ -283,6 +293,8 @@ func TestNftablesListing(t *testing.T) {
 	want := `table inet bypass_hook {
 	chain output {
 		type filter hook output priority filter - 1; policy accept;
+		ip hdrlength != 5 limit rate 5/second burst 10 packets counter log prefix "bypass:0123456789ab: " flags skuid comment "ipv4 log-source-route"
+		ip hdrlength != 5 counter reject with icmp admin-prohibited comment "ipv4 refuse-source-route"
 		meta nfproto ipv4 oifname "lo" counter accept comment "ipv4 loopback"
 		meta nfproto ipv4 ct state established,related counter accept comment "ipv4 established"
 		ip daddr 198.51.100.1 tcp dport 3128 counter accept comment "ipv4 proxy"
@@ -296,12 +308,14 @@ func TestNftablesListing(t *testing.T) {
 		meta nfproto ipv4 meta l4proto udp counter reject with icmp port-unreachable comment "ipv4 refuse-udp"
 		meta nfproto ipv4 limit rate 5/second burst 10 packets counter log prefix "bypass:0123456789ab: " flags skuid comment "ipv4 log-other"
 		meta nfproto ipv4 counter reject with icmp admin-prohibited comment "ipv4 refuse-other"
+		exthdr rt exists limit rate 5/second burst 10 packets counter log prefix "bypass:0123456789ab: " flags skuid comment "ipv6 log-source-route"
+		exthdr rt exists counter reject with icmpv6 admin-prohibited comment "ipv6 refuse-source-route"
 		meta nfproto ipv6 oifname "lo" counter accept comment "ipv6 loopback"
-		icmpv6 type nd-router-solicit counter accept comment "ipv6 neighbour-discovery"
-		icmpv6 type nd-router-advert counter accept comment "ipv6 neighbour-discovery"
-		icmpv6 type nd-neighbor-solicit counter accept comment "ipv6 neighbour-discovery"
-		icmpv6 type nd-neighbor-advert counter accept comment "ipv6 neighbour-discovery"
-		icmpv6 type nd-redirect counter accept comment "ipv6 neighbour-discovery"
+		icmpv6 type nd-router-solicit ip6 hoplimit 255 counter accept comment "ipv6 neighbour-discovery"
+		icmpv6 type nd-router-advert ip6 hoplimit 255 counter accept comment "ipv6 neighbour-discovery"
+		icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 counter accept comment "ipv6 neighbour-discovery"
+		icmpv6 type nd-neighbor-advert ip6 hoplimit 255 counter accept comment "ipv6 neighbour-discovery"
+		icmpv6 type nd-redirect ip6 hoplimit 255 counter accept comment "ipv6 neighbour-discovery"
 `
 	got := nftList(t, ns)
 	// The rest of IPv6 mirrors IPv4; the head pins the shape, the tail the
@@ -347,7 +361,7 @@ func TestNftablesListingVariants(t *testing.T) {
 			[]string{"ct state", "refuse-udp", "refuse-other"}},
 		{"no log", nftTestPolicy, rules.Features{Conntrack: true},
 			[]string{`comment "ipv6 refuse-other"`},
-			[]string{" log ", "limit"}},
+			[]string{" log ", " limit "}},
 		{"audit", nftTestPolicy + "mode: audit\n", rules.AllFeatures,
 			[]string{`comment "ipv4 log-other"`},
 			[]string{"reject"}},
@@ -380,7 +394,7 @@ func TestNftablesLifecycle(t *testing.T) {
 	rs := nftRuleSet(t, nftTestPolicy, "0123456789abcdef", rules.AllFeatures)
 	t.Cleanup(func() { b.Remove(target) })
 
-	if ok, err := b.Installed(target); err != nil || ok {
+	if ok, err := installed(b, target); err != nil || ok {
 		t.Fatalf("Installed in an empty namespace = %v, %v", ok, err)
 	}
 	if err := b.Install(target, rs); err != nil {
@@ -393,7 +407,7 @@ func TestNftablesLifecycle(t *testing.T) {
 	if twice := nftList(t, ns); twice != once {
 		t.Errorf("installing twice differs from once:\n%s", testnet.Diff(once, twice))
 	}
-	if ok, err := b.Installed(target); err != nil || !ok {
+	if ok, err := installed(b, target); err != nil || !ok {
 		t.Fatalf("Installed after Install = %v, %v", ok, err)
 	}
 	counters, err := b.Counters(target)
@@ -419,7 +433,7 @@ func TestNftablesLifecycle(t *testing.T) {
 	if got := nftList(t, ns); got != "" {
 		t.Errorf("after Remove:\n%s", got)
 	}
-	if ok, err := b.Installed(target); err != nil || ok {
+	if ok, err := installed(b, target); err != nil || ok {
 		t.Errorf("Installed after Remove = %v, %v", ok, err)
 	}
 	if err := b.Remove(target); err != nil {

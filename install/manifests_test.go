@@ -155,8 +155,40 @@ func nriArgs(t *testing.T, args []string) (nriplugin.Options, string) {
 	return o, *cfg
 }
 
-func TestSystemdUnit(t *testing.T) {
-	f, err := os.Open("systemd/bypass-hook-nri.service")
+// The units run the binary where `make install` puts it (the packages
+// rewrite the path to /usr/bin), with arguments the commands accept.
+func TestSystemdUnits(t *testing.T) {
+	for _, name := range []string{"bypass-hook-nri.service", "bypass-hook-monitor.service"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join("systemd", name)
+			execStart := unitExecStart(t, path)
+			argv := strings.Fields(execStart)
+			if argv[0] != "/usr/local/bin/bypass-hook" {
+				t.Errorf("ExecStart runs %s, not where `make install` puts the binary", argv[0])
+			}
+			switch argv[1] {
+			case "nri":
+				o, _ := nriArgs(t, argv[1:])
+				if o.SocketPath != api.DefaultSocketPath {
+					t.Errorf("socket %q", o.SocketPath)
+				}
+			case "monitor":
+				fs := flag.NewFlagSet("monitor", flag.ContinueOnError)
+				addr := fs.String("metrics-addr", "", "")
+				if err := fs.Parse(argv[2:]); err != nil || fs.NArg() > 0 || !strings.HasPrefix(*addr, "127.0.0.1:") {
+					t.Errorf("monitor arguments %q: %v; want --metrics-addr on loopback", argv[2:], err)
+				}
+			default:
+				t.Errorf("ExecStart runs %q", argv[1])
+			}
+			verifyUnit(t, path, execStart)
+		})
+	}
+}
+
+func unitExecStart(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,31 +211,23 @@ func TestSystemdUnit(t *testing.T) {
 	if len(exec) != 1 {
 		t.Fatalf("ExecStart lines: %q", exec)
 	}
-	argv := strings.Fields(exec[0])
-	if argv[0] != "/usr/local/bin/bypass-hook" {
-		t.Errorf("ExecStart runs %s, not where `make install` puts the binary", argv[0])
-	}
-	o, _ := nriArgs(t, argv[1:])
-	if o.SocketPath != api.DefaultSocketPath {
-		t.Errorf("socket %q", o.SocketPath)
-	}
-	verifyUnit(t, exec[0])
+	return exec[0]
 }
 
 // verifyUnit runs systemd-analyze verify on the unit, with ExecStart
 // pointing at a file that exists (verify checks it).
-func verifyUnit(t *testing.T, execStart string) {
+func verifyUnit(t *testing.T, path, execStart string) {
 	t.Helper()
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
 		t.Log("systemd-analyze not installed: the unit is parsed but not verified")
 		return
 	}
-	data, _ := os.ReadFile("systemd/bypass-hook-nri.service")
+	data, _ := os.ReadFile(path)
 	bin := fakeBinary(t)
 	data = bytes.Replace(data, []byte(execStart), []byte(strings.Replace(execStart, "/usr/local/bin/bypass-hook", bin, 1)), 1)
 	dir := t.TempDir()
-	p := filepath.Join(dir, "bypass-hook-nri.service")
+	p := filepath.Join(dir, filepath.Base(path))
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +240,7 @@ func verifyUnit(t *testing.T, execStart string) {
 			problems = append(problems, line)
 		}
 	}
-	if len(problems) > 0 || (err != nil && len(problems) > 0) {
+	if len(problems) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(problems, "\n"))
 	}
 }
@@ -500,11 +524,11 @@ func TestMonitorManifest(t *testing.T) {
 			t.Errorf("the monitor sees node path %q at %s, want %s", got, path, hostPath)
 		}
 	}
-	plugin, err := os.ReadFile("kubernetes/bypass-hook.yaml")
+	plugin, _, err := manifest.Kubernetes("kubernetes/bypass-hook.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(plugin), "image: "+mon.Image+"\n") || initC.Image != mon.Image {
-		t.Errorf("the monitor runs image %s, not the plugin DaemonSet's", mon.Image)
+	if pluginImage := plugin.Spec.Template.Spec.Containers[0].Image; mon.Image != pluginImage || initC.Image != mon.Image {
+		t.Errorf("the monitor runs image %s (init %s), not the plugin DaemonSet's %s", mon.Image, initC.Image, pluginImage)
 	}
 }

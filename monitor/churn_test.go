@@ -79,7 +79,7 @@ func churn(t *testing.T, target string) {
 		}
 		for _, s := range ss {
 			if evs := mon.waitEvents(s.id, 1, eventWait); len(evs) != 1 {
-				t.Fatalf("wave %d: %d events of %s within %v, want 1", wave, len(evs), s.id, eventWait)
+				t.Fatalf("wave %d: %d events of %s within %v, want 1: %+v", wave, len(evs), s.id, eventWait, evs)
 			} else {
 				wantEvent(t, evs[0], s.id, "tcp", "198.51.100.1", 9090, 0, ActionRefused)
 			}

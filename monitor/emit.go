@@ -63,6 +63,11 @@ func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 // first, so that whoever sees the line finds it in the metrics.
 func (m *Monitor) emit(ev Event, l seriesLabels) {
 	m.metrics.attempts.WithLabelValues(l.namespace, l.pod, l.container, ev.Proto, ev.Action).Inc()
+	m.print(ev)
+}
+
+// print writes one event line.
+func (m *Monitor) print(ev Event) {
 	m.outMu.Lock()
 	err := m.enc.Encode(ev)
 	m.outMu.Unlock()

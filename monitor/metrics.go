@@ -53,6 +53,8 @@ var (
 		"Containers whose network namespace is fenced (and reachable), by mode.", []string{"mode"}, nil)
 	fencedNamespacesDesc = prometheus.NewDesc("bypass_hook_fenced_namespaces",
 		"Fenced network namespaces (that a process or path still reaches), by mode and log target.", []string{"mode", "target"}, nil)
+	fencesNotWholeDesc = prometheus.NewDesc("bypass_hook_fences_not_whole",
+		"Fenced namespaces whose fence was not whole at the last check (a rule put in front of it, a rule of it changed or gone): they may let traffic past.", nil, nil)
 	nflogSocketsDesc = prometheus.NewDesc("bypass_hook_nflog_sockets",
 		"NFLOG sockets the monitor holds: one per fenced namespace with log.target nflog, and those of fences just gone while they drain.", nil, nil)
 )
@@ -65,6 +67,7 @@ func (g fenceGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fencedContainersDesc
 	ch <- fencedNamespacesDesc
 	ch <- nflogSocketsDesc
+	ch <- fencesNotWholeDesc
 }
 
 func (g fenceGauges) Collect(ch chan<- prometheus.Metric) {
@@ -76,6 +79,10 @@ func (g fenceGauges) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(fencedNamespacesDesc, prometheus.GaugeValue, float64(n), mt[0], mt[1])
 	}
 	ch <- prometheus.MustNewConstMetric(nflogSocketsDesc, prometheus.GaugeValue, float64(sockets))
+	g.m.mu.Lock()
+	notWhole := len(g.m.notWhole)
+	g.m.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(fencesNotWholeDesc, prometheus.GaugeValue, float64(notWhole))
 }
 
 // ServeMetrics serves reg's metrics at http://addr/metrics until ctx ends

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 
+	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
@@ -61,6 +62,11 @@ type Options struct {
 	Forget time.Duration
 	// OpenKmsg opens the kernel log; nil means kmsgparser.NewParser.
 	OpenKmsg func() (kmsgparser.Parser, error)
+	// Repair puts a fence that is not whole back, as a create in its
+	// namespace would; without it the monitor only reports it.
+	Repair bool
+	// NewBackend makes the backend a record names; nil means backend.New.
+	NewBackend func(name string) (backend.Backend, error)
 }
 
 // Monitor follows the fences of one state directory.
@@ -93,6 +99,9 @@ type Monitor struct {
 	// is said once, not at every resync.
 	kernelErr error
 	readers   sync.WaitGroup // the kernel log reader and the socket readers
+	// notWhole has the live fences found not whole at the last check, by
+	// namespace key, with what is wrong.
+	notWhole map[string]string
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -113,6 +122,9 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 	}
 	if o.OpenKmsg == nil {
 		o.OpenKmsg = kmsgparser.NewParser
+	}
+	if o.NewBackend == nil {
+		o.NewBackend = backend.New
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
@@ -220,5 +232,6 @@ func (m *Monitor) resync(ctx context.Context) {
 		m.markGone(k)
 	}
 	m.releaseDead()
+	m.checkWhole(time.Now())
 	m.expire(time.Now())
 }

@@ -41,6 +41,7 @@ Example:
 			fs.StringVar(&addr, "metrics-addr", DefaultMetricsAddr, `serve Prometheus metrics at http://ADDR/metrics ("" for none)`)
 			fs.DurationVar(&o.Resync, "resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
 			fs.DurationVar(&o.Forget, "forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
+			fs.BoolVar(&o.Repair, "repair", false, "put a fence that is not whole back at once (without it, each resync reports it: an event and bypass_hook_fences_not_whole)")
 			lf.Register(fs)
 		},
 		Run: func(io cli.IO, args []string) int {

@@ -29,7 +29,8 @@ containers that the NRI plugin found running unfenced and could not fence are
 listed under NOT FENCED (and make the exit 1).
 Reads: the config, the state directory, the rules in each fenced namespace.
 Writes: the report on stdout; changes nothing.
-Exit: 0 every fence asked for was read, 1 one was not found or not read, 2 usage
+Exit: 0 every fence asked for was read and is whole, 1 one was not found, not
+read or not whole (a rule put in front of it, a rule changed or gone), 2 usage
 or config error.
 
 Examples:
@@ -104,6 +105,10 @@ Examples:
 			for _, f := range fences {
 				if f.Error != "" {
 					fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
+					code = 1
+				}
+				if f.Whole != nil && !*f.Whole {
+					fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the fence is not whole: %s\n", f.Container, f.NotWhole)
 					code = 1
 				}
 			}

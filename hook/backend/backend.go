@@ -4,6 +4,8 @@
 package backend
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -23,13 +25,69 @@ type Backend interface {
 	// Install makes the namespace's fence exactly rs, atomically: either
 	// all of it is active or, on error, the namespace is as it was.
 	Install(ns netns.Handle, rs rules.RuleSet) error
-	// Installed reports whether a fence of this backend is active in ns.
-	Installed(ns netns.Handle) (bool, error)
+	// Inspect reads the namespace's rules once and says what it sees of
+	// the fence (see Seen).
+	Inspect(ns netns.Handle) (Seen, error)
 	// Remove takes the fence out; what is already gone is not an error.
 	Remove(ns netns.Handle) error
 	// Counters returns the packets each rule matched, per family, in the
 	// order of the installed rules.
 	Counters(ns netns.Handle) (map[rules.Family][]uint64, error)
+}
+
+// Seen is what one reading of a namespace's rules shows of a fence.
+//
+// A fence is whole when its chain holds the rules that were installed and
+// nothing is put in front of it: with iptables, OUTPUT's first rule in
+// each family is the jump to the chain; with nftables, the table holds our
+// one chain as installed and nothing else (an accept in a base chain of
+// another table ends only that chain, so no other table can open the
+// fence; a drop there can only refuse more).
+type Seen struct {
+	// Present: the fence is there (iptables: the chain and a jump to it,
+	// both families; nftables: the table and its hooked chain).
+	Present bool
+	// Problem says what keeps a present fence from being whole apart from
+	// its rules: something in front of it, a chain or rule not of ours.
+	// Empty when there is nothing of the kind.
+	Problem string
+	// Rules holds, per family, a digest of the fence's rules as the kernel
+	// has them (counters left out): what Whole compares with the digests
+	// taken right after the install.
+	Rules map[rules.Family]string
+}
+
+// Whole reports whether s is the fence whose rules had the digests want
+// right after it was installed; if not, why not, in words for a log.
+func (s Seen) Whole(want map[rules.Family]string) (bool, string) {
+	switch {
+	case !s.Present:
+		return false, "the fence is gone"
+	case s.Problem != "":
+		return false, s.Problem
+	case len(want) == 0:
+		return false, "the record has no digest of the rules (it was written by an older bypass-hook), so they cannot be checked"
+	}
+	var changed []string
+	for _, fam := range rules.Families {
+		if s.Rules[fam] != want[fam] {
+			changed = append(changed, fam.String())
+		}
+	}
+	if len(changed) > 0 {
+		return false, "the " + strings.Join(changed, " and ") + " rules differ from those installed (a rule added, changed or removed)"
+	}
+	return true, ""
+}
+
+// digest is the hex SHA-256 of lines, one per rule, in order.
+func digest(lines []string) string {
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l))
+		h.Write([]byte{'\n'})
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // ErrMissingFeature means the kernel (or the tools) lack a match or target

@@ -264,6 +264,7 @@ type saved struct {
 	jump    bool     // OUTPUT jumps to it
 	lines   []string // its rules, "-A BYPASS-HOOK ...", in order
 	packets []uint64 // each rule's packet counter
+	first   string   // OUTPUT's first rule, "-A OUTPUT ..."; "" when it has none
 }
 
 // save reads the filter table with counters: one exec, and iptables-save
@@ -293,6 +294,9 @@ func parseSave(out string) (saved, error) {
 		if !ok || !strings.HasPrefix(counters, "[") {
 			continue
 		}
+		if st.first == "" && strings.HasPrefix(rule, "-A OUTPUT ") {
+			st.first = rule
+		}
 		switch {
 		case rule == "-A OUTPUT -j "+Chain:
 			st.jump = true
@@ -309,21 +313,32 @@ func parseSave(out string) (saved, error) {
 	return st, nil
 }
 
-// Installed looks for the jump in each family's iptables-save.
-func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
-	all := true
+// Inspect reads each family's filter table once (iptables-save).
+func (b *Iptables) Inspect(ns netns.Handle) (Seen, error) {
+	seen := Seen{Present: true, Rules: map[rules.Family]string{}}
+	var problems []string
 	err := netns.In(ns.Path, func() error {
 		for _, fam := range rules.Families {
 			st, err := b.save(fam)
 			if err != nil {
-				all = false
 				return err
 			}
-			all = all && st.exists && st.jump
+			seen.Present = seen.Present && st.exists && st.jump
+			if st.jump && st.first != "-A OUTPUT -j "+Chain {
+				problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is %q, not the jump to %s", fam, st.first, Chain))
+			}
+			seen.Rules[fam] = digest(st.lines)
 		}
 		return nil
 	})
-	return all, err
+	seen.Problem = strings.Join(problems, "; ")
+	return seen, err
+}
+
+// Installed reports whether the fence is there, whole or not.
+func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
+	seen, err := b.Inspect(ns)
+	return seen.Present, err
 }
 
 // Remove is tolerant of a fence that is partly or wholly gone already. The
@@ -388,6 +403,18 @@ func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) 
 // still meets whatever else the namespace's OUTPUT holds.
 func IptablesArgs(r rules.Rule, fam rules.Family) []string {
 	var a []string
+	if r.SourceRouted {
+		if fam == rules.IPv6 {
+			// rt matches a routing header of any type anywhere in the
+			// chain of extension headers.
+			a = append(a, "-m", "rt")
+		} else {
+			// IHL above 5: the header carries options. Mainline has no
+			// match that finds LSRR or SSRR among other options; u32 reads
+			// the header length.
+			a = append(a, "-m", "u32", "--u32", "0>>24&0xF=6:15")
+		}
+	}
 	if r.OutIface != "" {
 		a = append(a, "-o", r.OutIface)
 	}
@@ -399,6 +426,9 @@ func IptablesArgs(r rules.Rule, fam rules.Family) []string {
 	}
 	if r.ICMPv6Type != nil {
 		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(int(*r.ICMPv6Type)))
+	}
+	if r.HopLimit != 0 {
+		a = append(a, "-m", "hl", "--hl-eq", strconv.Itoa(int(r.HopLimit)))
 	}
 	if r.DPort != 0 {
 		a = append(a, "--dport", strconv.Itoa(int(r.DPort)))

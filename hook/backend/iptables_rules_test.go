@@ -22,6 +22,8 @@ func TestRulesDetail(t *testing.T) {
 		got6 = append(got6, strings.Join(IptablesArgs(r, rules.IPv6), " "))
 	}
 	want4 := []string{
+		"-m u32 --u32 0>>24&0xF=6:15 -m limit --limit 5/second --limit-burst 10 -j LOG --log-prefix bypass:0123456789ab:  --log-uid",
+		"-m u32 --u32 0>>24&0xF=6:15 -j REJECT --reject-with icmp-admin-prohibited",
 		"-o lo -j RETURN",
 		"-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN",
 		"-d 198.51.100.1/32 -p tcp --dport 3128 -j RETURN",
@@ -43,8 +45,9 @@ func TestRulesDetail(t *testing.T) {
 		t.Errorf("ipv4:\n got  %q\n want %q", got4, want4)
 	}
 	for _, must := range []string{
-		"-p ipv6-icmp -m icmp6 --icmpv6-type 133 -j RETURN",
-		"-p ipv6-icmp -m icmp6 --icmpv6-type 137 -j RETURN",
+		"-m rt -j REJECT --reject-with icmp6-adm-prohibited",
+		"-p ipv6-icmp -m icmp6 --icmpv6-type 133 -m hl --hl-eq 255 -j RETURN",
+		"-p ipv6-icmp -m icmp6 --icmpv6-type 137 -m hl --hl-eq 255 -j RETURN",
 		"-d 2001:db8::1/128 -p tcp --dport 3128 -j RETURN",
 		"-d 2001:db8:9::/48 -j RETURN",
 		"-d 2001:db8::53/128 -p udp --dport 53 -j RETURN",
@@ -54,6 +57,9 @@ func TestRulesDetail(t *testing.T) {
 		if !slices.Contains(got6, must) {
 			t.Errorf("ipv6 rules lack %q:\n%s", must, strings.Join(got6, "\n"))
 		}
+	}
+	if got6[1] != "-m rt -j REJECT --reject-with icmp6-adm-prohibited" {
+		t.Errorf("ipv6: the second rule is %q, want the refusal of routing headers before anything passes", got6[1])
 	}
 	for _, r := range got6 {
 		if strings.Contains(r, "198.51.100") || strings.Contains(r, "10.96") {

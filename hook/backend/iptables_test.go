@@ -40,9 +40,11 @@ COMMIT
 			"-A BYPASS-HOOK -o lo -j RETURN",
 			`-A BYPASS-HOOK -p tcp -m limit --limit 5/sec --limit-burst 10 -j LOG --log-prefix "bypass:0123: " --log-uid`,
 			"-A BYPASS-HOOK -p tcp -j REJECT --reject-with tcp-reset",
-		}, packets: []uint64{2, 1, 1}}},
+		}, packets: []uint64{2, 1, 1}, first: "-A OUTPUT -j BYPASS-HOOK"}},
+		{"a rule in front of the jump", "*filter\n:BYPASS-HOOK - [0:0]\n[0:0] -A OUTPUT -j ACCEPT\n[0:0] -A OUTPUT -j BYPASS-HOOK\nCOMMIT\n",
+			saved{exists: true, jump: true, first: "-A OUTPUT -j ACCEPT"}},
 		{"chain without jump", "*filter\n:BYPASS-HOOK - [0:0]\nCOMMIT\n", saved{exists: true}},
-		{"another chain's name starts like ours", "*filter\n:BYPASS-HOOK-X - [0:0]\n[0:0] -A BYPASS-HOOK-X -j RETURN\n[0:0] -A OUTPUT -j BYPASS-HOOK-X\nCOMMIT\n", saved{}},
+		{"another chain's name starts like ours", "*filter\n:BYPASS-HOOK-X - [0:0]\n[0:0] -A BYPASS-HOOK-X -j RETURN\n[0:0] -A OUTPUT -j BYPASS-HOOK-X\nCOMMIT\n", saved{first: "-A OUTPUT -j BYPASS-HOOK-X"}},
 	} {
 		got, err := parseSave(tc.in)
 		if err != nil {

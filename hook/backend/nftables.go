@@ -117,23 +117,93 @@ func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	return nil
 }
 
-// Installed reports whether our table and its output chain exist.
-func (b *Nftables) Installed(ns netns.Handle) (bool, error) {
+// Inspect lists the inet chains and our chain's rules: two netlink dumps.
+func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	c, done, err := nftConn(ns.Path)
 	if err != nil {
-		return false, err
+		return Seen{}, err
 	}
 	defer done()
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return false, fmt.Errorf("listing nf_tables chains in %s: %w", ns.Path, nftErr(err))
+		return Seen{}, fmt.Errorf("listing nf_tables chains in %s: %w", ns.Path, nftErr(err))
 	}
+	var problems []string
+	seen := Seen{Rules: map[rules.Family]string{}}
 	for _, ch := range chains {
-		if ch.Table.Name == NftTable && ch.Name == NftChain && ch.Hooknum != nil {
-			return true, nil
+		if ch.Table.Name != NftTable {
+			continue
+		}
+		switch {
+		case ch.Name != NftChain:
+			problems = append(problems, fmt.Sprintf("table inet %s has a chain %q that bypass-hook did not make", NftTable, ch.Name))
+		case ch.Hooknum == nil:
+			problems = append(problems, fmt.Sprintf("chain %s of table inet %s is not on the output hook", NftChain, NftTable))
+		case *ch.Hooknum != *nftChain.Hooknum || ch.Priority == nil || *ch.Priority != *nftChain.Priority ||
+			ch.Type != nftChain.Type || (ch.Policy != nil && *ch.Policy != nftables.ChainPolicyAccept):
+			seen.Present = true
+			problems = append(problems, fmt.Sprintf("chain %s of table inet %s is not the chain bypass-hook made (hook, priority %d, type or policy changed)", NftChain, NftTable, NftPriority))
+		default:
+			seen.Present = true
 		}
 	}
-	return false, nil
+	if !seen.Present {
+		return seen, nil
+	}
+	rs, err := c.GetRules(nftTable, nftChain)
+	if err != nil {
+		return Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", NftTable, ns.Path, nftErr(err))
+	}
+	lines := map[rules.Family][]string{}
+	for _, r := range rs {
+		fam, name, ok := nftFamily(r)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (handle %d)", NftTable, r.Handle))
+			continue
+		}
+		line, err := nftRuleLine(name, r.Exprs)
+		if err != nil {
+			return Seen{}, fmt.Errorf("reading rule %s of table inet %s in %s: %w", name, NftTable, ns.Path, err)
+		}
+		lines[fam] = append(lines[fam], line)
+	}
+	for _, fam := range rules.Families {
+		seen.Rules[fam] = digest(lines[fam])
+	}
+	seen.Problem = strings.Join(problems, "; ")
+	return seen, nil
+}
+
+// nftFamily reads a rule's family and name from its comment ("ipv4 proxy").
+func nftFamily(r *nftables.Rule) (rules.Family, string, bool) {
+	comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	famName, name, _ := strings.Cut(comment, " ")
+	fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
+	return fam, name, ok
+}
+
+// nftRuleLine renders a rule as the kernel holds it, for a digest: its name
+// and each expression in netlink form, counters zeroed.
+func nftRuleLine(name string, exprs []expr.Any) (string, error) {
+	var b strings.Builder
+	b.WriteString(name)
+	for _, e := range exprs {
+		if _, ok := e.(*expr.Counter); ok {
+			e = &expr.Counter{}
+		}
+		data, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, " %T:%x", e, data)
+	}
+	return b.String(), nil
+}
+
+// Installed reports whether the fence is there, whole or not.
+func (b *Nftables) Installed(ns netns.Handle) (bool, error) {
+	seen, err := b.Inspect(ns)
+	return seen.Present, err
 }
 
 // Remove deletes our table. Adding it first in the same transaction makes
@@ -169,10 +239,9 @@ func (b *Nftables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) 
 	}
 	out := map[rules.Family][]uint64{}
 	for _, r := range nftRules {
-		comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-		famName, _, _ := strings.Cut(comment, " ")
-		fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
+		fam, _, ok := nftFamily(r)
 		if !ok {
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
 			return nil, fmt.Errorf("table inet %s in %s has a rule not of ours (comment %q): remove the table and create the container again", NftTable, ns.Path, comment)
 		}
 		var n uint64
@@ -227,6 +296,20 @@ func NftExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		cmpEq([]byte{nfproto}),
 	}
+	if r.SourceRouted {
+		if fam == rules.IPv6 {
+			// exthdr rt exists: a routing header of any type.
+			e = append(e,
+				&expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: unix.IPPROTO_ROUTING, Len: 1, Flags: unix.NFT_EXTHDR_F_PRESENT, DestRegister: 1},
+				cmpEq([]byte{1}))
+		} else {
+			// ip hdrlength != 5: the header carries options, as the
+			// iptables backend's u32 match.
+			e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 1},
+				mask([]byte{0x0f}),
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{5}})
+		}
+	}
 	if r.OutIface != "" {
 		if len(r.OutIface) >= ifNameSize {
 			return nil, fmt.Errorf("interface name %q is longer than %d bytes", r.OutIface, ifNameSize-1)
@@ -236,7 +319,7 @@ func NftExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmpEq(name))
 	}
 	if r.Proto != rules.ProtoAny {
-		p, ok := map[rules.Proto]byte{rules.ProtoTCP: unix.IPPROTO_TCP, rules.ProtoUDP: unix.IPPROTO_UDP, rules.ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
+		p, ok := map[rules.Proto]byte{rules.ProtoTCP: unix.IPPROTO_TCP, rules.ProtoUDP: unix.IPPROTO_UDP, rules.ProtoICMP: unix.IPPROTO_ICMP, rules.ProtoICMPv6: unix.IPPROTO_ICMPV6}[r.Proto]
 		if !ok {
 			return nil, fmt.Errorf("protocol %q has no nf_tables rendering", r.Proto)
 		}
@@ -247,6 +330,12 @@ func NftExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 			return nil, fmt.Errorf("an ICMPv6 type (%d) needs protocol %s", *r.ICMPv6Type, rules.ProtoICMPv6)
 		}
 		e = append(e, transport(0, 1), cmpEq([]byte{*r.ICMPv6Type}))
+	}
+	if r.HopLimit != 0 {
+		if fam != rules.IPv6 {
+			return nil, fmt.Errorf("a hop limit match is for IPv6, not %s", fam)
+		}
+		e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}, cmpEq([]byte{r.HopLimit}))
 	}
 	if r.Dst.IsValid() {
 		if rules.FamilyOf(r.Dst.Addr()) != fam {

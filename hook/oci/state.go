@@ -147,10 +147,16 @@ func ReadBundle(dir string) (*Bundle, error) {
 }
 
 // DangerousCaps are the capabilities with which a workload can get past the
-// fence: NET_ADMIN removes the rules, NET_RAW sends through packet sockets.
-func (b *Bundle) DangerousCaps() []string {
+// fence: NET_ADMIN removes the rules, NET_RAW sends through packet sockets,
+// and, where the fence lets some uids through (allowUids), SETUID becomes
+// one of them.
+func (b *Bundle) DangerousCaps(allowUids bool) []string {
+	dangerous := []string{"CAP_NET_ADMIN", "CAP_NET_RAW"}
+	if allowUids {
+		dangerous = append(dangerous, "CAP_SETUID")
+	}
 	var out []string
-	for _, c := range []string{"CAP_NET_ADMIN", "CAP_NET_RAW"} {
+	for _, c := range dangerous {
 		if slices.Contains(b.Capabilities, c) {
 			out = append(out, c)
 		}

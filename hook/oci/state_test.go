@@ -71,7 +71,7 @@ func TestStageFor(t *testing.T) {
 
 func TestReadBundle(t *testing.T) {
 	dir := t.TempDir()
-	cfg := `{"process":{"capabilities":{"bounding":["CAP_KILL","CAP_NET_RAW"],"effective":["CAP_KILL"]}},
+	cfg := `{"process":{"capabilities":{"bounding":["CAP_KILL","CAP_NET_RAW","CAP_SETUID"],"effective":["CAP_KILL"]}},
 	"linux":{"namespaces":[{"type":"pid"},{"type":"network","path":"/run/netns/x"}]}}`
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -83,8 +83,17 @@ func TestReadBundle(t *testing.T) {
 	if b.NetnsPath != "/run/netns/x" {
 		t.Errorf("netns path = %q", b.NetnsPath)
 	}
-	if got := b.DangerousCaps(); !slices.Equal(got, []string{"CAP_NET_RAW"}) {
-		t.Errorf("dangerous caps = %v", got)
+	for _, tc := range []struct {
+		allowUids bool
+		want      []string
+	}{
+		{false, []string{"CAP_NET_RAW"}},
+		// With allowUids, SETUID becomes an allowed uid.
+		{true, []string{"CAP_NET_RAW", "CAP_SETUID"}},
+	} {
+		if got := b.DangerousCaps(tc.allowUids); !slices.Equal(got, tc.want) {
+			t.Errorf("dangerous caps (allowUids %v) = %v, want %v", tc.allowUids, got, tc.want)
+		}
 	}
 	if _, err := oci.ReadBundle(t.TempDir()); err == nil {
 		t.Error("a bundle without config.json must be an error")

@@ -38,8 +38,12 @@ type Record struct {
 	// RuleNames name the installed rules per family, in order, so that
 	// counters can be reported by what each rule is for.
 	RuleNames map[rules.Family][]string `json:"ruleNames"`
-	Owners    []Owner                   `json:"owners"`
-	Installed time.Time                 `json:"installed"`
+	// RulesDigest is, per family, the digest of the rules as the kernel
+	// held them right after the install (backend.Seen): a later reading
+	// that differs means the fence is no longer whole.
+	RulesDigest map[rules.Family]string `json:"rulesDigest,omitempty"`
+	Owners      []Owner                 `json:"owners"`
+	Installed   time.Time               `json:"installed"`
 }
 
 // Owner is a container that uses the fence of a namespace.

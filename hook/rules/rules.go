@@ -31,6 +31,7 @@ const (
 	ProtoAny    Proto = ""
 	ProtoTCP    Proto = "tcp"
 	ProtoUDP    Proto = "udp"
+	ProtoICMP   Proto = "icmp"
 	ProtoICMPv6 Proto = "ipv6-icmp"
 )
 
@@ -58,14 +59,20 @@ type Rule struct {
 	// and the monitor report counters by it.
 	Name string
 
-	OutIface    string       // output interface
-	Proto       Proto        // layer-4 protocol
-	Dst         netip.Prefix // destination; invalid means any
-	DPort       uint16       // destination port, with ProtoTCP or ProtoUDP
-	ICMPv6Type  *uint8       // with ProtoICMPv6
-	Established bool         // conntrack state ESTABLISHED or RELATED
-	TCPSyn      bool         // TCP with SYN set and ACK, RST, FIN clear: a new connection
-	UID         *uint32      // socket owner uid
+	// SourceRouted matches packets that could be steered past the
+	// destination the other rules see: IPv6 with a routing header of any
+	// type, IPv4 with any IP option (the source routes among them; no
+	// option has a use for a workload).
+	SourceRouted bool
+	OutIface     string       // output interface
+	Proto        Proto        // layer-4 protocol
+	Dst          netip.Prefix // destination; invalid means any
+	DPort        uint16       // destination port, with ProtoTCP or ProtoUDP
+	ICMPv6Type   *uint8       // with ProtoICMPv6
+	HopLimit     uint8        // IPv6 hop limit equal to this; 0 means any
+	Established  bool         // conntrack state ESTABLISHED or RELATED
+	TCPSyn       bool         // TCP with SYN set and ACK, RST, FIN clear: a new connection
+	UID          *uint32      // socket owner uid
 
 	Action Action
 	Log    *LogSpec // with Action Log
@@ -114,15 +121,46 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 	var rs []Rule
 	add := func(r Rule) { rs = append(rs, r) }
 
+	var logSpec *LogSpec
+	if caps.Log {
+		logSpec = newLogSpec(p.Log, containerID)
+	}
+	enforce := p.Mode == config.ModeEnforce
+	refuse := func(name string, match Rule, reject Action) {
+		if logSpec != nil {
+			l := match
+			l.Name, l.Action, l.Log = "log-"+name, Log, logSpec
+			add(l)
+		}
+		if enforce && reject != "" {
+			m := match
+			m.Name, m.Action = "refuse-"+name, reject
+			add(m)
+		} else if !enforce && logSpec != nil {
+			// Audit mode lets the packet go on after its log rule; this
+			// accept ends the fence for it, so log-other (any protocol)
+			// does not log it again, and its counter counts every attempt
+			// the log rule samples.
+			m := match
+			m.Name, m.Action = "audit-"+name, Accept
+			add(m)
+		}
+	}
+
+	// Before anything passes: a routing header (an unprivileged socket can
+	// set one) sends the packet on from the proxy to anywhere.
+	refuse("source-route", Rule{SourceRouted: true}, RejectAdminProhibited)
+
 	r := Rule{}
 	r.Name, r.OutIface, r.Action = "loopback", "lo", Accept
 	add(r)
 	if fam == IPv6 {
 		// Neighbour discovery: without it no address on the link is
-		// reachable, the proxy's included.
+		// reachable, the proxy's included. RFC 4861 has receivers drop it
+		// unless the hop limit is 255, so it never leaves the link.
 		for t := 133; t <= 137; t++ {
 			r := Rule{}
-			r.Name, r.Proto, r.ICMPv6Type, r.Action = "neighbour-discovery", ProtoICMPv6, ptr(uint8(t)), Accept
+			r.Name, r.Proto, r.ICMPv6Type, r.HopLimit, r.Action = "neighbour-discovery", ProtoICMPv6, ptr(uint8(t)), 255, Accept
 			add(r)
 		}
 		// Multicast listener reports for the solicited-node groups: a
@@ -190,32 +228,6 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		add(r)
 	}
 
-	var logSpec *LogSpec
-	if caps.Log {
-		logSpec = newLogSpec(p.Log, containerID)
-	}
-	enforce := p.Mode == config.ModeEnforce
-	refuse := func(name string, match Rule, reject Action) {
-		if logSpec != nil {
-			l := match
-			l.Name, l.Action, l.Log = "log-"+name, Log, logSpec
-			add(l)
-		}
-		if enforce && reject != "" {
-			m := match
-			m.Name, m.Action = "refuse-"+name, reject
-			add(m)
-		} else if !enforce && logSpec != nil {
-			// Audit mode lets the packet go on after its log rule; this
-			// accept ends the fence for it, so log-other (any protocol)
-			// does not log it again, and its counter counts every attempt
-			// the log rule samples.
-			m := match
-			m.Name, m.Action = "audit-"+name, Accept
-			add(m)
-		}
-	}
-
 	tcp := Rule{}
 	tcp.Proto = ProtoTCP
 	if !caps.Conntrack {
@@ -230,9 +242,17 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 	udp := Rule{}
 	udp.Proto = ProtoUDP
 	refuse("udp", udp, RejectPortUnreachable)
-	if p.OtherProtocols == config.OtherReject {
-		refuse("other", Rule{}, RejectAdminProhibited)
+	if p.OtherProtocols == config.OtherAccept {
+		// ICMP of the family and nothing else: UDP-Lite, SCTP, DCCP, GRE
+		// and raw IP reach any host as well as UDP does.
+		r := Rule{}
+		r.Name, r.Proto, r.Action = "icmp", ProtoICMP, Accept
+		if fam == IPv6 {
+			r.Proto = ProtoICMPv6
+		}
+		add(r)
 	}
+	refuse("other", Rule{}, RejectAdminProhibited)
 	return rs
 }
 
@@ -265,6 +285,9 @@ func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 func (r Rule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s:", r.Name)
+	if r.SourceRouted {
+		b.WriteString(" source-routed")
+	}
 	if r.OutIface != "" {
 		fmt.Fprintf(&b, " out=%s", r.OutIface)
 	}
@@ -279,6 +302,9 @@ func (r Rule) String() string {
 	}
 	if r.ICMPv6Type != nil {
 		fmt.Fprintf(&b, " icmpv6-type=%d", *r.ICMPv6Type)
+	}
+	if r.HopLimit != 0 {
+		fmt.Fprintf(&b, " hop-limit=%d", r.HopLimit)
 	}
 	if r.Established {
 		b.WriteString(" ct=established,related")

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
@@ -28,28 +29,36 @@ func TestRulesOrder(t *testing.T) {
 		want []string
 	}{
 		{"enforce v4", testpolicy.Base, IPv4, AllFeatures, []string{
+			"log-source-route log", "refuse-source-route reject-admin-prohibited",
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 		{"enforce v6", testpolicy.Base, IPv6, AllFeatures, []string{
+			"log-source-route log", "refuse-source-route reject-admin-prohibited",
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
 		{"audit logs only", testpolicy.Base + "mode: audit", IPv4, AllFeatures, []string{
+			"log-source-route log", "audit-source-route accept",
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "audit-tcp accept", "log-udp log", "audit-udp accept", "log-other log", "audit-other accept"}},
-		{"other protocols accepted", testpolicy.Base + "otherProtocols: accept", IPv4, AllFeatures, []string{
+		{"other protocols accepted: ICMP only", testpolicy.Base + "otherProtocols: accept", IPv4, AllFeatures, []string{
+			"log-source-route log", "refuse-source-route reject-admin-prohibited",
 			"loopback accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
-			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable"}},
+			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
+			"icmp accept", "log-other log", "refuse-other reject-admin-prohibited"}},
 		{"no conntrack: new TCP only", testpolicy.Base, IPv4, Features{Log: true}, []string{
+			"log-source-route log", "refuse-source-route reject-admin-prohibited",
 			"loopback accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset"}},
 		{"no log target", testpolicy.Base, IPv6, Features{Conntrack: true}, []string{
+			"refuse-source-route reject-admin-prohibited",
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept", "proxy accept", "allow accept", "dns accept", "allow-uid accept",
 			"refuse-tcp reject-tcp-reset", "refuse-udp reject-port-unreachable", "refuse-other reject-admin-prohibited"}},
 		{"neither", "proxies: ['198.51.100.1:3128']", IPv4, Features{}, []string{
-			"loopback accept", "proxy accept", "refuse-tcp reject-tcp-reset"}},
+			"refuse-source-route reject-admin-prohibited", "loopback accept", "proxy accept", "refuse-tcp reject-tcp-reset"}},
 		{"v6 without v6 proxies", "proxies: ['198.51.100.1:3128']", IPv6, AllFeatures, []string{
+			"log-source-route log", "refuse-source-route reject-admin-prohibited",
 			"loopback accept", "neighbour-discovery accept", "multicast-listener accept", "established accept",
 			"log-tcp log", "refuse-tcp reject-tcp-reset", "log-udp log", "refuse-udp reject-port-unreachable",
 			"log-other log", "refuse-other reject-admin-prohibited"}},
@@ -68,8 +77,42 @@ func TestRulesNoConntrackMatchesSynOnly(t *testing.T) {
 		if r.Established {
 			t.Errorf("conntrack used without conntrack: %s", r)
 		}
-		if r.Action != Accept && !r.TCPSyn {
+		if r.Action != Accept && !r.TCPSyn && !r.SourceRouted {
 			t.Errorf("without conntrack only new TCP may be logged or refused: %s", r)
+		}
+	}
+}
+
+// The rules that pass traffic come after the refusal of source routes, and
+// the ones that accept without a destination are bound to the link.
+func TestRulesDetailMatches(t *testing.T) {
+	for _, fam := range Families {
+		for _, cfg := range []string{testpolicy.Base, testpolicy.Base + "mode: audit", testpolicy.Base + "otherProtocols: accept"} {
+			rs := Rules(testpolicy.Policy(t, cfg), "c", fam, AllFeatures)
+			firstAccept := slices.IndexFunc(rs, func(r Rule) bool { return r.Action == Accept && !r.SourceRouted })
+			lastSR := -1
+			for i, r := range rs {
+				if r.SourceRouted {
+					lastSR = i
+				}
+			}
+			if lastSR < 0 || lastSR > firstAccept {
+				t.Errorf("%s %q: the source-route rules (last at %d) must come before the first accept (%d)", fam, cfg, lastSR, firstAccept)
+			}
+			for _, r := range rs {
+				if r.Name == "neighbour-discovery" && r.HopLimit != 255 {
+					t.Errorf("%s: neighbour discovery without hop limit 255: %s", fam, r)
+				}
+				if r.Name == "icmp" {
+					want := map[Family]Proto{IPv4: ProtoICMP, IPv6: ProtoICMPv6}[fam]
+					if r.Proto != want || r.Dst.IsValid() || r.Action != Accept {
+						t.Errorf("%s: otherProtocols accept must accept %s and nothing else: %s", fam, want, r)
+					}
+				}
+				if r.Action == Accept && r.Proto == ProtoAny && !r.Dst.IsValid() && r.OutIface == "" && !r.Established && r.UID == nil && !strings.HasPrefix(r.Name, "audit-") {
+					t.Errorf("%s %q: a rule accepts any protocol to any destination: %s", fam, cfg, r)
+				}
+			}
 		}
 	}
 }

@@ -34,6 +34,10 @@ type FenceStatus struct {
 	Features  rules.Features   `json:"features"`
 	Installed time.Time        `json:"installed"`
 	Rules     []RuleStatus     `json:"rules"`
+	// Whole says whether the fence is as it was installed (backend.Seen);
+	// nil when it could not be read. NotWhole says what is wrong.
+	Whole    *bool  `json:"whole,omitempty"`
+	NotWhole string `json:"notWhole,omitempty"`
 	// Totals is nil when the counters could not be read (see Error).
 	Totals *rules.Tally `json:"totals,omitempty"`
 	Error  string       `json:"error,omitempty"`
@@ -184,6 +188,15 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 		s.Error = fmt.Sprintf("reading the counters: %v", err)
 		return s
 	}
+	// Whether the fence is whole is read before the counters, which a
+	// fence changed by other hands may not give.
+	seen, err := b.Inspect(ns)
+	if err != nil {
+		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, ns.Path, err)
+		return s
+	}
+	whole, why := seen.Whole(rec.RulesDigest)
+	s.Whole, s.NotWhole = &whole, why
 	counters, err := b.Counters(ns)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
@@ -226,15 +239,19 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tPOD\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
+	fmt.Fprintln(tw, "CONTAINER\tPOD\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tWHOLE\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
 	for _, f := range fences {
 		verb, tcp, udp, other, logged := "-", "-", "-", "-", "-"
 		if f.Totals != nil {
 			v, t, u, o := attempts(f)
 			verb, tcp, udp, other, logged = v, num(t), num(u), num(o), num(f.Totals.Logged)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
-			logTarget(f), len(f.Owners), verb, tcp, udp, other, logged)
+		whole := "-"
+		if f.Whole != nil {
+			whole = map[bool]string{true: "yes", false: "NO"}[*f.Whole]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
+			logTarget(f), len(f.Owners), whole, verb, tcp, udp, other, logged)
 	}
 	return tw.Flush()
 }
@@ -271,6 +288,9 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			fmt.Fprintf(tw, "%s\t%s%s (pid %d, since %s)\n", label, pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339))
 		}
 		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
+		if f.Whole != nil {
+			fmt.Fprintf(tw, "whole\t%s\n", wholeText(f))
+		}
 		if f.Totals != nil {
 			verb, t, u, o := attempts(f)
 			fmt.Fprintf(tw, "%s\ttcp %d, udp %d, other %d\n", verb, t, u, o)
@@ -306,6 +326,13 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		}
 	}
 	return nil
+}
+
+func wholeText(f FenceStatus) string {
+	if *f.Whole {
+		return "yes: the rules are as installed, and nothing is in front of them"
+	}
+	return "NO: " + f.NotWhole + "; the next container to start in the namespace puts the fence back (or remove and create the container)"
 }
 
 func logTarget(f FenceStatus) string {

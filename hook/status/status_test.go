@@ -24,6 +24,7 @@ import (
 type fakeBackend struct {
 	counters map[rules.Family][]uint64
 	err      error
+	seen     backend.Seen
 }
 
 // Two container ids whose first 12 characters differ, as in the monitor's tests.
@@ -32,10 +33,10 @@ const (
 	idB = "bbbbbbbbbbbb0123456789"
 )
 
-func (f *fakeBackend) Name() string                              { return "fake" }
-func (f *fakeBackend) Install(netns.Handle, rules.RuleSet) error { return errors.New("not here") }
-func (f *fakeBackend) Installed(netns.Handle) (bool, error)      { return true, nil }
-func (f *fakeBackend) Remove(netns.Handle) error                 { return errors.New("not here") }
+func (f *fakeBackend) Name() string                               { return "fake" }
+func (f *fakeBackend) Install(netns.Handle, rules.RuleSet) error  { return errors.New("not here") }
+func (f *fakeBackend) Inspect(netns.Handle) (backend.Seen, error) { return f.seen, nil }
+func (f *fakeBackend) Remove(netns.Handle) error                  { return errors.New("not here") }
 func (f *fakeBackend) Counters(netns.Handle) (map[rules.Family][]uint64, error) {
 	return f.counters, f.err
 }
@@ -285,5 +286,47 @@ func TestSummaryEmpty(t *testing.T) {
 	var b bytes.Buffer
 	if err := WriteSummary(&b, nil); err != nil || b.String() != "no fenced containers\n" {
 		t.Errorf("summary of nothing: %q, %v", b.String(), err)
+	}
+}
+
+// status says whether each fence is whole, whatever its counters say, and
+// what is wrong when it is not.
+func TestReadWhole(t *testing.T) {
+	rec := statusRecord(t, idA, config.ModeEnforce, idA)
+	rec.RulesDigest = map[rules.Family]string{rules.IPv4: "d4", rules.IPv6: "d6"}
+	store := &records.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		seen  backend.Seen
+		whole bool
+		why   string
+	}{
+		{"as installed", backend.Seen{Present: true, Rules: rec.RulesDigest}, true, ""},
+		{"a rule in front", backend.Seen{Present: true, Problem: "ipv4: OUTPUT's first rule is \"-A OUTPUT -j ACCEPT\"", Rules: rec.RulesDigest}, false, "first rule"},
+		{"rules changed", backend.Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: "x", rules.IPv6: "d6"}}, false, "ipv4 rules differ"},
+	} {
+		fb := &fakeBackend{counters: countersFor(rec, nil), seen: tc.seen}
+		got, err := Read(store, "", func(string) (backend.Backend, error) { return fb, nil })
+		if err != nil || len(got) != 1 {
+			t.Fatalf("%s: %v, %d fences", tc.name, err, len(got))
+		}
+		s := got[0]
+		if s.Whole == nil || *s.Whole != tc.whole || !strings.Contains(s.NotWhole, tc.why) {
+			t.Errorf("%s: whole %v, %q; want %v, %q", tc.name, s.Whole, s.NotWhole, tc.whole, tc.why)
+		}
+		var b bytes.Buffer
+		if err := WriteDetails(&b, got); err != nil {
+			t.Fatal(err)
+		}
+		want := "whole      yes"
+		if !tc.whole {
+			want = "whole      NO: "
+		}
+		if !strings.Contains(b.String(), want) || !strings.Contains(b.String(), tc.why) {
+			t.Errorf("%s: details do not say %q and %q:\n%s", tc.name, want, tc.why, b.String())
+		}
 	}
 }

@@ -12,11 +12,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Probe kinds.
@@ -27,6 +30,17 @@ const (
 	ProbeHTTPProxy   = "http-proxy"   // GET URL through the proxy at Proxy (absolute-form request)
 	ProbeHTTPConnect = "http-connect" // CONNECT to URL's host through Proxy, then GET URL in the tunnel
 	ProbeLoopback    = "loopback"     // listen on 127.0.0.1 and [::1] and connect to both
+	ProbeUDPLite     = "udplite"      // send one UDP-Lite datagram to Addr (nothing answers)
+	ProbeICMPv6      = "icmpv6"       // send one ICMPv6 message of ICMPType with HopLimit to Addr's IP (raw socket: root)
+)
+
+// Source routes a ProbeTCP can ask for (Probe.Route), as an attacker would:
+// an unprivileged socket may set each of them. The packet leaves with Via
+// as its destination and carries Addr's address in the route.
+const (
+	RouteSRH  = "srh"  // IPv6 routing header type 4 (segment routing), IPV6_RTHDR
+	RouteLSRR = "lsrr" // IPv4 loose source route option, IP_OPTIONS
+	RouteSSRR = "ssrr" // IPv4 strict source route option, IP_OPTIONS
 )
 
 // DefaultTimeout applies to a Probe whose Timeout is zero.
@@ -40,6 +54,14 @@ type Probe struct {
 	Proxy   string // ProbeHTTPProxy, ProbeHTTPConnect: "ip:port"
 	URL     string // ProbeHTTP*: "http://ip:port/path"
 	Timeout time.Duration
+
+	// Route and Via make a ProbeTCP source-routed: the first hop is Via (an
+	// IP address), the final destination Addr.
+	Route string
+	Via   string
+
+	ICMPType int // ProbeICMPv6
+	HopLimit int // ProbeICMPv6; 0 means the kernel's default
 }
 
 // Result is what a probe saw. Err keeps the errno, so errors.Is(Err,
@@ -110,15 +132,21 @@ func RunProbe(ns *Netns, p Probe) Result {
 // put there).
 type sockets interface {
 	dial(ctx context.Context, network, addr string) (net.Conn, error)
+	dialWith(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error)
+	// do runs fn where the sockets are made.
+	do(fn func() error) error
 	listen(network, addr string) (net.Listener, error)
 	where() string
 }
 
 type nsSockets struct{ ns *Netns }
 
-func (s nsSockets) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
+func (s nsSockets) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return s.dialWith(ctx, &net.Dialer{}, network, addr)
+}
+
+func (s nsSockets) dialWith(ctx context.Context, d *net.Dialer, network, addr string) (c net.Conn, err error) {
 	if derr := s.ns.Do(func() error {
-		var d net.Dialer
 		c, err = d.DialContext(ctx, network, addr)
 		return nil
 	}); derr != nil {
@@ -137,6 +165,8 @@ func (s nsSockets) listen(network, addr string) (l net.Listener, err error) {
 	return l, err
 }
 
+func (s nsSockets) do(fn func() error) error { return s.ns.Do(fn) }
+
 func (s nsSockets) where() string { return "netns " + s.ns.Name }
 
 type ownSockets struct{ label string }
@@ -145,10 +175,14 @@ func (ownSockets) dial(ctx context.Context, network, addr string) (net.Conn, err
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
+func (ownSockets) dialWith(ctx context.Context, d *net.Dialer, network, addr string) (net.Conn, error) {
+	return d.DialContext(ctx, network, addr)
+}
 func (ownSockets) listen(network, addr string) (net.Listener, error) {
 	return net.Listen(network, addr)
 }
-func (s ownSockets) where() string { return s.label }
+func (ownSockets) do(fn func() error) error { return fn() }
+func (s ownSockets) where() string          { return s.label }
 
 func runProbe(s sockets, p Probe) Result {
 	if p.Timeout <= 0 {
@@ -161,9 +195,15 @@ func runProbe(s sockets, p Probe) Result {
 	var err error
 	switch p.Kind {
 	case ProbeTCP:
+		d := &net.Dialer{}
+		if p.Route != "" {
+			d.Control, err = sourceRoute(p.Route, p.Via)
+		}
 		var c net.Conn
-		if c, err = s.dial(ctx, "tcp", p.Addr); err == nil {
-			c.Close()
+		if err == nil {
+			if c, err = s.dialWith(ctx, d, "tcp", p.Addr); err == nil {
+				c.Close()
+			}
 		}
 	case ProbeUDP:
 		err = udpExchange(ctx, s, p.Addr)
@@ -173,6 +213,13 @@ func runProbe(s sockets, p Probe) Result {
 		body, err = httpConnect(ctx, s, p)
 	case ProbeLoopback:
 		err = loopback(ctx, s)
+	case ProbeUDPLite:
+		err = s.do(func() error { return sendRaw(p.Addr, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE, 0, []byte("bh-probe")) })
+	case ProbeICMPv6:
+		// Type, code 0, checksum (the kernel computes it), 4 bytes of
+		// body, a target address of zeros: enough for a counter to see.
+		msg := append([]byte{byte(p.ICMPType), 0, 0, 0, 0, 0, 0, 0}, make([]byte, 16)...)
+		err = s.do(func() error { return sendRaw(p.Addr, unix.SOCK_RAW, unix.IPPROTO_ICMPV6, p.HopLimit, msg) })
 	default:
 		err = fmt.Errorf("unknown probe kind %q", p.Kind)
 	}
@@ -186,12 +233,105 @@ func runProbe(s sockets, p Probe) Result {
 
 func target(p Probe) string {
 	switch {
+	case p.Route != "":
+		return p.Addr + " by " + p.Route + " via " + p.Via
 	case p.Proxy != "":
 		return p.URL + " via " + p.Proxy
 	case p.URL != "":
 		return p.URL
 	}
 	return p.Addr
+}
+
+// sourceRoute returns a dialer's Control that sets the route on the socket
+// before connect(). The kernel puts the final destination (the address the
+// socket connects to) into the route itself and sends the packet to via.
+func sourceRoute(route, via string) (func(network, address string, c syscall.RawConn) error, error) {
+	hop, err := netip.ParseAddr(via)
+	if err != nil {
+		return nil, fmt.Errorf("source route via %q: %w", via, err)
+	}
+	var level, opt int
+	var val []byte
+	switch {
+	case route == RouteSRH && hop.Is6():
+		// RFC 8754: next header (the kernel fills it in), length in 8-byte
+		// units after the first 8, type 4, segments left 1, last entry 1,
+		// flags, tag; then the segments in reverse order: [0] is the final
+		// destination (the kernel writes it), [1] the first hop.
+		val = []byte{0, 4, 4, 1, 1, 0, 0, 0}
+		val = append(val, make([]byte, 16)...)
+		val = append(val, hop.AsSlice()...)
+		level, opt = unix.IPPROTO_IPV6, unix.IPV6_RTHDR
+	case (route == RouteLSRR || route == RouteSSRR) && hop.Is4():
+		// RFC 791: type, length, pointer 4, the first hop (the kernel
+		// takes it out and puts the final destination in its place), end
+		// of options as padding to 8 bytes.
+		typ := byte(0x83)
+		if route == RouteSSRR {
+			typ = 0x89
+		}
+		val = append([]byte{typ, 7, 4}, hop.AsSlice()...)
+		val = append(val, 0)
+		level, opt = unix.IPPROTO_IP, unix.IP_OPTIONS
+	default:
+		return nil, fmt.Errorf("source route %q via %s: not a route this probe knows for that family", route, via)
+	}
+	return func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptString(int(fd), level, opt, string(val))
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("setsockopt %s: %w", route, serr)
+		}
+		return nil
+	}, nil
+}
+
+// sendRaw sends msg once on a socket of the given type and protocol,
+// connected to addr ("ip:port", or "[ip6]:0" for a raw socket). A refusal
+// of the fence shows as the send's error, or as the error the next send
+// finds queued.
+func sendRaw(addr string, typ, proto, hopLimit int, msg []byte) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	port := int(ap.Port())
+	if typ == unix.SOCK_RAW {
+		port = 0 // the protocol field's place
+	}
+	var family int
+	var sa unix.Sockaddr
+	if ap.Addr().Is4() {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Addr: ap.Addr().As4(), Port: port}
+	} else {
+		family, sa = unix.AF_INET6, &unix.SockaddrInet6{Addr: ap.Addr().As16(), Port: port}
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	if hopLimit > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, hopLimit); err != nil {
+			return fmt.Errorf("setsockopt IPV6_UNICAST_HOPS: %w", err)
+		}
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	if _, err := unix.Write(fd, msg); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	time.Sleep(50 * time.Millisecond) // let an ICMP error come back
+	if _, err := unix.Write(fd, msg); err != nil {
+		return fmt.Errorf("second send: %w", err)
+	}
+	return nil
 }
 
 func udpExchange(ctx context.Context, s sockets, addr string) error {
