@@ -168,6 +168,11 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			switch argv[1] {
 			case "nri":
+				// The plugin calls sd_notify READY=1 once registered: the
+				// unit counts as started only then.
+				if typ := unitOption(t, path, "Type"); typ != "notify" {
+					t.Errorf("Type=%s, want notify", typ)
+				}
 				o, _ := nriArgs(t, argv[1:])
 				if o.SocketPath != api.DefaultSocketPath {
 					t.Errorf("socket %q", o.SocketPath)
@@ -186,6 +191,26 @@ func TestSystemdUnits(t *testing.T) {
 	}
 }
 
+// unitOption is the value of a [Service] option of the unit at path.
+func unitOption(t *testing.T, path, name string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opts, err := unit.DeserializeOptions(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range opts {
+		if o.Section == "Service" && o.Name == name {
+			return o.Value
+		}
+	}
+	return ""
+}
+
 func unitExecStart(t *testing.T, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -201,11 +226,6 @@ func unitExecStart(t *testing.T, path string) string {
 	for _, o := range opts {
 		if o.Section == "Service" && o.Name == "ExecStart" {
 			exec = append(exec, o.Value)
-		}
-		// The plugin calls sd_notify READY=1 once registered: the unit
-		// counts as started only then.
-		if o.Section == "Service" && o.Name == "Type" && o.Value != "notify" {
-			t.Errorf("Type=%s, want notify", o.Value)
 		}
 	}
 	if len(exec) != 1 {
