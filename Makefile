@@ -77,7 +77,9 @@ bench: build
 # for nf_log_all_netns. Honours DESTDIR and PREFIX.
 # See docs/install.md for containerd (NRI) and Kubernetes.
 SYSCONFDIR ?= /etc
-HOOKSDIR   ?= /usr/share/containers/oci/hooks.d
+# Empty: where the installed podman and CRI-O read hooks.d files (under
+# DESTDIR: their config there, else their default /usr/share/containers/oci/hooks.d).
+HOOKSDIR   ?=
 CDIDIR     ?= $(SYSCONFDIR)/cdi
 SYSCTLDIR  ?= $(SYSCONFDIR)/sysctl.d
 # The hook finds /etc/bypass-hook/config.yaml by itself; elsewhere it is told.

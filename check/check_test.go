@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/install"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
@@ -169,6 +170,20 @@ func TestRegistrations(t *testing.T) {
 		`{"version":"1.0.0","hook":{"path":"`+bin+`","args":["bypass-hook","--config","`+other+`","hook"]},"when":{"always":true},"stages":["createRuntime"]}`)
 	if it, _ := find(registrationItems(p, cfg), "registration", "hooks.d"); it.Status != Warn {
 		t.Errorf("a hooks.d file with another config: %+v, want a warning", it)
+	}
+
+	// A hooks.d file where no installed engine reads (issue 10, hole 7:
+	// podman 4.3 reads only /usr/share/containers/oci/hooks.d).
+	write(filepath.Join(p.HooksDirs[0], "bypass-hook.json"),
+		`{"version":"1.0.0","hook":{"path":"`+bin+`","args":["bypass-hook","hook"]},"when":{"always":true},"stages":["createRuntime","poststop"]}`)
+	p.Engines = []install.Engine{{Name: "podman", Dirs: []string{"/usr/share/containers/oci/hooks.d"}, From: "the built-in default"}}
+	if it, _ := find(registrationItems(p, cfg), "registration", "hooks.d"); it.Status != Warn || !strings.Contains(it.Detail, "NO installed engine reads") ||
+		!strings.Contains(it.Detail, "podman reads /usr/share/containers/oci/hooks.d") {
+		t.Errorf("a hooks.d file no engine reads: %+v, want a warning that says who reads what", it)
+	}
+	p.Engines = []install.Engine{{Name: "podman", Dirs: []string{p.HooksDirs[0]}, From: "/etc/containers/containers.conf"}}
+	if it, _ := find(registrationItems(p, cfg), "registration", "hooks.d"); it.Status != OK {
+		t.Errorf("a hooks.d file podman reads: %+v, want OK", it)
 	}
 }
 

@@ -6,11 +6,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/install"
 )
 
 // Paths are where the check looks; tests point them at a directory of
@@ -22,10 +24,13 @@ type Paths struct {
 	KernelConfigs []string
 	ModulesDir    string // /lib/modules/RELEASE
 	HooksDirs     []string
-	CDIDirs       []string
-	NRISocket     string
-	NRIPluginDir  string // pre-registered plugins containerd starts itself
-	NRIConfDir    string
+	// Engines are the installed podman and CRI-O and the hooks directories
+	// each reads; nil: not judged (a hooks.d file anywhere counts).
+	Engines      []install.Engine
+	CDIDirs      []string
+	NRISocket    string
+	NRIPluginDir string // pre-registered plugins containerd starts itself
+	NRIConfDir   string
 }
 
 // DefaultPaths are this host's.
@@ -33,12 +38,24 @@ func DefaultPaths() Paths {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	release := unix.ByteSliceToString(uts.Release[:])
+	// A broken engine config leaves Engines nil: the registrations are
+	// then listed without judging who reads them.
+	engines, _ := install.InstalledEngines("")
+	hooksDirs := []string{"/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"}
+	for _, e := range engines {
+		for _, d := range e.Dirs {
+			if !slices.Contains(hooksDirs, d) {
+				hooksDirs = append(hooksDirs, d)
+			}
+		}
+	}
 	return Paths{
 		Proc:          "/proc",
 		Sys:           "/sys",
 		KernelConfigs: []string{"/proc/config.gz", "/boot/config-" + release},
 		ModulesDir:    "/lib/modules/" + release,
-		HooksDirs:     []string{"/usr/share/containers/oci/hooks.d", "/etc/containers/oci/hooks.d"},
+		HooksDirs:     hooksDirs,
+		Engines:       engines,
 		CDIDirs:       []string{"/etc/cdi", "/var/run/cdi"},
 		NRISocket:     "/var/run/nri/nri.sock",
 		NRIPluginDir:  "/opt/nri/plugins",

@@ -31,7 +31,18 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 			var e install.HooksDirEntry
 			data, err := os.ReadFile(f)
 			if err == nil && yaml.Unmarshal(data, &e) == nil && install.IsOurs(e.Hook.Path, "") {
-				items = append(items, hookItem("hooks.d", f, e.Hook, cfg, whenOf(e)))
+				it := hookItem("hooks.d", f, e.Hook, cfg, whenOf(e))
+				if p.Engines != nil && len(install.Readers("", dir, p.Engines)) == 0 && it.Status != Fail {
+					// podman 4.3 reads only /usr/share/containers/oci/hooks.d:
+					// a file in /etc's fences nothing, in silence.
+					it.Status = Warn
+					it.Detail += "; NO installed engine reads " + dir
+					if len(p.Engines) > 0 {
+						it.Detail += " (" + install.DescribeEngines(p.Engines) + ")"
+					}
+					it.Fix = "bypass-hook install hooks-dir (with no DIR: where the engines read), then remove " + f
+				}
+				items = append(items, it)
 			}
 		}
 	}

@@ -77,12 +77,9 @@ const trustHint = "; set trustAnnotations: true in the config only where operato
 
 // Decide applies the selection and the annotation policy to one container.
 func (c *Config) Decide(annotations map[string]string) (Decision, error) {
-	for k, v := range annotations {
-		if strings.HasPrefix(k, AnnotationPrefix) && k != AnnEnabled && k != AnnMode && k != AnnProxies {
-			// A misspelt key would leave the container with a policy its
-			// author did not mean (unfenced, under selection: annotated).
-			return Decision{}, &AnnotationError{k, v, fmt.Sprintf("is not a bypass-hook annotation; the known ones are %s, %s and %s", AnnEnabled, AnnMode, AnnProxies)}
-		}
+	annotations, err := ourAnnotations(annotations)
+	if err != nil {
+		return Decision{}, err
 	}
 	enabled, hasEnabled := annotations[AnnEnabled]
 	if hasEnabled && enabled != "true" && enabled != "false" {
@@ -128,6 +125,32 @@ func (c *Config) Decide(annotations map[string]string) (Decision, error) {
 		return Decision{Reason: "no proxies configured: nothing is fenced"}, nil
 	}
 	return Decision{Fence: true, Policy: p}, nil
+}
+
+// ourAnnotations returns the container's bypass-hook annotations under
+// their lower-case keys, and refuses a key that is not one of them but looks
+// like it (a misspelt name, a near miss of the prefix), and two spellings of
+// one key with different values: each would leave the container with a
+// policy its author did not mean (unfenced, under selection: annotated).
+func ourAnnotations(all map[string]string) (map[string]string, error) {
+	ours := map[string]string{}
+	spelt := map[string]string{}
+	for k, v := range all {
+		canon, kind := ClassifyAnnotationKey(k)
+		switch {
+		case kind == KeyOther:
+			continue
+		case kind == KeyNearMiss:
+			return nil, &AnnotationError{k, v, fmt.Sprintf("looks like a misspelling of the prefix %s; the known annotations are %s, %s and %s", AnnotationPrefix, AnnEnabled, AnnMode, AnnProxies)}
+		case canon != AnnEnabled && canon != AnnMode && canon != AnnProxies:
+			return nil, &AnnotationError{k, v, fmt.Sprintf("is not a bypass-hook annotation; the known ones are %s, %s and %s", AnnEnabled, AnnMode, AnnProxies)}
+		}
+		if prev, ok := ours[canon]; ok && prev != v {
+			return nil, &AnnotationError{k, v, fmt.Sprintf("contradicts %s=%q: one key in two spellings (keys are matched without regard to case)", spelt[canon], prev)}
+		}
+		ours[canon], spelt[canon] = v, k
+	}
+	return ours, nil
 }
 
 func (c *Config) annotatedProxies(v string) ([]netip.AddrPort, error) {

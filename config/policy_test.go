@@ -56,6 +56,19 @@ func TestDecide(t *testing.T) {
 		{"proxy empty", twoProxies, map[string]string{AnnProxies: " , "}, want{errType: "annotation", errHas: "names no proxy"}},
 		{"other annotations ignored", twoProxies, map[string]string{"io.kubernetes.pod.name": "x"}, want{fence: true, mode: "enforce"}},
 		{"misspelt annotation", twoProxies + "selection: annotated", map[string]string{"bypass-hook.io/enable": "true"}, want{errType: "annotation", errHas: "bypass-hook.io/enable"}},
+		// Keys are matched without regard to case (issue 10, hole 5).
+		{"annotated, enabled in capitals", twoProxies + "selection: annotated", map[string]string{"Bypass-Hook.io/enabled": "true"}, want{fence: true, mode: "enforce"}},
+		{"annotated, enabled all capitals", twoProxies + "selection: annotated", map[string]string{"BYPASS-HOOK.IO/ENABLED": "true"}, want{fence: true, mode: "enforce"}},
+		{"all, disabled in capitals widens", twoProxies, map[string]string{"Bypass-Hook.IO/Enabled": "false"}, want{errType: "annotation", errHas: "trustAnnotations"}},
+		{"mode in capitals", twoProxies, map[string]string{"BYPASS-HOOK.IO/MODE": "audit"}, want{errType: "annotation", errHas: "enforce"}},
+		{"two spellings agree", twoProxies + "selection: annotated", map[string]string{AnnEnabled: "true", "Bypass-Hook.io/enabled": "true"}, want{fence: true, mode: "enforce"}},
+		{"two spellings disagree", twoProxies + "selection: annotated", map[string]string{AnnEnabled: "true", "Bypass-Hook.io/enabled": "false"}, want{errType: "annotation", errHas: "two spellings"}},
+		{"misspelt in capitals", twoProxies + "selection: annotated", map[string]string{"Bypass-Hook.io/Enable": "true"}, want{errType: "annotation", errHas: "Bypass-Hook.io/Enable"}},
+		// Near misses of the prefix are refused like a misspelt key.
+		{"prefix with a dot", twoProxies + "selection: annotated", map[string]string{"bypass-hook.io.enabled": "true"}, want{errType: "annotation", errHas: "misspelling of the prefix"}},
+		{"prefix with an underscore", twoProxies + "selection: annotated", map[string]string{"bypass_hook.io/enabled": "true"}, want{errType: "annotation", errHas: "bypass_hook.io/enabled"}},
+		{"prefix with a typo", twoProxies + "selection: annotated", map[string]string{"bypas-hook.io/enabled": "true"}, want{errType: "annotation", errHas: "misspelling"}},
+		{"near miss under selection all", twoProxies, map[string]string{"Bypass-Hook.IO.enabled": "false"}, want{errType: "annotation", errHas: "misspelling"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := mustParse(t, tc.cfg)
@@ -127,5 +140,57 @@ func TestDigest(t *testing.T) {
 	a.Policy.Proxies[0] = netip.MustParseAddrPort("192.0.2.9:1")
 	if cfg.ProxyAddrs()[0].String() != "198.51.100.1:3128" {
 		t.Error("Decide's policy aliases the config's proxy list")
+	}
+}
+
+func TestClassifyAnnotationKey(t *testing.T) {
+	for _, tc := range []struct {
+		key       string
+		kind      KeyKind
+		canonical string
+	}{
+		{"bypass-hook.io/enabled", KeyOurs, "bypass-hook.io/enabled"},
+		{"Bypass-Hook.io/enabled", KeyOurs, "bypass-hook.io/enabled"},
+		{"BYPASS-HOOK.IO/MODE", KeyOurs, "bypass-hook.io/mode"},
+		{"bypass-hook.io/whatever", KeyOurs, "bypass-hook.io/whatever"},
+		// Separators changed, dropped or added.
+		{"bypass-hook.io.enabled", KeyNearMiss, ""},
+		{"bypass_hook.io/enabled", KeyNearMiss, ""},
+		{"Bypass_Hook_IO/enabled", KeyNearMiss, ""},
+		{"bypasshook.io/enabled", KeyNearMiss, ""},
+		{"bypass-hook-io/enabled", KeyNearMiss, ""},
+		{"bypass.hook.io/enabled", KeyNearMiss, ""},
+		{"bypass-hook.io", KeyNearMiss, ""},
+		{"bypass-hook/enabled", KeyNearMiss, ""},
+		{" bypass-hook.io/enabled", KeyNearMiss, ""},
+		// Letters dropped, added, changed or swapped: up to two.
+		{"bypas-hook.io/enabled", KeyNearMiss, ""},
+		{"bypass-hok.io/enabled", KeyNearMiss, ""},
+		{"bypass-hooks.io/enabled", KeyNearMiss, ""},
+		{"bypass-hook.oi/enabled", KeyNearMiss, ""},
+		{"bpyass-hook.io/enabled", KeyNearMiss, ""},
+		{"bypass-h00k.io/enabled", KeyNearMiss, ""},
+		{"Bypass-Hook.IO.Enabled", KeyNearMiss, ""},
+		// Other people's keys.
+		{"io.kubernetes.pod.name", KeyOther, ""},
+		{"io.podman.annotations.autoremove", KeyOther, ""},
+		{"org.opencontainers.image.title", KeyOther, ""},
+		{"kubectl.kubernetes.io/last-applied-configuration", KeyOther, ""},
+		{"bypass.io/enabled", KeyOther, ""},
+		{"hook.io/enabled", KeyOther, ""},
+		{"bypass-proxy.example.com/enabled", KeyOther, ""},
+		{"webhook.io/enabled", KeyOther, ""},
+		{"", KeyOther, ""},
+	} {
+		canonical, kind := ClassifyAnnotationKey(tc.key)
+		if kind != tc.kind {
+			t.Errorf("%q: kind %d, want %d", tc.key, kind, tc.kind)
+		}
+		if tc.kind == KeyOurs && canonical != tc.canonical {
+			t.Errorf("%q: canonical %q, want %q", tc.key, canonical, tc.canonical)
+		}
+		if got := IsOurAnnotationKey(tc.key); got != (tc.kind != KeyOther) {
+			t.Errorf("IsOurAnnotationKey(%q) = %v", tc.key, got)
+		}
 	}
 }

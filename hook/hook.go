@@ -140,7 +140,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	rec, err := store.Load(id.Key())
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
@@ -190,12 +190,14 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 // and false when the caller is to install the fence.
 func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
 	// This container replaces any entry of its own (a container created again
-	// under its id has a new pid); owners whose process is gone leave.
+	// under its id and bundle has a new pid); owners whose process is gone
+	// leave. Another runtime's container of the same id has another bundle:
+	// it stays an owner.
 	var others []records.Owner
 	dead := 0
 	for _, o := range rec.Owners {
 		switch {
-		case o.ID == owner.ID:
+		case o.Is(owner.ID, owner.Bundle):
 		case o.Alive(rec.Netns):
 			others = append(others, o)
 		default:
@@ -320,11 +322,12 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	key, ok := store.FindOwner(st.ID)
+	key, ok := store.FindOwner(st.ID, st.Bundle)
 	if !ok {
-		// No record names it: never fenced (not selected), or already
-		// removed by an earlier poststop.
-		res.Action = "nothing to do: no record owned by this container"
+		// No record names this id with this bundle: never fenced (not
+		// selected, or another runtime's container of the same id), or
+		// already removed by an earlier poststop or a prune.
+		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
 	unlock, err := store.Lock(key)
@@ -333,12 +336,12 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 	rec, err := store.Load(key)
-	if err != nil || rec == nil || !rec.HasOwner(st.ID) {
+	if err != nil || rec == nil || !rec.Owns(st.ID, st.Bundle) {
 		res.Action = "nothing to do: the record changed meanwhile"
 		return res, err
 	}
 	res.Netns, res.Mode, res.Backend = rec.Netns.String(), rec.Policy.Mode, rec.Backend
-	rec.RemoveOwner(st.ID)
+	rec.RemoveOwner(st.ID, st.Bundle)
 	if len(rec.Owners) > 0 {
 		res.Action = fmt.Sprintf("left the fence; %d owner(s) remain", len(rec.Owners))
 		return res, store.Save(rec)
@@ -348,25 +351,31 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if b, err := oci.ReadBundle(st.Bundle); err == nil {
 		hints = append(hints, b.NetnsPath)
 	}
+	res.Action, err = h.takeDown(store, key, rec, hints)
+	return res, err
+}
+
+// takeDown removes the fence of rec, which no container owns any more, if
+// its namespace still exists, and deletes the record. hints are paths that
+// may reach the namespace; the caller holds the record's lock.
+func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, hints []string) (action string, err error) {
 	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
 	if !found {
-		res.Action = "namespace gone; record removed"
-		return res, store.Delete(key)
+		return "namespace gone; record removed", store.Delete(key)
 	}
 	defer closeNs()
 	if err := netns.NotHost(ns.ID); err != nil {
-		return res, fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", st.ID, err)
+		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}
 	backend, err := h.NewBackend(rec.Backend)
 	if err != nil {
-		return res, err
+		return "", err
 	}
 	h.logSummary(backend, ns, rec)
 	if err := backend.Remove(ns); err != nil {
-		return res, fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
+		return "", fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
 	}
-	res.Action = "fence removed"
-	return res, store.Delete(key)
+	return "fence removed", store.Delete(key)
 }
 
 // logSummary writes the last counters of the fence into the hook log.

@@ -486,7 +486,7 @@ func TestParallelBurst(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					st := specs.State{ID: ctrs[i].id, Status: specs.StateStopped}
+					st := specs.State{ID: ctrs[i].id, Status: specs.StateStopped, Bundle: testBundle}
 					codes[i], errs[i] = e.runBin("poststop", st)
 				}()
 			}
@@ -519,7 +519,7 @@ func TestPoststopFindsNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.kill() // the record's /proc/PID path is gone now
-		if code, stderr := e.runBin("poststop", specs.State{ID: c.id, Status: specs.StateStopped}); code != 0 {
+		if code, stderr := e.runBin("poststop", specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle}); code != 0 {
 			t.Fatalf("poststop: exit %d: %s", code, stderr)
 		}
 		if after := rulesIn(t, ns); after != before {
@@ -573,7 +573,7 @@ func TestPoststopFindsNamespace(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.kill()
-		code, stderr := e.runBin("poststop", specs.State{ID: c.id, Status: specs.StateStopped})
+		code, stderr := e.runBin("poststop", specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle})
 		if code != 0 {
 			t.Fatalf("poststop of a container whose namespace is gone: exit %d: %s", code, stderr)
 		}

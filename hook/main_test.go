@@ -77,9 +77,11 @@ func (e *env) create(st *specs.State) (hook.Result, error) {
 	return e.hook().Create(st)
 }
 
+// poststop runs the poststop of the container with id, whose bundle is
+// the one state() gives: a container is its id and its bundle.
 func (e *env) poststop(id string) (hook.Result, error) {
 	e.t.Helper()
-	return e.hook().Poststop(&specs.State{ID: id, Status: specs.StateStopped})
+	return e.hook().Poststop(&specs.State{ID: id, Status: specs.StateStopped, Bundle: testBundle})
 }
 
 func (e *env) records() []*records.Record {
@@ -212,8 +214,12 @@ func waitNetns(t *testing.T, pid int, path string) {
 
 func (c *container) pid() int { return c.cmd.Process.Pid }
 
+// testBundle is the bundle of every container of these tests; the hook
+// reads no config.json there.
+const testBundle = "/nonexistent-bundle"
+
 func (c *container) state() *specs.State {
-	return &specs.State{Version: specs.Version, ID: c.id, Status: specs.StateCreating, Pid: c.pid(), Bundle: "/nonexistent-bundle"}
+	return &specs.State{Version: specs.Version, ID: c.id, Status: specs.StateCreating, Pid: c.pid(), Bundle: testBundle}
 }
 
 func (c *container) kill() {

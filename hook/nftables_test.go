@@ -598,7 +598,7 @@ func TestBackendConflict(t *testing.T) {
 			}
 
 			// The operator switched the config; the fence still goes.
-			if _, err := h2.Poststop(&specs.State{ID: c1.id, Status: specs.StateStopped}); err != nil {
+			if _, err := h2.Poststop(&specs.State{ID: c1.id, Status: specs.StateStopped, Bundle: testBundle}); err != nil {
 				t.Fatalf("poststop under a config naming %s: %v", second, err)
 			}
 			if now := rulesIn(t, ns); now != empty {

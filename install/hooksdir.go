@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -43,12 +42,18 @@ type When struct {
 }
 
 // AnnotatedWhen is the condition written under selection: annotated: the
-// container has an annotation under bypass-hook.io/. The hook itself then
-// decides: it fences enabled=true, passes over enabled=false, and refuses a
-// misspelt key or value, which a narrower match would let start unfenced.
+// container has an annotation whose key holds "bypass" or "hook" in any
+// case. The hook itself then decides: it fences enabled=true in any case
+// of the key, passes over enabled=false and keys of others, and refuses a
+// misspelt key or value and a near miss of the prefix
+// (bypass-hook.io.enabled, bypass_hook.io/…), which a narrower match would
+// let start unfenced in silence. A key that misspells both words is the one
+// typo the hook never sees here.
 var AnnotatedWhen = When{Annotations: map[string]string{
-	"^" + regexp.QuoteMeta(config.AnnotationPrefix): ".*",
+	annotatedKeyPattern: ".*",
 }}
+
+const annotatedKeyPattern = "(?i)bypass|hook"
 
 // NewHooksDirEntry builds the hooks.d entry for t under the config's
 // selection: every container for selection: all, where the hook itself

@@ -211,9 +211,19 @@ func TestHooksDirEntry(t *testing.T) {
 			{config.AnnEnabled, "True", true},
 			{"bypass-hook.io/enable", "true", true},
 			{config.AnnMode, "enforce", true},
-			{"x" + config.AnnEnabled, "true", false},
-			{"bypass-hookXio/enabled", "true", false},
+			// Keys match without regard to case, and near misses of the
+			// prefix reach the hook, which refuses them (issue 10, hole 5).
+			{"Bypass-Hook.io/enabled", "true", true},
+			{"BYPASS-HOOK.IO/ENABLED", "true", true},
+			{"bypass-hook.io.enabled", "true", true},
+			{"bypass_hook.io/enabled", "true", true},
+			{"Bypass-Hook.IO.Enabled", "true", true},
+			{"bypas-hook.io/enabled", "true", true},
+			{"bypass-hok.io/enabled", "true", true},
+			{"bypass-hookXio/enabled", "true", true},
 			{"io.kubernetes.pod.name", "x", false},
+			{"io.podman.annotations.autoremove", "FALSE", false},
+			{"org.opencontainers.image.title", "x", false},
 		} {
 			if got := kre.MatchString(tc.key) && vre.MatchString(tc.value); got != tc.want {
 				t.Errorf("when %q: %q on %s=%q = %v, want %v", k, v, tc.key, tc.value, got, tc.want)

@@ -67,6 +67,11 @@ type Options struct {
 	Repair bool
 	// NewBackend makes the backend a record names; nil means backend.New.
 	NewBackend func(name string) (backend.Backend, error)
+	// Prune, when set, is called at every resync to take out the fences
+	// left only to stale owners (their processes gone without a poststop),
+	// after their grace period: the monitor is the one process that runs
+	// all along. The command wires it to the hook's PruneStale.
+	Prune func(now time.Time)
 }
 
 // Monitor follows the fences of one state directory.
@@ -230,6 +235,9 @@ func (m *Monitor) resync(ctx context.Context) {
 	m.mu.Unlock()
 	for _, k := range vanished {
 		m.markGone(k)
+	}
+	if m.opts.Prune != nil {
+		m.opts.Prune(time.Now())
 	}
 	m.releaseDead()
 	m.checkWhole(time.Now())

@@ -42,7 +42,7 @@ func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary 
 		return Choice{Reason: fmt.Sprintf("namespace %s is excluded (nri.excludeNamespaces)", ns)}
 	}
 	eff := EffectiveAnnotations(pod, ctr)
-	if hostNetwork(ctr) && eff[config.AnnEnabled] != "true" {
+	if hostNetwork(ctr) && !optedIn(eff) {
 		// Rules there would cut off the node. A pod that asks for the fence
 		// by annotation gets the hook, which refuses it (failure: closed)
 		// or warns (failure: open): it must not believe it is fenced.
@@ -71,31 +71,43 @@ func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary 
 	return c
 }
 
+// optedIn tells whether the annotations say enabled=true, in any case of
+// the key.
+func optedIn(eff map[string]string) bool {
+	for k, v := range eff {
+		if canon, _ := config.ClassifyAnnotationKey(k); canon == config.AnnEnabled && v == "true" {
+			return true
+		}
+	}
+	return false
+}
+
 // EffectiveAnnotations resolves the hook's annotations for a container:
-// every key under bypass-hook.io/, its own, else the pod's as NRI resolves
-// them (the key, or the key with "/container.NAME" or "/pod" appended). All
-// of them, known or not: the hook refuses a key it does not know, and a
+// every key of ours in any case, and every near miss of our prefix
+// (config.IsOurAnnotationKey), its own, else the pod's as NRI resolves them
+// (the key, or the key with "/container.NAME" or "/pod" appended). All of
+// them, known or not: the hook refuses a key it does not know, and a
 // misspelt opt-in left out here would leave the container unfenced in
 // silence. For enabled, "false" from either wins: an opt-out anywhere must
 // not be overridden by an opt-in elsewhere.
 func EffectiveAnnotations(pod *api.PodSandbox, ctr *api.Container) map[string]string {
 	keys := map[string]bool{}
 	for k := range ctr.GetAnnotations() {
-		if strings.HasPrefix(k, config.AnnotationPrefix) {
+		if config.IsOurAnnotationKey(k) {
 			keys[k] = true
 		}
 	}
 	for k := range pod.GetAnnotations() {
-		if !strings.HasPrefix(k, config.AnnotationPrefix) {
+		if !config.IsOurAnnotationKey(k) {
 			continue
 		}
 		if base, ok := strings.CutSuffix(k, "/pod"); ok {
 			k = base
-		} else if base, name, ok := strings.Cut(strings.TrimPrefix(k, config.AnnotationPrefix), "/container."); ok {
+		} else if base, name, ok := strings.Cut(k, "/container."); ok {
 			if name != ctr.GetName() {
 				continue // meant for another container of the pod
 			}
-			k = config.AnnotationPrefix + base
+			k = base
 		}
 		keys[k] = true
 	}
@@ -103,8 +115,9 @@ func EffectiveAnnotations(pod *api.PodSandbox, ctr *api.Container) map[string]st
 	for k := range keys {
 		own, hasOwn := ctr.GetAnnotations()[k]
 		fromPod, hasPod := nriplugin.GetEffectiveAnnotation(pod, k, ctr.GetName())
+		canon, _ := config.ClassifyAnnotationKey(k)
 		switch {
-		case k == config.AnnEnabled && hasOwn && hasPod && (own == "false" || fromPod == "false"):
+		case canon == config.AnnEnabled && hasOwn && hasPod && (own == "false" || fromPod == "false"):
 			eff[k] = "false"
 		case hasOwn:
 			eff[k] = own

@@ -99,7 +99,7 @@ func TestInstallRemove(t *testing.T) {
 	}
 	hooksDir := t.TempDir()
 	file := filepath.Join(hooksDir, install.HooksDirFileName)
-	if code, _, errb := runCLI(t, "", "install", "hooks-dir", hooksDir, "--binary", bin, "--config", cfg); code != 0 {
+	if code, _, errb := runCLI(t, "", "install", "hooks-dir", hooksDir, "--force", "--binary", bin, "--config", cfg); code != 0 {
 		t.Fatalf("hooks-dir: exit %d: %s", code, errb)
 	}
 	if _, err := os.Stat(file); err != nil {

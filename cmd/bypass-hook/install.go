@@ -20,6 +20,7 @@ type installFlags struct {
 	timeout int
 	root    string
 	remove  bool
+	force   bool
 }
 
 func (f *installFlags) registrationFlags(fs *flag.FlagSet, what string) {
@@ -53,22 +54,38 @@ func installCommand(g *globals) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:    "hooks-dir",
-				Summary: "write DIR/bypass-hook.json for podman and CRI-O (hooks.d schema 1.0.0)",
-				Args:    "DIR",
-				Help: `Writes DIR/bypass-hook.json, which runs bypass-hook hook at createRuntime and
+				Summary: "write bypass-hook.json where podman and CRI-O read hooks.d files (schema 1.0.0)",
+				Args:    "[DIR]",
+				Help: `Writes bypass-hook.json, which runs bypass-hook hook at createRuntime and
 poststop; its "when" follows the config's selection (write it again after
-changing selection). With --remove, removes that file (only if it runs
-bypass-hook). podman reads /usr/share/containers/oci/hooks.d and
-/etc/containers/oci/hooks.d.` + registrationHelp + `
+changing selection). With no DIR it goes where the installed podman and CRI-O
+read: the hooks_dir of their config (containers.conf, crio.conf and their .d
+directories), else their default /usr/share/containers/oci/hooks.d (podman 4.3
+reads only that one). A DIR that no installed engine reads is refused (exit 1):
+a hook file nobody reads fences nothing, in silence; --force writes it anyway.
+With --root (packaging) both engines count as installed, their config read
+under the root. With --remove, removes the file (only if it runs bypass-hook).` + registrationHelp + `
 
 Examples:
-  sudo bypass-hook install hooks-dir /etc/containers/oci/hooks.d
-  sudo bypass-hook install hooks-dir /etc/containers/oci/hooks.d --remove`,
+  sudo bypass-hook install hooks-dir
+  sudo bypass-hook install hooks-dir --remove
+  bypass-hook install hooks-dir /tmp/hooks.d --force   # for podman --hooks-dir /tmp/hooks.d`,
 				Flags: func(fs *flag.FlagSet) {
 					f.registrationFlags(fs, "hooks.d file")
 					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+					fs.BoolVar(&f.force, "force", false, "write DIR even though no installed engine reads it")
 				},
-				Run: one("hooks-dir", f.hooksDir),
+				Run: func(o cli.IO, args []string) int {
+					if len(args) > 1 {
+						fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: one directory at most (got %d arguments)\nRun 'bypass-hook help install hooks-dir' for usage.\n", len(args))
+						return cli.ExitUsage
+					}
+					dir := ""
+					if len(args) == 1 {
+						dir = args[0]
+					}
+					return f.hooksDir(o, dir)
+				},
 			},
 			{
 				Name:    "cdi",
@@ -170,28 +187,67 @@ func (f *installFlags) target() (install.Registration, *config.Config, error) {
 	return t, cfg, nil
 }
 
+// hooksDir writes (or removes) the hooks.d file where an installed engine
+// reads it, DIR "" meaning every engine's own: a file nobody reads fences
+// nothing, in silence.
 func (f *installFlags) hooksDir(o cli.IO, dir string) int {
-	if f.remove {
-		path, removed, err := install.RemoveHooksDir(f.root, dir)
-		if err != nil {
+	engines, err := install.InstalledEngines(f.root)
+	if err != nil {
+		return fail(o, "hooks-dir", err)
+	}
+	dirs := []string{dir}
+	if dir == "" {
+		if dirs, err = install.DefaultHooksDirs(engines); err != nil {
 			return fail(o, "hooks-dir", err)
 		}
-		if removed {
-			fmt.Fprintf(o.Stdout, "removed %s\n", path)
-		} else {
-			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+	}
+	if f.remove {
+		for _, d := range dirs {
+			path, removed, err := install.RemoveHooksDir(f.root, d)
+			if err != nil {
+				return fail(o, "hooks-dir", err)
+			}
+			if removed {
+				fmt.Fprintf(o.Stdout, "removed %s\n", path)
+			} else {
+				fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+			}
 		}
 		return 0
+	}
+	switch {
+	case dir == "":
+	case f.force:
+		if len(install.Readers(f.root, dir, engines)) == 0 {
+			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences only for an engine told to read it (podman --hooks-dir %s)\n", dir, dir)
+		}
+	default:
+		if _, err := install.CheckHooksDir(f.root, dir, engines); err != nil {
+			return fail(o, "hooks-dir", err)
+		}
 	}
 	t, cfg, err := f.target()
 	if err != nil {
 		return fail(o, "hooks-dir", err)
 	}
-	path, err := install.WriteHooksDir(f.root, dir, t, cfg.Selection)
-	if err != nil {
-		return fail(o, "hooks-dir", err)
+	for _, d := range dirs {
+		path, err := install.WriteHooksDir(f.root, d, t, cfg.Selection)
+		if err != nil {
+			return fail(o, "hooks-dir", err)
+		}
+		var names []string
+		for _, e := range install.Readers(f.root, d, engines) {
+			names = append(names, e.Name)
+		}
+		readBy := ""
+		if len(names) > 0 {
+			readBy = ", read by " + strings.Join(names, " and ")
+		}
+		fmt.Fprintf(o.Stdout, "wrote %s%s (selection: %s; write it again after changing selection)\n", path, readBy, cfg.Selection)
+		for _, m := range install.Masking(f.root, d, engines) {
+			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: %s is read by the same engine: one of the two masks the other; remove the one you do not mean\n", m)
+		}
 	}
-	fmt.Fprintf(o.Stdout, "wrote %s (selection: %s; write it again after changing selection)\n", path, cfg.Selection)
 	return 0
 }
 

@@ -27,7 +27,8 @@ func TestInstallUsage(t *testing.T) {
 	t.Setenv("BYPASS_HOOK_CONFIG", "")
 	for _, args := range [][]string{
 		{"install"},
-		{"install", "hooks-dir"},
+		{"install", "bundle"},
+		{"install", "bundle", t.TempDir(), "--force"}, // --force is for hooks-dir
 		{"install", "frobnicate", "/tmp/x"},
 		{"install", "hooks-dir", "/a", "/b"},
 		{"install", "config", t.TempDir() + "/config.yaml"}, // no --config to copy from
@@ -44,7 +45,7 @@ func TestInstallHooksDirCLI(t *testing.T) {
 	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
 	dir := filepath.Join(t.TempDir(), "hooks.d")
 	// Flags after the positional arguments, as users type them.
-	code, out, errb := runCLI(t, "", "install", "hooks-dir", dir, "--binary", bin, "--config", cfgPath, "--timeout", "7")
+	code, out, errb := runCLI(t, "", "install", "hooks-dir", dir, "--binary", bin, "--config", cfgPath, "--timeout", "7", "--force")
 	if code != 0 || !strings.Contains(out, "selection: annotated") {
 		t.Fatalf("exit %d\n%s%s", code, out, errb)
 	}
@@ -66,14 +67,69 @@ func TestInstallHooksDirCLI(t *testing.T) {
 	// A config the hook would refuse writes nothing, and says so: exit 2.
 	bad, _ := writeConfig(t, "proxies: [nonsense]\n")
 	dir2 := filepath.Join(t.TempDir(), "hooks.d")
-	if code, _, errb := runCLI(t, "", "--config", bad, "install", "hooks-dir", dir2, "--binary", bin); code != 2 || !strings.Contains(errb, "proxies[0]") {
+	if code, _, errb := runCLI(t, "", "--config", bad, "install", "hooks-dir", dir2, "--binary", bin, "--force"); code != 2 || !strings.Contains(errb, "proxies[0]") {
 		t.Errorf("bad config: exit %d, %q", code, errb)
 	}
 	if _, err := os.Stat(dir2); err == nil {
 		t.Error("wrote a hooks dir for a bad config")
 	}
-	if code, _, errb := runCLI(t, "", "install", "hooks-dir", dir2, "--binary", "/nonexistent/bypass-hook", "--config", cfgPath); code != 1 || !strings.Contains(errb, "/nonexistent/bypass-hook") {
+	if code, _, errb := runCLI(t, "", "install", "hooks-dir", dir2, "--binary", "/nonexistent/bypass-hook", "--config", cfgPath, "--force"); code != 1 || !strings.Contains(errb, "/nonexistent/bypass-hook") {
 		t.Errorf("missing binary: exit %d, %q", code, errb)
+	}
+}
+
+// install hooks-dir writes where the engines read, and refuses a directory
+// none reads (issue 10, hole 7). Under --root both engines count as
+// installed and their config is read under the root, so the answer does not
+// depend on this machine.
+func TestInstallHooksDirWhereEnginesRead(t *testing.T) {
+	root := t.TempDir()
+	put := func(p, data string, mode os.FileMode) {
+		t.Helper()
+		os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755)
+		if err := os.WriteFile(filepath.Join(root, p), []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("/usr/bin/bypass-hook", "#!/bin/sh\n", 0o755)
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\n")
+	put(cfgPath, "proxies: [198.51.100.1:3128]\n", 0o644)
+	args := func(extra ...string) []string {
+		return append([]string{"--config", cfgPath, "install", "hooks-dir", "--root", root, "--binary", "/usr/bin/bypass-hook"}, extra...)
+	}
+	exists := func(p string) bool {
+		_, err := os.Stat(filepath.Join(root, p, "bypass-hook.json"))
+		return err == nil
+	}
+
+	// No DIR: the engines' default.
+	code, out, errb := runCLI(t, "", args()...)
+	if code != 0 || !exists("/usr/share/containers/oci/hooks.d") || !strings.Contains(out, "read by podman and CRI-O") {
+		t.Fatalf("no DIR: exit %d %q %q", code, out, errb)
+	}
+	// A DIR no engine reads: refused, with what they read, nothing written.
+	code, out, errb = runCLI(t, "", args("/etc/containers/oci/hooks.d")...)
+	if code != 1 || !strings.Contains(errb, "/usr/share/containers/oci/hooks.d") || !strings.Contains(errb, "--force") || exists("/etc/containers/oci/hooks.d") {
+		t.Errorf("a DIR nobody reads: exit %d %q %q", code, out, errb)
+	}
+	// --force writes it, loudly.
+	code, out, errb = runCLI(t, "", args("/etc/containers/oci/hooks.d", "--force")...)
+	if code != 0 || !strings.Contains(errb, "WARNING") || !exists("/etc/containers/oci/hooks.d") {
+		t.Errorf("--force: exit %d %q %q", code, out, errb)
+	}
+	// podman configured to read /etc's and CRI-O at its default: one file
+	// for each.
+	put("/etc/containers/containers.conf", "[engine]\nhooks_dir = [\"/etc/containers/oci/hooks.d\"]\n", 0o644)
+	code, out, errb = runCLI(t, "", args()...)
+	if code != 0 || !strings.Contains(out, "/etc/containers/oci/hooks.d/bypass-hook.json, read by podman ") {
+		t.Errorf("podman's hooks_dir: exit %d %q %q", code, out, errb)
+	}
+	if !strings.Contains(out, "/usr/share/containers/oci/hooks.d/bypass-hook.json, read by CRI-O") {
+		t.Errorf("CRI-O's default not written: %q", out)
+	}
+	code, out, errb = runCLI(t, "", args("/etc/containers/oci/hooks.d")...)
+	if code != 0 {
+		t.Errorf("the DIR podman reads: exit %d %q %q", code, out, errb)
 	}
 }
 

@@ -55,6 +55,7 @@ func newApp() *cli.App {
 			installCommand(g),
 			monitorCommand(g),
 			statusCommand(g),
+			pruneCommand(g),
 			checkCommand(g),
 			configCommand(g),
 		),

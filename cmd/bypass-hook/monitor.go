@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
@@ -23,6 +26,7 @@ func monitorCommand(g *globals) *cli.Command {
 	var addr string
 	var o monitor.Options
 	var lf logging.Flags
+	var pf pruneFlags
 	return &cli.Command{
 		Name:    "monitor",
 		Summary: "print bypass attempts as JSON lines on stdout, serve Prometheus metrics",
@@ -32,6 +36,9 @@ SIGTERM or SIGINT.
 Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace.
 Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
 by default, the same fields in text); metrics at http://ADDR/metrics.
+At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
+owners' processes have all been gone for --prune-grace is taken out (not where
+the state directory is read-only, as in the shipped DaemonSet).
 Exit: 0 stopped by a signal, 1 failed, 2 a flag or the config is wrong.
 
 Example:
@@ -42,18 +49,26 @@ Example:
 			fs.DurationVar(&o.Resync, "resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
 			fs.DurationVar(&o.Forget, "forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
 			fs.BoolVar(&o.Repair, "repair", false, "put a fence that is not whole back at once (without it, each resync reports it: an event and bypass_hook_fences_not_whole)")
+			fs.BoolVar(&pf.on, "prune", true, "at every resync, take out fences whose every owner's process is gone (as 'bypass-hook prune' does)")
+			fs.DurationVar(&pf.grace, "prune-grace", hook.DefaultPruneGrace, "how long a fence's owners must have been seen stale before it is pruned")
 			lf.Register(fs)
 		},
 		Run: func(io cli.IO, args []string) int {
 			if !noArgs(io, "monitor", args, "") {
 				return cli.ExitUsage
 			}
-			return runMonitor(g, addr, o, lf, io)
+			return runMonitor(g, addr, o, lf, pf, io)
 		},
 	}
 }
 
-func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, io cli.IO) int {
+// pruneFlags say whether and when the monitor prunes stale fences.
+type pruneFlags struct {
+	on    bool
+	grace time.Duration
+}
+
+func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf pruneFlags, io cli.IO) int {
 	log, err := lf.New(io.Stderr)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
@@ -65,6 +80,20 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, io
 		return cli.ExitUsage
 	}
 	o.Config, o.Out, o.Log = cfg, io.Stdout, log
+	if pf.on && unix.Access(cfg.StateDir, unix.W_OK) != nil {
+		// The shipped DaemonSet mounts the node's state directory
+		// read-only: there the monitor watches and does not prune.
+		log.WithField("stateDir", cfg.StateDir).Warn("the state directory is not writable here: fences left only to stale owners are not pruned (run 'bypass-hook prune' on the node)")
+		pf.on = false
+	}
+	if pf.on {
+		h := hook.New(cfg, log.WithField("stage", "prune"))
+		o.Prune = func(now time.Time) {
+			if _, _, err := h.PruneStale(pf.grace, now); err != nil {
+				log.WithError(err).Error("pruning fences left only to stale owners")
+			}
+		}
+	}
 	m, err := monitor.New(o)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)

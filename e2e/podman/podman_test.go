@@ -49,7 +49,13 @@ func newPodman(t *testing.T, hooksDir string) *podman {
 	if hookBin == "" {
 		t.Skip("skipping: the hook binary is built only as root")
 	}
-	dir := t.TempDir()
+	// podman refuses a run root longer than 50 characters: t.TempDir's
+	// names grow with the test's.
+	dir, err := os.MkdirTemp("", "bhp-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	conf := filepath.Join(dir, "containers.conf")
 	// No CAP_SYS_RESOURCE here: podman's default limits (nofile 1048576) are
 	// above what runc may set, so keep to the usual ones.
@@ -66,9 +72,11 @@ func newPodman(t *testing.T, hooksDir string) *podman {
 			"--cgroup-manager", "cgroupfs",
 			"--events-backend", "none",
 			"--runtime", runc,
-			"--hooks-dir", hooksDir,
 		},
 		env: append(os.Environ(), "CONTAINERS_CONF="+conf),
+	}
+	if hooksDir != "" { // "": podman's own, from its config
+		p.global = append(p.global, "--hooks-dir", hooksDir)
 	}
 	t.Cleanup(func() {
 		if out, err := p.run("rm", "--all", "--force", "--time", "0"); err != nil {
@@ -157,7 +165,9 @@ func setup(t *testing.T, selection string) *env {
 	if err := os.WriteFile(e.cfgPath, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(hookBin, "install", "hooks-dir", e.hooksDir, "--binary", hookBin, "--config", e.cfgPath)
+	// --force: no engine reads this directory but the podman of the test,
+	// which is told with --hooks-dir.
+	cmd := exec.Command(hookBin, "install", "hooks-dir", e.hooksDir, "--force", "--binary", hookBin, "--config", e.cfgPath)
 	cmd.Env = []string{}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("install hooks-dir: %v\n%s", err, out)

@@ -46,25 +46,54 @@ type Record struct {
 	Installed   time.Time               `json:"installed"`
 }
 
-// Owner is a container that uses the fence of a namespace.
+// Owner is a container that uses the fence of a namespace. A container is
+// known by its id and its bundle: two runtimes, two runc roots or two
+// containerd namespaces on one host may each have a container "web".
 type Owner struct {
-	ID     string    `json:"id"`
-	Pid    int       `json:"pid"`
-	Bundle string    `json:"bundle,omitempty"`
-	Since  time.Time `json:"since"`
+	ID     string `json:"id"`
+	Pid    int    `json:"pid"`
+	Bundle string `json:"bundle,omitempty"`
+	// Start is when the process of Pid started, in clock ticks after boot
+	// (/proc/PID/stat): a pid that another process reuses has another
+	// start. 0 in records written before it was kept.
+	Start uint64    `json:"start,omitempty"`
+	Since time.Time `json:"since"`
+	// StaleSince is when a prune first saw the owner's process gone; a
+	// fence whose owners are all stale goes a grace period after that.
+	StaleSince time.Time `json:"staleSince,omitzero"`
 	// Identity names the container's pod where the runtime said (its
 	// fields sit beside the id in the JSON).
 	oci.Identity
 }
 
-// HasOwner reports whether container id owns the record.
+// Is reports whether o is the container with this id and bundle.
+func (o Owner) Is(id, bundle string) bool {
+	return o.ID == id && cleanBundle(o.Bundle) == cleanBundle(bundle)
+}
+
+func cleanBundle(b string) string {
+	if b == "" {
+		return ""
+	}
+	return filepath.Clean(b)
+}
+
+// HasOwner reports whether a container with this id owns the record,
+// whatever its bundle: for finding a fence by name (status), never for
+// deciding whose it is.
 func (r *Record) HasOwner(id string) bool {
 	return slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.ID == id })
 }
 
-// RemoveOwner drops container id from the owners.
-func (r *Record) RemoveOwner(id string) {
-	r.Owners = slices.DeleteFunc(r.Owners, func(o Owner) bool { return o.ID == id })
+// Owns reports whether the container with this id and bundle owns the
+// record.
+func (r *Record) Owns(id, bundle string) bool {
+	return slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Is(id, bundle) })
+}
+
+// RemoveOwner drops the container with this id and bundle from the owners.
+func (r *Record) RemoveOwner(id, bundle string) {
+	r.Owners = slices.DeleteFunc(r.Owners, func(o Owner) bool { return o.Is(id, bundle) })
 }
 
 // Hints are the paths that may reach the record's namespace: those of
@@ -252,11 +281,12 @@ func (s *Store) All() ([]*Record, error) {
 	return out, nil
 }
 
-// FindOwner returns the key of the record that container id owns.
-func (s *Store) FindOwner(id string) (string, bool) {
+// FindOwner returns the key of the record that the container with this id
+// and bundle owns.
+func (s *Store) FindOwner(id, bundle string) (string, bool) {
 	recs, _ := s.All()
 	for _, r := range recs {
-		if r.HasOwner(id) {
+		if r.Owns(id, bundle) {
 			return r.Netns.Key(), true
 		}
 	}
@@ -264,13 +294,9 @@ func (s *Store) FindOwner(id string) (string, bool) {
 }
 
 // Alive reports whether owner o's container process still runs in
-// namespace id. A reused pid lands in another namespace and so is not alive.
+// namespace id (see Stale).
 func (o Owner) Alive(id netns.ID) bool {
-	if o.Pid <= 0 {
-		return false
-	}
-	got, ok := netns.Peek(netns.PidPath(o.Pid))
-	return ok && got == id
+	return o.Stale(id) == ""
 }
 
 // pruneMinAge spares records written this recently: they belong to a hook

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -25,7 +26,7 @@ import (
 type FenceStatus struct {
 	// Container is the id in the log prefix: the namespace's first owner.
 	Container string           `json:"container"`
-	Owners    []records.Owner  `json:"owners"`
+	Owners    []OwnerStatus    `json:"owners"`
 	Netns     string           `json:"netns"`
 	NetnsPath string           `json:"netnsPath,omitempty"`
 	Mode      string           `json:"mode"`
@@ -41,6 +42,15 @@ type FenceStatus struct {
 	// Totals is nil when the counters could not be read (see Error).
 	Totals *rules.Tally `json:"totals,omitempty"`
 	Error  string       `json:"error,omitempty"`
+}
+
+// OwnerStatus is one owner of a fence, and whether its process is gone
+// (stale): a fence whose owners are all stale is left only to them, and
+// `prune` or the monitor takes it out after a grace period.
+type OwnerStatus struct {
+	records.Owner
+	Stale       bool   `json:"stale"`
+	StaleReason string `json:"staleReason,omitempty"`
 }
 
 // RuleStatus is one installed rule and its packet counter.
@@ -153,13 +163,16 @@ func findRecord(recs []*records.Record, id string) (*records.Record, error) {
 func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	s := FenceStatus{
 		Container: rec.LogID,
-		Owners:    rec.Owners,
 		Netns:     rec.Netns.String(),
 		Mode:      rec.Policy.Mode,
 		Backend:   rec.Backend,
 		Log:       rec.Policy.Log,
 		Features:  rec.Features,
 		Installed: rec.Installed,
+	}
+	for _, o := range rec.Owners {
+		why := o.Stale(rec.Netns)
+		s.Owners = append(s.Owners, OwnerStatus{Owner: o, Stale: why != "", StaleReason: why})
 	}
 	for _, fam := range rules.Families {
 		names := rec.RuleNames[fam]
@@ -250,10 +263,25 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		if f.Whole != nil {
 			whole = map[bool]string{true: "yes", false: "NO"}[*f.Whole]
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
-			logTarget(f), len(f.Owners), whole, verb, tcp, udp, other, logged)
+		owners := strconv.Itoa(len(f.Owners))
+		if n := stale(f); n > 0 {
+			owners += fmt.Sprintf(" (%d stale)", n)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
+			logTarget(f), owners, whole, verb, tcp, udp, other, logged)
 	}
 	return tw.Flush()
+}
+
+// stale counts the owners of f whose process is gone.
+func stale(f FenceStatus) int {
+	n := 0
+	for _, o := range f.Owners {
+		if o.Stale {
+			n++
+		}
+	}
+	return n
 }
 
 // WriteDetails writes each fence with its rules and their counters.
@@ -281,11 +309,15 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			if j == 0 {
 				label = "owners"
 			}
+			stale := ""
+			if o.Stale {
+				stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
+			}
 			pod := ""
 			if !o.Identity.IsZero() {
 				pod = o.Identity.Name(o.ID) + " "
 			}
-			fmt.Fprintf(tw, "%s\t%s%s (pid %d, since %s)\n", label, pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s%s (pid %d, since %s%s)\n", label, pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
 		}
 		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
 		if f.Whole != nil {
@@ -363,7 +395,7 @@ func Filter(fences []FenceStatus, namespace, pod string) []FenceStatus {
 	}
 	var out []FenceStatus
 	for _, f := range fences {
-		if slices.ContainsFunc(f.Owners, func(o records.Owner) bool {
+		if slices.ContainsFunc(f.Owners, func(o OwnerStatus) bool {
 			return (namespace == "" || o.Namespace == namespace) && (pod == "" || o.Pod == pod)
 		}) {
 			out = append(out, f)

@@ -210,13 +210,13 @@ func TestStatusAudit(t *testing.T) {
 }
 
 func TestFilter(t *testing.T) {
-	owner := func(id, ns, pod string) records.Owner {
-		return records.Owner{ID: id, Identity: oci.Identity{Namespace: ns, Pod: pod, Container: "app"}}
+	owner := func(id, ns, pod string) OwnerStatus {
+		return OwnerStatus{Owner: records.Owner{ID: id, Identity: oci.Identity{Namespace: ns, Pod: pod, Container: "app"}}}
 	}
 	fences := []FenceStatus{
-		{Container: "a", Owners: []records.Owner{owner("a", "team-a", "web")}},
-		{Container: "b", Owners: []records.Owner{owner("b", "team-b", "web"), owner("b2", "team-b", "web")}},
-		{Container: "c", Owners: []records.Owner{{ID: "c"}}},
+		{Container: "a", Owners: []OwnerStatus{owner("a", "team-a", "web")}},
+		{Container: "b", Owners: []OwnerStatus{owner("b", "team-b", "web"), owner("b2", "team-b", "web")}},
+		{Container: "c", Owners: []OwnerStatus{{Owner: records.Owner{ID: "c"}}}},
 	}
 	for _, tc := range []struct {
 		ns, pod string

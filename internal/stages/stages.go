@@ -91,9 +91,14 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 		logPath, failure = cfg.HookLog, cfg.Failure
 	}
 	// Without a hook log the detail goes nowhere: standard error gets one
-	// line, on failure only.
+	// line, on failure only. A hook log refused as unsafe (a symlink, a
+	// directory others may write) is said at every stage: the fence goes
+	// on, unlogged.
 	log, closeLog, logErr := hook.OpenLog(logPath, g.debug, io.Discard)
 	defer closeLog()
+	if logErr != nil {
+		fmt.Fprintf(stderr, "bypass-hook %s: %v; logging nowhere (the fence is not affected)\n", which, logErr)
+	}
 
 	// The stage is known from the state even when the config is broken, so
 	// that the log line of a config error names the stage it failed.
@@ -147,11 +152,7 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 		if st != nil {
 			id = " " + st.ID
 		}
-		note := ""
-		if logErr != nil {
-			note = fmt.Sprintf(" (and no detail in the hook log: %v)", logErr)
-		}
-		fmt.Fprintf(stderr, "bypass-hook %s%s: %v%s\n", stage, id, err, note)
+		fmt.Fprintf(stderr, "bypass-hook %s%s: %v\n", stage, id, err)
 	}
 	return code
 }

@@ -1,0 +1,50 @@
+package hook
+
+import (
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/hook/records"
+)
+
+// DefaultPruneGrace is how long a fence whose owners are all stale is
+// kept: time for a poststop on its way (the runtime noticing the exit) to
+// arrive first and remove it as usual.
+const DefaultPruneGrace = 30 * time.Second
+
+// Pruned is a fence that a prune took out.
+type Pruned struct {
+	Netns  string   `json:"netns"`
+	Owners []string `json:"owners"` // the containers whose processes were gone
+	Action string   `json:"action"`
+}
+
+// PruneStale takes out the fences whose every owner's process is gone (or
+// its pid reused) since at least grace, as the last owner's poststop would:
+// a runtime whose start fails (podman) may never call poststop, and the
+// namespace then lives on, fenced for nobody. It returns the fences taken
+// out and when the next one still in its grace period falls due (zero when
+// none is).
+func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Time, error) {
+	store, err := records.Open(h.Cfg.StateDir)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var out []Pruned
+	_, next, err := store.PruneStale(grace, now, func(key string, rec *records.Record) error {
+		p := Pruned{Netns: rec.Netns.String()}
+		for _, o := range rec.Owners {
+			p.Owners = append(p.Owners, o.ID)
+		}
+		action, err := h.takeDown(store, key, rec, rec.Hints())
+		p.Action = action
+		log := h.Log.WithField("netns", p.Netns).WithField("owners", p.Owners).WithField("log_id", rec.LogID)
+		if err != nil {
+			log.WithError(err).Error("pruning a fence whose owners' processes are gone")
+			return err
+		}
+		log.WithField("action", action).Info("pruned a fence whose owners' processes are gone without a poststop")
+		out = append(out, p)
+		return nil
+	})
+	return out, next, err
+}

@@ -1,0 +1,138 @@
+package records
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/procfs"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+)
+
+// Process is what /proc shows of a pid at one moment.
+type Process struct {
+	Exists bool
+	Start  uint64   // clock ticks after boot
+	Netns  netns.ID // zero when it cannot be read
+}
+
+// ReadProcess looks at pid: its network namespace first, then its start
+// time, so that a pid reused between the two reads shows another start.
+func ReadProcess(pid int) Process {
+	if pid <= 0 {
+		return Process{}
+	}
+	ns, _ := netns.Peek(netns.PidPath(pid))
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return Process{}
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return Process{}
+	}
+	return Process{Exists: true, Start: st.Starttime, Netns: ns}
+}
+
+// StartOf returns the start time of pid, or 0 when it cannot be read: what
+// create records, so that a reused pid is told from the container's.
+func StartOf(pid int) uint64 {
+	return ReadProcess(pid).Start
+}
+
+// StaleReason decides whether owner o, whose pid showed p, no longer runs in
+// namespace ns, and says why; "" when it does. A runtime whose start fails
+// (podman) may never call poststop, so an owner can outlive its process.
+func StaleReason(o Owner, p Process, ns netns.ID) string {
+	switch {
+	case o.Pid <= 0:
+		return "no process recorded"
+	case !p.Exists:
+		return fmt.Sprintf("process %d is gone", o.Pid)
+	case o.Start != 0 && p.Start != o.Start:
+		return fmt.Sprintf("pid %d is another process now (started at tick %d, the container's at %d)", o.Pid, p.Start, o.Start)
+	case p.Netns != ns:
+		return fmt.Sprintf("process %d is in another network namespace now", o.Pid)
+	}
+	return ""
+}
+
+// Stale says why owner o's process no longer runs in namespace ns, or ""
+// when it does.
+func (o Owner) Stale(ns netns.ID) string {
+	return StaleReason(o, ReadProcess(o.Pid), ns)
+}
+
+// Prunable marks, in rec, the owners first seen stale at now (and clears
+// the mark of any seen running again), and tells whether every owner is
+// stale and when the fence falls due: a grace period after the last of
+// them was first seen stale, which lets a poststop on its way arrive
+// first. changed says rec must be saved. stale is Owner.Stale, or a stand
+// in for tests.
+func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner, netns.ID) string) (allStale bool, due time.Time, changed bool) {
+	allStale = true
+	for i := range rec.Owners {
+		o := &rec.Owners[i]
+		if stale(*o, rec.Netns) == "" {
+			allStale = false
+			if !o.StaleSince.IsZero() {
+				o.StaleSince, changed = time.Time{}, true
+			}
+			continue
+		}
+		if o.StaleSince.IsZero() {
+			o.StaleSince, changed = now, true
+		}
+		if o.StaleSince.After(due) {
+			due = o.StaleSince
+		}
+	}
+	if len(rec.Owners) == 0 {
+		due = rec.Installed // a record nobody owns: left by an interrupted hook
+	}
+	return allStale, due.Add(grace), changed
+}
+
+// PruneStale goes through the records and, under each one's lock, marks
+// owners newly seen stale; where every owner has been stale for grace it
+// calls remove, which takes the fence out and deletes the record. Records
+// a running hook holds are passed over. It returns the keys removed and
+// the earliest time a fence still in its grace period falls due (zero when
+// none is).
+func (s *Store) PruneStale(grace time.Duration, now time.Time, remove func(key string, rec *Record) error) (removed []string, next time.Time, err error) {
+	keys, err := s.Keys()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
+	}
+	var errs []error
+	for _, k := range keys {
+		unlock, ok := s.tryLock(k)
+		if !ok {
+			continue
+		}
+		rec, lerr := s.Load(k)
+		if lerr != nil || rec == nil {
+			unlock()
+			continue
+		}
+		allStale, due, changed := Prunable(rec, now, grace, Owner.Stale)
+		switch {
+		case allStale && !now.Before(due):
+			if rerr := remove(k, rec); rerr != nil {
+				errs = append(errs, rerr)
+			} else {
+				removed = append(removed, k)
+			}
+		case changed:
+			if serr := s.Save(rec); serr != nil {
+				errs = append(errs, serr)
+			}
+		}
+		if allStale && now.Before(due) && (next.IsZero() || due.Before(next)) {
+			next = due
+		}
+		unlock()
+	}
+	return removed, next, errors.Join(errs...)
+}
