@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -40,6 +41,10 @@ func TestNRILateFence(t *testing.T) {
 	r := startPod(t, e, PodConfig{Name: "late", Namespace: "team-a", Annotations: annotated}, "app")
 	requireUnfenced(t, e, h, r)
 	plain := startPod(t, e, PodConfig{Name: "late-plain", Namespace: "team-a"}, "app")
+	// A pod whose annotation widens the policy (a proxy the config does not have): the hook
+	// would refuse it at create; running already, it cannot be fenced, and must be said so.
+	refused := startPod(t, e, PodConfig{Name: "late-refused", Namespace: "team-a",
+		Annotations: map[string]string{"bypass-hook.io/enabled": "true", "bypass-hook.io/proxies": "203.0.113.9:80"}}, "app")
 	t.Logf("pod %s started with no plugin connected: unfenced, direct connections go out", r.Pod.Config.Name)
 
 	began := time.Now()
@@ -66,12 +71,29 @@ func TestNRILateFence(t *testing.T) {
 		t.Errorf("no warning naming the pod in the plugin's log:\n%s", tail(plugin.Log(), 20))
 	}
 	metrics := nodeGet(t, e, "/metrics")
-	if !strings.Contains(metrics, "bypass_hook_late_fenced_total 1\n") {
-		t.Errorf("plugin metrics: want bypass_hook_late_fenced_total 1, got:\n%s", grepLines(metrics, "bypass_hook_"))
+	for _, want := range []string{"bypass_hook_late_fenced_total 1\n", "bypass_hook_late_fence_failures_total 1\n", "bypass_hook_unfenced_containers 1\n", "bypass_hook_nri_ready 1\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("plugin metrics: want %s got:\n%s", strings.TrimSpace(want), grepLines(metrics, "bypass_hook_"))
+		}
+	}
+	// The one it could not fence: an error in the log naming the pod, and status lists it
+	// under NOT FENCED and exits 1.
+	if !regexp.MustCompile(`"level":"error","msg":"NRI: a selected container runs WITHOUT the fence[^\n]*"pod":"team-a/late-refused"`).MatchString(plugin.Log()) {
+		t.Errorf("no error naming the pod team-a/late-refused in the plugin's log:\n%s", tail(plugin.Log(), 20))
+	}
+	out, code := runHookCode(t, "--config", h.Config, "status", "--summary")
+	if code != 1 || !strings.Contains(out, "NOT FENCED") || !strings.Contains(out, "team-a/late-refused/app") {
+		t.Errorf("status with an unfenceable container: exit %d, want 1 and it listed under NOT FENCED:\n%s", code, out)
+	}
+	t.Logf("status --summary:\n%s", out)
+	requireOpen(t, e, refused.Status.NetNSPath)
+	refused.remove(t, h, netnsID(t, refused.Status.NetNSPath))
+	if out, code := runHookCode(t, "--config", h.Config, "status", "--summary"); code != 0 || strings.Contains(out, "NOT FENCED") {
+		t.Errorf("status after the unfenceable pod was removed: exit %d:\n%s", code, out)
 	}
 
 	// status names the pod, and filters by it.
-	out := runHook(t, "--config", h.Config, "status")
+	out = runHook(t, "--config", h.Config, "status")
 	if !strings.Contains(out, "team-a/late/app") {
 		t.Errorf("status does not name the pod team-a/late/app:\n%s", out)
 	}
@@ -284,6 +306,21 @@ func runHook(t *testing.T, args ...string) string {
 		t.Fatalf("bypass-hook %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// runHookCode runs the bypass-hook binary and returns its output and exit code.
+func runHookCode(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(hookBin, args...).CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &ee):
+		return string(out), ee.ExitCode()
+	}
+	t.Fatalf("bypass-hook %s: %v", strings.Join(args, " "), err)
+	return "", 0
 }
 
 // readyzWatch polls /readyz and keeps the sequence of answers.
