@@ -140,7 +140,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC()}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	rec, err := store.Load(id.Key())
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}

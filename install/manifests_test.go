@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -166,6 +168,11 @@ func TestSystemdUnits(t *testing.T) {
 			}
 			switch argv[1] {
 			case "nri":
+				// The plugin calls sd_notify READY=1 once registered: the
+				// unit counts as started only then.
+				if typ := unitOption(t, path, "Type"); typ != "notify" {
+					t.Errorf("Type=%s, want notify", typ)
+				}
 				o, _ := nriArgs(t, argv[1:])
 				if o.SocketPath != api.DefaultSocketPath {
 					t.Errorf("socket %q", o.SocketPath)
@@ -182,6 +189,26 @@ func TestSystemdUnits(t *testing.T) {
 			verifyUnit(t, path, execStart)
 		})
 	}
+}
+
+// unitOption is the value of a [Service] option of the unit at path.
+func unitOption(t *testing.T, path, name string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	opts, err := unit.DeserializeOptions(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range opts {
+		if o.Section == "Service" && o.Name == name {
+			return o.Value
+		}
+	}
+	return ""
 }
 
 func unitExecStart(t *testing.T, path string) string {
@@ -327,8 +354,38 @@ func TestKubernetesManifests(t *testing.T) {
 		if c.Image != plugin.Image {
 			t.Errorf("%s runs image %s, the plugin %s", c.Name, c.Image, plugin.Image)
 		}
-		if sc := c.SecurityContext; sc == nil || sc.Privileged != nil && *sc.Privileged {
+		// Only the plugin is privileged: late fencing enters containers'
+		// network namespaces. The init steps need no capability.
+		privileged := c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
+		if sc := c.SecurityContext; sc == nil || privileged != (c.Name == "nri-plugin") {
 			t.Errorf("%s: security context %+v", c.Name, sc)
+		}
+	}
+	if !spec.HostPID {
+		t.Error("the plugin's pod has no hostPID: late fencing opens /proc/PID/ns/net by the pid containerd gives")
+	}
+	// The late fence writes the hook's records: the state-dir step makes the
+	// directory the plugin mounts, with the hook's default path.
+	stateInit := byName["state-dir"]
+	if want := []string{"install", "state-dir", config.Default().StateDir}; !slices.Equal(stateInit.Args, want) {
+		t.Errorf("state-dir args %q, want %q", stateInit.Args, want)
+	}
+	hostDir(stateInit, config.Default().StateDir, true)
+	hostDir(plugin, config.Default().StateDir+"/x", true)
+	// The probes ask the plugin's health address.
+	_, port, err := net.SplitHostPort(o.HealthAddr)
+	if err != nil {
+		t.Fatalf("--health-addr %q: %v", o.HealthAddr, err)
+	}
+	for what, pr := range map[string]*corev1.Probe{"/readyz": plugin.ReadinessProbe, "/healthz": plugin.LivenessProbe} {
+		if pr == nil || pr.HTTPGet == nil || pr.HTTPGet.Path != what {
+			t.Errorf("the plugin has no probe of %s: %+v", what, pr)
+			continue
+		}
+		if p := pr.HTTPGet.Port; p.String() != port && !slices.ContainsFunc(plugin.Ports, func(cp corev1.ContainerPort) bool {
+			return cp.Name == p.String() && strconv.Itoa(int(cp.ContainerPort)) == port
+		}) {
+			t.Errorf("the probe of %s asks port %s; the plugin serves %s", what, p.String(), o.HealthAddr)
 		}
 	}
 	if ds.Namespace != "kube-system" || cm.Namespace != ds.Namespace {

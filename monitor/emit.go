@@ -56,13 +56,13 @@ func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Warn("an NFLOG packet that cannot be read")
 		return
 	}
-	m.emit(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), f.rec.LogID)
+	m.emit(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), labelsOf(f.rec))
 }
 
-// emit counts an event under the container label and prints it; counted
+// emit counts an event under its fence's labels and prints it; counted
 // first, so that whoever sees the line finds it in the metrics.
-func (m *Monitor) emit(ev Event, container string) {
-	m.metrics.attempts.WithLabelValues(container, ev.Proto, ev.Action).Inc()
+func (m *Monitor) emit(ev Event, l seriesLabels) {
+	m.metrics.attempts.WithLabelValues(l.namespace, l.pod, l.container, ev.Proto, ev.Action).Inc()
 	m.print(ev)
 }
 

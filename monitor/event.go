@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
 // Actions of an event.
@@ -47,6 +49,11 @@ type Event struct {
 	Owners []string `json:"owners,omitempty"`
 	// Source is where the monitor read the attempt: kernel or nflog.
 	Source string `json:"source"`
+	// The Kubernetes pod namespace, pod and container name of Container,
+	// where the runtime gave them.
+	PodNamespace  string `json:"podNamespace,omitempty"`
+	Pod           string `json:"pod,omitempty"`
+	ContainerName string `json:"containerName,omitempty"`
 }
 
 // actionFor is an event's action in a fence of policy mode.
@@ -127,6 +134,8 @@ func newEvent(t time.Time, f Flow, uid uint32, hasUID bool, fe *fence, source st
 		return ev
 	}
 	ev.Container = fe.rec.LogID
+	id := identityOf(fe.rec)
+	ev.PodNamespace, ev.Pod, ev.ContainerName = id.Namespace, id.Pod, id.Container
 	ev.Action = actionFor(fe.rec.Policy.Mode)
 	ev.Hint = Hint(f, &fe.rec.Policy)
 	ev.Netns = fe.rec.Netns.String()
@@ -143,4 +152,34 @@ func addrString(a netip.Addr) string {
 		return ""
 	}
 	return a.Unmap().String()
+}
+
+// identityOf is the Kubernetes identity of the container a record's log
+// prefix names: its first owner's, or while that one has left, the pod of
+// the others (a pod's containers share its namespace).
+func identityOf(rec *records.Record) oci.Identity {
+	for _, o := range rec.Owners {
+		if o.ID == rec.LogID {
+			return o.Identity
+		}
+	}
+	for _, o := range rec.Owners {
+		if o.Pod != "" {
+			return oci.Identity{Namespace: o.Namespace, Pod: o.Pod}
+		}
+	}
+	return oci.Identity{}
+}
+
+// seriesLabels are the attempts metric's labels of a fence: the pod's
+// namespace and name and the container's name in Kubernetes, the container
+// id elsewhere.
+type seriesLabels struct{ namespace, pod, container string }
+
+func labelsOf(rec *records.Record) seriesLabels {
+	id := identityOf(rec)
+	if id.Pod == "" {
+		return seriesLabels{container: rec.LogID}
+	}
+	return seriesLabels{id.Namespace, id.Pod, id.Container}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -133,5 +134,35 @@ func TestEventJSON(t *testing.T) {
 	b, _ = json.Marshal(ev)
 	if !strings.Contains(string(b), `"uid":null`) {
 		t.Errorf("an unknown uid must be null: %s", b)
+	}
+}
+
+// Events and the attempts series name a container by its pod where the
+// record has it, and by its id elsewhere.
+func TestEventIdentity(t *testing.T) {
+	f := flow("tcp", "203.0.113.7", 443)
+	pod := testFence("c1", config.ModeEnforce, "c1", "c2")
+	pod.rec.Owners[0].Identity = oci.Identity{Namespace: "team-a", Pod: "agent", Container: "app"}
+	pod.rec.Owners[1].Identity = oci.Identity{Namespace: "team-a", Pod: "agent", Container: "sidecar"}
+	left := testFence("c1", config.ModeEnforce, "c2") // the first owner left
+	left.rec.Owners[0].Identity = oci.Identity{Namespace: "team-a", Pod: "agent", Container: "sidecar"}
+	plain := testFence("c3", config.ModeEnforce, "c3")
+	for _, tc := range []struct {
+		name string
+		fe   *fence
+		want [3]string
+		l    seriesLabels
+	}{
+		{"pod", pod, [3]string{"team-a", "agent", "app"}, seriesLabels{"team-a", "agent", "app"}},
+		{"first owner gone", left, [3]string{"team-a", "agent", ""}, seriesLabels{"team-a", "agent", ""}},
+		{"outside Kubernetes", plain, [3]string{}, seriesLabels{container: "c3"}},
+	} {
+		ev := newEvent(time.Now(), f, 0, false, tc.fe, sourceNflog)
+		if got := [3]string{ev.PodNamespace, ev.Pod, ev.ContainerName}; got != tc.want {
+			t.Errorf("%s: event names %v, want %v", tc.name, got, tc.want)
+		}
+		if got := labelsOf(tc.fe.rec); got != tc.l {
+			t.Errorf("%s: labels %+v, want %+v", tc.name, got, tc.l)
+		}
 	}
 }

@@ -224,7 +224,7 @@ func anyOwnerAlive(rec *records.Record) bool {
 // expire forgets fences gone for longer than Forget, and their series.
 func (m *Monitor) expire(now time.Time) {
 	m.mu.Lock()
-	var forget []string
+	var forget []*records.Record
 	kept := m.gone[:0]
 	for _, g := range m.gone {
 		if now.Sub(g.gone) < m.opts.Forget {
@@ -232,24 +232,24 @@ func (m *Monitor) expire(now time.Time) {
 			continue
 		}
 		m.reindex(g, nil)
-		forget = append(forget, g.rec.LogID)
+		forget = append(forget, g.rec)
 	}
 	clear(m.gone[len(kept):])
 	m.gone = kept
-	// The labels still in use: full ids, and the short ids of events of
-	// containers whose ids are alike.
-	inUse := map[string]bool{}
+	// The series still in use: the fences' own, and those under the short
+	// ids of events of containers whose ids are alike.
+	inUse := map[seriesLabels]bool{}
 	for _, f := range m.fences {
-		inUse[f.rec.LogID], inUse[rules.ShortID(f.rec.LogID)] = true, true
+		inUse[labelsOf(f.rec)], inUse[seriesLabels{container: rules.ShortID(f.rec.LogID)}] = true, true
 	}
 	for _, g := range m.gone {
-		inUse[g.rec.LogID], inUse[rules.ShortID(g.rec.LogID)] = true, true
+		inUse[labelsOf(g.rec)], inUse[seriesLabels{container: rules.ShortID(g.rec.LogID)}] = true, true
 	}
 	m.mu.Unlock()
-	for _, id := range forget {
-		for _, label := range []string{id, rules.ShortID(id)} {
-			if !inUse[label] {
-				m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"container": label})
+	for _, rec := range forget {
+		for _, l := range []seriesLabels{labelsOf(rec), {container: rules.ShortID(rec.LogID)}} {
+			if !inUse[l] {
+				m.metrics.attempts.DeletePartialMatch(prometheus.Labels{"namespace": l.namespace, "pod": l.pod, "container": l.container})
 			}
 		}
 	}

@@ -68,13 +68,13 @@ func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
 	// a boot time known only to the second.
 	now := time.Now()
 	if len(fs) == 1 {
-		m.emit(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), fs[0].rec.LogID)
+		m.emit(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), labelsOf(fs[0].rec))
 		return
 	}
 	ev := newEvent(now, lf.Flow, lf.UID, lf.HasUID, nil, sourceKernel)
 	ev.Container = short
 	if len(fs) == 0 {
-		m.emit(ev, unknownContainer)
+		m.emit(ev, seriesLabels{container: unknownContainer})
 		return
 	}
 	// Containers whose ids are alike in their first 12 characters: any of
@@ -86,7 +86,7 @@ func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
 			ev.Action = ActionUnknown
 		}
 	}
-	m.emit(ev, short)
+	m.emit(ev, seriesLabels{container: short})
 }
 
 // kernelFences returns the fences whose rules may have written a kernel log

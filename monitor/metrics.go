@@ -24,8 +24,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bypass_hook_attempts_total",
-			Help: "Attempts to get past a fence that the log rules reported (at most log.rate per rule), by container, protocol and action (refused, audited, unknown).",
-		}, []string{"container", "proto", "action"}),
+			Help: "Attempts to get past a fence that the log rules reported (at most log.rate per rule), by Kubernetes namespace, pod and container name (outside Kubernetes: the container id alone), protocol and action (refused, audited, unknown).",
+		}, []string{"namespace", "pod", "container", "proto", "action"}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bypass_hook_events_lost_total",
 			Help: "Log records lost before the monitor read them: source nflog counts socket overruns (each one or more packets), source kernel counts kernel log lines of any kind overwritten unread.",

@@ -189,16 +189,16 @@ func TestMonitorKernelLines(t *testing.T) {
 	// Lines of fences not known count under one label, whatever their
 	// prefix: a container that writes LOG rules of its own must not grow
 	// the metrics.
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(unknownContainer, "tcp", ActionUnknown)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", unknownContainer, "tcp", ActionUnknown)); n != 1 {
 		t.Errorf("attempts of unknown fences: %v, want 1", n)
 	}
 	if slices.Contains(series(t, m), "cccccccccccc") {
 		t.Errorf("a series labelled with an unknown fence's short id: %v", series(t, m))
 	}
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idA, "tcp", ActionRefused)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", idA, "tcp", ActionRefused)); n != 1 {
 		t.Errorf("attempts of A: %v", n)
 	}
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "udp", ActionAudited)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", idB, "udp", ActionAudited)); n != 1 {
 		t.Errorf("attempts of B: %v", n)
 	}
 	if n := testutil.ToFloat64(m.metrics.errors.WithLabelValues("parse")); n != 1 {
@@ -229,7 +229,7 @@ func TestMonitorKernelLines(t *testing.T) {
 	if slices.Contains(series(t, m), idA) {
 		t.Errorf("A's series is still there after Forget: %v", series(t, m))
 	}
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "udp", ActionAudited)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", idB, "udp", ActionAudited)); n != 1 {
 		t.Errorf("B's series went with A's: %v", n)
 	}
 }
@@ -354,7 +354,7 @@ func TestMonitorKeyReused(t *testing.T) {
 	if slices.Contains(series(t, m), idA) {
 		t.Errorf("A's series outlived Forget: %v", series(t, m))
 	}
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues(idB, "tcp", ActionRefused)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", idB, "tcp", ActionRefused)); n != 1 {
 		t.Errorf("B's series: %v, want 1", n)
 	}
 	if g := gauge(t, m, "bypass_hook_fenced_containers", enforce()); g != 1 {
@@ -403,7 +403,7 @@ func TestMonitorAlikeIDs(t *testing.T) {
 	if ev := evs[1]; ev.Container != other || ev.Owners != nil {
 		t.Errorf("event of a container with a prefix of its own: %+v", ev)
 	}
-	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("myapp-worker", "tcp", ActionRefused)); n != 1 {
+	if n := testutil.ToFloat64(m.metrics.attempts.WithLabelValues("", "", "myapp-worker", "tcp", ActionRefused)); n != 1 {
 		t.Errorf("attempts under the shared 12 characters: %v, want 1", n)
 	}
 

@@ -76,6 +76,11 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 	defer unlock()
 	rec, err = m.store.Load(key)
 	if err != nil || rec == nil {
+		if err == nil {
+			// The record went meanwhile (a poststop); Lock made its lock
+			// file again: leave none behind.
+			_ = m.store.Delete(key)
+		}
 		return nil, "", false
 	}
 	why, ok := m.inspect(rec)

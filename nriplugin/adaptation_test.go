@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 		os.Exit(serveRuntime(dir))
 	}
 	testnet.MaybeRunProbe()
-	os.Exit(testnet.GuardHost(m))
+	code := testnet.GuardHost(m)
+	if builtBin != "" { // shared by the tests that run it: removed after all of them
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
 }
 
 // reply is the stand-in runtime's answer to one CreateContainer request.
@@ -478,7 +482,6 @@ func buildBinary(t *testing.T) string {
 // runtime.
 func TestPluginPreRegistered(t *testing.T) {
 	bin := buildBinary(t)
-	t.Cleanup(func() { os.RemoveAll(filepath.Dir(bin)) })
 	dir := t.TempDir()
 	f := newFixture(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
 	plugins, conf := filepath.Join(dir, "plugins"), filepath.Join(dir, "conf.d")
@@ -526,4 +529,76 @@ func running(path string) bool {
 		}
 	}
 	return false
+}
+
+// Issue 10, hole 6: a plugin started with no config file (no --config, no
+// BYPASS_HOOK_CONFIG, and the default file absent) behaved as with an
+// empty config and fenced nothing. It now fails closed as with a broken
+// config: every container outside kube-system gets the hook, told the
+// default file, which refuses it while the file is missing.
+func TestPluginMissingConfigFailsClosed(t *testing.T) {
+	if _, err := os.Stat(config.DefaultPath); err == nil {
+		t.Skipf("%s exists on this machine: the test needs it absent", config.DefaultPath)
+	}
+	t.Setenv(config.EnvVar, "")
+	dir := t.TempDir()
+	rt := newRuntime(t, dir)
+	f := newFixture(t, "proxies: [198.51.100.1:3128]\n")
+	logBuf := &syncBuffer{}
+	log := logrus.New()
+	log.SetOutput(logBuf)
+	p, err := nriplugin.New(nriplugin.Options{SocketPath: rt.socket(), Binary: f.binary, Log: log})
+	if err != nil {
+		t.Fatalf("a missing default config stopped the plugin (NRI would let containers start unfenced): %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("plugin log:\n%s", logBuf)
+		}
+	})
+	rt.waitRegistered()
+	wantCreate := []string{f.binary, "--config", config.DefaultPath, "create"}
+	adj := rt.create(pod("default", nil), ctr("plain", nil, podNet, nil))
+	if got := hookArgs(adj.GetHooks().GetCreateRuntime(), f.binary); !slices.EqualFunc(got, [][]string{wantCreate}, slices.Equal) {
+		t.Errorf("with no config file a plain container got createRuntime %v, want [%v]", got, wantCreate)
+	}
+	if adj := rt.create(pod("kube-system", nil), ctr("dns", nil, podNet, nil)); len(adj.GetHooks().GetCreateRuntime()) > 0 {
+		t.Error("a kube-system container got the hook while there is no config")
+	}
+	state := `{"ociVersion":"1.0.2","id":"no-cfg","status":"creating","pid":1,"bundle":"/"}`
+	cmd := exec.Command(buildBinary(t), "--config", config.DefaultPath, "create")
+	cmd.Stdin = strings.NewReader(state)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Errorf("the injected hook with no config file: %v: %s; want exit 2", err, out)
+	}
+}
+
+// A config file deleted under a running plugin leaves the last good one in
+// force: an annotated container still gets the hook (which refuses it
+// while the file is missing), rather than nothing being selected.
+func TestPluginDeletedConfigKeepsLastGood(t *testing.T) {
+	dir := t.TempDir()
+	rt := newRuntime(t, dir)
+	f := newFixture(t, "proxies: [198.51.100.1:3128]\nselection: annotated\n")
+	log := runPlugin(t, rt.socket(), f)
+	rt.waitRegistered()
+	if err := os.Remove(f.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	on := map[string]string{config.AnnEnabled: "true"}
+	adj := rt.create(pod("default", on), ctr("app", nil, podNet, nil))
+	want := []string{f.binary, "--config", f.cfgPath, "create"}
+	if got := hookArgs(adj.GetHooks().GetCreateRuntime(), f.binary); !slices.EqualFunc(got, [][]string{want}, slices.Equal) {
+		t.Errorf("after the config was deleted an annotated container got createRuntime %v, want [%v]", got, want)
+	}
+	if !strings.Contains(log.String(), "keeps the last good one") {
+		t.Errorf("the plugin did not say it keeps the last good config:\n%s", log)
+	}
 }

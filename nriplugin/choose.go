@@ -25,6 +25,9 @@ type Choice struct {
 	Annotations map[string]string
 	// Reason says why, for the log.
 	Reason string
+	// Refused is the policy's error when the hook will refuse the
+	// container (a widening or misspelt annotation).
+	Refused error
 }
 
 // Choose decides for one container, from the config, the pod and the
@@ -49,7 +52,7 @@ func Choose(cfg *config.Config, pod *api.PodSandbox, ctr *api.Container, binary 
 	dec, err := cfg.Decide(eff)
 	switch {
 	case err != nil:
-		c.Reason = "the hook will refuse it: " + err.Error()
+		c.Reason, c.Refused = "the hook will refuse it: "+err.Error(), err
 	case !dec.Fence:
 		return Choice{Reason: dec.Reason}
 	default:

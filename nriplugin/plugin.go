@@ -16,8 +16,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -63,7 +65,10 @@ type Options struct {
 	// connection, and logs to the config's hookLog, since the runtime
 	// discards its output.
 	PreRegistered bool
-	Log           *logrus.Logger
+	// HealthAddr is where the command serves /healthz, /readyz and
+	// /metrics (ServeHealth); "" for nowhere.
+	HealthAddr string
+	Log        *logrus.Logger
 }
 
 // Flags registers the command-line flags of `bypass-hook nri` that fill o
@@ -73,6 +78,7 @@ func (o *Options) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Name, "plugin-name", DefaultName, "name to register with")
 	fs.StringVar(&o.Index, "plugin-index", DefaultIndex, "index to register with (two digits; plugins run in index order)")
 	fs.StringVar(&o.Binary, "binary", "", "hook binary to inject, as the node's runtime sees it (default: this executable)")
+	fs.StringVar(&o.HealthAddr, "health-addr", "", `serve /healthz, /readyz (200 only while registered and synchronized) and /metrics at ADDR ("" for none)`)
 }
 
 // PluginConfig is what the runtime's NRI plugin config directory may hold
@@ -105,6 +111,12 @@ type Plugin struct {
 	// config in force is the one meant (a pre-registered plugin's may come
 	// with the NRI plugin config).
 	configured bool
+
+	health *health
+	late   *late
+	// conn counts the connections to the runtime, so that the late fencing
+	// of one that has ended does not report the plugin ready.
+	conn atomic.Int64
 }
 
 // New checks the options and loads the config. A wrong flag or a hook
@@ -126,7 +138,7 @@ func New(opts Options) (*Plugin, error) {
 	if opts.Log == nil {
 		opts.Log = logrus.StandardLogger()
 	}
-	p := &Plugin{opts: opts, log: opts.Log, policy: &api.FailurePolicy{}, logFile: func() {}}
+	p := &Plugin{opts: opts, log: opts.Log, policy: &api.FailurePolicy{}, logFile: func() {}, health: newHealth(), late: newLate()}
 	if err := p.load(PluginConfig{}); err != nil {
 		return nil, err
 	}
@@ -184,10 +196,16 @@ func (p *Plugin) serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("NRI plugin: %w", err)
 	}
+	p.conn.Add(1)
 	err = s.Run(ctx)
+	p.conn.Add(1)
+	p.health.set(false, "not connected to the runtime: containers start WITHOUT the hook")
 	s.Stop()
 	return err
 }
+
+// generation names the current connection to the runtime.
+func (p *Plugin) generation() int64 { return p.conn.Load() }
 
 // Configure is the runtime's first call after registration. It carries the
 // NRI plugin config, if the runtime has one for this plugin.
@@ -218,6 +236,7 @@ func (p *Plugin) Configure(_ context.Context, conf, runtime, version string) (ap
 		p.logTo(p.cfg.HookLog)
 	}
 	p.configured = true
+	p.health.set(false, "registered with the runtime; waiting for its synchronization")
 	p.log.WithFields(logrus.Fields{
 		"runtime": runtime + " " + version, "binary": p.target.Binary, "config": p.cfg.Path,
 		"selection": p.cfg.Selection, "excludeNamespaces": p.cfg.NRI.ExcludeNamespaces,
@@ -313,18 +332,19 @@ func (p *Plugin) load(pc PluginConfig) error {
 			return err
 		}
 	}
-	cfgPath, cfg, err := install.ResolveConfig("", cfgFlag)
+	// The plugin's config file must exist, named or not: the hook's
+	// defaults with no proxies fence nothing, and a file that is missing
+	// (not written yet, or deleted) must fail closed as a broken one does.
+	// The hooks it injects are told the file for the same reason.
+	cfgPath, cfg, err := install.ResolveConfig("", config.Locate(cfgFlag).Path)
 	var cfgErr *config.Error
 	var broken error
 	switch {
 	case errors.As(err, &cfgErr) && p.neverLoaded():
 		broken = err
 		cfg = config.Default()
-		src := config.Locate(cfgFlag)
-		cfg.Path = src.Path
-		if src.Explicit {
-			cfgPath = cfg.Path
-		}
+		cfg.Path, _ = filepath.Abs(config.Locate(cfgFlag).Path)
+		cfgPath = cfg.Path
 		p.log.WithError(err).Error("NRI: the config cannot be loaded: every container outside " +
 			strings.Join(cfg.NRI.ExcludeNamespaces, ", ") + " gets the hook, which refuses it, until the config is fixed")
 	case err != nil:

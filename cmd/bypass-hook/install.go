@@ -219,7 +219,7 @@ func (f *installFlags) hooksDir(o cli.IO, dir string) int {
 	case dir == "":
 	case f.force:
 		if len(install.Readers(f.root, dir, engines)) == 0 {
-			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences only for an engine told to read it (podman --hooks-dir %s)\n", dir, dir)
+			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: no installed engine reads %s (--force): the file fences nothing until one does (an engine installed later with it as its hooks_dir, or podman --hooks-dir %s)\n", dir, dir)
 		}
 	default:
 		if _, err := install.CheckHooksDir(f.root, dir, engines); err != nil {
@@ -326,14 +326,19 @@ func (f *installFlags) configCopy(o cli.IO, dest string) int {
 	}
 	if err := install.CopyConfig(src.Path, dest); err != nil {
 		var cfgErr *config.Error
-		if _, lerr := (config.Source{Path: dest, Explicit: true}).Load(); errors.As(err, &cfgErr) && lerr == nil {
-			// A typo in the ConfigMap must not keep the plugin from
-			// starting (NRI would then let containers start unfenced):
-			// the node keeps the config it had.
-			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dest)
-			return 0
+		if !errors.As(err, &cfgErr) {
+			return fail(o, "config", err)
 		}
-		return fail(o, "config", err)
+		// A typo in the ConfigMap must not keep the plugin from starting
+		// (NRI would then let containers start unfenced): the node keeps
+		// the config it had, which the plugin keeps using; with none (or a
+		// broken one), the plugin fails closed.
+		if _, lerr := (config.Source{Path: dest, Explicit: true}).Load(); lerr == nil {
+			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dest)
+		} else {
+			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nthe node has no good config at %s: the NRI plugin gives every container outside the excluded namespaces a hook that REFUSES it until the config is fixed; fix it and roll out again\n", err, dest)
+		}
+		return 0
 	}
 	fmt.Fprintf(o.Stdout, "wrote %s\n", dest)
 	return 0

@@ -250,8 +250,13 @@ func TestInstallConfigKeepsLastGood(t *testing.T) {
 	os.WriteFile(good, []byte("proxies: ['198.51.100.1:3128']\n"), 0o644)
 	os.WriteFile(bad, []byte("proxies: [nonsense]\n"), 0o644)
 
-	if code, _, errb := runCLI(t, "", "--config", bad, "install", "config", dst); code != 2 || !strings.Contains(errb, "proxies[0]") {
-		t.Errorf("a bad config and no config on the node: exit %d, %s; want 2", code, errb)
+	// With no config on the node the plugin fails closed (issue 10, hole 6);
+	// failing here would keep it from starting, and NRI would fail open.
+	if code, _, errb := runCLI(t, "", "--config", bad, "install", "config", dst); code != 0 || !strings.Contains(errb, "proxies[0]") || !strings.Contains(errb, "REFUSES") {
+		t.Errorf("a bad config and no config on the node: exit %d, %s; want 0, the error and what the plugin does", code, errb)
+	}
+	if _, err := os.Stat(dst); !os.IsNotExist(err) {
+		t.Errorf("a bad config was written to the node: %v", err)
 	}
 	if code, _, errb := runCLI(t, "", "--config", good, "install", "config", dst); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb)

@@ -87,6 +87,14 @@ func runNRI(g *globals, o nriplugin.Options, lf logging.Flags, io cli.IO) int {
 	defer p.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	if o.HealthAddr != "" {
+		addr, err := p.ServeHealth(ctx, o.HealthAddr)
+		if err != nil {
+			fmt.Fprintf(io.Stderr, "bypass-hook nri: %v\n", err)
+			return cli.ExitUsage
+		}
+		log.WithField("addr", addr.String()).Info("NRI: serving /healthz, /readyz and /metrics")
+	}
 	if err := p.Run(ctx); err != nil {
 		log.WithError(err).Error("NRI plugin stopped")
 		return 1

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"slices"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
@@ -14,14 +15,18 @@ import (
 
 func statusCommand(g *globals) *cli.Command {
 	var asJSON, summary bool
+	var namespace, pod string
 	return &cli.Command{
 		Name:    "status",
 		Summary: "show the rules and packet counters of fenced containers",
-		Args:    "[CONTAINER]",
+		Args:    "[--namespace NS] [--pod NAME] [CONTAINER]",
 		Help: `Lists every fence recorded in the config's stateDir, or the one of CONTAINER
 (an id or a unique prefix of one, or a podman container or pod name), with its
 rules and the packets each matched; marks fences that are not whole and owners
-whose process is gone.
+whose process is gone. Owners are named by their Kubernetes pod where the
+runtime gave it; --namespace and --pod keep those pods' fences. Selected
+containers that the NRI plugin found running unfenced and could not fence are
+listed under NOT FENCED (and make the exit 1).
 Reads: the config, the state directory, the rules in each fenced namespace.
 Writes: the report on stdout; changes nothing.
 Exit: 0 every fence asked for was read and is whole, 1 one was not found, not
@@ -35,6 +40,8 @@ Examples:
 			g.configFlag(fs)
 			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of fences with their rules and counters")
 			fs.BoolVar(&summary, "summary", false, "one line per fence instead of its rules")
+			fs.StringVar(&namespace, "namespace", "", "only the fences of pods in this Kubernetes namespace")
+			fs.StringVar(&pod, "pod", "", "only the fences of the pods of this name")
 		},
 		Run: func(o cli.IO, args []string) int {
 			if len(args) > 1 {
@@ -60,6 +67,17 @@ Examples:
 				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
 				return 1
 			}
+			fences = status.Filter(fences, namespace, pod)
+			unfenced, uerr := store.Unfenced()
+			if uerr != nil {
+				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", uerr)
+			}
+			if id != "" {
+				unfenced = nil // one fence was asked for
+			}
+			unfenced = slices.DeleteFunc(unfenced, func(u records.Unfenced) bool {
+				return (namespace != "" && u.Namespace != namespace) || (pod != "" && u.Pod != pod)
+			})
 			switch {
 			case asJSON:
 				enc := json.NewEncoder(o.Stdout)
@@ -70,6 +88,9 @@ Examples:
 			default:
 				err = status.WriteDetails(o.Stdout, fences)
 			}
+			if err == nil && !asJSON {
+				err = status.WriteUnfenced(o.Stdout, unfenced)
+			}
 			if err != nil {
 				fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
 				return 1
@@ -78,6 +99,9 @@ Examples:
 				fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
 			}
 			code := 0
+			if len(unfenced) > 0 {
+				code = 1 // a selected container runs without the fence
+			}
 			for _, f := range fences {
 				if f.Error != "" {
 					fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)

@@ -63,6 +63,9 @@ type PodConfig struct {
 	Annotations map[string]string // pod annotations (bypass-hook.io/...)
 	Labels      map[string]string
 	HostNetwork bool // share the node's network namespace (NamespaceMode NODE)
+	HostPID     bool // share the node's pid namespace (hostPID)
+	// Privileged: a container of the pod is privileged (the kubelet then makes the sandbox so).
+	Privileged bool
 }
 
 // ContainerConfig is what StartContainer puts into crictl's container config.
@@ -130,7 +133,8 @@ func (e *Env) RunPod(c PodConfig) (*Pod, error) {
 		"linux": map[string]any{
 			"cgroup_parent": e.CgroupParent,
 			"security_context": map[string]any{
-				"namespace_options": map[string]any{"network": netMode},
+				"namespace_options": map[string]any{"network": netMode, "pid": pidMode(c.HostPID)},
+				"privileged":        c.Privileged,
 			},
 		},
 	}
@@ -463,4 +467,12 @@ func (e *Env) PodIDs() ([]string, error) {
 func (e *Env) ContainerIDs() ([]string, error) {
 	out, err := e.Crictl("ps", "-a", "-q")
 	return strings.Fields(out), err
+}
+
+// pidMode is CRI's NamespaceMode of a pod's pid namespace: POD (0), or NODE (2) for hostPID.
+func pidMode(host bool) int {
+	if host {
+		return 2
+	}
+	return 0
 }

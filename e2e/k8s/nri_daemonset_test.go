@@ -2,9 +2,11 @@ package k8s
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -56,9 +58,13 @@ func TestNRIDaemonSet(t *testing.T) {
 		volumes[v.Name] = v
 		if v.HostPath != nil {
 			hostPaths = append(hostPaths, v.HostPath.Path)
-			// DirectoryOrCreate, as the kubelet does.
-			if err := os.MkdirAll(nodePath(v.HostPath.Path), 0o755); err != nil {
-				t.Fatal(err)
+			// Type Directory: a directory every node has (/run). DirectoryOrCreate ones the
+			// kubelet makes as a container that mounts them starts (toCRI), after the init
+			// steps before it.
+			if v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathDirectory {
+				if err := os.MkdirAll(nodePath(v.HostPath.Path), 0o755); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -111,6 +117,9 @@ func TestNRIDaemonSet(t *testing.T) {
 					t.Fatalf("%s mounts node %s at %s: the hook runs on the node, so mount it at the node's path", c.Name, v.HostPath.Path, m.MountPath)
 				}
 				p := nodePath(v.HostPath.Path)
+				if err := os.MkdirAll(p, 0o755); err != nil { // DirectoryOrCreate, as the kubelet does
+					t.Fatal(err)
+				}
 				cc.Mounts = append(cc.Mounts, Mount{HostPath: p, ContainerPath: p, ReadOnly: m.ReadOnly})
 			case v.ConfigMap != nil:
 				cc.Mounts = append(cc.Mounts, Mount{HostPath: cmDir, ContainerPath: m.MountPath, ReadOnly: true})
@@ -130,15 +139,15 @@ func TestNRIDaemonSet(t *testing.T) {
 					cc.AddCaps = append(cc.AddCaps, string(c))
 				}
 			}
-			if sc.Privileged != nil && *sc.Privileged {
-				t.Fatalf("%s is privileged", c.Name)
-			}
+			cc.Privileged = sc.Privileged != nil && *sc.Privileged
 		}
 		return cc
 	}
 
 	pod, err := e.RunPod(PodConfig{Name: ds.Name + "-node1", Namespace: ds.Namespace, Labels: ds.Spec.Template.Labels,
-		HostNetwork: spec.HostNetwork})
+		HostNetwork: spec.HostNetwork, HostPID: spec.HostPID, Privileged: slices.ContainsFunc(spec.Containers, func(c corev1.Container) bool {
+			return c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
+		})})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +192,9 @@ func TestNRIDaemonSet(t *testing.T) {
 	status := procStatus(cs.Pid)
 	t.Logf("plugin container: %s %s; its process: CapEff %s, NoNewPrivs %s", strings.Join(plugin.Command, " "),
 		strings.Join(plugin.Args, " "), status["CapEff"], status["NoNewPrivs"])
-	if status["CapEff"] != "0000000000000000" {
-		t.Errorf("the plugin runs with capabilities %s, want none (the manifest drops ALL)", status["CapEff"])
+	// Late fencing opens containers' /proc/PID/ns/net: the plugin sees the node's pids.
+	if self, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", cs.Pid)); err != nil || self != mustReadlink(t, "/proc/self/ns/pid") {
+		t.Errorf("the plugin's pid namespace %s (%v) is not the node's: the manifest sets hostPID", self, err)
 	}
 	// The hook the plugin injects is the one install-binary put on the node.
 	binary := argAfter(plugin.Args, "--binary")
@@ -276,4 +286,13 @@ func procStatus(pid int) map[string]string {
 		}
 	}
 	return m
+}
+
+func mustReadlink(t *testing.T, p string) string {
+	t.Helper()
+	s, err := os.Readlink(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
@@ -59,6 +61,9 @@ type Owner struct {
 	// StaleSince is when a prune first saw the owner's process gone; a
 	// fence whose owners are all stale goes a grace period after that.
 	StaleSince time.Time `json:"staleSince,omitzero"`
+	// Identity names the container's pod where the runtime said (its
+	// fields sit beside the id in the JSON).
+	oci.Identity
 }
 
 // Is reports whether o is the container with this id and bundle.
@@ -350,4 +355,66 @@ func (s *Store) namespaceLives(k string) bool {
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)
 	return ok
+}
+
+// Unfenced is a running container that the config selects and that the
+// NRI plugin found without a fence and could not fence (it started while
+// no plugin was connected): `status` shows it.
+type Unfenced struct {
+	ID  string `json:"id"`
+	Pid int    `json:"pid,omitempty"`
+	oci.Identity
+	Reason string    `json:"reason"`
+	Seen   time.Time `json:"seen"`
+}
+
+// unfencedFile holds the NRI plugin's list of unfenced containers. Its
+// name is no record's, so the record listings pass it by.
+const unfencedFile = "unfenced.json"
+
+// SaveUnfenced replaces the list of unfenced containers; an empty list
+// removes the file.
+func (s *Store) SaveUnfenced(list []Unfenced) error {
+	final := filepath.Join(s.Dir, unfencedFile)
+	if len(list) == 0 {
+		if err := os.Remove(final); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	data, err := json.Marshal(list)
+	if err != nil {
+		return err
+	}
+	tmp := final + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("writing %s: %w", final, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("writing %s: %w", final, err)
+	}
+	return nil
+}
+
+// Unfenced returns the NRI plugin's list of unfenced containers whose
+// process still runs (the plugin may have gone before they stopped).
+func (s *Store) Unfenced() ([]Unfenced, error) {
+	data, err := os.ReadFile(filepath.Join(s.Dir, unfencedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var list []Unfenced
+	if err := json.Unmarshal(data, &list); err != nil {
+		return nil, fmt.Errorf("%s is corrupt: %w", filepath.Join(s.Dir, unfencedFile), err)
+	}
+	return slices.DeleteFunc(list, func(u Unfenced) bool {
+		if u.Pid <= 0 {
+			return false
+		}
+		_, err := os.Stat("/proc/" + strconv.Itoa(u.Pid))
+		return err != nil
+	}), nil
 }

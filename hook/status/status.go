@@ -252,7 +252,7 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTAINER\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tWHOLE\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
+	fmt.Fprintln(tw, "CONTAINER\tPOD\tNETNS\tMODE\tBACKEND\tLOG\tOWNERS\tWHOLE\tATTEMPTS\tTCP\tUDP\tOTHER\tLOGGED")
 	for _, f := range fences {
 		verb, tcp, udp, other, logged := "-", "-", "-", "-", "-"
 		if f.Totals != nil {
@@ -267,7 +267,7 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		if n := stale(f); n > 0 {
 			owners += fmt.Sprintf(" (%d stale)", n)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), f.Netns, f.Mode, f.Backend,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", rules.ShortID(f.Container), podOf(f), f.Netns, f.Mode, f.Backend,
 			logTarget(f), owners, whole, verb, tcp, udp, other, logged)
 	}
 	return tw.Flush()
@@ -313,7 +313,11 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			if o.Stale {
 				stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
 			}
-			fmt.Fprintf(tw, "%s\t%s (pid %d, since %s%s)\n", label, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
+			pod := ""
+			if !o.Identity.IsZero() {
+				pod = o.Identity.Name(o.ID) + " "
+			}
+			fmt.Fprintf(tw, "%s\t%s%s (pid %d, since %s%s)\n", label, pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
 		}
 		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
 		if f.Whole != nil {
@@ -382,6 +386,48 @@ func logDescription(f FenceStatus) string {
 }
 
 func num(n uint64) string { return fmt.Sprintf("%d", n) }
+
+// Filter keeps the fences that a container of the pod owns: of namespace
+// (any when "") and pod (any when "").
+func Filter(fences []FenceStatus, namespace, pod string) []FenceStatus {
+	if namespace == "" && pod == "" {
+		return fences
+	}
+	var out []FenceStatus
+	for _, f := range fences {
+		if slices.ContainsFunc(f.Owners, func(o OwnerStatus) bool {
+			return (namespace == "" || o.Namespace == namespace) && (pod == "" || o.Pod == pod)
+		}) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// podOf names the pod of a fence's owners, "-" outside Kubernetes.
+func podOf(f FenceStatus) string {
+	for _, o := range f.Owners {
+		if o.Pod != "" {
+			return o.Namespace + "/" + o.Pod
+		}
+	}
+	return "-"
+}
+
+// WriteUnfenced lists the selected containers that run without a fence, as
+// the NRI plugin last saw them.
+func WriteUnfenced(w io.Writer, list []records.Unfenced) error {
+	if len(list) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nNOT FENCED: %d selected container(s) run WITHOUT the fence (they started while the NRI plugin was away, and it could not fence them):\n", len(list))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  CONTAINER\tNAME\tPID\tSEEN\tREASON")
+	for _, u := range list {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\n", rules.ShortID(u.ID), u.Identity.Name("-"), u.Pid, u.Seen.UTC().Format(time.RFC3339), u.Reason)
+	}
+	return tw.Flush()
+}
 
 // ruleText is a rule as its backend installed it: the iptables backend
 // lets what the fence accepts go on with RETURN, to whatever else the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -204,6 +206,44 @@ func TestStatusAudit(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(summary.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "  6 ") {
 		t.Errorf("summary:\n%s", summary.String())
+	}
+}
+
+func TestFilter(t *testing.T) {
+	owner := func(id, ns, pod string) OwnerStatus {
+		return OwnerStatus{Owner: records.Owner{ID: id, Identity: oci.Identity{Namespace: ns, Pod: pod, Container: "app"}}}
+	}
+	fences := []FenceStatus{
+		{Container: "a", Owners: []OwnerStatus{owner("a", "team-a", "web")}},
+		{Container: "b", Owners: []OwnerStatus{owner("b", "team-b", "web"), owner("b2", "team-b", "web")}},
+		{Container: "c", Owners: []OwnerStatus{{Owner: records.Owner{ID: "c"}}}},
+	}
+	for _, tc := range []struct {
+		ns, pod string
+		want    []string
+	}{
+		{"", "", []string{"a", "b", "c"}},
+		{"team-a", "", []string{"a"}},
+		{"", "web", []string{"a", "b"}},
+		{"team-b", "web", []string{"b"}},
+		{"team-a", "db", nil},
+	} {
+		var got []string
+		for _, f := range Filter(fences, tc.ns, tc.pod) {
+			got = append(got, f.Container)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Filter(%q, %q) = %v, want %v", tc.ns, tc.pod, got, tc.want)
+		}
+	}
+	var b strings.Builder
+	if err := WriteSummary(&b, fences[:1]); err != nil || !strings.Contains(b.String(), "team-a/web") {
+		t.Errorf("summary does not name the pod: %v\n%s", err, b.String())
+	}
+	b.Reset()
+	if err := WriteUnfenced(&b, []records.Unfenced{{ID: "d", Pid: 7, Identity: oci.Identity{Namespace: "n", Pod: "p", Container: "c"}, Reason: "it is on the host network"}}); err != nil ||
+		!strings.Contains(b.String(), "NOT FENCED") || !strings.Contains(b.String(), "n/p/c") || !strings.Contains(b.String(), "host network") {
+		t.Errorf("unfenced list: %v\n%s", err, b.String())
 	}
 }
 

@@ -40,8 +40,13 @@ apply_sysctl() {
 register() {
 	# BYPASS_HOOK_CONFIG of whoever runs the package manager is not the
 	# system's config.
-	if ! env -u BYPASS_HOOK_CONFIG "$BIN" install hooks-dir /usr/share/containers/oci/hooks.d; then
-		echo "bypass-hook: WARNING: the podman/CRI-O registration was not written: fix the config (bypass-hook config validate /etc/bypass-hook/config.yaml), then: bypass-hook install hooks-dir /usr/share/containers/oci/hooks.d" >&2
+	# hooks.d where the installed podman and CRI-O read it (their hooks_dir,
+	# else their default); with neither installed yet, in their default
+	# directory, where one installed later finds it.
+	if env -u BYPASS_HOOK_CONFIG "$BIN" install hooks-dir 2>/dev/null; then
+		:
+	elif ! env -u BYPASS_HOOK_CONFIG "$BIN" install hooks-dir /usr/share/containers/oci/hooks.d --force; then
+		echo "bypass-hook: WARNING: the podman/CRI-O registration was not written: fix the config (bypass-hook config validate /etc/bypass-hook/config.yaml), then: bypass-hook install hooks-dir" >&2
 	fi
 	# The CDI device (Docker 25+, podman, containerd, CRI-O) in /etc/cdi, not
 	# /var/run/cdi: that one is gone at the next boot.

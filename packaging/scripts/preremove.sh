@@ -17,6 +17,8 @@ remove | 0)
 	fi
 	# The registrations go before the binary: a runtime would otherwise fail
 	# every container on a hook it cannot find.
+	# hooks.d files go from wherever the engines read them (only ours).
+	/usr/bin/bypass-hook install hooks-dir --remove >/dev/null 2>&1 || true
 	rm -f /usr/share/containers/oci/hooks.d/bypass-hook.json /etc/cdi/bypass-hook.io-fence.json
 	;;
 esac

@@ -1,0 +1,181 @@
+package nriplugin
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/sirupsen/logrus"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/oci"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+)
+
+// late keeps the containers the plugin fenced late, whose poststop stage
+// is the plugin's to run, and those it could not fence.
+type late struct {
+	mu       sync.Mutex
+	owned    map[string]string // container id → bundle, as recorded
+	pending  map[string]bool   // in the pass under way
+	stopped  map[string]bool   // stopped while pending
+	unfenced map[string]records.Unfenced
+}
+
+func newLate() *late {
+	return &late{owned: map[string]string{}, pending: map[string]bool{}, stopped: map[string]bool{}, unfenced: map[string]records.Unfenced{}}
+}
+
+// Synchronize is the runtime's account of its pods and containers, right
+// after registration. The plugin fences the containers that started
+// without the hook in the background: the runtime holds every container's
+// creation while it waits for this answer, within its request timeout.
+func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	cfg, target, broken := p.current()
+	items := selectLate(cfg, broken, pods, ctrs, target.Binary)
+	gen := p.generation()
+	p.late.mu.Lock()
+	// The runtime's account is whole: what was unfenced and is not in it
+	// any more has stopped.
+	clear(p.late.unfenced)
+	for _, it := range items {
+		p.late.pending[it.Ctr.GetId()] = true
+	}
+	p.late.mu.Unlock()
+	p.health.set(false, "synchronized; fencing the containers that started without the hook")
+	go func() {
+		p.fenceLate(cfg, items)
+		if p.generation() == gen {
+			p.health.set(true, "")
+		}
+	}()
+	return nil, nil
+}
+
+// fenceLate fences each container of a synchronization, or reports why it
+// cannot.
+func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
+	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
+	began := time.Now()
+	fenced := 0
+	for _, it := range items {
+		id := it.Ctr.GetId()
+		entry := p.log.WithFields(logrus.Fields{"pod": podName(it.Pod), "container": it.Ctr.GetName(), "id": id})
+		var st *specs.State
+		why := it.Cannot
+		if why == "" {
+			st = lateState(it)
+			t0 := time.Now()
+			res, err := h.Create(st)
+			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
+			switch {
+			case err != nil:
+				why = err.Error()
+			case res.Action == "fenced":
+				fenced++
+				p.health.lateFenced.Inc()
+				entry.WithField("rules", res.Rules).Warn("NRI: late-fenced a container that started while the plugin was away; connections it opened before now keep flowing until they close")
+			default:
+				entry.Info("NRI: a container that started without the hook is in a fence already")
+			}
+		}
+		if why != "" {
+			p.health.lateFailed.Inc()
+			entry.WithField("reason", why).Error("NRI: a selected container runs WITHOUT the fence and cannot be fenced")
+		}
+		p.lateDone(it, st, why)
+	}
+	p.saveUnfenced(cfg)
+	if len(items) > 0 {
+		p.log.WithFields(logrus.Fields{"fenced": fenced, "seen": len(items), "duration_ms": float64(time.Since(began).Microseconds()) / 1000}).
+			Info("NRI: late fencing done")
+	}
+}
+
+// lateDone ends one container's late fencing: its poststop is now the
+// plugin's, and runs at once if the container stopped meanwhile.
+func (p *Plugin) lateDone(it lateItem, st *specs.State, why string) {
+	id := it.Ctr.GetId()
+	p.late.mu.Lock()
+	delete(p.late.pending, id)
+	stopped := p.late.stopped[id]
+	delete(p.late.stopped, id)
+	switch {
+	case stopped:
+	case why != "":
+		p.late.unfenced[id] = records.Unfenced{ID: id, Pid: int(it.Ctr.GetPid()), Identity: oci.IdentityOf(it.Ctr.GetAnnotations()), Reason: why, Seen: time.Now().UTC()}
+	case st != nil:
+		p.late.owned[id] = st.Bundle
+	}
+	p.late.mu.Unlock()
+	if stopped && st != nil && why == "" {
+		p.poststop(id, st.Bundle)
+	}
+}
+
+// StopContainer runs the poststop stage for a container the plugin fenced
+// late: NRI cannot give a running container a poststop hook.
+func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, ctr *api.Container) ([]*api.ContainerUpdate, error) {
+	id := ctr.GetId()
+	p.late.mu.Lock()
+	if p.late.pending[id] {
+		p.late.stopped[id] = true
+		p.late.mu.Unlock()
+		return nil, nil
+	}
+	bundle, owned := p.late.owned[id]
+	delete(p.late.owned, id)
+	_, wasUnfenced := p.late.unfenced[id]
+	delete(p.late.unfenced, id)
+	p.late.mu.Unlock()
+	if owned {
+		p.poststop(id, bundle)
+	}
+	if wasUnfenced {
+		cfg, _, _ := p.current()
+		p.saveUnfenced(cfg)
+	}
+	return nil, nil
+}
+
+// poststop runs the hook's poststop stage for container id.
+func (p *Plugin) poststop(id, bundle string) {
+	cfg, _, _ := p.current()
+	h := hook.New(cfg, p.log.WithField("stage", "late-poststop"))
+	res, err := h.Poststop(&specs.State{Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: bundle})
+	entry := p.log.WithFields(logrus.Fields{"id": id, "netns": res.Netns, "action": res.Action})
+	if err != nil {
+		entry.WithError(err).Error("NRI: the poststop stage of a container fenced late failed")
+		return
+	}
+	entry.Info("NRI: ran the poststop stage of a container fenced late")
+}
+
+// saveUnfenced writes the containers that run without a fence where
+// `status` shows them.
+func (p *Plugin) saveUnfenced(cfg *config.Config) {
+	p.late.mu.Lock()
+	list := make([]records.Unfenced, 0, len(p.late.unfenced))
+	for _, u := range p.late.unfenced {
+		list = append(list, u)
+	}
+	p.late.mu.Unlock()
+	p.health.unfenced.Set(float64(len(list)))
+	store, err := records.Open(cfg.StateDir)
+	if err == nil {
+		err = store.SaveUnfenced(list)
+	}
+	if err != nil {
+		p.log.WithError(err).Warn("NRI: cannot write the list of unfenced containers for status")
+	}
+}
+
+func podName(pod *api.PodSandbox) string {
+	if pod.GetName() == "" {
+		return ""
+	}
+	return pod.GetNamespace() + "/" + pod.GetName()
+}
