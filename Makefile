@@ -5,8 +5,11 @@ GO      ?= go
 PREFIX  ?= /usr/local
 DESTDIR ?=
 BIN     := bin/bypass-hook
+# The hook that runtimes run for every container: the stages alone, so that
+# a container's start pays for little more than a Go program's start.
+HOOKBIN := bin/bypass-hook-oci
 # Every binary `make build` makes; `make package` ships each of them.
-BINS    := $(BIN)
+BINS    := $(BIN) $(HOOKBIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -14,8 +17,13 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 build: $(BINS)
 
-$(BIN): $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+
+$(BIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook
+
+$(HOOKBIN): $(SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-oci
 
 vet:
 	$(GO) vet ./...
@@ -23,7 +31,7 @@ vet:
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
@@ -62,16 +70,17 @@ demo: build
 clean:
 	rm -rf bin build dist
 
-# Whole-process timings of `bypass-hook create` per backend against the
-# per-rule way (a binary built with -tags perrule), bursts of parallel
-# creates, peak RSS. Needs root; see docs/bench.md. BENCHFLAGS passes flags,
-# e.g. BENCHFLAGS='-n 100'.
+# Whole-process timings of the hook's create and poststop per backend against
+# the per-rule way (a binary built with -tags perrule) and a minimal static Go
+# binary (built by the bench), bursts of parallel creates, peak RSS, and the
+# hook binary's package initialisation. Needs root; see docs/bench.md.
+# BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: build
-	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook
-	$(GO) run ./bench -hook $(BIN) -perrule bin/bypass-hook-perrule $(BENCHFLAGS)
+bench: $(HOOKBIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
+	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
 
-# `make install`: the binary, an example config (never over an existing one), the
+# `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
 # selection), the CDI spec for Docker and every CDI runtime, and the sysctl.d file
 # for nf_log_all_netns. Honours DESTDIR and PREFIX.
@@ -88,6 +97,7 @@ HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/byp
 .PHONY: install
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook
+	install -D -m 0755 $(HOOKBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-oci
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml" ]; then \
 		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	else \
@@ -103,9 +113,9 @@ install: build
 			echo "WARNING: could not apply net.netfilter.nf_log_all_netns=1: LOG lines of containers are dropped until it is (log.target: nflog needs it not)"; \
 	fi
 	env -u BYPASS_HOOK_CONFIG $(BIN) install hooks-dir $(HOOKSDIR) --root "$(DESTDIR)" \
-		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
+		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
-		--binary $(PREFIX)/bin/bypass-hook $(HOOK_CONFIG_FLAG)
+		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root
 # also the runc end to end per log target, backend and mode, the churn of

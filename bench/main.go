@@ -1,14 +1,19 @@
-// Command bench times whole runs of the bypass-hook binary, as a runtime
-// runs it: `bypass-hook create` with an OCI state on stdin for a process in
-// a fresh network namespace, then `poststop`. It compares the iptables
-// backend (one iptables-restore batch per family), the nftables backend
-// (one netlink transaction) and the per-rule way (a binary built with
-// -tags perrule: one go-iptables AppendUnique per rule), on the same
-// namespaces in one run, then runs bursts of parallel creates. It needs
-// root; `make bench` builds both binaries and runs it.
+// Command bench times whole runs of the hook binary, as a runtime runs it:
+// `create` with an OCI state on stdin for a process in a fresh network
+// namespace, then `poststop`. It compares the iptables backend (one
+// iptables-restore batch per family), the nftables backend (one netlink
+// transaction) and the per-rule way (a binary built with -tags perrule: one
+// go-iptables AppendUnique per rule), on the same namespaces in one run,
+// then runs bursts of parallel creates. Every figure is also given as a
+// ratio to a minimal static Go binary (a hello world), which the bench
+// builds and times in the same run, interleaved with the hooks, so the
+// ratios hold whatever else the machine is doing. It needs root; `make
+// bench` builds the binaries and runs it.
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"flag"
@@ -20,6 +25,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -34,6 +40,14 @@ dns: [198.51.100.53]
 allowUids: [1337]
 `
 
+// minimalSource is the yardstick: what any Go program pays to start.
+const minimalSource = `package main
+
+import "fmt"
+
+func main() { fmt.Println("hello, world") }
+`
+
 // variant is one way to fence: a binary and a backend.
 type variant struct {
 	name    string
@@ -44,7 +58,7 @@ type variant struct {
 	log     string // hook log
 }
 
-// run is one hook process: how long it took, its peak RSS and its exit.
+// run is one process: how long it took, its CPU time and peak RSS.
 type run struct {
 	dur    time.Duration
 	cpu    time.Duration // user + system
@@ -62,9 +76,10 @@ type burst struct {
 }
 
 func main() {
-	hookBin := flag.String("hook", "bin/bypass-hook", "the production binary")
-	perruleBin := flag.String("perrule", "bin/bypass-hook-perrule", "the binary built with -tags perrule")
-	n := flag.Int("n", 40, "create+poststop rounds per variant")
+	hookBin := flag.String("hook", "bin/bypass-hook-oci", "the hook binary that runtimes run")
+	perruleBin := flag.String("perrule", "bin/bypass-hook-perrule", "the hook binary built with -tags perrule")
+	goTool := flag.String("go", "go", "the go command, to build the minimal binary")
+	n := flag.Int("n", 40, "rounds: in each, every variant's create+poststop and every floor, in rotating order")
 	pool := flag.Int("namespaces", 10, "namespaces the rounds cycle through")
 	burstSize := flag.Int("burst", 50, "parallel creates in a burst, each in a namespace of its own")
 	bursts := flag.Int("bursts", 3, "bursts per variant")
@@ -77,13 +92,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: needs root (it makes network namespaces and fences them)")
 		os.Exit(2)
 	}
-	if err := bench(*hookBin, *perruleBin, *n, *pool, *burstSize, *bursts); err != nil {
+	if err := bench(*hookBin, *perruleBin, *goTool, *n, *pool, *burstSize, *bursts); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error {
+func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts int) error {
 	for _, b := range []string{hookBin, perruleBin} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%v (run `make bench`, which builds both binaries)", err)
@@ -96,6 +111,10 @@ func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error
 	defer os.RemoveAll(dir)
 	hookBin, _ = filepath.Abs(hookBin)
 	perruleBin, _ = filepath.Abs(perruleBin)
+	minimalBin, err := buildMinimal(goTool, dir)
+	if err != nil {
+		return err
+	}
 
 	variants := []*variant{
 		{name: "per-rule", bin: perruleBin, backend: "iptables"},
@@ -118,6 +137,11 @@ func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"ociVersion":"1.0.2","process":{"capabilities":{}}}`), 0o600); err != nil {
 		return err
 	}
+	unselected := &variant{name: "unselected", bin: hookBin, cfg: filepath.Join(dir, "unselected.yaml")}
+	y := fmt.Sprintf("%sselection: annotated\nstateDir: %s\nhookLog: %s\n", policyYAML, filepath.Join(dir, "state-unselected"), filepath.Join(dir, "unselected.log"))
+	if err := os.WriteFile(unselected.cfg, []byte(y), 0o600); err != nil {
+		return err
+	}
 
 	nss, stop, err := startNamespaces(max(poolSize, burstSize))
 	defer stop()
@@ -129,18 +153,33 @@ func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error
 	for _, v := range variants {
 		results[v.name] = &result{}
 	}
-	// Floors: a process that only starts, and a create that reads its
-	// config and state and decides not to fence.
-	floors, err := measureFloors(hookBin, dir, bundle, nss[0], n)
-	if err != nil {
-		return err
+	// The floors: the minimal binary, the hook binary only starting
+	// (`version`), and a create that reads its config and state and decides
+	// not to fence.
+	floors := []*floor{
+		{name: "minimal Go binary (hello world)", argv: []string{minimalBin}},
+		{name: "process start (`version`)", argv: []string{hookBin, "version"}},
+		{name: "create, not selected"},
 	}
 
-	// One untimed round warms the page cache for every binary and tool.
-	for round := -1; round < n; round++ {
-		ns := nss[max(round, 0)%poolSize]
-		for k := range variants {
-			v := variants[(k+max(round, 0))%len(variants)] // rotate, so no variant always goes first
+	// Each round runs every step once, starting at a different one, so that
+	// no step always goes first; the minimal binary is timed among the hooks
+	// and sees the same load. One untimed round warms the page cache.
+	type step func(round int) error
+	steps := []step{
+		func(round int) error { return floors[0].time(round) },
+		func(round int) error { return floors[1].time(round) },
+		func(round int) error {
+			u, err := hookRun(unselected, "create", state(fmt.Sprintf("floor-%d", round), nss[0].pid, bundle))
+			if err == nil && round >= 0 {
+				floors[2].runs = append(floors[2].runs, u)
+			}
+			return err
+		},
+	}
+	for _, v := range variants {
+		steps = append(steps, func(round int) error {
+			ns := nss[max(round, 0)%poolSize]
 			st := state(fmt.Sprintf("bench-%s-%d", v.name, round), ns.pid, bundle)
 			c, err := hookRun(v, "create", st)
 			if err != nil {
@@ -154,10 +193,24 @@ func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error
 				results[v.name].create = append(results[v.name].create, c)
 				results[v.name].poststop = append(results[v.name].poststop, p)
 			}
+			return nil
+		})
+	}
+	for round := -1; round < n; round++ {
+		for k := range steps {
+			if err := steps[(k+max(round, 0))%len(steps)](round); err != nil {
+				return err
+			}
 		}
 	}
 
+	var minimalBursts []burst
 	for i := 0; i < bursts; i++ {
+		b, err := minimalBurst(minimalBin, burstSize)
+		if err != nil {
+			return err
+		}
+		minimalBursts = append(minimalBursts, b)
 		for k := range variants {
 			v := variants[(k+i)%len(variants)]
 			b, err := runBurst(v, nss[:burstSize], bundle, i)
@@ -168,8 +221,44 @@ func bench(hookBin, perruleBin string, n, poolSize, burstSize, bursts int) error
 		}
 	}
 
-	report(os.Stdout, variants, results, floors, n, burstSize, hookBin)
+	trace, err := initTrace(hookBin, "version")
+	if err != nil {
+		return err
+	}
+	minTrace, err := initTrace(minimalBin)
+	if err != nil {
+		return err
+	}
+	r := &report{
+		variants: variants, results: results, floors: floors, minimalBursts: minimalBursts,
+		n: n, burstSize: burstSize, hookBin: hookBin, minimalBin: minimalBin,
+		trace: trace, minimalTrace: minTrace,
+	}
+	r.print(os.Stdout)
 	return nil
+}
+
+// buildMinimal builds a hello world as the project builds its binaries:
+// static (CGO_ENABLED=0), stripped (-s -w), -trimpath.
+func buildMinimal(goTool, dir string) (string, error) {
+	src := filepath.Join(dir, "minimal")
+	if err := os.Mkdir(src, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module minimal\n\ngo 1.21\n"), 0o600); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(minimalSource), 0o600); err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "minimal-go")
+	cmd := exec.Command(goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOTOOLCHAIN=local", "GOWORK=off")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the minimal Go binary with %s: %v: %s", goTool, err, bytes.TrimSpace(msg))
+	}
+	return out, nil
 }
 
 // ns is a process sleeping in a network namespace of its own, as a
@@ -289,6 +378,35 @@ func runBurst(v *variant, nss []ns, bundle string, i int) (burst, error) {
 	return b, nil
 }
 
+// minimalBurst starts count minimal binaries at once: what a burst of that
+// many processes costs on this machine before any hook work.
+func minimalBurst(bin string, count int) (burst, error) {
+	b := burst{hooks: make([]run, count)}
+	errs := make([]error, count)
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for k := range count {
+		wg.Go(func() {
+			<-gate
+			cmd := exec.Command(bin)
+			cmd.Env = hookEnv
+			start := time.Now()
+			errs[k] = cmd.Run()
+			if errs[k] == nil {
+				b.hooks[k] = measured(cmd, time.Since(start))
+			}
+		})
+	}
+	start := time.Now()
+	close(gate)
+	wg.Wait()
+	b.wall = time.Since(start)
+	if err := firstErr(errs); err != nil {
+		return b, fmt.Errorf("burst of the minimal binary: %w", err)
+	}
+	return b, nil
+}
+
 func firstErr(errs []error) error {
 	for _, err := range errs {
 		if err != nil {
@@ -298,41 +416,74 @@ func firstErr(errs []error) error {
 	return nil
 }
 
+// floor is a process that does less than a fence: its runs are timed in
+// the rounds, among the hooks.
 type floor struct {
 	name string
+	argv []string // nil: timed by a step of its own
 	runs []run
 }
 
-// measureFloors times what every hook run pays before any rule: starting
-// the process (`version`), and a create that loads its config, opens its
-// log, reads the state and decides not to fence.
-func measureFloors(bin, dir, bundle string, n ns, count int) ([]floor, error) {
-	cfg := filepath.Join(dir, "unselected.yaml")
-	y := fmt.Sprintf("%sselection: annotated\nstateDir: %s\nhookLog: %s\n", policyYAML, filepath.Join(dir, "state-unselected"), filepath.Join(dir, "unselected.log"))
-	if err := os.WriteFile(cfg, []byte(y), 0o600); err != nil {
-		return nil, err
+func (f *floor) time(round int) error {
+	cmd := exec.Command(f.argv[0], f.argv[1:]...)
+	cmd.Env = hookEnv
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v", strings.Join(f.argv, " "), err)
 	}
-	version := &variant{name: "version", bin: bin}
-	unselected := &variant{name: "unselected", bin: bin, cfg: cfg}
-	floors := []floor{{name: "process start (`version`)"}, {name: "create, not selected"}}
-	for i := -1; i < count; i++ {
-		cmd := exec.Command(bin, "version")
-		cmd.Env = hookEnv
-		start := time.Now()
+	if round >= 0 {
+		f.runs = append(f.runs, measured(cmd, time.Since(start)))
+	}
+	return nil
+}
+
+// inittrace is one run's GODEBUG=inittrace=1 output: a line per package
+// initialised, in order.
+type inittrace struct {
+	lines    []string
+	packages int
+	clock    float64 // ms, all packages' init together
+	allocs   int
+}
+
+// initTrace runs argv five times with GODEBUG=inittrace=1 and keeps the
+// run whose total init clock is the median, so one descheduled run does not
+// stand for the binary.
+func initTrace(argv ...string) (inittrace, error) {
+	var runs []inittrace
+	for range 5 {
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(slices.Clone(hookEnv), "GODEBUG=inittrace=1")
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
 		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("%s version: %v", version.bin, err)
+			return inittrace{}, fmt.Errorf("GODEBUG=inittrace=1 %s: %v", strings.Join(argv, " "), err)
 		}
-		v := measured(cmd, time.Since(start))
-		u, err := hookRun(unselected, "create", state(fmt.Sprintf("floor-%d", i), n.pid, bundle))
-		if err != nil {
-			return nil, err
-		}
-		if i >= 0 {
-			floors[0].runs = append(floors[0].runs, v)
-			floors[1].runs = append(floors[1].runs, u)
-		}
+		runs = append(runs, parseInitTrace(errb.String()))
 	}
-	return floors, nil
+	slices.SortFunc(runs, func(a, b inittrace) int { return cmp.Compare(a.clock, b.clock) })
+	return runs[len(runs)/2], nil
+}
+
+// parseInitTrace reads lines such as
+// "init net/netip @7.1 ms, 0.034 ms clock, 728 bytes, 18 allocs".
+func parseInitTrace(out string) inittrace {
+	var t inittrace
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		line := sc.Text()
+		f := strings.Fields(line)
+		if len(f) < 11 || f[0] != "init" || f[6] != "clock," {
+			continue
+		}
+		t.lines = append(t.lines, line)
+		t.packages++
+		clock, _ := strconv.ParseFloat(f[4], 64)
+		allocs, _ := strconv.Atoi(f[9])
+		t.clock += clock
+		t.allocs += allocs
+	}
+	return t
 }
 
 func durations(rs []run) []time.Duration {
@@ -376,71 +527,133 @@ func maxRSS(rs ...[]run) int64 {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
 
-func report(w io.Writer, variants []*variant, results map[string]*result, floors []floor, n, burstSize int, hookBin string) {
-	host, _ := os.Hostname()
-	cpu := cpuModel()
-	var size int64
-	if fi, err := os.Stat(hookBin); err == nil {
-		size = fi.Size()
-	}
-	fmt.Fprintf(w, "\nbypass-hook bench: %d create+poststop rounds per variant, bursts of %d; %s, %d CPUs (%s), kernel %s; hook binary %.1f MB\n\n",
-		n, burstSize, host, runtime.NumCPU(), cpu, kernel(), float64(size)/1e6)
+// rel is a figure and its ratio to the minimal binary's same figure.
+func rel(d, minimal time.Duration) string {
+	return fmt.Sprintf("%s (%.2fx)", ms(d), float64(d)/float64(minimal))
+}
 
-	base := median(durations(results["per-rule"].create))
+type report struct {
+	variants      []*variant
+	results       map[string]*result
+	floors        []*floor
+	minimalBursts []burst
+	n, burstSize  int
+	hookBin       string
+	minimalBin    string
+	trace         inittrace
+	minimalTrace  inittrace
+}
+
+// stats are the figures of one row.
+type stats struct {
+	median, p99, cpu time.Duration
+	poststop         time.Duration
+	wall, burstP99   time.Duration
+	burstRatio       float64
+	rss              int64 // KiB
+}
+
+func (r *report) variantStats(name string) stats {
+	res := r.results[name]
+	c := durations(res.create)
+	var walls []time.Duration
+	var hooks []run
+	for _, b := range res.bursts {
+		walls = append(walls, b.wall)
+		hooks = append(hooks, b.hooks...)
+	}
+	slices.Sort(walls)
+	s := stats{
+		median: median(c), p99: quantile(c, 0.99), cpu: median(cpuTimes(res.create)),
+		poststop: median(durations(res.poststop)),
+		wall:     median(walls), burstP99: quantile(durations(hooks), 0.99),
+		rss: maxRSS(res.create, res.poststop, hooks),
+	}
+	s.burstRatio = float64(s.wall) / float64(time.Duration(r.burstSize)*s.median)
+	return s
+}
+
+func (r *report) minimalStats() stats {
+	f := r.floors[0]
+	d := durations(f.runs)
+	var walls []time.Duration
+	var procs []run
+	for _, b := range r.minimalBursts {
+		walls = append(walls, b.wall)
+		procs = append(procs, b.hooks...)
+	}
+	slices.Sort(walls)
+	s := stats{median: median(d), p99: quantile(d, 0.99), cpu: median(cpuTimes(f.runs)),
+		wall: median(walls), burstP99: quantile(durations(procs), 0.99), rss: maxRSS(f.runs, procs)}
+	s.burstRatio = float64(s.wall) / float64(time.Duration(r.burstSize)*s.median)
+	return s
+}
+
+func (r *report) print(w io.Writer) {
+	host, _ := os.Hostname()
+	size := func(p string) float64 {
+		if fi, err := os.Stat(p); err == nil {
+			return float64(fi.Size()) / 1e6
+		}
+		return 0
+	}
+	fmt.Fprintf(w, "\nbypass-hook bench: %d rounds (create+poststop per variant, each floor once), bursts of %d; %s, %d CPUs (%s), kernel %s; hook binary %s %.1f MB, minimal Go binary %.1f MB\n\n",
+		r.n, r.burstSize, host, runtime.NumCPU(), cpuModel(), kernel(), filepath.Base(r.hookBin), size(r.hookBin), size(r.minimalBin))
+	fmt.Fprintln(w, "Each time and size is followed by its ratio to the same figure of the minimal Go binary, timed in the same rounds.")
+	fmt.Fprintln(w)
+
+	m := r.minimalStats()
+	perRule := r.variantStats("per-rule").median
+	rss := func(kib int64) string {
+		return fmt.Sprintf("%.1f MB (%.2fx)", float64(kib)/1024, float64(kib)/float64(m.rss))
+	}
 	fmt.Fprintln(w, "| variant | create median | create p99 | vs per-rule | create CPU median | poststop median | burst wall (median) | burst per-hook p99 | burst wall / (N x median) | peak RSS |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
-	for _, v := range variants {
-		r := results[v.name]
-		c := durations(r.create)
-		var walls []time.Duration
-		var hooks []run
-		for _, b := range r.bursts {
-			walls = append(walls, b.wall)
-			hooks = append(hooks, b.hooks...)
-		}
-		slices.Sort(walls)
-		wall := median(walls)
-		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | %s | %s | %s | %.2f | %.1f MB |\n",
-			v.name, ms(median(c)), ms(quantile(c, 0.99)), float64(median(c))/float64(base),
-			ms(median(cpuTimes(r.create))), ms(median(durations(r.poststop))), ms(wall), ms(quantile(durations(hooks), 0.99)),
-			float64(wall)/float64(time.Duration(burstSize)*median(c)),
-			float64(maxRSS(r.create, r.poststop, hooks))/1024)
+	for _, v := range r.variants {
+		s := r.variantStats(v.name)
+		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | %s | %s | %s | %.2f | %s |\n",
+			v.name, rel(s.median, m.median), rel(s.p99, m.p99), float64(s.median)/float64(perRule),
+			rel(s.cpu, m.cpu), rel(s.poststop, m.median), rel(s.wall, m.wall), rel(s.burstP99, m.burstP99),
+			s.burstRatio, rss(s.rss))
 	}
-	for _, f := range floors {
+	for _, f := range r.floors[1:] {
 		d := durations(f.runs)
-		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | | | | | %.1f MB |\n", f.name, ms(median(d)), ms(quantile(d, 0.99)), float64(median(d))/float64(base), ms(median(cpuTimes(f.runs))), float64(maxRSS(f.runs))/1024)
+		fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | | | | | %s |\n", f.name, rel(median(d), m.median), rel(quantile(d, 0.99), m.p99),
+			float64(median(d))/float64(perRule), rel(median(cpuTimes(f.runs)), m.cpu), rss(maxRSS(f.runs)))
 	}
+	fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | | %s | %s | %.2f | %s |\n", r.floors[0].name, rel(m.median, m.median), rel(m.p99, m.p99),
+		float64(m.median)/float64(perRule), rel(m.cpu, m.cpu), rel(m.wall, m.wall), rel(m.burstP99, m.burstP99), m.burstRatio, rss(m.rss))
 
 	fmt.Fprintln(w, "\nTargets (reported, not asserted):")
-	ratio := func(name string) float64 { return float64(median(durations(results[name].create))) / float64(base) }
 	target := func(what string, got, limit float64) {
 		verdict := "met"
 		if got > limit {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(w, "  %-52s %6.2f (target <= %.2f): %s\n", what, got, limit, verdict)
+		fmt.Fprintf(w, "  %-62s %6.2f (target <= %.2f): %s\n", what, got, limit, verdict)
 	}
-	target("iptables create median / per-rule median", ratio("iptables"), 0.35)
-	target("nftables create median / per-rule median", ratio("nftables"), 0.15)
-	nft := results["nftables"]
-	var walls []time.Duration
-	for _, b := range nft.bursts {
-		walls = append(walls, b.wall)
+	ipt, nft := r.variantStats("iptables"), r.variantStats("nftables")
+	version, unselected := median(durations(r.floors[1].runs)), median(durations(r.floors[2].runs))
+	x := func(d time.Duration) float64 { return float64(d) / float64(m.median) }
+	target("hook process start (`version`) median / minimal median", x(version), 1.5)
+	target("create, nftables median / minimal median", x(nft.median), 2.2)
+	target("create, iptables median / minimal median", x(ipt.median), 4.0)
+	target("create, not selected median / minimal median", x(unselected), 1.6)
+	target("poststop / create median, nftables", float64(nft.poststop)/float64(nft.median), 1.0)
+	target("poststop / create median, iptables", float64(ipt.poststop)/float64(ipt.median), 1.0)
+	target(fmt.Sprintf("nftables burst wall / (%d x create median)", r.burstSize), nft.burstRatio, 0.8)
+	target(fmt.Sprintf("iptables burst wall / (%d x create median)", r.burstSize), ipt.burstRatio, 0.8)
+	target("hook peak RSS, MB (iptables and nftables, bursts included)", float64(max(ipt.rss, nft.rss))/1024, 15)
+	target("iptables create median / per-rule median", float64(ipt.median)/float64(perRule), 0.35)
+	target("nftables create median / per-rule median", float64(nft.median)/float64(perRule), 0.15)
+
+	t, mt := r.trace, r.minimalTrace
+	fmt.Fprintf(w, "\nPackage initialisation (GODEBUG=inittrace=1 %s version, the median of 5 runs by total init clock):\n", filepath.Base(r.hookBin))
+	fmt.Fprintf(w, "  %d packages, %.2f ms init clock, %d allocs; the minimal Go binary: %d packages, %.2f ms, %d allocs\n",
+		t.packages, t.clock, t.allocs, mt.packages, mt.clock, mt.allocs)
+	for _, l := range t.lines {
+		fmt.Fprintln(w, "    "+l)
 	}
-	slices.Sort(walls)
-	target(fmt.Sprintf("nftables burst wall / (%d x create median)", burstSize),
-		float64(median(walls))/float64(time.Duration(burstSize)*median(durations(nft.create))), 0.8)
-	var peak int64
-	for _, v := range variants {
-		if v.name == "per-rule" {
-			continue
-		}
-		r := results[v.name]
-		for _, b := range r.bursts {
-			peak = max(peak, maxRSS(r.create, r.poststop, b.hooks))
-		}
-	}
-	target("hook peak RSS, MB (iptables and nftables)", float64(peak)/1024, 25)
 }
 
 func cpuModel() string {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v4"
 
@@ -48,6 +49,9 @@ const (
 	OtherReject = "reject"
 	OtherAccept = "accept"
 
+	// BackendAuto is nftables where the kernel has nf_tables, else
+	// iptables; the record of a namespace says which one fenced it.
+	BackendAuto     = "auto"
 	BackendIptables = "iptables"
 	BackendNftables = "nftables"
 
@@ -143,7 +147,7 @@ func Default() *Config {
 		Selection:      SelectAll,
 		Failure:        FailClosed,
 		OtherProtocols: OtherReject,
-		Backend:        BackendIptables,
+		Backend:        BackendAuto,
 		Log: Log{
 			Target: LogKernel,
 			Group:  7231,
@@ -232,9 +236,11 @@ func Parse(data []byte) (*Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// The regular expressions are compiled on first use, not at package init:
+// every hook process pays for init, and most never need them.
 var (
-	unknownFieldRe = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	constructRe    = regexp.MustCompile("^cannot construct !!\\w+ `(.*)` into (\\S+)$")
+	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
+	constructRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^cannot construct !!\\w+ `(.*)` into (\\S+)$") })
 )
 
 // yamlError turns the decoder's error into one line that names where the
@@ -265,10 +271,10 @@ func yamlError(err error) error {
 
 // describeLoadError says what is wrong in the config's terms.
 func describeLoadError(e *yaml.LoadError) string {
-	if m := unknownFieldRe.FindStringSubmatch(e.Message); m != nil {
+	if m := unknownFieldRe().FindStringSubmatch(e.Message); m != nil {
 		return fmt.Sprintf("unknown key %q", m[1])
 	}
-	if m := constructRe.FindStringSubmatch(e.Message); m != nil {
+	if m := constructRe().FindStringSubmatch(e.Message); m != nil {
 		kind := map[string]string{"int": "a number", "int64": "a number", "bool": "true or false", "string": "a string"}[m[2]]
 		if kind == "" {
 			kind = "a list"
@@ -282,8 +288,8 @@ func describeLoadError(e *yaml.LoadError) string {
 }
 
 var (
-	prefixRe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	rateRe   = regexp.MustCompile(`^([1-9][0-9]{0,5})/(second|minute|hour|day)$`)
+	prefixRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_.-]+$`) })
+	rateRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^([1-9][0-9]{0,5})/(second|minute|hour|day)$`) })
 )
 
 // Validate checks every key and fills the parsed forms. It returns the first
@@ -302,7 +308,7 @@ func (c *Config) Validate() error {
 		oneOf("selection", c.Selection, SelectAll, SelectAnnotated),
 		oneOf("failure", c.Failure, FailClosed, FailOpen),
 		oneOf("otherProtocols", c.OtherProtocols, OtherReject, OtherAccept),
-		oneOf("backend", c.Backend, BackendIptables, BackendNftables),
+		oneOf("backend", c.Backend, BackendAuto, BackendNftables, BackendIptables),
 		oneOf("log.target", c.Log.Target, LogKernel, LogNflog),
 	} {
 		if e != nil {
@@ -346,7 +352,7 @@ func (c *Config) Validate() error {
 	if c.Log.Group < 0 || c.Log.Group > 65535 {
 		return errKey("log.group", strconv.Itoa(c.Log.Group), "is out of range 0-65535")
 	}
-	if !prefixRe.MatchString(c.Log.Prefix) {
+	if !prefixRe().MatchString(c.Log.Prefix) {
 		return errKey("log.prefix", c.Log.Prefix, "must be letters, digits, '.', '_' or '-'")
 	}
 	if n := len(c.Log.Prefix) + idSuffixLen; n > MaxLogPrefix {
@@ -354,7 +360,7 @@ func (c *Config) Validate() error {
 			"is too long: with \":<12 of the container id>: \" it takes %d characters and the LOG target keeps %d; use at most %d",
 			n, MaxLogPrefix, MaxLogPrefix-idSuffixLen)
 	}
-	m := rateRe.FindStringSubmatch(c.Log.Rate)
+	m := rateRe().FindStringSubmatch(c.Log.Rate)
 	if m == nil {
 		return errKey("log.rate", c.Log.Rate, "must be N/second, N/minute, N/hour or N/day")
 	}

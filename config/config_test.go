@@ -53,7 +53,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Mode != ModeEnforce || cfg.Selection != SelectAll || cfg.Failure != FailClosed ||
-		cfg.Backend != BackendIptables || cfg.Log.Target != LogKernel || cfg.Log.Prefix != "bypass" ||
+		cfg.Backend != BackendAuto || cfg.Log.Target != LogKernel || cfg.Log.Prefix != "bypass" ||
 		cfg.StateDir != "/run/bypass-hook" || len(cfg.Proxies) != 0 {
 		t.Errorf("defaults = %+v", cfg)
 	}

@@ -146,14 +146,24 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
 	digest := dec.Policy.Digest()
+	recorded := ""
 	if rec != nil {
+		recorded = rec.Backend
 		joined, err := h.join(store, rec, ns, owner, dec.Policy, digest, &res)
 		if joined || err != nil {
 			return res, err
 		}
 	}
 
-	backend, err := h.NewBackend(h.Cfg.Backend)
+	name := backend.Choose(h.Cfg.Backend, recorded, func() bool {
+		err := backend.NftablesAvailable(ns.Path)
+		if err != nil {
+			h.Log.WithError(err).Info("backend auto: the kernel has no nf_tables here; using iptables")
+		}
+		return err == nil
+	})
+	res.Backend = name
+	backend, err := h.NewBackend(name)
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
@@ -207,14 +217,20 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	if dead > 0 {
 		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
 	}
+	// Under auto, the namespace keeps the backend that fenced it.
+	want := rec.Backend
+	if h.Cfg.Backend != config.BackendAuto {
+		want = h.Cfg.Backend
+	}
+	res.Backend = rec.Backend
 	switch {
-	case len(others) > 0 && rec.Backend != h.Cfg.Backend:
+	case len(others) > 0 && rec.Backend != want:
 		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
-			rec.Netns, rec.Backend, others[0].ID, h.Cfg.Backend)}
+			rec.Netns, rec.Backend, others[0].ID, want)}
 	case len(others) > 0 && rec.Digest != digest:
 		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
 			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
-	case rec.Backend != h.Cfg.Backend:
+	case rec.Backend != want:
 		// No one else uses the old fence, but another backend made it: it
 		// must go before ours goes in.
 		old, err := h.NewBackend(rec.Backend)

@@ -116,7 +116,9 @@ func runHookBin(t *testing.T, cfgPath, stage string, st specs.State, nsenter ...
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	args := append(append([]string{}, nsenter...), hookBin, "--config", cfgPath, stage)
+	// The stages as runtimes run them: bypass-hook-oci, which the
+	// registrations name.
+	args := append(append([]string{}, nsenter...), testnet.OCIHook(hookBin), "--config", cfgPath, stage)
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = []string{} // runtimes give hooks a bare environment: no PATH
 	cmd.Stdin = strings.NewReader(stateJSON(st))

@@ -8,9 +8,9 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 )
 
-// CopyBinary copies the executable src to dir/bypass-hook, mode 0755, in
-// one rename: a hook that is running the old file keeps it, the next one
-// starts the new. The Kubernetes DaemonSet uses it to put the hook where
+// CopyBinary copies the executable src to dir, mode 0755, in one rename:
+// a hook that is running the old file keeps it, the next one starts the
+// new. It is named bypass-hook-oci if that is what it is, else bypass-hook. The Kubernetes DaemonSet uses it to put the hook where
 // the node's runtime can run it. It returns the path written.
 func CopyBinary(src, dir string) (string, error) {
 	data, err := os.ReadFile(src)
@@ -20,7 +20,11 @@ func CopyBinary(src, dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("making %s: %w", dir, err)
 	}
-	dst := filepath.Join(dir, BinaryName)
+	name := BinaryName
+	if filepath.Base(src) == HookBinaryName {
+		name = HookBinaryName
+	}
+	dst := filepath.Join(dir, name)
 	return dst, writeFileAtomic(dst, data, 0o755)
 }
 

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
@@ -58,7 +57,7 @@ func rulesOf(t *testing.T, ns *testnet.Netns) (string, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rules, strings.Contains(rules, "BYPASS-HOOK")
+	return rules, testnet.HasFence(rules)
 }
 
 // records returns the ids of the owners of every record in a state dir.

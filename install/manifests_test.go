@@ -134,7 +134,7 @@ func TestNRIPluginConfigExample(t *testing.T) {
 	if err := dec.Decode(&pc); err != nil {
 		t.Fatal(err)
 	}
-	if pc.Config != config.DefaultPath || pc.Binary != "/usr/local/bin/bypass-hook" {
+	if pc.Config != config.DefaultPath || pc.Binary != "/usr/local/bin/bypass-hook-oci" {
 		t.Errorf("%+v", pc)
 	}
 }
@@ -326,7 +326,7 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Errorf("the plugin dials %s, not NRI's default socket", o.SocketPath)
 	}
 	hostDir(plugin, o.SocketPath, true) // connect(2) needs write access
-	if !filepath.IsAbs(o.Binary) || filepath.Base(o.Binary) != install.BinaryName {
+	if !filepath.IsAbs(o.Binary) || filepath.Base(o.Binary) != install.HookBinaryName {
 		t.Errorf("--binary %q", o.Binary)
 	}
 	hostDir(plugin, o.Binary, false)
@@ -409,7 +409,7 @@ func TestShippedHooksDirFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := install.NewHooksDirEntry(install.Registration{Binary: "/usr/local/bin/bypass-hook"}, config.SelectAll).Marshal()
+	want, err := install.NewHooksDirEntry(install.Registration{Binary: "/usr/local/bin/bypass-hook-oci"}, config.SelectAll).Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,8 +418,8 @@ func TestShippedHooksDirFile(t *testing.T) {
 	}
 }
 
-// `make install` into a DESTDIR: the binary under PREFIX, the example
-// config, the sysctl file, and a hooks.d file that names the binary as
+// `make install` into a DESTDIR: the binaries under PREFIX, the example
+// config, the sysctl file, and a hooks.d file that names the hook binary as
 // installed; a second run keeps a config the operator changed.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
@@ -429,10 +429,11 @@ func TestMakeInstall(t *testing.T) {
 		t.Skip("skipping: go is not installed")
 	}
 	dest := t.TempDir()
-	bin := filepath.Join(t.TempDir(), "bypass-hook")
+	bins := t.TempDir()
 	makeInstall := func() string {
 		t.Helper()
-		cmd := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/usr", "BIN="+bin)
+		cmd := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/usr",
+			"BIN="+filepath.Join(bins, "bypass-hook"), "HOOKBIN="+filepath.Join(bins, "bypass-hook-oci"))
 		cmd.Env = append(os.Environ(), "BYPASS_HOOK_CONFIG=/nonexistent/must-be-ignored.yaml")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -443,6 +444,7 @@ func TestMakeInstall(t *testing.T) {
 	makeInstall()
 	for path, mode := range map[string]os.FileMode{
 		"usr/bin/bypass-hook":                               0o755,
+		"usr/bin/bypass-hook-oci":                           0o755,
 		"etc/bypass-hook/config.yaml":                       0o644,
 		"etc/sysctl.d/90-bypass-hook.conf":                  0o644,
 		"usr/share/containers/oci/hooks.d/bypass-hook.json": 0o644,
@@ -454,12 +456,12 @@ func TestMakeInstall(t *testing.T) {
 		}
 	}
 	hooksFile := filepath.Join(dest, "usr/share/containers/oci/hooks.d/bypass-hook.json")
-	want, _ := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, config.SelectAll).Marshal()
+	want, _ := install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook-oci"}, config.SelectAll).Marshal()
 	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
 		t.Errorf("hooks.d file:\n%s\nwant:\n%s", got, want)
 	}
 
-	wantCDI, _ := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook"}))
+	wantCDI, _ := install.MarshalCDISpec(install.NewCDISpec(install.Registration{Binary: "/usr/bin/bypass-hook-oci"}))
 	if got, _ := os.ReadFile(filepath.Join(dest, "etc/cdi", install.CDIFileName)); !bytes.Equal(got, wantCDI) {
 		t.Errorf("CDI spec:\n%s\nwant:\n%s", got, wantCDI)
 	}
@@ -477,7 +479,7 @@ func TestMakeInstall(t *testing.T) {
 	if got, _ := os.ReadFile(cfg); string(got) != edited {
 		t.Errorf("make install overwrote the config: %q", got)
 	}
-	want, _ = install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook"}, config.SelectAnnotated).Marshal()
+	want, _ = install.NewHooksDirEntry(install.Registration{Binary: "/usr/bin/bypass-hook-oci"}, config.SelectAnnotated).Marshal()
 	if got, _ := os.ReadFile(hooksFile); !bytes.Equal(got, want) {
 		t.Errorf("hooks.d file after selection: annotated:\n%s", got)
 	}

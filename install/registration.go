@@ -16,9 +16,15 @@ import (
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
-// BinaryName is the name every registration of the hook runs; a hook whose
-// path ends in it is taken for ours, whatever directory it is in.
-const BinaryName = "bypass-hook"
+// BinaryName is the CLI's name and HookBinaryName the hook's, which every
+// registration runs by default: the stages alone, beside the CLI, so that a
+// container's start does not pay for the rest of the CLI (NRI, Prometheus,
+// the monitor). A hook whose path ends in either is taken for ours, whatever
+// directory it is in (registrations made before bypass-hook-oci ran the CLI).
+const (
+	BinaryName     = "bypass-hook"
+	HookBinaryName = "bypass-hook-oci"
+)
 
 // DefaultTimeout is how long, in seconds, a runtime lets one hook stage run.
 // A fence takes well under a second; the margin is for a busy xtables lock.
@@ -104,13 +110,14 @@ func (t Registration) Check(root string) error {
 }
 
 // IsOurs tells whether an existing hook runs bypass-hook: the same path as
-// binary, the same file, or any file named bypass-hook (another
-// registration of the hook, such as a hooks.d entry with another path).
+// binary, the same file, or any file named bypass-hook-oci or bypass-hook
+// (another registration of the hook, such as a hooks.d entry with another
+// path).
 func IsOurs(path, binary string) bool {
 	if path == "" {
 		return false
 	}
-	if path == binary || filepath.Base(path) == BinaryName {
+	if base := filepath.Base(path); path == binary || base == HookBinaryName || base == BinaryName {
 		return true
 	}
 	if binary == "" {
@@ -141,9 +148,24 @@ func ResolveConfig(root, flagValue string) (path string, cfg *config.Config, err
 	return src.Path, cfg, nil
 }
 
-// DefaultBinary is the running executable, symlinks resolved: what a
-// registration made on this host should run.
+// DefaultBinary is what a registration made on this host runs:
+// bypass-hook-oci beside the running executable (symlinks resolved), or
+// the executable itself where there is none beside it (a build of the CLI
+// alone, which serves the same stage commands).
 func DefaultBinary() (string, error) {
+	self, err := Executable()
+	if err != nil {
+		return "", err
+	}
+	hook := filepath.Join(filepath.Dir(self), HookBinaryName)
+	if st, err := os.Stat(hook); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return hook, nil
+	}
+	return self, nil
+}
+
+// Executable is the running executable, symlinks resolved.
+func Executable() (string, error) {
 	p, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("finding this executable: %w; pass --binary PATH", err)

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"runtime/debug"
-	"strings"
 
 	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/stages"
@@ -63,19 +61,7 @@ func newApp() *cli.App {
 	}
 }
 
-func versionLine() string {
-	v := version
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "bypass-hook " + v
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && v == "dev" {
-			v = "dev-" + s.Value[:min(12, len(s.Value))]
-		}
-	}
-	return fmt.Sprintf("bypass-hook %s (%s)", v, strings.TrimPrefix(bi.GoVersion, "go"))
-}
+func versionLine() string { return cli.VersionLine("bypass-hook", version) }
 
 // noArgs reports a command's unexpected positional argument.
 func noArgs(o cli.IO, name string, args []string, why string) bool {

@@ -133,7 +133,7 @@ func fenced(t *testing.T, ns *testnet.Netns) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(rules, "BYPASS-HOOK")
+	return testnet.HasFence(rules)
 }
 
 // expectFenced: the namespace is fenced for both families

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
 // What the bypass-hook tests of this package share: the hook's config and files on the node,
@@ -176,7 +177,7 @@ func startPlugin(t *testing.T, e *Env, h *hookNode) *Process {
 	t.Helper()
 	since := e.ContainerdLogSize()
 	p, err := e.StartProcess("bypass-hook-nri", []string{hookBin, "nri",
-		"--socket-path", e.NRISocket, "--binary", hookBin, "--config", h.Config})
+		"--socket-path", e.NRISocket, "--binary", testnet.OCIHook(hookBin), "--config", h.Config})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +290,7 @@ func netnsID(t *testing.T, path string) netns.ID {
 // no bypass-hook at any stage.
 func requireInjected(t *testing.T, e *Env, ctrID string, want bool) {
 	t.Helper()
-	requireInjectedBin(t, e, ctrID, hookBin, want)
+	requireInjectedBin(t, e, ctrID, testnet.OCIHook(hookBin), want)
 }
 
 // requireInjectedBin is requireInjected for the hook at binary.
@@ -335,7 +336,9 @@ func requireInjectedBin(t *testing.T, e *Env, ctrID, binary string, want bool) {
 }
 
 // fenceRules lists the bypass-hook rules in the namespace at nsPath, as the host's
-// iptables-save and ip6tables-save (the tools the hook uses) show them.
+// iptables-save and ip6tables-save (the iptables backend's tools) and nft (the
+// nftables backend's table, which backend: auto, the default, picks where the
+// kernel has nf_tables) show them.
 func fenceRules(t *testing.T, e *Env, nsPath string) []string {
 	t.Helper()
 	var rules []string
@@ -354,13 +357,30 @@ func fenceRules(t *testing.T, e *Env, nsPath string) []string {
 			}
 		}
 	}
+	nft, err := lookTool("nft")
+	if err != nil {
+		t.Fatalf("nft not found: apt-get install -y nftables")
+	}
+	// No table: nft fails with "No such file or directory".
+	if out, err := e.RunInNetNS(nsPath, nft, "list", "table", "inet", "bypass_hook"); err == nil {
+		for _, l := range strings.Split(out, "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				rules = append(rules, "nft: "+nftCounters.ReplaceAllString(l, "counter"))
+			}
+		}
+	}
 	return rules
 }
 
+// nftCounters is what changes in a listing as packets pass.
+var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
+// countAppended counts the rules of the fence: the iptables chain's and the
+// nftables table's (each of which has a comment naming its family).
 func countAppended(rules []string) int {
 	n := 0
 	for _, r := range rules {
-		if strings.Contains(r, "-A BYPASS-HOOK ") {
+		if strings.Contains(r, "-A BYPASS-HOOK ") || strings.Contains(r, `comment "ipv`) {
 			n++
 		}
 	}

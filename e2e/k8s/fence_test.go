@@ -87,7 +87,7 @@ func TestNRIExternalPlugin(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "shares the host's network namespace") {
 			t.Fatalf("want the start refused by the hook for the host network, got %v", err)
 		}
-		t.Logf("refused: %s", err.Error()[strings.LastIndex(err.Error(), "bypass-hook create"):])
+		t.Logf("refused: %s", err.Error()[max(0, strings.LastIndex(err.Error(), "bypass-hook-oci create")):])
 		requireInjected(t, e, id, true)
 		if rules := fenceRules(t, e, e.NetNS); len(rules) != 0 {
 			t.Errorf("rules in the node's namespace:\n%s", strings.Join(rules, "\n"))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/internal/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -96,8 +97,12 @@ func TestNRIDaemonSet(t *testing.T) {
 		cc := ContainerConfig{
 			Name:    c.Name,
 			Command: entrypoint,
-			// The image's content: the binary at the entrypoint's path.
-			Mounts: []Mount{{HostPath: hookBin, ContainerPath: entrypoint[0], ReadOnly: true}},
+			// The image's content (install/Containerfile): the CLI at the
+			// entrypoint's path and the hook binary beside it.
+			Mounts: []Mount{
+				{HostPath: hookBin, ContainerPath: entrypoint[0], ReadOnly: true},
+				{HostPath: testnet.OCIHook(hookBin), ContainerPath: filepath.Join(filepath.Dir(entrypoint[0]), "bypass-hook-oci"), ReadOnly: true},
+			},
 		}
 		for _, a := range c.Args {
 			cc.Args = append(cc.Args, moveArg(a))

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
 // How the plugin lives with containerd: started by containerd itself, reconnecting after a
@@ -22,7 +24,7 @@ func TestNRIPreRegistered(t *testing.T) {
 	h := newHookNode(t)
 	e := NewEnv(t, Options{
 		NRIPlugins:         map[string]string{"10-bypass-hook": hookBin},
-		NRIPluginConfigs:   map[string]string{"10-bypass-hook.conf": fmt.Sprintf("config: %s\nbinary: %s\n", h.Config, hookBin)},
+		NRIPluginConfigs:   map[string]string{"10-bypass-hook.conf": fmt.Sprintf("config: %s\nbinary: %s\n", h.Config, testnet.OCIHook(hookBin))},
 		NRIRequiredPlugins: []string{"bypass-hook"},
 	})
 	if err := e.WaitNRIPlugin(0, "10-bypass-hook", 15*time.Second); err != nil {

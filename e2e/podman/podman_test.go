@@ -206,7 +206,7 @@ func fenced(t *testing.T, ns *testnet.Netns) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(rules, "BYPASS-HOOK")
+	return testnet.HasFence(rules)
 }
 
 // expectFenced: the fence as the namespace sees it (testnet.ExpectFenced),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 
+	"github.com/bypass-hook/bypass-hook/config"
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -30,7 +31,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Micros
 
 func TestRuncEndToEnd(t *testing.T) {
 	testnet.RequireRoot(t)
-	for _, backend := range hookbackend.Names() {
+	// auto is the default: nftables here, where the kernel has nf_tables.
+	for _, backend := range append([]string{config.BackendAuto}, hookbackend.Names()...) {
 		t.Run(backend, func(t *testing.T) { runcEndToEnd(t, backend) })
 	}
 }
@@ -48,10 +50,12 @@ func runcEndToEnd(t *testing.T, backend string) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	// As an operator writes it into config.json: absolute path, no PATH.
+	// As an operator writes it into config.json: absolute path, no PATH;
+	// the hook binary that registrations name.
+	oci := testnet.OCIHook(hookBin)
 	hooks := &specs.Hooks{
-		CreateRuntime: []specs.Hook{{Path: hookBin, Args: []string{"bypass-hook", "--config", cfgPath, "create"}}},
-		Poststop:      []specs.Hook{{Path: hookBin, Args: []string{"bypass-hook", "--config", cfgPath, "poststop"}}},
+		CreateRuntime: []specs.Hook{{Path: oci, Args: []string{"bypass-hook-oci", "--config", cfgPath, "create"}}},
+		Poststop:      []specs.Hook{{Path: oci, Args: []string{"bypass-hook-oci", "--config", cfgPath, "poststop"}}},
 	}
 	bundle := testnet.NewBundle(t, testnet.BundleOpts{NetnsPath: client.Path, Hooks: hooks})
 	if bundle.Spec.Hooks.CreateRuntime[0].Env != nil {

@@ -373,5 +373,5 @@ func fencedNs(t *testing.T, ns *testnet.Netns) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(rules, "BYPASS-HOOK")
+	return testnet.HasFence(rules)
 }

@@ -47,6 +47,31 @@ type Iptables struct {
 	Execs int
 
 	ipts map[rules.Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
+
+	// read is what Counters last read from nf_tables, which the next
+	// Remove acts on when it is of the same namespace and no Install came
+	// between: poststop reads the counters and removes right after, under
+	// the record's lock, and need not read twice. A backend value lives for
+	// one hook stage.
+	read *xtRead
+}
+
+// xtRead is both families' fences in nf_tables of one namespace.
+type xtRead struct {
+	path   string
+	fences map[rules.Family]xtFence
+	inNft  bool // the kernel has nf_tables
+}
+
+// readFences reads the fences of the namespace at path, or takes what
+// Counters read there.
+func (b *Iptables) readFences(path string) (xtRead, error) {
+	if r := b.read; r != nil && r.path == path {
+		b.read = nil
+		return *r, nil
+	}
+	fences, inNft, err := readXtFences(path)
+	return xtRead{path, fences, inNft}, err
 }
 
 // NewIptables finds the host's iptables tools.
@@ -123,6 +148,7 @@ func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 // fresh namespace creates the chain with -N, so it fails when a fence is
 // already there; only then do we look at what is there and replace it.
 func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
+	b.read = nil
 	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {
@@ -133,16 +159,27 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 			}
 			return cause
 		}
+		// The fresh batches of both families run at once: each tool is a
+		// process of its own that spends most of its time starting, and a
+		// container's start waits for the slower one only.
+		waits := map[rules.Family]func() error{}
 		for _, fam := range rules.Families {
-			lines := ruleLines(fam, rs[fam])
-			err := b.restore(fam, installBatch(lines, false, false))
-			if err == nil {
+			waits[fam] = b.startRestore(fam, installBatch(ruleLines(fam, rs[fam]), false, false))
+		}
+		fresh := map[rules.Family]error{}
+		for _, fam := range rules.Families {
+			if fresh[fam] = waits[fam](); fresh[fam] == nil {
 				undo = append(undo, func() error {
 					if err := b.restore(fam, removeBatch(true)); err != nil {
 						return err
 					}
 					return dropEmptyFilterTables(fam)
 				})
+			}
+		}
+		for _, fam := range rules.Families {
+			err := fresh[fam]
+			if err == nil {
 				continue
 			}
 			if errors.Is(err, ErrLockTimeout) {
@@ -152,7 +189,7 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 			if lerr != nil || old == nil {
 				return rollback(err)
 			}
-			if err := b.restore(fam, installBatch(lines, true, jump)); err != nil {
+			if err := b.restore(fam, installBatch(ruleLines(fam, rs[fam]), true, jump)); err != nil {
 				return rollback(err)
 			}
 			undo = append(undo, func() error { return b.restore(fam, installBatch(old, true, true)) })
@@ -225,13 +262,26 @@ func joinArgs(args []string) string {
 // restore runs one iptables-restore batch; --wait bounds the wait for the
 // xtables lock.
 func (b *Iptables) restore(fam rules.Family, input string) error {
+	return b.startRestore(fam, input)()
+}
+
+// startRestore starts one iptables-restore batch; wait waits for it and
+// says what went wrong.
+func (b *Iptables) startRestore(fam rules.Family, input string) (wait func() error) {
 	tool := b.tool(fam, "-restore")
 	cmd := exec.Command(tool, "--noflush", "--wait", strconv.Itoa(b.wait()))
 	cmd.Stdin = strings.NewReader(input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	b.Execs++
-	if err := cmd.Run(); err != nil {
+	err := cmd.Start()
+	return func() error {
+		if err == nil {
+			err = cmd.Wait()
+		}
+		if err == nil {
+			return nil
+		}
 		msg := strings.TrimSpace(out.String())
 		if strings.Contains(msg, "xtables lock") {
 			return fmt.Errorf("%s: %w: gave up after %d s; another iptables user holds it (/run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
@@ -242,7 +292,6 @@ func (b *Iptables) restore(fam rules.Family, input string) error {
 		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
 	}
-	return nil
 }
 
 // missingFeature tells, from what iptables-restore says, whether a match or
@@ -341,15 +390,45 @@ func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
 	return seen.Present, err
 }
 
-// Remove is tolerant of a fence that is partly or wholly gone already. The
-// usual case, a whole fence, takes one batch per family.
+// notInNftables calls found with each family's fence that nf_tables holds
+// and returns the other families: those only the tools can see (legacy
+// iptables, or no fence at all).
+func notInNftables(fences map[rules.Family]xtFence, inNft bool, found func(rules.Family, xtFence)) []rules.Family {
+	var rest []rules.Family
+	for _, fam := range rules.Families {
+		if f := fences[fam]; inNft && f.chain != nil {
+			found(fam, f)
+			continue
+		}
+		rest = append(rest, fam)
+	}
+	return rest
+}
+
+// Remove is tolerant of a fence that is partly or wholly gone already.
+// Where the nf_tables variant of iptables made it, one netlink transaction
+// takes out both families (and the filter tables, when nothing else is in
+// them); legacy iptables takes one batch per family.
 func (b *Iptables) Remove(ns netns.Handle) error {
+	r, err := b.readFences(ns.Path)
+	if err != nil {
+		return err
+	}
+	fences, inNft := r.fences, r.inNft
+	rest := notInNftables(fences, inNft, func(rules.Family, xtFence) {})
+	if err := removeXtFences(ns.Path, fences); err != nil {
+		return err
+	}
+	if len(rest) == 0 {
+		return nil
+	}
 	return netns.In(ns.Path, func() error {
 		var errs []error
-		var emptied []rules.Family
-		for _, fam := range rules.Families {
+		for _, fam := range rest {
+			if inNft && !hasLegacyTable(fam) {
+				continue // neither nf_tables nor x_tables has it: gone already
+			}
 			if b.restore(fam, removeBatch(true)) == nil {
-				emptied = append(emptied, fam)
 				continue
 			}
 			ipt, err := b.ipt(fam)
@@ -369,21 +448,27 @@ func (b *Iptables) Remove(ns netns.Handle) error {
 			}
 			if err := ipt.ClearAndDeleteChain("filter", Chain); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", fam, err))
-				continue
 			}
-			emptied = append(emptied, fam)
-		}
-		if err := dropEmptyFilterTables(emptied...); err != nil {
-			errs = append(errs, fmt.Errorf("removing the empty filter table: %w", err))
 		}
 		return errors.Join(errs...)
 	})
 }
 
+// Counters reads each rule's packet counter: over netlink where the
+// nf_tables variant of iptables made the fence, else from iptables-save.
 func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) {
+	fences, inNft, err := readXtFences(ns.Path)
+	if err != nil {
+		return nil, err
+	}
+	b.read = &xtRead{ns.Path, fences, inNft}
 	out := map[rules.Family][]uint64{}
-	err := netns.In(ns.Path, func() error {
-		for _, fam := range rules.Families {
+	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) { out[fam] = f.packets() })
+	if len(rest) == 0 {
+		return out, nil
+	}
+	err = netns.In(ns.Path, func() error {
+		for _, fam := range rest {
 			st, err := b.save(fam)
 			if err != nil {
 				return err

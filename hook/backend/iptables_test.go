@@ -76,62 +76,35 @@ func iptablesRules(t *testing.T) rules.RuleSet {
 
 func iptablesNetns(t *testing.T) netns.Handle {
 	t.Helper()
+	h, _ := testNetns(t)
+	return h
+}
+
+// testNetns makes a network namespace of the test's own, with the handle
+// the backends take.
+func testNetns(t *testing.T) (netns.Handle, *testnet.Netns) {
+	t.Helper()
 	ns := testnet.NewNetns(t)
 	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return netns.Handle{ID: id, Path: ns.Path}
+	return netns.Handle{ID: id, Path: ns.Path}, ns
 }
 
-// The create path runs one iptables-restore per family and nothing else:
-// never a tool per rule, never `iptables --version`.
-func TestIptablesExecs(t *testing.T) {
-	testnet.RequireRoot(t)
-	b, err := NewIptables()
+func rulesIn(t *testing.T, ns *testnet.Netns) string {
+	t.Helper()
+	s, err := testnet.RulesIn(ns)
 	if err != nil {
-		t.Skipf("skipping: %v", err)
+		t.Fatal(err)
 	}
-	ns := iptablesNetns(t)
-	rs := iptablesRules(t)
-	t.Cleanup(func() { b.Remove(ns) })
-	step := func(what string, want int, fn func() error) {
-		t.Helper()
-		before := b.Execs
-		if err := fn(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		got := b.Execs - before
-		t.Logf("%s: %d execs", what, got)
-		if got != want {
-			t.Errorf("%s ran %d tools; want %d", what, got, want)
-		}
-	}
-	step(fmt.Sprintf("fresh install of %d rules", rs.Count()), len(rules.Families), func() error { return b.Install(ns, rs) })
-	step("installed", len(rules.Families), func() error {
-		ok, err := b.Installed(ns)
-		if err == nil && !ok {
-			err = errors.New("not installed")
-		}
-		return err
-	})
-	step("counters", len(rules.Families), func() error { _, err := b.Counters(ns); return err })
-	// Replacing costs more (a failed batch, a save, the batch again), and
-	// is the rare path: a fence left by a crashed runtime.
-	step("replace", 3*len(rules.Families), func() error { return b.Install(ns, rs) })
-	step("remove", len(rules.Families), func() error { return b.Remove(ns) })
-	if b.ipts != nil {
-		t.Errorf("go-iptables was set up (`iptables --version` ran) on the usual paths")
-	}
+	return s
 }
 
-// A held xtables lock fails the install within the wait, with
-// ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
-// takes no lock, so this runs the legacy tools (xtables-legacy-multi, which
-// acts by the name it is called as) on a lock file of the test's own
-// (XTABLES_LOCKFILE), held with flock as another iptables user would.
-func TestIptablesLockTimeout(t *testing.T) {
-	testnet.RequireRoot(t)
+// legacyTools makes a directory of the legacy iptables tools
+// (xtables-legacy-multi acts by the name it is called as).
+func legacyTools(t *testing.T) string {
+	t.Helper()
 	multi, err := testnet.Tool("xtables-legacy-multi")
 	if err != nil {
 		t.Skipf("skipping: %v (Debian's iptables package ships it)", err)
@@ -142,6 +115,127 @@ func TestIptablesLockTimeout(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// The create path runs one iptables-restore per family and nothing else:
+// never a tool per rule, never `iptables --version`. Where the tools are the
+// nf_tables variant, reading the counters and removing the fence run no tool
+// at all (netlink, one transaction) and leave no empty filter table behind;
+// the legacy tools take one tool per family for each.
+func TestIptablesExecs(t *testing.T) {
+	testnet.RequireRoot(t)
+	for _, variant := range []string{"host", "legacy"} {
+		t.Run(variant, func(t *testing.T) {
+			b, err := NewIptables()
+			if err != nil {
+				t.Skipf("skipping: %v", err)
+			}
+			if variant == "legacy" {
+				b = &Iptables{Dir: legacyTools(t), Wait: 5}
+			}
+			ns, tns := testNetns(t)
+			before := rulesIn(t, tns)
+			rs := iptablesRules(t)
+			t.Cleanup(func() { b.Remove(ns) })
+			step := func(what string, want int, fn func() error) {
+				t.Helper()
+				before := b.Execs
+				if err := fn(); err != nil {
+					t.Fatalf("%s: %v", what, err)
+				}
+				got := b.Execs - before
+				t.Logf("%s: %d execs", what, got)
+				if got != want {
+					t.Errorf("%s ran %d tools; want %d", what, got, want)
+				}
+			}
+			step(fmt.Sprintf("fresh install of %d rules", rs.Count()), len(rules.Families), func() error { return b.Install(ns, rs) })
+			fences, inNft, err := readXtFences(ns.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nft := inNft && fences[rules.IPv4].chain != nil && fences[rules.IPv6].chain != nil
+			t.Logf("the fence is in nf_tables: %v", nft)
+			if nft == (variant == "legacy") {
+				t.Fatalf("the %s tools put the fence in nf_tables: %v", variant, nft)
+			}
+			reads := len(rules.Families)
+			if nft {
+				reads = 0
+			}
+			// Installed reads iptables-save (it checks the rules, not only
+			// that they are there): one tool per family either way.
+			step("installed", len(rules.Families), func() error {
+				ok, err := b.Installed(ns)
+				if err == nil && !ok {
+					err = errors.New("not installed")
+				}
+				return err
+			})
+			step("counters", reads, func() error {
+				c, err := b.Counters(ns)
+				for _, fam := range rules.Families {
+					if err == nil && len(c[fam]) != len(rs[fam]) {
+						err = fmt.Errorf("%s: %d counters for %d rules", fam, len(c[fam]), len(rs[fam]))
+					}
+				}
+				return err
+			})
+			// Replacing costs more (a failed batch, a save, the batch again), and
+			// is the rare path: a fence left by a crashed runtime.
+			step("replace", 3*len(rules.Families), func() error { return b.Install(ns, rs) })
+			step("remove", reads, func() error { return b.Remove(ns) })
+			if b.ipts != nil {
+				t.Errorf("go-iptables was set up (`iptables --version` ran) on the usual paths")
+			}
+			// Legacy iptables keeps its built-in tables once made; nf_tables
+			// loses the filter table that iptables-nft made for the fence.
+			if after := rulesIn(t, tns); nft && after != before {
+				t.Errorf("remove left the namespace other than it was:\n%s", testnet.Diff(before, after))
+			}
+			if err := b.Remove(ns); err != nil {
+				t.Errorf("remove again: %v", err)
+			}
+			if ok, err := b.Installed(ns); err != nil || ok {
+				t.Errorf("after remove: installed = %v, %v", ok, err)
+			}
+		})
+	}
+}
+
+// Where others' rules share the filter table, removing the fence takes out
+// our chain and OUTPUT's jump to it, and leaves their rules and the table.
+func TestIptablesRemoveKeepsOthers(t *testing.T) {
+	testnet.RequireRoot(t)
+	b, err := NewIptables()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	ns, tns := testNetns(t)
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		tns.Exec(t, filepath.Join(b.Dir, tool), "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "DROP")
+	}
+	before := rulesIn(t, tns)
+	if err := b.Install(ns, iptablesRules(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Remove(ns); err != nil {
+		t.Fatal(err)
+	}
+	if after := rulesIn(t, tns); after != before {
+		t.Errorf("remove did not leave the namespace as it was:\n%s", testnet.Diff(before, after))
+	}
+}
+
+// A held xtables lock fails the install within the wait, with
+// ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
+// takes no lock, so this runs the legacy tools (xtables-legacy-multi, which
+// acts by the name it is called as) on a lock file of the test's own
+// (XTABLES_LOCKFILE), held with flock as another iptables user would.
+func TestIptablesLockTimeout(t *testing.T) {
+	testnet.RequireRoot(t)
+	dir := legacyTools(t)
 	lock := filepath.Join(t.TempDir(), "xtables.lock")
 	t.Setenv("XTABLES_LOCKFILE", lock)
 	fd, err := syscall.Open(lock, syscall.O_CREAT|syscall.O_RDWR|syscall.O_CLOEXEC, 0o600)

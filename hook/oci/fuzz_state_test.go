@@ -22,7 +22,7 @@ func FuzzParseState(f *testing.F) {
 			}
 			return
 		}
-		if st.ID == "" || !idRe.MatchString(st.ID) || st.Pid < 0 {
+		if st.ID == "" || !idRe().MatchString(st.ID) || st.Pid < 0 {
 			t.Fatalf("accepted a state that breaks the checks: %+v", st)
 		}
 		// The id is safe inside a quoted log prefix and an iptables-restore

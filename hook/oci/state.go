@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -40,7 +41,9 @@ const maxState = 1 << 20
 
 // runc's rule for container ids. The id goes into log prefixes and records,
 // so we hold every runtime to it.
-var idRe = regexp.MustCompile(`^[\w+.-]+$`)
+// idRe is compiled on first use rather than at init, which every hook
+// process pays for.
+var idRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[\w+.-]+$`) })
 
 // ReadState parses the OCI state a runtime writes to a hook's stdin.
 func ReadState(r io.Reader) (*specs.State, error) {
@@ -70,7 +73,7 @@ func ParseState(data []byte) (*specs.State, error) {
 	if st.ID == "" {
 		return nil, inputErr("the OCI state has no container id")
 	}
-	if len(st.ID) > 1024 || !idRe.MatchString(st.ID) {
+	if len(st.ID) > 1024 || !idRe().MatchString(st.ID) {
 		return nil, inputErr("the OCI state's container id %q has characters other than letters, digits, '_', '+', '-' and '.'", st.ID)
 	}
 	if st.Pid < 0 {

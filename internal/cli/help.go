@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 )
@@ -154,4 +155,20 @@ func upperFirst(s string) string {
 		return s
 	}
 	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// VersionLine is what `--version` prints for the binary name built as
+// version ("dev" unless set at build time): the version, or for a dev
+// build the commit, and the Go version.
+func VersionLine(name, version string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return name + " " + version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && version == "dev" {
+			version = "dev-" + s.Value[:min(12, len(s.Value))]
+		}
+	}
+	return fmt.Sprintf("%s %s (%s)", name, version, strings.TrimPrefix(bi.GoVersion, "go"))
 }

@@ -75,14 +75,17 @@ Example (what a runtime does):
 				fmt.Fprintf(o.Stderr, "%s %s: unexpected argument %q: the OCI state comes on stdin\nRun '%s help %s' for usage.\n", bin, which, args[0], bin, which)
 				return cli.ExitUsage
 			}
-			return run(g, which, o.Stdin, o.Stderr)
+			return run(g, bin, which, o.Stdin, o.Stderr)
 		},
 	}
 }
 
 // run runs create, poststop, or (for "hook") the stage the state's
 // status calls for. It writes nothing to stdout: a runtime may not read it.
-func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
+func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
+	// The hook log's times are UTC: runtimes give hooks no TZ, and reading
+	// the zone file for local time would cost every hook run.
+	time.Local = time.UTC
 	start := time.Now()
 	cfg, cfgErr := config.Load(g.config)
 	logPath := config.Default().HookLog
@@ -97,7 +100,7 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 	log, closeLog, logErr := hook.OpenLog(logPath, g.debug, io.Discard)
 	defer closeLog()
 	if logErr != nil {
-		fmt.Fprintf(stderr, "bypass-hook %s: %v; logging nowhere (the fence is not affected)\n", which, logErr)
+		fmt.Fprintf(stderr, "%s %s: %v; logging nowhere (the fence is not affected)\n", bin, which, logErr)
 	}
 
 	// The stage is known from the state even when the config is broken, so
@@ -145,14 +148,14 @@ func run(g *flags, which string, stdin io.Reader, stderr io.Writer) int {
 		e.Info("done")
 	case code == 0:
 		e.WithError(err).Warn("could not fence; failure: open lets the container start unfenced")
-		fmt.Fprintf(stderr, "bypass-hook %s: warning: container starts UNFENCED (failure: open): %v\n", stage, err)
+		fmt.Fprintf(stderr, "%s %s: warning: container starts UNFENCED (failure: open): %v\n", bin, stage, err)
 	default:
 		e.WithError(err).Error("failed")
 		id := ""
 		if st != nil {
 			id = " " + st.ID
 		}
-		fmt.Fprintf(stderr, "bypass-hook %s%s: %v\n", stage, id, err)
+		fmt.Fprintf(stderr, "%s %s%s: %v\n", bin, stage, id, err)
 	}
 	return code
 }

@@ -166,3 +166,10 @@ func Diff(a, b string) string {
 	}
 	return out.String()
 }
+
+// HasFence tells whether a dump of RulesIn holds a bypass-hook fence of
+// either backend: the iptables chain BYPASS-HOOK or the nftables table inet
+// bypass_hook.
+func HasFence(dump string) bool {
+	return strings.Contains(dump, "BYPASS-HOOK") || strings.Contains(dump, "table inet bypass_hook")
+}

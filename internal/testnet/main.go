@@ -8,18 +8,27 @@ import (
 	"testing"
 )
 
-// HookPackage is the bypass-hook command, built for tests that run it as a
-// runtime would.
-const HookPackage = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook"
+// HookPackage is the bypass-hook command (the CLI), built for tests that run
+// it; OCIHookPackage is bypass-hook-oci, the hook that runtimes run, built
+// beside it, where the CLI's registrations find it by default.
+const (
+	HookPackage    = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook"
+	OCIHookPackage = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook-oci"
+)
+
+// OCIHook is the path of bypass-hook-oci built beside the CLI at hookBin.
+func OCIHook(hookBin string) string {
+	return filepath.Join(filepath.Dir(hookBin), "bypass-hook-oci")
+}
 
 // Main is the TestMain of a package of root tests:
 //
 //	var hookBin string
 //	func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
 //
-// It serves RunProbeAs's children, builds the hook into *hookBin (as root
-// only, else it stays empty; pass nil to skip the build), and runs the tests
-// under GuardHost.
+// It serves RunProbeAs's children, builds the CLI into *hookBin and
+// bypass-hook-oci beside it (OCIHook; as root only, else *hookBin stays
+// empty; pass nil to skip the build), and runs the tests under GuardHost.
 func Main(m *testing.M, hookBin *string) int {
 	MaybeRunProbe()
 	if hookBin != nil && os.Geteuid() == 0 {
@@ -35,11 +44,11 @@ func Main(m *testing.M, hookBin *string) int {
 			return 1
 		}
 		*hookBin = filepath.Join(dir, "bypass-hook")
-		// As `make build` builds it: static, so any runtime can run it.
-		cmd := exec.Command("go", "build", "-trimpath", "-o", *hookBin, HookPackage)
+		// As `make build` builds them: static, so any runtime can run them.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", dir, HookPackage, OCIHookPackage)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "testnet: building bypass-hook: %v\n%s", err, out)
+			fmt.Fprintf(os.Stderr, "testnet: building bypass-hook and bypass-hook-oci: %v\n%s", err, out)
 			return 1
 		}
 	}
