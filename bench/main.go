@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command bench times whole runs of the hook binary, as a runtime runs it:
 // `create` with an OCI state on stdin for a process in a fresh network
 // namespace, then `poststop`. It compares the iptables backend (one

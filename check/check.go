@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package check tells whether this node can fence containers with a given
 // config, and if not, why: the kernel's netfilter pieces, the iptables
 // tools, nf_log_all_netns, the config, the state directory, the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package config reads, defaults and validates the bypass-hook config file
 // and decides, from a container's annotations, which policy applies to it.
 package config

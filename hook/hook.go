@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hook runs the OCI hook stages: create reads the state, decides
 // from the config, opens the container's network namespace, fences it and
 // records the owner; poststop drops the owner and, with the last, removes the

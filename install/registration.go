@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package install writes the registrations that make a runtime call
 // bypass-hook: a hooks.d file for podman and CRI-O, the hooks of a runc or
 // crun bundle, and (for the NRI plugin and the Kubernetes DaemonSet) the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package monitor shows every attempt to get past a fence: it reads what
 // the fences' log rules write (the kernel log for log.target kernel, an
 // NFLOG socket in each fenced namespace for nflog), maps it to the

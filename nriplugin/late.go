@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package nriplugin
 
 // Late fencing. NRI fails open: a container created while no plugin is

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package nriplugin is the containerd NRI plugin of bypass-hook: on
 // CreateContainer it injects the hook's createRuntime and poststop stages
 // into the containers the config selects, and carries the pod's

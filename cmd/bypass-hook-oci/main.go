@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command bypass-hook-oci is the OCI hook that runtimes run for every
 // container: the create, poststop and hook stages of bypass-hook, with the
 // same flags, config, help and exit codes (internal/stages, internal/cli),

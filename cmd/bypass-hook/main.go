@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command bypass-hook is an OCI runtime hook that fences a container's
 // egress to its HTTP CONNECT proxy. See README.md.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package docker tests the CDI registration end to end with Docker: a
 // private Docker Engine with CDI (built by scripts/build-docker-deps.sh)
 // reads the spec `bypass-hook install cdi` wrote, and containers run with

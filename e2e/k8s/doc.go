@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package k8s holds the Kubernetes end-to-end tests of bypass-hook: a real containerd 2.2 with
 // CRI, NRI and a CNI bridge, driven through crictl and ctr, all inside a network namespace and a
 // temporary directory that the test makes.

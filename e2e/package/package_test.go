@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package packagetest installs the .deb that `make package` builds into a
 // fresh Debian root, as a new user would on a fresh machine, and takes it out
 // again: install, the commands an operator runs first, a change of config

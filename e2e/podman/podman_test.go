@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package podman tests the hooks.d registration end to end: podman 4 with
 // runc as its runtime reads the file `bypass-hook install hooks-dir` wrote,
 // and its containers join network namespaces of testnet's lab.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package podman
 
 // Regression tests for issue 10 ("Trust") with podman: the hooks.d file

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package runc proves the hook end to end: a real runc container on a
 // busybox root, the hooks in its config.json, run with an empty PATH.
 package runc

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package runc
 
 // Regression tests for issue 10 ("Trust"): each plays the attacker (a

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package trust plays the attacker against the built bypass-hook binary: an
 // unprivileged uid (65534, no capabilities) inside a namespace the hook
 // fenced, and a careless operator who changes the fence's rules. Each test

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package backend puts a rule set into a network namespace and takes it out
 // again: the Backend interface, its registry, and one file per backend
 // (iptables, nftables).

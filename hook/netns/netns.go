@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package netns identifies, finds and holds network namespaces, and runs code
 // inside one; it refuses the host's own namespace.
 package netns

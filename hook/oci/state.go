@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package oci reads what a runtime hands a hook: the OCI state on stdin, the
 // stage it asks for, and the bundle's config.json (namespace path,
 // capabilities).

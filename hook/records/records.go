@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package records keeps, in the state directory, what the hook installed in
 // each network namespace and which containers own it: one locked JSON file
 // per namespace, pruned when the namespace is gone.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package rules turns a policy into the fence's rule set, per IP family,
 // independent of any backend, and tallies the rules' counters.
 package rules

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package status reports, for the operator, what the records say is fenced
 // and what each fence's counters show; it reads the record store and asks
 // the backends, and holds no state of its own.

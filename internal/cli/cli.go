@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package cli gives bypass-hook's binaries the command-line conventions of
 // their neighbours (nvidia-ctk, ctr, nerdctl): `--version` and `version`,
 // `help [COMMAND]`, `-h`/`--help` that print the usage and exit 0 on every

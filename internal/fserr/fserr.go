@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package fserr shortens the file-system errors that bypass-hook puts into
 // its own messages, which already say what was being done.
 package fserr

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package logging makes the loggers of bypass-hook's commands, so that each
 // format is set up in one place, and the --log-level and --log-format flags
 // of the long-running ones.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package manifest decodes the Kubernetes manifest of install/kubernetes for
 // the tests that check it and the one that runs it. It is test support: the
 // bypass-hook binary does not link the Kubernetes API types.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package stages is the hook's stage commands (create, poststop, hook) as
 // cli commands, so that every binary that runs them (bypass-hook, and a
 // lean one for the per-container stages) runs and documents them alike.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testnet is the shared test infrastructure of bypass-hook's integration
 // and end-to-end tests: network namespaces, a lab with a proxy and servers in a
 // namespace of its own, probes that run inside a namespace (also as another uid),

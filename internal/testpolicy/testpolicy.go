@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testpolicy gives tests a fence policy from a few lines of config.
 package testpolicy
 

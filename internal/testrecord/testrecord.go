@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testrecord gives tests the record of a fence without installing it.
 package testrecord
 

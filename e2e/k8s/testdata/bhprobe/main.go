@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command bhprobe is a connection probe for the e2e workload image (busybox-static's own wget
 // crashes on Debian 12). It runs inside a container, as the container's user, and prints one
 // JSON line:

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command pause is the e2e sandbox image's only process: it waits for SIGTERM or SIGINT and
 // exits 0, and reaps the children it inherits (as the Kubernetes pause container does).
 //
