@@ -87,6 +87,7 @@ func Run(o Options) *Report {
 	add(tools...)
 	if cfg != nil {
 		add(stateDirItem(cfg.StateDir))
+		add(fenceItems(cfg.StateDir)...)
 	}
 	add(registrationItems(o.Paths, cfg)...)
 	if o.SelfTest && cfg != nil {

@@ -117,6 +117,40 @@ func (e *env) status(id string) (fenceStatus, int) {
 	return fs[0], code
 }
 
+// fenceChecks is what `check --json --no-self-test` says of the fences on
+// the node (section "fences").
+func (e *env) fenceChecks() []checkItem {
+	e.t.Helper()
+	_, out, stderr := e.run("", "check", "--json", "--no-self-test")
+	var rep struct {
+		Checks []checkItem `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		e.t.Fatalf("check --json: %v: %s %s", err, out, stderr)
+	}
+	var fences []checkItem
+	for _, it := range rep.Checks {
+		if it.Section == "fences" {
+			fences = append(fences, it)
+		}
+	}
+	return fences
+}
+
+type checkItem struct {
+	Section, Name, Status, Detail string
+}
+
+// reportsNotWhole holds that check warns of a fence that is not whole.
+func reportsNotWhole(items []checkItem) bool {
+	for _, it := range items {
+		if it.Status == "warn" && strings.Contains(it.Detail, "not whole") {
+			return true
+		}
+	}
+	return false
+}
+
 // opensAsNobody holds that the attacker's direct connections get out.
 func opensAsNobody(t *testing.T, ns *testnet.Netns, lab *testnet.Lab) {
 	t.Helper()
@@ -155,6 +189,9 @@ func TestFenceMadeWholeAgain(t *testing.T) {
 				if st.Whole == nil || *st.Whole || st.NotWhole == "" || code != 1 {
 					t.Errorf("status after %s: exit %d, %+v; want exit 1, whole false and what is wrong", tm.name, code, st)
 				}
+				if items := e.fenceChecks(); !reportsNotWhole(items) {
+					t.Errorf("check after %s says of the fences %+v; want a warning that one is not whole", tm.name, items)
+				}
 
 				second := startIn(t, client.Netns)
 				e.create(second)
@@ -166,6 +203,9 @@ func TestFenceMadeWholeAgain(t *testing.T) {
 				testnet.ExpectFenced(t, client.Netns, lab)
 				if st, code := e.status(second.id); st.Whole == nil || !*st.Whole || code != 0 {
 					t.Errorf("status after the repair: exit %d, %+v; want whole", code, st)
+				}
+				if items := e.fenceChecks(); reportsNotWhole(items) {
+					t.Errorf("check after the repair still warns: %+v", items)
 				}
 			})
 		}
