@@ -297,6 +297,36 @@ var (
 // Validate checks every key and fills the parsed forms. It returns the first
 // error, which names the key and the value.
 func (c *Config) Validate() error {
+	if err := c.validateChoices(); err != nil {
+		return err
+	}
+	if err := c.parseAddresses(); err != nil {
+		return err
+	}
+	for i, u := range c.AllowUids {
+		if u < 0 || u > 4294967294 {
+			return errKey(fmt.Sprintf("allowUids[%d]", i), strconv.FormatInt(u, 10), "is not a uid (0-4294967294)")
+		}
+	}
+	if err := c.validateLog(); err != nil {
+		return err
+	}
+	if c.HookLog != "" && !filepath.IsAbs(c.HookLog) {
+		return errKey("hookLog", c.HookLog, "must be an absolute path (the runtime runs the hook in an unknown directory)")
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return errKey("stateDir", c.StateDir, "must be an absolute path")
+	}
+	for i, ns := range c.NRI.ExcludeNamespaces {
+		if ns == "" {
+			return errKey(fmt.Sprintf("nri.excludeNamespaces[%d]", i), ns, "is empty")
+		}
+	}
+	return nil
+}
+
+// validateChoices checks the keys that take one of a few words.
+func (c *Config) validateChoices() error {
 	oneOf := func(key, v string, allowed ...string) error {
 		for _, a := range allowed {
 			if v == a {
@@ -317,7 +347,12 @@ func (c *Config) Validate() error {
 			return e
 		}
 	}
+	return nil
+}
 
+// parseAddresses parses proxies, allow and dns into the forms the rules
+// are built from.
+func (c *Config) parseAddresses() error {
 	c.proxies = nil
 	for i, p := range c.Proxies {
 		ap, err := ParseProxy(p)
@@ -345,12 +380,12 @@ func (c *Config) Validate() error {
 		}
 		c.dns = append(c.dns, addr.Unmap())
 	}
+	return nil
+}
 
-	for i, u := range c.AllowUids {
-		if u < 0 || u > 4294967294 {
-			return errKey(fmt.Sprintf("allowUids[%d]", i), strconv.FormatInt(u, 10), "is not a uid (0-4294967294)")
-		}
-	}
+// validateLog checks the log keys against what the kernel's LOG target and
+// limit match accept.
+func (c *Config) validateLog() error {
 	if c.Log.Group < 0 || c.Log.Group > 65535 {
 		return errKey("log.group", strconv.Itoa(c.Log.Group), "is out of range 0-65535")
 	}
@@ -374,17 +409,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Burst < 1 || c.Log.Burst > 10000 {
 		return errKey("log.burst", strconv.Itoa(c.Log.Burst), "is out of range 1-10000")
-	}
-	if c.HookLog != "" && !filepath.IsAbs(c.HookLog) {
-		return errKey("hookLog", c.HookLog, "must be an absolute path (the runtime runs the hook in an unknown directory)")
-	}
-	if !filepath.IsAbs(c.StateDir) {
-		return errKey("stateDir", c.StateDir, "must be an absolute path")
-	}
-	for i, ns := range c.NRI.ExcludeNamespaces {
-		if ns == "" {
-			return errKey(fmt.Sprintf("nri.excludeNamespaces[%d]", i), ns, "is empty")
-		}
 	}
 	return nil
 }

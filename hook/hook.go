@@ -99,21 +99,9 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	if st.Pid <= 0 {
 		return res, &oci.InputError{Msg: "the OCI state has no pid: register the hook for createRuntime or prestart, where the container process exists"}
 	}
-
-	bundle, berr := oci.ReadBundle(st.Bundle)
-	switch {
-	case berr != nil && h.Cfg.Strict:
-		return res, &RefusedError{fmt.Sprintf("strict: the bundle's config.json cannot be read to check the process's capabilities: %v", berr)}
-	case berr != nil:
-		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
-		bundle = &oci.Bundle{}
-	}
-	if caps := bundle.DangerousCaps(len(dec.Policy.AllowUids) > 0); len(caps) > 0 {
-		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets, SETUID becomes one of the allowUids)", strings.Join(caps, " and "))
-		if h.Cfg.Strict {
-			return res, &RefusedError{"strict: " + msg + "; drop them or set strict: false"}
-		}
-		h.Log.WithField("capabilities", caps).Warn(msg)
+	bundle, err := h.checkCapabilities(st.Bundle, dec.Policy)
+	if err != nil {
+		return res, err
 	}
 
 	nsPath := netns.PidPath(st.Pid)
@@ -129,24 +117,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	h.warnLogSysctl(dec.Policy)
 
-	store, err := records.Open(h.Cfg.StateDir)
-	if err != nil {
-		return res, &FenceError{Netns: res.Netns, Err: err}
-	}
-	if pruned := store.Prune(id.Key()); len(pruned) > 0 {
-		h.Log.WithField("records", pruned).Info("pruned records of network namespaces that no longer exist")
-	}
-	unlock, err := store.Lock(id.Key())
+	store, rec, unlock, err := h.loadLocked(id.Key())
 	if err != nil {
 		return res, &FenceError{Netns: res.Netns, Err: err}
 	}
 	defer unlock()
 
 	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
-	rec, err := store.Load(id.Key())
-	if err != nil {
-		return res, &FenceError{Netns: res.Netns, Err: err}
-	}
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
@@ -157,6 +134,68 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		}
 	}
 
+	rec = &records.Record{
+		Netns:  id,
+		Paths:  compact(nsPath, bundle.NetnsPath),
+		Digest: digest,
+		Policy: dec.Policy,
+		LogID:  st.ID,
+		Owners: []records.Owner{owner},
+	}
+	err = h.fence(store, ns, rec, recorded, &res)
+	return res, err
+}
+
+// checkCapabilities reads the bundle's config.json for the capabilities
+// with which the container process can get past the fence: strict mode
+// refuses them (and a config.json it cannot read), otherwise the hook warns.
+// The bundle is empty when its config.json cannot be read.
+func (h *Hook) checkCapabilities(path string, p config.Policy) (*oci.Bundle, error) {
+	bundle, berr := oci.ReadBundle(path)
+	switch {
+	case berr != nil && h.Cfg.Strict:
+		return nil, &RefusedError{fmt.Sprintf("strict: the bundle's config.json cannot be read to check the process's capabilities: %v", berr)}
+	case berr != nil:
+		h.Log.WithError(berr).Warn("cannot read the bundle's config.json; the process's capabilities are not checked")
+		bundle = &oci.Bundle{}
+	}
+	if caps := bundle.DangerousCaps(len(p.AllowUids) > 0); len(caps) > 0 {
+		msg := fmt.Sprintf("the container process has %s, with which it can get past the fence (NET_ADMIN removes rules, NET_RAW sends through packet sockets, SETUID becomes one of the allowUids)", strings.Join(caps, " and "))
+		if h.Cfg.Strict {
+			return nil, &RefusedError{"strict: " + msg + "; drop them or set strict: false"}
+		}
+		h.Log.WithField("capabilities", caps).Warn(msg)
+	}
+	return bundle, nil
+}
+
+// loadLocked opens the record store, locks the record of key and loads it:
+// nil when the namespace has none. Records of namespaces that are gone are
+// pruned first. The caller unlocks.
+func (h *Hook) loadLocked(key string) (*records.Store, *records.Record, func(), error) {
+	store, err := records.Open(h.Cfg.StateDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if pruned := store.Prune(key); len(pruned) > 0 {
+		h.Log.WithField("records", pruned).Info("pruned records of network namespaces that no longer exist")
+	}
+	unlock, err := store.Lock(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rec, err := store.Load(key)
+	if err != nil {
+		unlock()
+		return nil, nil, nil, err
+	}
+	return store, rec, unlock, nil
+}
+
+// fence installs the fence that rec describes and saves rec with what the
+// install made. recorded is the backend of the record that was there
+// before, "" when there was none.
+func (h *Hook) fence(store *records.Store, ns netns.Handle, rec *records.Record, recorded string, res *Result) error {
 	name := backend.Choose(h.Cfg.Backend, recorded, func() bool {
 		err := backend.NftablesAvailable(ns.Path)
 		if err != nil {
@@ -167,58 +206,30 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	res.Backend = name
 	backend, err := h.NewBackend(name)
 	if err != nil {
-		return res, &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: err}
 	}
-	rs, feat, sums, err := h.install(backend, ns, dec.Policy, st.ID)
+	rs, feat, sums, err := h.install(backend, ns, rec.Policy, rec.LogID)
 	if err != nil {
-		return res, &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: err}
 	}
-	rec = &records.Record{
-		RulesDigest: sums,
-		Netns:       id,
-		Paths:       compact(nsPath, bundle.NetnsPath),
-		Backend:     backend.Name(),
-		Digest:      digest,
-		Policy:      dec.Policy,
-		Features:    feat,
-		LogID:       st.ID,
-		RuleNames:   ruleNames(rs),
-		Owners:      []records.Owner{owner},
-		Installed:   time.Now().UTC(),
-	}
+	rec.RulesDigest, rec.Backend, rec.Features, rec.RuleNames = sums, backend.Name(), feat, ruleNames(rs)
+	rec.Installed = time.Now().UTC()
 	if err := store.Save(rec); err != nil {
 		// Rules without a record would never be removed by poststop.
 		if rerr := backend.Remove(ns); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("removing the rules again: %w", rerr))
 		}
-		return res, &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: err}
 	}
 	res.Rules, res.Action = rs.Count(), "fenced"
-	return res, nil
+	return nil
 }
 
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
 func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
-	// This container replaces any entry of its own (a container created again
-	// under its id and bundle has a new pid); owners whose process is gone
-	// leave. Another runtime's container of the same id has another bundle:
-	// it stays an owner.
-	var others []records.Owner
-	dead := 0
-	for _, o := range rec.Owners {
-		switch {
-		case o.Is(owner.ID, owner.Bundle):
-		case o.Alive(rec.Netns):
-			others = append(others, o)
-		default:
-			dead++
-		}
-	}
-	if dead > 0 {
-		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
-	}
+	others := h.otherOwners(rec, owner)
 	// Under auto, the namespace keeps the backend that fenced it.
 	want := rec.Backend
 	if h.Cfg.Backend != config.BackendAuto {
@@ -247,28 +258,8 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		return false, nil // no one else uses it: Install replaces it atomically
 	}
 
-	backend, err := h.NewBackend(rec.Backend)
-	if err != nil {
+	if err := h.makeWhole(ns, rec, p); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
-	}
-	// A fence changed since its install (a rule put in front of it, a
-	// rule changed or gone) is not joined as it is: it is put in again,
-	// whole, atomically.
-	seen, err := backend.Inspect(ns)
-	if err != nil {
-		return false, &FenceError{Netns: res.Netns, Err: err}
-	}
-	if whole, why := seen.Whole(rec.RulesDigest); !whole {
-		if seen.Present {
-			h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
-		} else {
-			h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
-		}
-		rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
-		if err != nil {
-			return false, &FenceError{Netns: res.Netns, Err: err}
-		}
-		rec.Features, rec.RuleNames, rec.RulesDigest = feat, ruleNames(rs), sums
 	}
 	rec.Owners = append(others, owner)
 	if err := store.Save(rec); err != nil {
@@ -282,6 +273,59 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		res.Rules += len(names)
 	}
 	return true, nil
+}
+
+// otherOwners returns the owners of rec that stay beside owner. This
+// container replaces any entry of its own (a container created again under
+// its id and bundle has a new pid); owners whose process is gone leave.
+// Another runtime's container of the same id has another bundle: it stays
+// an owner.
+func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.Owner {
+	var others []records.Owner
+	dead := 0
+	for _, o := range rec.Owners {
+		switch {
+		case o.Is(owner.ID, owner.Bundle):
+		case o.Alive(rec.Netns):
+			others = append(others, o)
+		default:
+			dead++
+		}
+	}
+	if dead > 0 {
+		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
+	}
+	return others
+}
+
+// makeWhole checks the fence rec describes against the rules in ns. A fence
+// changed since its install (a rule put in front of it, a rule changed or
+// gone) is not joined as it is: it is put in again, whole, atomically, and
+// rec takes what the new install made.
+func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) error {
+	backend, err := h.NewBackend(rec.Backend)
+	if err != nil {
+		return err
+	}
+	seen, err := backend.Inspect(ns)
+	if err != nil {
+		return err
+	}
+	whole, why := seen.Whole(rec.RulesDigest)
+	if whole {
+		return nil
+	}
+	if seen.Present {
+		h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
+	} else {
+		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
+	}
+	rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
+	if err != nil {
+		return err
+	}
+	rec.Features, rec.RuleNames, rec.RulesDigest = feat, ruleNames(rs), sums
+	return nil
 }
 
 // install activates the fence. On a kernel that lacks conntrack or a log

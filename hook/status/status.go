@@ -162,6 +162,8 @@ func findRecord(recs []*records.Record, id string) (*records.Record, error) {
 	return nil, fmt.Errorf("%q names more than one fenced container (%s): give more of the id", id, strings.Join(names, ", "))
 }
 
+// statusOf reports what rec says of its fence, and what the fence in the
+// namespace shows now.
 func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	s := FenceStatus{
 		Container: rec.LogID,
@@ -176,6 +178,15 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 		why := o.Stale(rec.Netns)
 		s.Owners = append(s.Owners, OwnerStatus{Owner: o, Stale: why != "", StaleReason: why})
 	}
+	s.Rules = ruleStatuses(rec)
+	inspect(&s, rec, newBackend)
+	return s
+}
+
+// ruleStatuses lists the rules rec names, without counters. A rule's text
+// is shown only when this build makes the same rules from rec's policy.
+func ruleStatuses(rec *records.Record) []RuleStatus {
+	var out []RuleStatus
 	for _, fam := range rules.Families {
 		names := rec.RuleNames[fam]
 		rebuilt := rules.Rules(rec.Policy, rec.LogID, fam, rec.Features)
@@ -188,39 +199,44 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 			if same {
 				rs.Rule = ruleText(rebuilt[i], rec.Backend)
 			}
-			s.Rules = append(s.Rules, rs)
+			out = append(out, rs)
 		}
 	}
+	return out
+}
 
+// inspect reads the fence in rec's namespace into s: whether it is whole,
+// and its counters. What cannot be read is said in s.Error.
+func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 	ns, ok := netns.Find(rec.Netns, rec.Hints()...)
 	if !ok {
 		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
-		return s
+		return
 	}
 	s.NetnsPath = ns.Path
 	b, err := newBackend(rec.Backend)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters: %v", err)
-		return s
+		return
 	}
 	// Whether the fence is whole is read before the counters, which a
 	// fence changed by other hands may not give.
 	seen, err := b.Inspect(ns)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, ns.Path, err)
-		return s
+		return
 	}
 	whole, why := seen.Whole(rec.RulesDigest)
 	s.Whole, s.NotWhole = &whole, why
 	counters, err := b.Counters(ns)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
-		return s
+		return
 	}
 	for _, fam := range rules.Families {
 		if got, want := len(counters[fam]), len(rec.RuleNames[fam]); got != want {
 			s.Error = fmt.Sprintf("the namespace has %d %s rules where the record has %d: the fence was changed by other hands; counters not shown", got, fam, want)
-			return s
+			return
 		}
 	}
 	i := 0
@@ -232,7 +248,6 @@ func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	}
 	_, t := rules.TallyCounters(rec.RuleNames, counters)
 	s.Totals = &t
-	return s
 }
 
 // attempts are a fence's attempts by protocol: refused in enforce mode,
@@ -296,70 +311,86 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "container\t%s\n", f.Container)
-		where := f.Netns
-		if f.NetnsPath != "" {
-			where += " via " + f.NetnsPath
-		}
-		fmt.Fprintf(tw, "netns\t%s\n", where)
-		fmt.Fprintf(tw, "mode\t%s\n", f.Mode)
-		fmt.Fprintf(tw, "backend\t%s\n", f.Backend)
-		fmt.Fprintf(tw, "log\t%s\n", logDescription(f))
-		for j, o := range f.Owners {
-			label := ""
-			if j == 0 {
-				label = "owners"
-			}
-			stale := ""
-			if o.Stale {
-				stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
-			}
-			pod := ""
-			if !o.Identity.IsZero() {
-				pod = o.Identity.Name(o.ID) + " "
-			}
-			fmt.Fprintf(tw, "%s\t%s%s (pid %d, since %s%s)\n", label, pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
-		}
-		fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
-		if f.Whole != nil {
-			fmt.Fprintf(tw, "whole\t%s\n", wholeText(f))
-		}
-		if f.Totals != nil {
-			verb, t, u, o := attempts(f)
-			fmt.Fprintf(tw, "%s\ttcp %d, udp %d, other %d\n", verb, t, u, o)
-			fmt.Fprintf(tw, "logged\t%d (at most %s, burst %d, per log rule)\n", f.Totals.Logged, f.Log.Rate, f.Log.Burst)
-		}
-		if f.Error != "" {
-			fmt.Fprintf(tw, "error\t%s\n", f.Error)
-		}
-		if err := tw.Flush(); err != nil {
+		if err := writeFence(w, f); err != nil {
 			return err
 		}
-		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  FAMILY\t#\tPACKETS\tRULE")
-		n := 0
-		last := ""
-		for _, r := range f.Rules {
-			if r.Family != last {
-				n, last = 0, r.Family
-			}
-			n++
-			packets := "-"
-			if r.Packets != nil {
-				packets = num(*r.Packets)
-			}
-			rule := r.Rule
-			if rule == "" {
-				rule = r.Name + ": (written by another build of the hook)"
-			}
-			fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.Family, n, packets, rule)
-		}
-		if err := tw.Flush(); err != nil {
+		if err := writeRules(w, f); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeFence writes what status knows of one fence, a line a key.
+func writeFence(w io.Writer, f FenceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "container\t%s\n", f.Container)
+	where := f.Netns
+	if f.NetnsPath != "" {
+		where += " via " + f.NetnsPath
+	}
+	fmt.Fprintf(tw, "netns\t%s\n", where)
+	fmt.Fprintf(tw, "mode\t%s\n", f.Mode)
+	fmt.Fprintf(tw, "backend\t%s\n", f.Backend)
+	fmt.Fprintf(tw, "log\t%s\n", logDescription(f))
+	for j, o := range f.Owners {
+		label := ""
+		if j == 0 {
+			label = "owners"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", label, ownerText(o))
+	}
+	fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
+	if f.Whole != nil {
+		fmt.Fprintf(tw, "whole\t%s\n", wholeText(f))
+	}
+	if f.Totals != nil {
+		verb, t, u, o := attempts(f)
+		fmt.Fprintf(tw, "%s\ttcp %d, udp %d, other %d\n", verb, t, u, o)
+		fmt.Fprintf(tw, "logged\t%d (at most %s, burst %d, per log rule)\n", f.Totals.Logged, f.Log.Rate, f.Log.Burst)
+	}
+	if f.Error != "" {
+		fmt.Fprintf(tw, "error\t%s\n", f.Error)
+	}
+	return tw.Flush()
+}
+
+// ownerText is one owner's line: a stale owner says why, and what clears it.
+func ownerText(o OwnerStatus) string {
+	stale := ""
+	if o.Stale {
+		stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
+	}
+	pod := ""
+	if !o.Identity.IsZero() {
+		pod = o.Identity.Name(o.ID) + " "
+	}
+	return fmt.Sprintf("%s%s (pid %d, since %s%s)", pod, o.ID, o.Pid, o.Since.UTC().Format(time.RFC3339), stale)
+}
+
+// writeRules writes the table of a fence's rules, numbered within each
+// family.
+func writeRules(w io.Writer, f FenceStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  FAMILY\t#\tPACKETS\tRULE")
+	n := 0
+	last := ""
+	for _, r := range f.Rules {
+		if r.Family != last {
+			n, last = 0, r.Family
+		}
+		n++
+		packets := "-"
+		if r.Packets != nil {
+			packets = num(*r.Packets)
+		}
+		rule := r.Rule
+		if rule == "" {
+			rule = r.Name + ": (written by another build of the hook)"
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.Family, n, packets, rule)
+	}
+	return tw.Flush()
 }
 
 func wholeText(f FenceStatus) string {
