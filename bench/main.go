@@ -117,7 +117,59 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 	if err != nil {
 		return err
 	}
+	rg, err := newRig(dir, hookBin, perruleBin, minimalBin)
+	if err != nil {
+		return err
+	}
 
+	nss, stop, err := startNamespaces(max(poolSize, burstSize))
+	defer stop()
+	if err != nil {
+		return err
+	}
+	rg.nss, rg.poolSize = nss, poolSize
+	if err := rg.rounds(n); err != nil {
+		return err
+	}
+	minimalBursts, err := rg.bursts(minimalBin, burstSize, bursts)
+	if err != nil {
+		return err
+	}
+
+	trace, err := initTrace(hookBin, "version")
+	if err != nil {
+		return err
+	}
+	minTrace, err := initTrace(minimalBin)
+	if err != nil {
+		return err
+	}
+	r := &report{
+		variants: rg.variants, results: rg.results, floors: rg.floors, minimalBursts: minimalBursts,
+		n: n, burstSize: burstSize, hookBin: hookBin, minimalBin: minimalBin,
+		trace: trace, minimalTrace: minTrace,
+	}
+	r.print(os.Stdout)
+	return nil
+}
+
+// rig is the bench's set-up: the hooks it times, the bundle and the
+// namespaces their states name, and the figures the rounds and bursts
+// collect.
+type rig struct {
+	variants   []*variant
+	unselected *variant // the hook with a config that selects no container
+	bundle     string   // the bundle every state names
+	nss        []ns
+	poolSize   int // the rounds cycle through nss[:poolSize]
+	results    map[string]*result
+	floors     []*floor
+}
+
+// newRig writes in dir the config of every variant, a bundle, and the
+// config of the unselected floor. Its namespaces are the caller's to start,
+// and to stop.
+func newRig(dir, hookBin, perruleBin, minimalBin string) (*rig, error) {
 	variants := []*variant{
 		{name: "per-rule", bin: perruleBin, backend: "iptables"},
 		{name: "iptables", bin: hookBin, backend: "iptables"},
@@ -129,26 +181,20 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 		v.cfg = filepath.Join(dir, v.name+".yaml")
 		y := fmt.Sprintf("%sbackend: %s\nstateDir: %s\nhookLog: %s\n", policyYAML, v.backend, v.state, v.log)
 		if err := os.WriteFile(v.cfg, []byte(y), 0o600); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	bundle := filepath.Join(dir, "bundle")
 	if err := os.Mkdir(bundle, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), []byte(`{"ociVersion":"1.0.2","process":{"capabilities":{}}}`), 0o600); err != nil {
-		return err
+		return nil, err
 	}
 	unselected := &variant{name: "unselected", bin: hookBin, cfg: filepath.Join(dir, "unselected.yaml")}
 	y := fmt.Sprintf("%sselection: annotated\nstateDir: %s\nhookLog: %s\n", policyYAML, filepath.Join(dir, "state-unselected"), filepath.Join(dir, "unselected.log"))
 	if err := os.WriteFile(unselected.cfg, []byte(y), 0o600); err != nil {
-		return err
-	}
-
-	nss, stop, err := startNamespaces(max(poolSize, burstSize))
-	defer stop()
-	if err != nil {
-		return err
+		return nil, err
 	}
 
 	results := map[string]*result{}
@@ -163,26 +209,46 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 		{name: "process start (`version`)", argv: []string{hookBin, "version"}},
 		{name: "create, not selected"},
 	}
+	return &rig{variants: variants, unselected: unselected, bundle: bundle, results: results, floors: floors}, nil
+}
 
-	// Each round runs every step once, starting at a different one, so that
-	// no step always goes first; the minimal binary is timed among the hooks
-	// and sees the same load. One untimed round warms the page cache.
-	type step func(round int) error
+// rounds times n rounds, after one untimed round that warms the page
+// cache. Each round runs every step once, starting at a different one, so
+// that no step always goes first; the minimal binary is timed among the
+// hooks and sees the same load.
+func (rg *rig) rounds(n int) error {
+	steps := rg.steps()
+	for round := -1; round < n; round++ {
+		for k := range steps {
+			if err := steps[(k+max(round, 0))%len(steps)](round); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// step is one timing of a round; round -1 is the untimed one.
+type step func(round int) error
+
+// steps are the floors, then every variant's create+poststop.
+func (rg *rig) steps() []step {
+	floors := rg.floors
 	steps := []step{
 		func(round int) error { return floors[0].time(round) },
 		func(round int) error { return floors[1].time(round) },
 		func(round int) error {
-			u, err := hookRun(unselected, "create", state(fmt.Sprintf("floor-%d", round), nss[0].pid, bundle))
+			u, err := hookRun(rg.unselected, "create", state(fmt.Sprintf("floor-%d", round), rg.nss[0].pid, rg.bundle))
 			if err == nil && round >= 0 {
 				floors[2].runs = append(floors[2].runs, u)
 			}
 			return err
 		},
 	}
-	for _, v := range variants {
+	for _, v := range rg.variants {
 		steps = append(steps, func(round int) error {
-			ns := nss[max(round, 0)%poolSize]
-			st := state(fmt.Sprintf("bench-%s-%d", v.name, round), ns.pid, bundle)
+			ns := rg.nss[max(round, 0)%rg.poolSize]
+			st := state(fmt.Sprintf("bench-%s-%d", v.name, round), ns.pid, rg.bundle)
 			c, err := hookRun(v, "create", st)
 			if err != nil {
 				return err
@@ -192,52 +258,36 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 				return err
 			}
 			if round >= 0 {
-				results[v.name].create = append(results[v.name].create, c)
-				results[v.name].poststop = append(results[v.name].poststop, p)
+				rg.results[v.name].create = append(rg.results[v.name].create, c)
+				rg.results[v.name].poststop = append(rg.results[v.name].poststop, p)
 			}
 			return nil
 		})
 	}
-	for round := -1; round < n; round++ {
-		for k := range steps {
-			if err := steps[(k+max(round, 0))%len(steps)](round); err != nil {
-				return err
-			}
-		}
-	}
+	return steps
+}
 
+// bursts runs count bursts of size parallel processes: in each, the
+// minimal binary's, then every variant's, in rotating order. It returns
+// the minimal binary's.
+func (rg *rig) bursts(minimalBin string, size, count int) ([]burst, error) {
 	var minimalBursts []burst
-	for i := 0; i < bursts; i++ {
-		b, err := minimalBurst(minimalBin, burstSize)
+	for i := 0; i < count; i++ {
+		b, err := minimalBurst(minimalBin, size)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		minimalBursts = append(minimalBursts, b)
-		for k := range variants {
-			v := variants[(k+i)%len(variants)]
-			b, err := runBurst(v, nss[:burstSize], bundle, i)
+		for k := range rg.variants {
+			v := rg.variants[(k+i)%len(rg.variants)]
+			b, err := runBurst(v, rg.nss[:size], rg.bundle, i)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			results[v.name].bursts = append(results[v.name].bursts, b)
+			rg.results[v.name].bursts = append(rg.results[v.name].bursts, b)
 		}
 	}
-
-	trace, err := initTrace(hookBin, "version")
-	if err != nil {
-		return err
-	}
-	minTrace, err := initTrace(minimalBin)
-	if err != nil {
-		return err
-	}
-	r := &report{
-		variants: variants, results: results, floors: floors, minimalBursts: minimalBursts,
-		n: n, burstSize: burstSize, hookBin: hookBin, minimalBin: minimalBin,
-		trace: trace, minimalTrace: minTrace,
-	}
-	r.print(os.Stdout)
-	return nil
+	return minimalBursts, nil
 }
 
 // buildMinimal builds a hello world as the project builds its binaries:
@@ -592,6 +642,16 @@ func (r *report) minimalStats() stats {
 }
 
 func (r *report) print(w io.Writer) {
+	r.printHeader(w)
+	m := r.minimalStats()
+	perRule := r.variantStats("per-rule").median
+	r.printTable(w, m, perRule)
+	r.printTargets(w, m, perRule)
+	r.printInitTrace(w)
+}
+
+// printHeader says what ran, on what machine, and how to read the figures.
+func (r *report) printHeader(w io.Writer) {
 	host, _ := os.Hostname()
 	size := func(p string) float64 {
 		if fi, err := os.Stat(p); err == nil {
@@ -603,9 +663,11 @@ func (r *report) print(w io.Writer) {
 		r.n, r.burstSize, host, runtime.NumCPU(), cpuModel(), kernel(), filepath.Base(r.hookBin), size(r.hookBin), size(r.minimalBin))
 	fmt.Fprintln(w, "Each time and size is followed by its ratio to the same figure of the minimal Go binary, timed in the same rounds.")
 	fmt.Fprintln(w)
+}
 
-	m := r.minimalStats()
-	perRule := r.variantStats("per-rule").median
+// printTable is a row per variant, then the floors, the minimal binary
+// last; m is the minimal binary's figures.
+func (r *report) printTable(w io.Writer, m stats, perRule time.Duration) {
 	rss := func(kib int64) string {
 		return fmt.Sprintf("%.1f MB (%.2fx)", float64(kib)/1024, float64(kib)/float64(m.rss))
 	}
@@ -625,7 +687,10 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "| %s | %s | %s | %.2fx | %s | | %s | %s | %.2f | %s |\n", r.floors[0].name, rel(m.median, m.median), rel(m.p99, m.p99),
 		float64(m.median)/float64(perRule), rel(m.cpu, m.cpu), rel(m.wall, m.wall), rel(m.burstP99, m.burstP99), m.burstRatio, rss(m.rss))
+}
 
+// printTargets checks the issue-13 targets against this run's figures.
+func (r *report) printTargets(w io.Writer, m stats, perRule time.Duration) {
 	fmt.Fprintln(w, "\nTargets (reported, not asserted):")
 	target := func(what string, got, limit float64) {
 		verdict := "met"
@@ -648,7 +713,11 @@ func (r *report) print(w io.Writer) {
 	target("hook peak RSS, MB (iptables and nftables, bursts included)", float64(max(ipt.rss, nft.rss))/1024, 15)
 	target("iptables create median / per-rule median", float64(ipt.median)/float64(perRule), 0.35)
 	target("nftables create median / per-rule median", float64(nft.median)/float64(perRule), 0.15)
+}
 
+// printInitTrace lists the hook binary's package initialisation, against
+// the minimal binary's.
+func (r *report) printInitTrace(w io.Writer) {
 	t, mt := r.trace, r.minimalTrace
 	fmt.Fprintf(w, "\nPackage initialisation (GODEBUG=inittrace=1 %s version, the median of 5 runs by total init clock):\n", filepath.Base(r.hookBin))
 	fmt.Fprintf(w, "  %d packages, %.2f ms init clock, %d allocs; the minimal Go binary: %d packages, %.2f ms, %d allocs\n",

@@ -46,7 +46,31 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
-	old := m.fences[key]
+	m.setFence(f, log)
+	sock, closing := m.reuseSocket(f, log)
+	m.mu.Unlock()
+
+	switch {
+	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
+		if err := m.startKernel(ctx); err != nil {
+			m.kernelErr = err
+			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
+		}
+	case f.needsSocket() && sock == nil:
+		if closing != nil {
+			<-closing.done
+		}
+		m.openSocket(f)
+	}
+}
+
+// setFence makes f the fence of its namespace, in place of the one followed
+// so far: the same rules, log id and backend are the same fence, still
+// unreachable while its owners are the same; anything else replaces it.
+// The caller holds mu.
+func (m *Monitor) setFence(f *fence, log *logrus.Entry) {
+	rec := f.rec
+	old := m.fences[f.key]
 	switch {
 	case old != nil && old.rec.Digest == rec.Digest && old.rec.LogID == rec.LogID && old.rec.Backend == rec.Backend:
 		f.unreachable = old.unreachable && sameOwners(old.rec, rec)
@@ -59,22 +83,33 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		m.reindex(nil, f)
 		log.WithFields(logrus.Fields{"mode": rec.Policy.Mode, "target": rec.Policy.Log.Target}).Info("following fence")
 	}
-	m.fences[key] = f
+	m.fences[f.key] = f
 	if old == nil || old.rec.LogID != rec.LogID {
 		m.warnAlike(f)
 	}
+}
 
-	// The NFLOG socket: kept, revived from its drain (the namespace fenced
-	// again at once, as when a pod's only container restarts: a new socket
-	// could not bind the group while the old one holds it), or let go.
-	needs := f.target() == config.LogNflog && f.logs() && !f.unreachable
-	group := rec.Policy.Log.Group
-	sock := m.sockets[key]
+// needsSocket is whether the monitor reads f's attempts from an NFLOG
+// socket: no path reaches an unreachable namespace to open one in.
+func (f *fence) needsSocket() bool {
+	return f.target() == config.LogNflog && f.logs() && !f.unreachable
+}
+
+// reuseSocket gives f the NFLOG socket of its namespace that it can keep:
+// the one it has, or one revived from its drain (the namespace fenced again
+// at once, as when a pod's only container restarts: a new socket could not
+// bind the group while the old one holds it); a socket f does not need is
+// let go. sock nil means f needs a new socket if any; closing is a socket
+// of the group that must close before a new one binds it. The caller
+// holds mu.
+func (m *Monitor) reuseSocket(f *fence, log *logrus.Entry) (sock, closing *nflogSocket) {
+	key, group := f.key, f.rec.Policy.Log.Group
+	needs := f.needsSocket()
+	sock = m.sockets[key]
 	if sock != nil && (!needs || sock.group != group || sock.stopped()) {
 		m.drain(key)
 		sock = nil
 	}
-	var closing *nflogSocket // a socket of the group that must close before a new one binds it
 	if needs && sock == nil {
 		if i := slices.IndexFunc(m.draining, func(d *nflogSocket) bool { return d.key == key && d.group == group }); i >= 0 {
 			d := m.draining[i]
@@ -91,20 +126,7 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	if sock != nil {
 		m.bindSocket(sock, f)
 	}
-	m.mu.Unlock()
-
-	switch {
-	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
-		if err := m.startKernel(ctx); err != nil {
-			m.kernelErr = err
-			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
-		}
-	case needs && sock == nil:
-		if closing != nil {
-			<-closing.done
-		}
-		m.openSocket(f)
-	}
+	return sock, closing
 }
 
 // warnAlike says when f's kernel log prefix is another live fence's: their

@@ -11,6 +11,7 @@ import (
 	"io"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
@@ -105,22 +106,7 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s %s: %v; logging nowhere (the fence is not affected)\n", bin, which, logErr)
 	}
 
-	// The stage is known from the state even when the config is broken, so
-	// that the log line of a config error names the stage it failed.
-	stage := oci.Stage(which)
-	st, err := oci.ReadState(stdin)
-	entry := log.WithField("stage", which)
-	if g.device != "" {
-		entry = entry.WithField("cdi_device", g.device)
-	}
-	if err == nil {
-		entry = entry.WithField("container", st.ID)
-		if which == "hook" {
-			stage, err = oci.StageFor(st)
-		}
-		entry = entry.WithField("stage", string(stage))
-		entry.WithFields(logrus.Fields{"state": st, "config": cfgPath(cfg, g.config)}).Debug("OCI state read")
-	}
+	stage, st, entry, err := readState(g, cfg, which, stdin, log)
 	if err == nil {
 		err = cfgErr
 	}
@@ -132,19 +118,7 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 	}
 
 	code := hook.ExitCode(err, failure)
-	fields := logrus.Fields{
-		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
-		"exit":        code,
-	}
-	for k, v := range map[string]string{"netns": res.Netns, "mode": res.Mode, "backend": res.Backend, "action": res.Action} {
-		if v != "" {
-			fields[k] = v
-		}
-	}
-	if res.Rules > 0 {
-		fields["rules"] = res.Rules
-	}
-	e := entry.WithFields(fields)
+	e := entry.WithFields(resultFields(res, code, start))
 	switch {
 	case err == nil:
 		e.Info("done")
@@ -160,6 +134,46 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s %s%s: %v\n", bin, stage, id, err)
 	}
 	return code
+}
+
+// readState reads the OCI state from stdin and the stage it calls for, and
+// gives the log entry that names them. The stage is known from the state
+// even when the config is broken, so that the log line of a config error
+// names the stage it failed.
+func readState(g *flags, cfg *config.Config, which string, stdin io.Reader, log *logrus.Logger) (oci.Stage, *specs.State, *logrus.Entry, error) {
+	stage := oci.Stage(which)
+	st, err := oci.ReadState(stdin)
+	entry := log.WithField("stage", which)
+	if g.device != "" {
+		entry = entry.WithField("cdi_device", g.device)
+	}
+	if err == nil {
+		entry = entry.WithField("container", st.ID)
+		if which == "hook" {
+			stage, err = oci.StageFor(st)
+		}
+		entry = entry.WithField("stage", string(stage))
+		entry.WithFields(logrus.Fields{"state": st, "config": cfgPath(cfg, g.config)}).Debug("OCI state read")
+	}
+	return stage, st, entry, err
+}
+
+// resultFields are the log line's account of the run: how long it took,
+// its exit code, and what the hook did, leaving out what it did not get to.
+func resultFields(res hook.Result, code int, start time.Time) logrus.Fields {
+	fields := logrus.Fields{
+		"duration_ms": float64(time.Since(start).Microseconds()) / 1000,
+		"exit":        code,
+	}
+	for k, v := range map[string]string{"netns": res.Netns, "mode": res.Mode, "backend": res.Backend, "action": res.Action} {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	if res.Rules > 0 {
+		fields["rules"] = res.Rules
+	}
+	return fields
 }
 
 // cfgPath names the config for the log: the file read, or what was asked.

@@ -106,6 +106,40 @@ addr add %[4]s/64 dev %[1]s nodad
 // serves them from goroutines of the test process.
 func (l *Lab) startServers(t testing.TB) {
 	t.Helper()
+	tcp, udp, err := l.listen()
+	if err != nil {
+		t.Fatalf("testnet: lab servers in %s: %v", l.Server.Name, err)
+	}
+
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("X-Remote-Addr", r.RemoteAddr) // who reached us, for tests that care
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprint(w, LabBody)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	var wg sync.WaitGroup
+	for _, ln := range tcp[:2] {
+		wg.Go(func() { hs.Serve(ln) })
+	}
+	for _, ln := range tcp[2:] {
+		wg.Go(func() { acceptAndClose(ln) })
+	}
+	for _, pc := range udp {
+		wg.Go(func() { echo(pc) })
+	}
+	t.Cleanup(func() {
+		hs.Close()
+		closeAll(tcp, udp)
+		wg.Wait()
+	})
+}
+
+// listen opens, inside the server namespace, the HTTP and then the
+// accept-and-close listeners of both families, and the UDP echo sockets.
+// On error none is left open.
+func (l *Lab) listen() ([]net.Listener, []net.PacketConn, error) {
 	var tcp []net.Listener
 	var udp []net.PacketConn
 	err := l.Server.Do(func() error {
@@ -129,59 +163,43 @@ func (l *Lab) startServers(t testing.TB) {
 		}
 		return nil
 	})
-	closeAll := func() {
-		for _, ln := range tcp {
-			ln.Close()
-		}
-		for _, pc := range udp {
-			pc.Close()
-		}
-	}
 	if err != nil {
-		closeAll()
-		t.Fatalf("testnet: lab servers in %s: %v", l.Server.Name, err)
+		closeAll(tcp, udp)
+		return nil, nil, err
 	}
+	return tcp, udp, nil
+}
 
-	hs := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("X-Remote-Addr", r.RemoteAddr) // who reached us, for tests that care
-			w.Header().Set("Content-Type", "text/plain")
-			fmt.Fprint(w, LabBody)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	var wg sync.WaitGroup
-	for _, ln := range tcp[:2] {
-		wg.Go(func() { hs.Serve(ln) })
-	}
-	for _, ln := range tcp[2:] {
-		wg.Go(func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		})
+func closeAll(tcp []net.Listener, udp []net.PacketConn) {
+	for _, ln := range tcp {
+		ln.Close()
 	}
 	for _, pc := range udp {
-		wg.Go(func() {
-			buf := make([]byte, 65535)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		})
+		pc.Close()
 	}
-	t.Cleanup(func() {
-		hs.Close()
-		closeAll()
-		wg.Wait()
-	})
+}
+
+// acceptAndClose closes every connection it accepts, until ln is closed.
+func acceptAndClose(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// echo sends every datagram back to where it came from, until pc is closed.
+func echo(pc net.PacketConn) {
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(buf[:n], from)
+	}
 }
 
 // startProxy runs tinyproxy in the foreground inside the server namespace and
@@ -191,18 +209,7 @@ func (l *Lab) startProxy(t testing.TB) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "tinyproxy.conf")
 	l.ProxyLog = filepath.Join(dir, "tinyproxy.log")
-	// No Listen line: tinyproxy binds 0.0.0.0 and [::]. No ConnectPort line:
-	// CONNECT is allowed to every port (8080 included). No User: it runs as
-	// root with a warning, and needs no file of ours to be readable by others.
-	cfg := fmt.Sprintf(`Port %d
-Timeout 30
-MaxClients 1000
-Allow %s
-Allow %s
-LogLevel Info
-DisableViaHeader Yes
-`, ProxyPort, labV4Prefix, labV6Prefix)
-	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+	if err := writeProxyConf(conf); err != nil {
 		t.Fatalf("testnet: %v", err)
 	}
 	logf, err := os.Create(l.ProxyLog)
@@ -227,7 +234,29 @@ DisableViaHeader Yes
 		cmd.Process.Kill()
 		<-exited
 	})
+	l.waitForProxy(t, exited)
+}
 
+// writeProxyConf writes tinyproxy's config for the lab to path.
+func writeProxyConf(path string) error {
+	// No Listen line: tinyproxy binds 0.0.0.0 and [::]. No ConnectPort line:
+	// CONNECT is allowed to every port (8080 included). No User: it runs as
+	// root with a warning, and needs no file of ours to be readable by others.
+	cfg := fmt.Sprintf(`Port %d
+Timeout 30
+MaxClients 1000
+Allow %s
+Allow %s
+LogLevel Info
+DisableViaHeader Yes
+`, ProxyPort, labV4Prefix, labV6Prefix)
+	return os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// waitForProxy waits up to 10s for tinyproxy to accept on both families,
+// and fails the test at once if it exits; exited has its Wait's result.
+func (l *Lab) waitForProxy(t testing.TB, exited chan error) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for _, addr := range []string{l.ProxyV4, l.ProxyV6} {
 		for {
