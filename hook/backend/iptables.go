@@ -529,26 +529,32 @@ func IptablesArgs(r rules.Rule, fam rules.Family) []string {
 	if r.UID != nil {
 		a = append(a, "-m", "owner", "--uid-owner", strconv.FormatUint(uint64(*r.UID), 10))
 	}
+	return append(a, iptablesTarget(r, fam)...)
+}
+
+// iptablesTarget renders what a rule does with the packets it matches: its
+// target, and the limit match a log rule has before it.
+func iptablesTarget(r rules.Rule, fam rules.Family) []string {
 	switch r.Action {
 	case rules.Accept:
-		a = append(a, "-j", "RETURN")
+		return []string{"-j", "RETURN"}
 	case rules.Log:
 		l := r.Log
-		a = append(a, "-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.RatePer, l.RateUnit), "--limit-burst", strconv.Itoa(l.Burst))
+		a := []string{"-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.RatePer, l.RateUnit), "--limit-burst", strconv.Itoa(l.Burst)}
 		if l.Target == config.LogNflog {
-			a = append(a, "-j", "NFLOG", "--nflog-group", strconv.Itoa(int(l.Group)), "--nflog-prefix", l.Prefix)
-		} else {
-			a = append(a, "-j", "LOG", "--log-prefix", l.Prefix)
-			if l.LogUID {
-				a = append(a, "--log-uid")
-			}
+			return append(a, "-j", "NFLOG", "--nflog-group", strconv.Itoa(int(l.Group)), "--nflog-prefix", l.Prefix)
 		}
+		a = append(a, "-j", "LOG", "--log-prefix", l.Prefix)
+		if l.LogUID {
+			a = append(a, "--log-uid")
+		}
+		return a
 	case rules.RejectTCPReset:
-		a = append(a, "-j", "REJECT", "--reject-with", "tcp-reset")
+		return []string{"-j", "REJECT", "--reject-with", "tcp-reset"}
 	case rules.RejectPortUnreachable:
-		a = append(a, "-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-port-unreachable", rules.IPv6: "icmp6-port-unreachable"}[fam])
+		return []string{"-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-port-unreachable", rules.IPv6: "icmp6-port-unreachable"}[fam]}
 	case rules.RejectAdminProhibited:
-		a = append(a, "-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-admin-prohibited", rules.IPv6: "icmp6-adm-prohibited"}[fam])
+		return []string{"-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-admin-prohibited", rules.IPv6: "icmp6-adm-prohibited"}[fam]}
 	}
-	return a
+	return nil
 }

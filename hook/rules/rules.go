@@ -120,89 +120,103 @@ func ptr[T any](v T) *T { return &v }
 // Rules builds the fence for one family, in order. It is a pure function of
 // the policy, the container (for the log prefix) and the kernel's caps.
 func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rule {
-	var rs []Rule
-	add := func(r Rule) { rs = append(rs, r) }
-
-	var logSpec *LogSpec
+	b := &builder{}
 	if caps.Log {
-		logSpec = newLogSpec(p.Log, containerID)
+		b.logSpec = newLogSpec(p.Log, containerID)
 	}
-	enforce := p.Mode == config.ModeEnforce
-	refuse := func(name string, match Rule, reject Action) {
-		if logSpec != nil {
-			l := match
-			l.Name, l.Action, l.Log = "log-"+name, Log, logSpec
-			add(l)
-		}
-		if enforce && reject != "" {
-			m := match
-			m.Name, m.Action = "refuse-"+name, reject
-			add(m)
-		} else if !enforce && logSpec != nil {
-			// Audit mode lets the packet go on after its log rule; this
-			// accept ends the fence for it, so log-other (any protocol)
-			// does not log it again, and its counter counts every attempt
-			// the log rule samples.
-			m := match
-			m.Name, m.Action = "audit-"+name, Accept
-			add(m)
-		}
-	}
+	b.enforce = p.Mode == config.ModeEnforce
 
 	// Before anything passes: a routing header (an unprivileged socket can
 	// set one) sends the packet on from the proxy to anywhere.
-	refuse("source-route", Rule{SourceRouted: true}, RejectAdminProhibited)
+	b.refuse("source-route", Rule{SourceRouted: true}, RejectAdminProhibited)
 
-	r := Rule{}
-	r.Name, r.OutIface, r.Action = "loopback", "lo", Accept
-	add(r)
-	if fam == IPv6 {
-		// Neighbour discovery: without it no address on the link is
-		// reachable, the proxy's included. RFC 4861 has receivers drop it
-		// unless the hop limit is 255, so it never leaves the link.
-		for t := 133; t <= 137; t++ {
-			r := Rule{}
-			r.Name, r.Proto, r.ICMPv6Type, r.HopLimit, r.Action = "neighbour-discovery", ProtoICMPv6, ptr(uint8(t)), 255, Accept
-			add(r)
-		}
-		// Multicast listener reports for the solicited-node groups: a
-		// switch or bridge that snoops MLD stops forwarding neighbour
-		// solicitations to a port whose reports it no longer sees.
-		// They go to link-local multicast only (ff02::16, or ff02:: groups).
-		for _, t := range []int{131, 132, 143} {
-			r := Rule{}
-			r.Name, r.Proto, r.ICMPv6Type, r.Dst, r.Action = "multicast-listener", ProtoICMPv6, ptr(uint8(t)), linkLocalMulticast, Accept
-			add(r)
-		}
-	}
+	b.passLink(fam)
 	if caps.Conntrack {
 		r := Rule{}
 		r.Name, r.Established, r.Action = "established", true, Accept
-		add(r)
+		b.add(r)
 	}
+	b.passAllowed(p, fam)
+	b.refuseRest(p, fam, caps)
+	return b.rs
+}
 
+// builder collects one family's rules in order.
+type builder struct {
+	rs      []Rule
+	logSpec *LogSpec // nil where the kernel cannot log
+	enforce bool
+}
+
+func (b *builder) add(r Rule) { b.rs = append(b.rs, r) }
+
+// refuse adds the rules for one kind of packet the fence does not pass: its
+// log rule where the kernel can log, then its refusal (enforce) or an accept
+// that ends the fence for it (audit).
+func (b *builder) refuse(name string, match Rule, reject Action) {
+	if b.logSpec != nil {
+		l := match
+		l.Name, l.Action, l.Log = "log-"+name, Log, b.logSpec
+		b.add(l)
+	}
+	if b.enforce && reject != "" {
+		m := match
+		m.Name, m.Action = "refuse-"+name, reject
+		b.add(m)
+	} else if !b.enforce && b.logSpec != nil {
+		// Audit mode lets the packet go on after its log rule; this
+		// accept ends the fence for it, so log-other (any protocol)
+		// does not log it again, and its counter counts every attempt
+		// the log rule samples.
+		m := match
+		m.Name, m.Action = "audit-"+name, Accept
+		b.add(m)
+	}
+}
+
+// passLink accepts loopback and, in IPv6, the ICMPv6 the link itself needs.
+func (b *builder) passLink(fam Family) {
+	r := Rule{}
+	r.Name, r.OutIface, r.Action = "loopback", "lo", Accept
+	b.add(r)
+	if fam != IPv6 {
+		return
+	}
+	// Neighbour discovery: without it no address on the link is
+	// reachable, the proxy's included. RFC 4861 has receivers drop it
+	// unless the hop limit is 255, so it never leaves the link.
+	for t := 133; t <= 137; t++ {
+		r := Rule{}
+		r.Name, r.Proto, r.ICMPv6Type, r.HopLimit, r.Action = "neighbour-discovery", ProtoICMPv6, ptr(uint8(t)), 255, Accept
+		b.add(r)
+	}
+	// Multicast listener reports for the solicited-node groups: a
+	// switch or bridge that snoops MLD stops forwarding neighbour
+	// solicitations to a port whose reports it no longer sees.
+	// They go to link-local multicast only (ff02::16, or ff02:: groups).
+	for _, t := range []int{131, 132, 143} {
+		r := Rule{}
+		r.Name, r.Proto, r.ICMPv6Type, r.Dst, r.Action = "multicast-listener", ProtoICMPv6, ptr(uint8(t)), linkLocalMulticast, Accept
+		b.add(r)
+	}
+}
+
+// passAllowed accepts what the policy lets through: the proxies, the allow
+// entries, DNS and the allowed uids.
+func (b *builder) passAllowed(p config.Policy, fam Family) {
 	for _, ap := range p.Proxies {
 		if FamilyOf(ap.Addr()) != fam {
 			continue
 		}
 		r := Rule{}
 		r.Name, r.Proto, r.Dst, r.DPort, r.Action = "proxy", ProtoTCP, host(ap.Addr()), ap.Port(), Accept
-		add(r)
+		b.add(r)
 	}
 	for _, a := range p.Allow {
 		if FamilyOf(a.Prefix.Addr()) != fam {
 			continue
 		}
-		protos := []Proto{ProtoAny}
-		switch {
-		case a.Protocol == "tcp":
-			protos = []Proto{ProtoTCP}
-		case a.Protocol == "udp":
-			protos = []Proto{ProtoUDP}
-		case len(a.Ports) > 0: // a port needs a protocol
-			protos = []Proto{ProtoTCP, ProtoUDP}
-		}
-		for _, proto := range protos {
+		for _, proto := range allowProtos(a) {
 			ports := a.Ports
 			if len(ports) == 0 {
 				ports = []uint16{0}
@@ -210,7 +224,7 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 			for _, port := range ports {
 				r := Rule{}
 				r.Name, r.Proto, r.Dst, r.DPort, r.Action = "allow", proto, a.Prefix, port, Accept
-				add(r)
+				b.add(r)
 			}
 		}
 	}
@@ -221,15 +235,31 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		for _, proto := range []Proto{ProtoUDP, ProtoTCP} {
 			r := Rule{}
 			r.Name, r.Proto, r.Dst, r.DPort, r.Action = "dns", proto, host(d), 53, Accept
-			add(r)
+			b.add(r)
 		}
 	}
 	for _, uid := range p.AllowUids {
 		r := Rule{}
 		r.Name, r.UID, r.Action = "allow-uid", ptr(uid), Accept
-		add(r)
+		b.add(r)
 	}
+}
 
+// allowProtos is the protocols an allow entry gets one rule each for.
+func allowProtos(a config.AllowRule) []Proto {
+	switch {
+	case a.Protocol == "tcp":
+		return []Proto{ProtoTCP}
+	case a.Protocol == "udp":
+		return []Proto{ProtoUDP}
+	case len(a.Ports) > 0: // a port needs a protocol
+		return []Proto{ProtoTCP, ProtoUDP}
+	}
+	return []Proto{ProtoAny}
+}
+
+// refuseRest ends the fence: everything the rules before it did not pass.
+func (b *builder) refuseRest(p config.Policy, fam Family, caps Features) {
 	tcp := Rule{}
 	tcp.Proto = ProtoTCP
 	if !caps.Conntrack {
@@ -237,13 +267,13 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		// except for TCP: refuse only SYNs, so servers in the container
 		// still reply.
 		tcp.TCPSyn = true
-		refuse("tcp", tcp, RejectTCPReset)
-		return rs
+		b.refuse("tcp", tcp, RejectTCPReset)
+		return
 	}
-	refuse("tcp", tcp, RejectTCPReset)
+	b.refuse("tcp", tcp, RejectTCPReset)
 	udp := Rule{}
 	udp.Proto = ProtoUDP
-	refuse("udp", udp, RejectPortUnreachable)
+	b.refuse("udp", udp, RejectPortUnreachable)
 	if p.OtherProtocols == config.OtherAccept {
 		// ICMP of the family and nothing else: UDP-Lite, SCTP, DCCP, GRE
 		// and raw IP reach any host as well as UDP does.
@@ -252,10 +282,9 @@ func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rul
 		if fam == IPv6 {
 			r.Proto = ProtoICMPv6
 		}
-		add(r)
+		b.add(r)
 	}
-	refuse("other", Rule{}, RejectAdminProhibited)
-	return rs
+	b.refuse("other", Rule{}, RejectAdminProhibited)
 }
 
 func newLogSpec(l config.LogPolicy, containerID string) *LogSpec {
