@@ -137,69 +137,88 @@ type kernel struct {
 
 // probeKernel finds each piece without loading anything.
 func probeKernel(p Paths) *kernel {
-	k := &kernel{found: map[string]presence{}}
-	kconfig := map[string]string{}
+	pr := readProbes(p)
+	k := &kernel{found: map[string]presence{}, source: pr.source}
+	for _, pc := range pieces {
+		k.found[pc.name] = pr.find(pc)
+	}
+	return k
+}
+
+// probes are what the kernel and its module lists tell, read once for
+// all the pieces.
+type probes struct {
+	sys        string                     // /sys, where loaded modules are
+	kconfig    map[string]string          // the kernel's build config, CONFIG_ symbol to y or m
+	source     string                     // where kconfig came from, "" if none
+	xt         map[string]map[string]bool // by xtKind, the xt names registered now
+	loggers    map[string]bool            // the lines of nf_log
+	modDep     map[string]bool            // modules that can be loaded
+	modBuiltin map[string]bool            // modules built in
+}
+
+func readProbes(p Paths) probes {
+	pr := probes{sys: p.Sys, kconfig: map[string]string{}, xt: map[string]map[string]bool{}}
 	for _, path := range p.KernelConfigs {
 		if m, err := readKernelConfig(path); err == nil {
-			kconfig, k.source = m, path
+			pr.kconfig, pr.source = m, path
 			break
 		}
 	}
-	xt := map[string]map[string]bool{}
 	for kind, file := range map[string]string{
 		"matches": "net/ip_tables_matches", "targets": "net/ip_tables_targets",
 		"matches6": "net/ip6_tables_matches", "targets6": "net/ip6_tables_targets",
 	} {
-		xt[kind] = readLines(filepath.Join(p.Proc, file))
+		pr.xt[kind] = readLines(filepath.Join(p.Proc, file))
 	}
-	loggers := readLines(filepath.Join(p.Proc, "net/netfilter/nf_log"))
-	modDep := moduleNames(filepath.Join(p.ModulesDir, "modules.dep"))
-	modBuiltin := moduleNames(filepath.Join(p.ModulesDir, "modules.builtin"))
+	pr.loggers = readLines(filepath.Join(p.Proc, "net/netfilter/nf_log"))
+	pr.modDep = moduleNames(filepath.Join(p.ModulesDir, "modules.dep"))
+	pr.modBuiltin = moduleNames(filepath.Join(p.ModulesDir, "modules.builtin"))
+	return pr
+}
 
-	for _, pc := range pieces {
-		k.found[pc.name] = func() presence {
-			if pc.xt != "" && xt[pc.xtKind][pc.xt] {
-				return registered
-			}
-			if pc.logger {
-				for line := range loggers {
-					for _, m := range pc.modules {
-						if strings.Contains(line, m) {
-							return registered
-						}
-					}
-				}
-			}
-			for _, sym := range pc.configs {
-				switch kconfig[sym] {
-				case "y":
-					return builtin
-				case "m":
-					for _, m := range pc.modules {
-						if dirExists(filepath.Join(p.Sys, "module", m)) {
-							return loaded
-						}
-					}
-					return loadable
-				}
-			}
-			for _, m := range pc.modules {
-				switch {
-				case modBuiltin[m]:
-					return builtin
-				case dirExists(filepath.Join(p.Sys, "module", m)):
-					return loaded
-				case modDep[m]:
-					return loadable
-				}
-			}
-			if k.source != "" || len(modDep) > 0 {
-				return missing
-			}
-			return unknown
-		}()
+// find is where the piece is, asking the most certain source first:
+// registered now, then the kernel's config, then the module lists.
+func (pr probes) find(pc piece) presence {
+	if pc.xt != "" && pr.xt[pc.xtKind][pc.xt] {
+		return registered
 	}
-	return k
+	if pc.logger {
+		for line := range pr.loggers {
+			for _, m := range pc.modules {
+				if strings.Contains(line, m) {
+					return registered
+				}
+			}
+		}
+	}
+	for _, sym := range pc.configs {
+		switch pr.kconfig[sym] {
+		case "y":
+			return builtin
+		case "m":
+			for _, m := range pc.modules {
+				if dirExists(filepath.Join(pr.sys, "module", m)) {
+					return loaded
+				}
+			}
+			return loadable
+		}
+	}
+	for _, m := range pc.modules {
+		switch {
+		case pr.modBuiltin[m]:
+			return builtin
+		case dirExists(filepath.Join(pr.sys, "module", m)):
+			return loaded
+		case pr.modDep[m]:
+			return loadable
+		}
+	}
+	if pr.source != "" || len(pr.modDep) > 0 {
+		return missing
+	}
+	return unknown
 }
 
 // has reports whether the kernel has the piece, as far as the probes tell.

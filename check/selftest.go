@@ -98,15 +98,19 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 		return fail("namespace", err, "the self-test needs network namespaces and a dummy link (CONFIG_DUMMY) or veth pair (CONFIG_VETH)")
 	}
 	defer ns.close()
+	return fenceThrowaway(c, bundle, ns, &SelfTest{Backend: backendName}, notes)
+}
 
+// fenceThrowaway runs the hook's create on the throwaway namespace, tries
+// the connections, looks for their log line and runs the hook's poststop.
+// The items follow that order; out gets what each step measured.
+func fenceThrowaway(c *config.Config, bundle string, ns *throwaway, out *SelfTest, items []Item) (*SelfTest, []Item) {
 	id := "check" + randomHex(16)
 	log, warnings := captureLog()
 	h := hook.New(c, log)
 	st := &specs.State{Version: specs.Version, ID: id, Status: specs.StateCreated, Pid: ns.tid, Bundle: bundle,
 		Annotations: map[string]string{config.AnnotationPrefix + "enabled": "true"}}
 
-	out := &SelfTest{Backend: backendName}
-	items := notes
 	start := time.Now()
 	res, err := h.Create(st)
 	out.FenceMs = ms(time.Since(start))
@@ -121,11 +125,7 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 		_, _ = hook.New(c, logrus.New()).Poststop(st)
 	}()
 	out.Netns, out.Rules, out.Backend = res.Netns, res.Rules, res.Backend
-	store, err := records.Open(c.StateDir)
-	var rec *records.Record
-	if err == nil {
-		rec, err = store.Load(ns.id.Key())
-	}
+	rec, err := loadRecord(c.StateDir, ns.id.Key())
 	if err != nil || rec == nil {
 		return out, append(items, Item{Section: "self-test", Name: "fence", Status: Fail, Detail: fmt.Sprintf("the hook fenced but left no record: %v", err)})
 	}
@@ -143,7 +143,34 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 	for _, to := range pickTargets(c) {
 		out.Attempts = append(out.Attempts, ns.connect(to, enforce))
 	}
-	for _, a := range out.Attempts {
+	items = append(items, attemptItems(out.Attempts, enforce)...)
+
+	out.Logged, out.LogMs, out.LogDetail = findLogLine(c, prefix, kmsg, kmsgErr, first, rec, ns)
+	items = append(items, logItem(out, c.Log.Required || !enforce, rec.Features.Log))
+	items = append(items, removeFence(h, st, rec.Backend, ns, out))
+	out.HookWarnings = warnings()
+	for _, w := range out.HookWarnings {
+		// Info: each cause is graded by its own item above.
+		items = append(items, Item{Section: "self-test", Name: "hook log", Status: Info, Detail: "warning: " + w})
+	}
+	return out, items
+}
+
+// loadRecord reads the record the hook left in its state directory; nil
+// if there is none.
+func loadRecord(stateDir, key string) (*records.Record, error) {
+	store, err := records.Open(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	return store.Load(key)
+}
+
+// attemptItems grades each attempt: enforce mode must refuse it, audit
+// mode must let it through.
+func attemptItems(attempts []Attempt, enforce bool) []Item {
+	var items []Item
+	for _, a := range attempts {
 		it := Item{Section: "self-test", Name: "connect " + a.To, Status: OK, Detail: fmt.Sprintf("%s in %.1f ms", a.Result, a.Ms)}
 		switch {
 		case enforce && !a.Refused:
@@ -157,66 +184,79 @@ func runSelfTest(cfg *config.Config, backendName string) (*SelfTest, []Item) {
 		}
 		items = append(items, it)
 	}
+	return items
+}
 
-	out.Logged, out.LogDetail = false, ""
+// findLogLine looks for what the log rules made of the attempts: the
+// kernel log line with prefix (kernel target), or the log rules' counters
+// (nflog). logMs is from the first attempt to the line.
+func findLogLine(c *config.Config, prefix string, k *kmsg, kErr error, first time.Time, rec *records.Record, ns *throwaway) (logged bool, logMs float64, detail string) {
 	switch {
-	case c.Log.Target == config.LogKernel && kmsgErr != nil:
-		out.LogDetail = "cannot read /dev/kmsg: " + kmsgErr.Error()
+	case c.Log.Target == config.LogKernel && kErr != nil:
+		return false, 0, "cannot read /dev/kmsg: " + kErr.Error()
 	case c.Log.Target == config.LogKernel && KernelLogWarning(c) != "":
 		// The kernel drops the line; waiting for it would only cost time.
-		out.LogDetail = "no kernel log line: nf_log_all_netns is not 1, so the kernel drops the lines of this namespace"
+		return false, 0, "no kernel log line: nf_log_all_netns is not 1, so the kernel drops the lines of this namespace"
 	case c.Log.Target == config.LogKernel:
-		if at, ok := kmsg.waitFor(prefix, 2*time.Second); ok {
-			out.Logged, out.LogMs = true, ms(at.Sub(first))
-			out.LogDetail = fmt.Sprintf("kernel log line %q seen %.1f ms after the first attempt", strings.TrimSpace(prefix), out.LogMs)
-		} else {
-			out.LogDetail = fmt.Sprintf("no kernel log line with prefix %q within 2 s", strings.TrimSpace(prefix))
+		if at, ok := k.waitFor(prefix, 2*time.Second); ok {
+			logMs = ms(at.Sub(first))
+			return true, logMs, fmt.Sprintf("kernel log line %q seen %.1f ms after the first attempt", strings.TrimSpace(prefix), logMs)
 		}
+		return false, 0, fmt.Sprintf("no kernel log line with prefix %q within 2 s", strings.TrimSpace(prefix))
 	default:
-		out.Logged, out.LogDetail = logRuleCounted(rec, ns)
+		logged, detail = logRuleCounted(rec, ns)
+		return logged, 0, detail
 	}
-	logItem := Item{Section: "self-test", Name: "log line", Status: OK, Detail: out.LogDetail}
-	if !out.Logged {
-		logItem.Status = Warn
-		if c.Log.Required || !enforce {
-			logItem.Status = Fail
-		}
-		logItem.Fix = "see nf_log_all_netns and the LOG/NFLOG and limit items above; the hook log says what it left out"
-		if !rec.Features.Log {
-			logItem.Detail += " (the hook installed the fence without log rules: the kernel refused them)"
-		}
-	}
-	items = append(items, logItem)
+}
 
-	start = time.Now()
-	_, err = h.Poststop(st)
+// logItem grades the log line: a missing one fails where the config
+// requires it or in audit mode, where the log is all the fence does.
+func logItem(out *SelfTest, required, logRules bool) Item {
+	it := Item{Section: "self-test", Name: "log line", Status: OK, Detail: out.LogDetail}
+	if !out.Logged {
+		it.Status = Warn
+		if required {
+			it.Status = Fail
+		}
+		it.Fix = "see nf_log_all_netns and the LOG/NFLOG and limit items above; the hook log says what it left out"
+		if !logRules {
+			it.Detail += " (the hook installed the fence without log rules: the kernel refused them)"
+		}
+	}
+	return it
+}
+
+// removeFence runs the hook's poststop and checks with the fence's
+// backend that no rule of it is left in the namespace.
+func removeFence(h *hook.Hook, st *specs.State, backendName string, ns *throwaway, out *SelfTest) Item {
+	start := time.Now()
+	_, err := h.Poststop(st)
 	out.RemoveMs = ms(time.Since(start))
-	removed := Item{Section: "self-test", Name: "remove", Status: OK}
 	if err == nil {
-		var b backend.Backend
-		var still bool
-		if b, err = backend.New(rec.Backend); err == nil {
-			var seen backend.Seen
-			seen, err = b.Inspect(netns.Handle{ID: ns.id, Path: ns.path})
-			still = seen.Present
-		}
-		if err == nil && still {
-			err = errors.New("the rules are still in the namespace after poststop")
-		}
+		err = rulesGone(backendName, ns)
 	}
 	out.Removed = err == nil
 	if err != nil {
-		removed.Status, removed.Detail = Fail, err.Error()
-	} else {
-		removed.Detail = fmt.Sprintf("fence removed in %.1f ms", out.RemoveMs)
+		return Item{Section: "self-test", Name: "remove", Status: Fail, Detail: err.Error()}
 	}
-	items = append(items, removed)
-	out.HookWarnings = warnings()
-	for _, w := range out.HookWarnings {
-		// Info: each cause is graded by its own item above.
-		items = append(items, Item{Section: "self-test", Name: "hook log", Status: Info, Detail: "warning: " + w})
+	return Item{Section: "self-test", Name: "remove", Status: OK, Detail: fmt.Sprintf("fence removed in %.1f ms", out.RemoveMs)}
+}
+
+// rulesGone is nil when the backend sees none of the fence's rules in the
+// namespace.
+func rulesGone(backendName string, ns *throwaway) error {
+	b, err := backend.New(backendName)
+	if err != nil {
+		return err
 	}
-	return out, items
+	seen, err := b.Inspect(netns.Handle{ID: ns.id, Path: ns.path})
+	if err != nil {
+		return err
+	}
+	if seen.Present {
+		return errors.New("the rules are still in the namespace after poststop")
+	}
+	return nil
 }
 
 // selfTestConfig is the config the self-test fences with: the one checked,

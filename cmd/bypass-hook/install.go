@@ -40,25 +40,27 @@ written.`
 
 func installCommand(g *globals) *cli.Command {
 	f := &installFlags{g: g}
-	one := func(name string, run func(cli.IO, string) int) func(cli.IO, []string) int {
-		return func(o cli.IO, args []string) int {
-			if len(args) != 1 {
-				fmt.Fprintf(o.Stderr, "bypass-hook install %s: name one directory (got %d arguments)\nRun 'bypass-hook help install %s' for usage.\n", name, len(args), name)
-				return cli.ExitUsage
-			}
-			return run(o, args[0])
-		}
-	}
 	return &cli.Command{
 		Name:    "install",
 		Summary: "write (or remove) registrations that make runtimes run the hook",
 		Help:    "Registrations: hooks.d for podman and CRI-O, the CDI spec for Docker and every\nCDI runtime, bundle hooks for runc and crun; and the Kubernetes DaemonSet's init\nsteps (binary, config, state-dir).",
 		Subcommands: []*cli.Command{
-			{
-				Name:    "hooks-dir",
-				Summary: "write bypass-hook.json where podman and CRI-O read hooks.d files (schema 1.0.0)",
-				Args:    "[DIR]",
-				Help: `Writes bypass-hook.json, which runs bypass-hook hook at createRuntime and
+			f.hooksDirCommand(),
+			f.cdiCommand(),
+			f.bundleCommand(),
+			f.binaryCommand(),
+			f.configCommand(),
+			f.stateDirCommand(),
+		},
+	}
+}
+
+func (f *installFlags) hooksDirCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "hooks-dir",
+		Summary: "write bypass-hook.json where podman and CRI-O read hooks.d files (schema 1.0.0)",
+		Args:    "[DIR]",
+		Help: `Writes bypass-hook.json, which runs bypass-hook hook at createRuntime and
 poststop; its "when" follows the config's selection (write it again after
 changing selection). With no DIR it goes where the installed podman and CRI-O
 read: the hooks_dir of their config (containers.conf, crio.conf and their .d
@@ -72,28 +74,31 @@ Examples:
   sudo bypass-hook install hooks-dir
   sudo bypass-hook install hooks-dir --remove
   bypass-hook install hooks-dir /tmp/hooks.d --force   # for podman --hooks-dir /tmp/hooks.d`,
-				Flags: func(fs *flag.FlagSet) {
-					f.registrationFlags(fs, "hooks.d file")
-					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
-					fs.BoolVar(&f.force, "force", false, "write DIR even though no installed engine reads it")
-				},
-				Run: func(o cli.IO, args []string) int {
-					if len(args) > 1 {
-						fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: one directory at most (got %d arguments)\nRun 'bypass-hook help install hooks-dir' for usage.\n", len(args))
-						return cli.ExitUsage
-					}
-					dir := ""
-					if len(args) == 1 {
-						dir = args[0]
-					}
-					return f.hooksDir(o, dir)
-				},
-			},
-			{
-				Name:    "cdi",
-				Summary: "write DIR/bypass-hook.io-fence.json, the fence as a CDI device (Docker, podman, containerd, CRI-O)",
-				Args:    "[DIR]",
-				Help: `Writes DIR/` + install.CDIFileName + ` (DIR: ` + install.CDIDir + `), a CDI spec of kind
+		Flags: func(fs *flag.FlagSet) {
+			f.registrationFlags(fs, "hooks.d file")
+			fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+			fs.BoolVar(&f.force, "force", false, "write DIR even though no installed engine reads it")
+		},
+		Run: func(o cli.IO, args []string) int {
+			if len(args) > 1 {
+				fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: one directory at most (got %d arguments)\nRun 'bypass-hook help install hooks-dir' for usage.\n", len(args))
+				return cli.ExitUsage
+			}
+			dir := ""
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return f.hooksDir(o, dir)
+		},
+	}
+}
+
+func (f *installFlags) cdiCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "cdi",
+		Summary: "write DIR/bypass-hook.io-fence.json, the fence as a CDI device (Docker, podman, containerd, CRI-O)",
+		Args:    "[DIR]",
+		Help: `Writes DIR/` + install.CDIFileName + ` (DIR: ` + install.CDIDir + `), a CDI spec of kind
 ` + config.CDIKind + ` with the devices default (the config's policy) and audit (audit
 mode). A container that asks for one (docker run --device ` + config.CDIKind + `=default)
 gets the hook at createRuntime and poststop; asking counts as the annotation
@@ -106,57 +111,79 @@ Examples:
   sudo bypass-hook install cdi
   sudo bypass-hook install cdi /var/run/cdi --config /etc/bypass-hook/config.yaml
   sudo bypass-hook install cdi --remove`,
-				Flags: func(fs *flag.FlagSet) {
-					f.registrationFlags(fs, "CDI spec")
-					fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
-				},
-				Run: func(o cli.IO, args []string) int {
-					if len(args) == 0 {
-						return f.cdi(o, install.CDIDir)
-					}
-					return one("cdi", f.cdi)(o, args)
-				},
-			},
-			{
-				Name:    "bundle",
-				Summary: "add the hooks to (or remove them from) a runc/crun bundle's config.json",
-				Args:    "DIR",
-				Help: `Adds createRuntime and poststop hooks that run bypass-hook to DIR/config.json
+		Flags: func(fs *flag.FlagSet) {
+			f.registrationFlags(fs, "CDI spec")
+			fs.StringVar(&f.root, "root", "", "read --binary and the config under this directory and write there (packaging into DESTDIR)")
+		},
+		Run: func(o cli.IO, args []string) int {
+			if len(args) == 0 {
+				return f.cdi(o, install.CDIDir)
+			}
+			return oneDir("cdi", f.cdi)(o, args)
+		},
+	}
+}
+
+func (f *installFlags) bundleCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "bundle",
+		Summary: "add the hooks to (or remove them from) a runc/crun bundle's config.json",
+		Args:    "DIR",
+		Help: `Adds createRuntime and poststop hooks that run bypass-hook to DIR/config.json
 (once; a second run changes nothing). With --remove, takes them out again.` + registrationHelp + `
 
 Example:
   bypass-hook install bundle ./mybundle && runc run -b ./mybundle web`,
-				Flags: func(fs *flag.FlagSet) { f.registrationFlags(fs, "hooks") },
-				Run:   one("bundle", f.bundle),
-			},
-			{
-				Name:    "binary",
-				Summary: "copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)",
-				Args:    "DIR",
-				Help:    "Reads this executable; writes DIR/bypass-hook (mode 0755), atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
-				Run:     one("binary", f.binaryCopy),
-			},
-			{
-				Name:    "config",
-				Summary: "check the --config FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)",
-				Args:    "DEST",
-				Help: `Reads the --config FILE (required) and checks it as the hook would; writes it
+		Flags: func(fs *flag.FlagSet) { f.registrationFlags(fs, "hooks") },
+		Run:   oneDir("bundle", f.bundle),
+	}
+}
+
+func (f *installFlags) binaryCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "binary",
+		Summary: "copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)",
+		Args:    "DIR",
+		Help:    "Reads this executable; writes DIR/bypass-hook (mode 0755), atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
+		Run:     oneDir("binary", f.binaryCopy),
+	}
+}
+
+func (f *installFlags) configCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "config",
+		Summary: "check the --config FILE and write it to DEST (the DaemonSet's ConfigMap onto the node)",
+		Args:    "DEST",
+		Help: `Reads the --config FILE (required) and checks it as the hook would; writes it
 to DEST. A broken FILE over a good DEST keeps DEST (exit 0, with a warning), so
 a typo in a ConfigMap never leaves the NRI plugin without a config.
 
 Example:
   bypass-hook install config --config /etc/config-map/config.yaml /host/etc/bypass-hook/config.yaml`,
-				Flags: g.configFlag,
-				Run:   one("config", f.configCopy),
-			},
-			{
-				Name:    "state-dir",
-				Summary: "make the hook's state directory DIR (mode 0700, root), as the hook would",
-				Args:    "DIR",
-				Help:    "Makes DIR (mode 0700, owned by root) or checks it: the monitor DaemonSet's init\nstep, so that the kubelet never makes it 0755.\n\nExample:\n  bypass-hook install state-dir /run/bypass-hook",
-				Run:     one("state-dir", f.stateDir),
-			},
-		},
+		Flags: f.g.configFlag,
+		Run:   oneDir("config", f.configCopy),
+	}
+}
+
+func (f *installFlags) stateDirCommand() *cli.Command {
+	return &cli.Command{
+		Name:    "state-dir",
+		Summary: "make the hook's state directory DIR (mode 0700, root), as the hook would",
+		Args:    "DIR",
+		Help:    "Makes DIR (mode 0700, owned by root) or checks it: the monitor DaemonSet's init\nstep, so that the kubelet never makes it 0755.\n\nExample:\n  bypass-hook install state-dir /run/bypass-hook",
+		Run:     oneDir("state-dir", f.stateDir),
+	}
+}
+
+// oneDir runs a kind that takes exactly one argument: a directory, or the
+// config's DEST.
+func oneDir(name string, run func(cli.IO, string) int) func(cli.IO, []string) int {
+	return func(o cli.IO, args []string) int {
+		if len(args) != 1 {
+			fmt.Fprintf(o.Stderr, "bypass-hook install %s: name one directory (got %d arguments)\nRun 'bypass-hook help install %s' for usage.\n", name, len(args), name)
+			return cli.ExitUsage
+		}
+		return run(o, args[0])
 	}
 }
 
@@ -204,18 +231,7 @@ func (f *installFlags) hooksDir(o cli.IO, dir string) int {
 		}
 	}
 	if f.remove {
-		for _, d := range dirs {
-			path, removed, err := install.RemoveHooksDir(f.root, d)
-			if err != nil {
-				return fail(o, "hooks-dir", err)
-			}
-			if removed {
-				fmt.Fprintf(o.Stdout, "removed %s\n", path)
-			} else {
-				fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
-			}
-		}
-		return 0
+		return f.removeHooksDirs(o, dirs)
 	}
 	switch {
 	case dir == "":
@@ -248,6 +264,21 @@ func (f *installFlags) hooksDir(o cli.IO, dir string) int {
 		fmt.Fprintf(o.Stdout, "wrote %s%s (selection: %s; write it again after changing selection)\n", path, readBy, cfg.Selection)
 		for _, m := range install.Masking(f.root, d, engines) {
 			fmt.Fprintf(o.Stderr, "bypass-hook install hooks-dir: WARNING: %s is read by the same engine: one of the two masks the other; remove the one you do not mean\n", m)
+		}
+	}
+	return 0
+}
+
+func (f *installFlags) removeHooksDirs(o cli.IO, dirs []string) int {
+	for _, d := range dirs {
+		path, removed, err := install.RemoveHooksDir(f.root, d)
+		if err != nil {
+			return fail(o, "hooks-dir", err)
+		}
+		if removed {
+			fmt.Fprintf(o.Stdout, "removed %s\n", path)
+		} else {
+			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
 		}
 	}
 	return 0

@@ -82,26 +82,39 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 		return cli.ExitUsage
 	}
 	o.Config, o.Out, o.Log = cfg, io.Stdout, log
+	o.Prune = pruner(cfg, log, pf)
+	m, err := monitor.New(o)
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return 1
+	}
+	return serveUntilSignal(m, cfg, addr, log, io)
+}
+
+// pruner is the monitor's prune at each resync, nil where it does not
+// prune.
+func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Time) {
 	if pf.on && unix.Access(cfg.StateDir, unix.W_OK) != nil {
 		// The shipped DaemonSet mounts the node's state directory
 		// read-only: there the monitor watches and does not prune.
 		log.WithField("stateDir", cfg.StateDir).Warn("the state directory is not writable here: fences left only to stale owners are not pruned (run 'bypass-hook prune' on the node)")
 		pf.on = false
 	}
-	if pf.on {
-		h := hook.New(cfg, log.WithField("stage", "prune"))
-		o.Prune = func(now time.Time) {
-			if _, _, err := h.PruneStale(pf.grace, now); err != nil {
-				log.WithError(err).Error("pruning fences left only to stale owners")
-			}
+	if !pf.on {
+		return nil
+	}
+	h := hook.New(cfg, log.WithField("stage", "prune"))
+	return func(now time.Time) {
+		if _, _, err := h.PruneStale(pf.grace, now); err != nil {
+			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}
-	m, err := monitor.New(o)
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
-		return 1
-	}
+}
 
+// serveUntilSignal runs the monitor and its metrics server (none for addr
+// "") until SIGINT or SIGTERM, or until either fails: then the other
+// stops too.
+func serveUntilSignal(m *monitor.Monitor, cfg *config.Config, addr string, log *logrus.Logger, io cli.IO) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	fields := logrus.Fields{"stateDir": cfg.StateDir, "target": cfg.Log.Target, "config": cfg.Path}
@@ -118,6 +131,7 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 	go func() {
 		runErr <- m.Run(ctx, func() { log.WithFields(fields).Info("monitor started") })
 	}()
+	var err error
 	select {
 	case err = <-runErr:
 	case err = <-serveErr:

@@ -15,9 +15,15 @@ import (
 	"github.com/bypass-hook/bypass-hook/internal/cli"
 )
 
+// statusFlags are the status command's flags.
+type statusFlags struct {
+	g               *globals
+	asJSON, summary bool
+	namespace, pod  string
+}
+
 func statusCommand(g *globals) *cli.Command {
-	var asJSON, summary bool
-	var namespace, pod string
+	f := &statusFlags{g: g}
 	return &cli.Command{
 		Name:    "status",
 		Summary: "show the rules and packet counters of fenced containers",
@@ -40,81 +46,103 @@ Examples:
   sudo bypass-hook status web --json`,
 		Flags: func(fs *flag.FlagSet) {
 			g.configFlag(fs)
-			fs.BoolVar(&asJSON, "json", false, "print JSON: a list of fences with their rules and counters")
-			fs.BoolVar(&summary, "summary", false, "one line per fence instead of its rules")
-			fs.StringVar(&namespace, "namespace", "", "only the fences of pods in this Kubernetes namespace")
-			fs.StringVar(&pod, "pod", "", "only the fences of the pods of this name")
+			fs.BoolVar(&f.asJSON, "json", false, "print JSON: a list of fences with their rules and counters")
+			fs.BoolVar(&f.summary, "summary", false, "one line per fence instead of its rules")
+			fs.StringVar(&f.namespace, "namespace", "", "only the fences of pods in this Kubernetes namespace")
+			fs.StringVar(&f.pod, "pod", "", "only the fences of the pods of this name")
 		},
-		Run: func(o cli.IO, args []string) int {
-			if len(args) > 1 {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: one container at most, got %d arguments\n", len(args))
-				return cli.ExitUsage
-			}
-			cfg, err := config.Load(g.config)
-			if err != nil {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
-				return cli.ExitUsage
-			}
-			store, err := records.Open(cfg.StateDir)
-			if err != nil {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
-				return 1
-			}
-			id := ""
-			if len(args) == 1 {
-				id = args[0]
-			}
-			fences, err := status.Read(store, id, backend.New)
-			if err != nil {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
-				return 1
-			}
-			fences = status.Filter(fences, namespace, pod)
-			unfenced, uerr := store.Unfenced()
-			if uerr != nil {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", uerr)
-			}
-			if id != "" {
-				unfenced = nil // one fence was asked for
-			}
-			unfenced = slices.DeleteFunc(unfenced, func(u records.Unfenced) bool {
-				return (namespace != "" && u.Namespace != namespace) || (pod != "" && u.Pod != pod)
-			})
-			switch {
-			case asJSON:
-				enc := json.NewEncoder(o.Stdout)
-				enc.SetIndent("", "  ")
-				err = enc.Encode(fences)
-			case summary:
-				err = status.WriteSummary(o.Stdout, fences)
-			default:
-				err = status.WriteDetails(o.Stdout, fences)
-			}
-			if err == nil && !asJSON {
-				err = status.WriteUnfenced(o.Stdout, unfenced)
-			}
-			if err != nil {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
-				return 1
-			}
-			if w := kernelLogWarning(cfg); w != "" && !asJSON {
-				fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
-			}
-			code := 0
-			if len(unfenced) > 0 {
-				code = 1 // a selected container runs without the fence
-			}
-			for _, f := range fences {
-				if f.Error != "" {
-					fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
-					code = 1
-				}
-				if f.Whole != nil && !*f.Whole {
-					fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the fence is not whole: %s\n", f.Container, f.NotWhole)
-					code = 1
-				}
-			}
-			return code
-		},
+		Run: f.run,
 	}
+}
+
+func (f *statusFlags) run(o cli.IO, args []string) int {
+	if len(args) > 1 {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: one container at most, got %d arguments\n", len(args))
+		return cli.ExitUsage
+	}
+	cfg, err := config.Load(f.g.config)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+		return cli.ExitUsage
+	}
+	store, err := records.Open(cfg.StateDir)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+		return 1
+	}
+	id := ""
+	if len(args) == 1 {
+		id = args[0]
+	}
+	fences, err := status.Read(store, id, backend.New)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+		return 1
+	}
+	fences = status.Filter(fences, f.namespace, f.pod)
+	unfenced := f.unfenced(o, store, id)
+	if err := f.write(o, fences, unfenced); err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
+		return 1
+	}
+	if w := kernelLogWarning(cfg); w != "" && !f.asJSON {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
+	}
+	return statusExit(o, fences, unfenced)
+}
+
+// unfenced are the selected containers the NRI plugin could not fence,
+// kept to the pods asked for. Their records failing to read is said on
+// stderr, and the fences are shown all the same.
+func (f *statusFlags) unfenced(o cli.IO, store *records.Store, id string) []records.Unfenced {
+	unfenced, err := store.Unfenced()
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+	}
+	if id != "" {
+		unfenced = nil // one fence was asked for
+	}
+	return slices.DeleteFunc(unfenced, func(u records.Unfenced) bool {
+		return (f.namespace != "" && u.Namespace != f.namespace) || (f.pod != "" && u.Pod != f.pod)
+	})
+}
+
+// write prints the fences as JSON, a summary or in detail; the unfenced
+// containers only in the tables, as the JSON is a list of fences.
+func (f *statusFlags) write(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenced) error {
+	var err error
+	switch {
+	case f.asJSON:
+		enc := json.NewEncoder(o.Stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(fences)
+	case f.summary:
+		err = status.WriteSummary(o.Stdout, fences)
+	default:
+		err = status.WriteDetails(o.Stdout, fences)
+	}
+	if err == nil && !f.asJSON {
+		err = status.WriteUnfenced(o.Stdout, unfenced)
+	}
+	return err
+}
+
+// statusExit reports each fence that was not read or is not whole, and
+// returns 1 if there is one or a selected container runs unfenced.
+func statusExit(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenced) int {
+	code := 0
+	if len(unfenced) > 0 {
+		code = 1 // a selected container runs without the fence
+	}
+	for _, f := range fences {
+		if f.Error != "" {
+			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
+			code = 1
+		}
+		if f.Whole != nil && !*f.Whole {
+			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the fence is not whole: %s\n", f.Container, f.NotWhole)
+			code = 1
+		}
+	}
+	return code
 }
