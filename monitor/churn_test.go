@@ -43,7 +43,7 @@ func churn(t *testing.T, target string) {
 	// Resync each second, so that series of removed containers (kept 1s)
 	// go within the test.
 	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s")
-	base := mon.usage(t)
+	base := mon.settledUsage(t)
 	var peak, after usage
 	start := time.Now()
 	var hookTime time.Duration
@@ -124,6 +124,7 @@ func churn(t *testing.T, target string) {
 	}
 	if after.fds > base.fds || after.goroutines > base.goroutines || after.series > base.series {
 		t.Errorf("the monitor holds more after %d containers than before: %+v, before %+v", n, after, base)
+		t.Logf("the monitor's goroutines and log:\n%s", mon.dump())
 	}
 	// One file either way is the metrics scrape's own connection, which the
 	// monitor may not have closed yet when its files are counted.
@@ -145,4 +146,33 @@ func (mp *monitorProc) eventsSnapshot() []Event {
 	mp.mu.Lock()
 	defer mp.mu.Unlock()
 	return append([]Event(nil), mp.events...)
+}
+
+// dump ends the monitor with SIGQUIT, so that the Go runtime prints every
+// goroutine's stack, and returns its stderr: what a leak is made of.
+func (mp *monitorProc) dump() string {
+	mp.cmd.Process.Signal(syscall.SIGQUIT)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(mp.stderr.String(), "goroutine ") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the rest of the stacks
+	return mp.stderr.String()
+}
+
+// settledUsage is the monitor's usage once two reads 200ms apart agree:
+// "monitor started" is logged as its readers are started, and under load
+// the kernel log parser's goroutine may not exist yet when it is.
+func (mp *monitorProc) settledUsage(t *testing.T) usage {
+	t.Helper()
+	u := mp.usage(t)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		next := mp.usage(t)
+		if next == u {
+			break
+		}
+		u = next
+	}
+	return u
 }
