@@ -3,11 +3,12 @@
 package records
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"time"
-
-	"github.com/prometheus/procfs"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
@@ -26,15 +27,33 @@ func ReadProcess(pid int) Process {
 		return Process{}
 	}
 	ns, _ := netns.Peek(netns.PidPath(pid))
-	p, err := procfs.NewProc(pid)
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return Process{}
 	}
-	st, err := p.Stat()
+	start, err := startTime(stat)
 	if err != nil {
 		return Process{}
 	}
-	return Process{Exists: true, Start: st.Starttime, Netns: ns}
+	return Process{Exists: true, Start: start, Netns: ns}
+}
+
+// startTime reads field 22 of /proc/PID/stat, the start time in clock
+// ticks after boot (proc(5)). The command name (field 2) is in parentheses
+// and may itself hold spaces and parentheses, so the fields are counted
+// from the last ')'. Parsed here rather than with a /proc library, whose
+// package initialisation the hook would pay on every container start.
+func startTime(stat []byte) (uint64, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("/proc/PID/stat: no command name in parentheses")
+	}
+	fields := bytes.Fields(stat[i+1:]) // fields 3 onwards
+	const startField = 22
+	if len(fields) < startField-2 {
+		return 0, fmt.Errorf("/proc/PID/stat: %d fields after the command name, want at least %d", len(fields), startField-2)
+	}
+	return strconv.ParseUint(string(fields[startField-3]), 10, 64)
 }
 
 // StartOf returns the start time of pid, or 0 when it cannot be read: what

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/procfs"
+
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
 
@@ -48,6 +50,12 @@ func TestReadProcess(t *testing.T) {
 	if got := StartOf(os.Getpid()); got != self.Start {
 		t.Errorf("StartOf = %d, ReadProcess = %d", got, self.Start)
 	}
+	// The same figure as a /proc library reads (linked into tests only).
+	if p, err := procfs.NewProc(os.Getpid()); err == nil {
+		if st, err := p.Stat(); err == nil && st.Starttime != self.Start {
+			t.Errorf("start time %d, procfs says %d", self.Start, st.Starttime)
+		}
+	}
 	if id, ok := netns.Peek(netns.PidPath(os.Getpid())); ok && self.Netns != id {
 		t.Errorf("netns %v, want %v", self.Netns, id)
 	}
@@ -60,5 +68,26 @@ func TestReadProcess(t *testing.T) {
 	}
 	if p := ReadProcess(0); p.Exists {
 		t.Errorf("pid 0: %+v", p)
+	}
+}
+
+func TestStartTime(t *testing.T) {
+	const tail = " S 1 1 1 0 -1 4194560 4117 1530213 130 1006 12 34 5678 910 20 0 1 0 123456 171446272 2975 18446744073709551615"
+	for _, tc := range []struct {
+		name, stat string
+		want       uint64
+		bad        bool
+	}{
+		{"plain", "1 (systemd)" + tail, 123456, false},
+		{"spaces and parentheses in the name", "4242 (a) (b) c)" + tail, 123456, false},
+		{"a name that mimics fields", "7 (x 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 999)" + tail, 123456, false},
+		{"no parentheses", "1 systemd S 1", 0, true},
+		{"cut short", "1 (sh) S 1 1 1", 0, true},
+		{"not a number", "1 (sh) S 1 1 1 0 -1 4 4 1 1 1 1 1 1 1 20 0 1 0 soon", 0, true},
+	} {
+		got, err := startTime([]byte(tc.stat))
+		if (err != nil) != tc.bad || got != tc.want {
+			t.Errorf("%s: startTime = %d, %v; want %d, error %v", tc.name, got, err, tc.want, tc.bad)
+		}
 	}
 }
