@@ -3,13 +3,13 @@
 # workload sees. Everything lives in two network namespaces made here (a
 # "server" with tinyproxy and a web server, and the container's), on
 # 198.51.100.0/24 and 2001:db8:1::/64; the machine's own network is not
-# touched. Needs root, runc, tinyproxy, busybox-static, iptables.
+# touched. Needs root, runc, tinyproxy, busybox-static, iptables, nftables.
 set -euo pipefail
 
 HOOK=${1:?usage: demo.sh /abs/path/to/bypass-hook}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it makes network namespaces and runs runc)" >&2; exit 1; }
-for tool in runc tinyproxy busybox ip nsenter iptables; do
-	command -v "$tool" >/dev/null || { echo "demo: $tool is missing: apt-get install -y runc tinyproxy busybox-static iproute2 iptables" >&2; exit 1; }
+for tool in runc tinyproxy busybox ip nsenter iptables nft; do
+	command -v "$tool" >/dev/null || { echo "demo: $tool is missing: apt-get install -y runc tinyproxy busybox-static iproute2 iptables nftables" >&2; exit 1; }
 done
 
 ID=demo-$$-$(date +%s)
@@ -122,13 +122,15 @@ PREFIX="bypass:${ID:0:12}: "
 sleep 0.2
 dmesg | grep -F "$PREFIX" | tail -n 2
 
-say "The rules in the container's namespace"
-nsenter --net=/run/netns/"$CTR" iptables -S BYPASS-HOOK
+say "The fence, as bypass-hook status shows it (owner, backend, each rule with its counters)"
+"$HOOK" status --config "$WORK/config.yaml" "$ID"
 
 say "runc delete (the poststop hook removes the fence)"
 runc --root "$WORK/runc" delete -f "$ID"
 tail -n1 "$WORK/hook.log"
-if nsenter --net=/run/netns/"$CTR" iptables -S BYPASS-HOOK >/dev/null 2>&1; then
+# Either backend's fence: the nftables table or the iptables chain.
+if nsenter --net=/run/netns/"$CTR" nft list table inet bypass_hook >/dev/null 2>&1 ||
+	nsenter --net=/run/netns/"$CTR" iptables -S BYPASS-HOOK >/dev/null 2>&1; then
 	echo "the fence is still there" >&2; exit 1
 fi
-echo "no BYPASS-HOOK chain left in the container's namespace"
+echo "no fence left in the container's namespace (no table inet bypass_hook, no chain BYPASS-HOOK)"
