@@ -5,6 +5,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +51,25 @@ func TestStatusEmpty(t *testing.T) {
 	}
 	if code, _, errb := runCLI(t, "", "status", "--config", cfg, "nope"); code != 1 || !strings.Contains(errb, `no fenced container "nope"`) {
 		t.Errorf("status of an unknown container: exit %d, stderr %q", code, errb)
+	}
+}
+
+// A list of unfenced containers that cannot be read leaves status unable to
+// say that every selected container is fenced: exit 1, not 0.
+func TestStatusUnreadableUnfencedList(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the state directory must be root's; needs root")
+	}
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	if code, _, errb := runCLI(t, "", "status", "--config", cfg); code != 0 {
+		t.Fatalf("status of no fences: exit %d, stderr %q", code, errb)
+	}
+	list := filepath.Join(filepath.Dir(cfg), "state", "unfenced.json")
+	if err := os.WriteFile(list, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errb := runCLI(t, "", "status", "--config", cfg)
+	if code != 1 || !strings.Contains(errb, "is corrupt") || !strings.Contains(errb, "unknown") {
+		t.Errorf("status with a corrupt unfenced list: exit %d, stdout %q, stderr %q; want exit 1 and the error", code, out, errb)
 	}
 }

@@ -34,7 +34,8 @@ rules and the packets each matched; marks fences that are not whole and owners
 whose process is gone. Owners are named by their Kubernetes pod where the
 runtime gave it; --namespace and --pod keep those pods' fences. Selected
 containers that the NRI plugin found running unfenced and could not fence are
-listed under NOT FENCED (and make the exit 1).
+listed under NOT FENCED (and make the exit 1, as does a list of them that
+cannot be read).
 Reads: the config, the state directory, the rules in each fenced namespace.
 Writes: the report on stdout; changes nothing.
 Exit: 0 every fence asked for was read and is whole, 1 one was not found, not
@@ -80,7 +81,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 		return 1
 	}
 	fences = status.Filter(fences, f.namespace, f.pod)
-	unfenced := f.unfenced(o, store, id)
+	unfenced, unknown := f.unfenced(o, store, id)
 	if err := f.write(o, fences, unfenced); err != nil {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
 		return 1
@@ -88,23 +89,29 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 	if w := kernelLogWarning(cfg); w != "" && !f.asJSON {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
 	}
-	return statusExit(o, fences, unfenced)
+	code := statusExit(o, fences, unfenced)
+	if unknown {
+		code = 1
+	}
+	return code
 }
 
 // unfenced are the selected containers the NRI plugin could not fence,
-// kept to the pods asked for. Their records failing to read is said on
-// stderr, and the fences are shown all the same.
-func (f *statusFlags) unfenced(o cli.IO, store *records.Store, id string) []records.Unfenced {
+// kept to the pods asked for. Their list failing to read is said on
+// stderr, and the fences are shown all the same; unknown then says that
+// status cannot tell whether a selected container runs unfenced, which
+// must not pass for "all fenced".
+func (f *statusFlags) unfenced(o cli.IO, store *records.Store, id string) (list []records.Unfenced, unknown bool) {
+	if id != "" {
+		return nil, false // one fence was asked for
+	}
 	unfenced, err := store.Unfenced()
 	if err != nil {
-		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
-	}
-	if id != "" {
-		unfenced = nil // one fence was asked for
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v; which selected containers run unfenced is unknown\n", err)
 	}
 	return slices.DeleteFunc(unfenced, func(u records.Unfenced) bool {
 		return (f.namespace != "" && u.Namespace != f.namespace) || (f.pod != "" && u.Pod != f.pod)
-	})
+	}), err != nil
 }
 
 // write prints the fences as JSON, a summary or in detail; the unfenced
