@@ -16,8 +16,11 @@ import (
 // configItems say whether the config is valid and what it selects.
 func configItems(cfg *config.Config, err error) []Item {
 	if err != nil {
-		return []Item{{Section: "config", Name: "valid", Status: Fail, Detail: err.Error(),
-			Fix: "fix the key named; `bypass-hook config validate FILE` checks a file as the hook reads it"}}
+		fix := "fix the key named; `bypass-hook config validate FILE` checks a file as the hook reads it"
+		if ce := (*config.Error)(nil); errors.As(err, &ce) && strings.HasPrefix(ce.Msg, "cannot be read") {
+			fix = "name a config file that exists and root can read (--config, $BYPASS_HOOK_CONFIG, or " + config.DefaultPath + "); `bypass-hook config default` prints one to start from"
+		}
+		return []Item{{Section: "config", Name: "valid", Status: Fail, Detail: err.Error(), Fix: fix}}
 	}
 	src := cfg.Path
 	if src == "" {

@@ -90,7 +90,7 @@ func logSysctlItem(p Paths, cfg *config.Config) Item {
 		it.Fix = "sysctl -w net.netfilter.nf_log_all_netns=1, or log.target: nflog"
 	case v == "0":
 		it.Status, it.Detail = Warn, "0: the kernel DROPS the LOG lines of container namespaces; refusals are logged nowhere"
-		it.Fix = "sysctl -w net.netfilter.nf_log_all_netns=1 and keep it in /etc/sysctl.d/90-bypass-hook.conf (make install and the package write it), or log.target: nflog"
+		it.Fix = "sysctl -w net.netfilter.nf_log_all_netns=1 and keep it at boot in 90-bypass-hook.conf (make install writes it in /etc/sysctl.d, the package in /usr/lib/sysctl.d), or log.target: nflog"
 	default:
 		it.Status, it.Detail = OK, v+": LOG lines of container namespaces reach the kernel log"
 	}

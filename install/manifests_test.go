@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -56,6 +57,18 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if fmt.Sprintf("%+v", cfg) != fmt.Sprintf("%+v", def) {
 		t.Errorf("the example config differs from the defaults:\n%+v\n%+v", cfg, def)
+	}
+	// And it shows every key an operator may set (`config default` prints it).
+	for _, typ := range []reflect.Type{reflect.TypeFor[config.Config](), reflect.TypeFor[config.Allow](), reflect.TypeFor[config.Log](), reflect.TypeFor[config.NRI]()} {
+		for f := range typ.Fields() {
+			key := f.Tag.Get("yaml")
+			if key == "" || key == "-" {
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^[#\s-]*` + key + `:`).Match(data) {
+				t.Errorf("the example config does not show the key %s (%s.%s)", key, typ.Name(), f.Name)
+			}
+		}
 	}
 }
 

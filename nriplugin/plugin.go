@@ -79,7 +79,7 @@ func (o *Options) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.SocketPath, "socket-path", api.DefaultSocketPath, "the runtime's NRI socket (external plugin)")
 	fs.StringVar(&o.Name, "plugin-name", DefaultName, "name to register with")
 	fs.StringVar(&o.Index, "plugin-index", DefaultIndex, "index to register with (two digits; plugins run in index order)")
-	fs.StringVar(&o.Binary, "binary", "", "hook binary to inject, as the node's runtime sees it (default: this executable)")
+	fs.StringVar(&o.Binary, "binary", "", "hook binary to inject, as the node's runtime sees it (default: bypass-hook-oci beside this executable, else this executable)")
 	fs.StringVar(&o.HealthAddr, "health-addr", "", `serve /healthz, /readyz (200 only while registered and synchronized) and /metrics at ADDR ("" for none)`)
 }
 

@@ -27,14 +27,15 @@ type installFlags struct {
 
 func (f *installFlags) registrationFlags(fs *flag.FlagSet, what string) {
 	f.g.configFlag(fs)
-	fs.StringVar(&f.binary, "binary", "", "hook binary the runtime runs (default: this executable)")
+	fs.StringVar(&f.binary, "binary", "", "hook binary the runtime runs (default: bypass-hook-oci beside this executable, else this executable)")
 	fs.IntVar(&f.timeout, "timeout", install.DefaultTimeout, "seconds the runtime lets each hook stage run")
 	fs.BoolVar(&f.remove, "remove", false, "remove the "+what+" instead of writing it")
 }
 
 const registrationHelp = `
---binary defaults to this executable; --config to $BYPASS_HOOK_CONFIG, then the
-hook's default /etc/bypass-hook/config.yaml (which is then not written into the
+--binary defaults to bypass-hook-oci beside this executable (the lean hook), else
+this executable; --config to $BYPASS_HOOK_CONFIG, then the hook's default
+/etc/bypass-hook/config.yaml (which is then not written into the
 registration, and may be absent). The config is checked before anything is
 written.`
 

@@ -86,7 +86,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
 		return 1
 	}
-	if w := kernelLogWarning(cfg); w != "" && !f.asJSON {
+	if w := kernelLogWarning(logTargetShown(cfg, fences)); w != "" && !f.asJSON {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
 	}
 	code := statusExit(o, fences, unfenced)
@@ -152,4 +152,22 @@ func statusExit(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenc
 		}
 	}
 	return code
+}
+
+// logTargetShown is cfg with the log target that matters for the fences
+// shown: theirs as recorded (an annotation may pick another than the
+// config's), kernel if any of them logs there; the config's own when no
+// fence is shown.
+func logTargetShown(cfg *config.Config, fences []status.FenceStatus) *config.Config {
+	if len(fences) == 0 {
+		return cfg
+	}
+	c := *cfg
+	c.Log.Target = config.LogNflog
+	for _, f := range fences {
+		if f.Features.Log && f.Log.Target == config.LogKernel {
+			c.Log.Target = config.LogKernel
+		}
+	}
+	return &c
 }
