@@ -276,13 +276,18 @@ func (f *installFlags) removeHooksDirs(o cli.IO, dirs []string) int {
 		if err != nil {
 			return fail(o, "hooks-dir", err)
 		}
-		if removed {
-			fmt.Fprintf(o.Stdout, "removed %s\n", path)
-		} else {
-			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
-		}
+		sayRemoved(o, path, removed)
 	}
 	return 0
+}
+
+// sayRemoved tells what a --remove did, which is not an error either way.
+func sayRemoved(o cli.IO, path string, removed bool) {
+	if removed {
+		fmt.Fprintf(o.Stdout, "removed %s\n", path)
+	} else {
+		fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
+	}
 }
 
 func (f *installFlags) cdi(o cli.IO, dir string) int {
@@ -291,11 +296,7 @@ func (f *installFlags) cdi(o cli.IO, dir string) int {
 		if err != nil {
 			return fail(o, "cdi", err)
 		}
-		if removed {
-			fmt.Fprintf(o.Stdout, "removed %s\n", path)
-		} else {
-			fmt.Fprintf(o.Stdout, "nothing to remove: %s does not exist\n", path)
-		}
+		sayRemoved(o, path, removed)
 		return 0
 	}
 	t, _, err := f.target()
