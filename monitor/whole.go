@@ -34,6 +34,7 @@ func (m *Monitor) checkWhole(now time.Time) {
 	m.mu.Unlock()
 
 	notWhole := map[string]string{}
+	var events []Event
 	for _, f := range live {
 		if why, ok := m.inspect(f.rec); !ok || why == "" {
 			continue
@@ -58,13 +59,18 @@ func (m *Monitor) checkWhole(now time.Time) {
 			continue
 		}
 		log.Warn("the fence is not whole: it may let traffic past; the next container to start in the namespace puts it back, or run the monitor with --repair")
-		m.print(Event{Time: now, Container: rec.LogID, Action: ActionNotWhole, Netns: rec.Netns.String(),
+		events = append(events, Event{Time: now, Container: rec.LogID, Action: ActionNotWhole, Netns: rec.Netns.String(),
 			Owners: ownerIDs(rec), Source: sourceRules,
 			Hint: "the fence is not whole (" + why + "): find who changed the namespace's rules (a CAP_NET_ADMIN workload, a CNI plugin, an operator); the next container to start there, or `bypass-hook monitor --repair`, puts it back"})
 	}
 	m.mu.Lock()
 	m.notWhole = notWhole
 	m.mu.Unlock()
+	// The gauge first: whoever reads an event and then the metrics finds
+	// the fence counted.
+	for _, ev := range events {
+		m.print(ev)
+	}
 }
 
 // confirm reads the record of namespace key and its fence again under the
