@@ -194,7 +194,7 @@ func findLogLine(c *config.Config, prefix string, k *kmsg, kErr error, first tim
 	switch {
 	case c.Log.Target == config.LogKernel && kErr != nil:
 		return false, 0, "cannot read /dev/kmsg: " + kErr.Error()
-	case c.Log.Target == config.LogKernel && KernelLogWarning(c) != "":
+	case c.Log.Target == config.LogKernel && KernelLogWarning(c.Log.Target) != "":
 		// The kernel drops the line; waiting for it would only cost time.
 		return false, 0, "no kernel log line: nf_log_all_netns is not 1, so the kernel drops the lines of this namespace"
 	case c.Log.Target == config.LogKernel:

@@ -78,12 +78,19 @@ func toolItems(k *kernel, backendName string) []Item {
 // logSysctlItem checks that the kernel writes LOG lines of container
 // namespaces at all: with nf_log_all_netns=0 it drops them.
 func logSysctlItem(p Paths, cfg *config.Config) Item {
+	if cfg == nil {
+		return logSysctlTarget(p, config.LogKernel)
+	}
+	return logSysctlTarget(p, cfg.Log.Target)
+}
+
+// logSysctlTarget is logSysctlItem for fences that log to target.
+func logSysctlTarget(p Paths, target string) Item {
 	it := Item{Section: "kernel", Name: "nf_log_all_netns"}
 	data, err := os.ReadFile(filepath.Join(p.Proc, "sys/net/netfilter/nf_log_all_netns"))
 	v := strings.TrimSpace(string(data))
-	kernelTarget := cfg == nil || cfg.Log.Target == config.LogKernel
 	switch {
-	case !kernelTarget:
+	case target != config.LogKernel:
 		it.Status, it.Detail = Info, "not needed: log.target nflog logs per namespace"
 	case err != nil:
 		it.Status, it.Detail = Warn, fmt.Sprintf("cannot be read (%v): LOG lines of containers may be dropped", err)
@@ -97,11 +104,11 @@ func logSysctlItem(p Paths, cfg *config.Config) Item {
 	return it
 }
 
-// KernelLogWarning says why refusals under cfg would be logged nowhere
-// (the kernel target with nf_log_all_netns 0), for status and the monitor
-// to print; "" when nothing is wrong.
-func KernelLogWarning(cfg *config.Config) string {
-	it := logSysctlItem(DefaultPaths(), cfg)
+// KernelLogWarning says why refusals of fences that log to target would be
+// logged nowhere (the kernel target with nf_log_all_netns 0), for status to
+// print; "" when nothing is wrong.
+func KernelLogWarning(target string) string {
+	it := logSysctlTarget(DefaultPaths(), target)
 	if it.Status != Warn {
 		return ""
 	}

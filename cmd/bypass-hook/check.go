@@ -67,7 +67,3 @@ Examples:
 		},
 	}
 }
-
-// kernelLogWarning is the warning status and monitor print when the
-// kernel target cannot log; "" when it can.
-func kernelLogWarning(cfg *config.Config) string { return check.KernelLogWarning(cfg) }

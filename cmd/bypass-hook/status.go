@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/bypass-hook/bypass-hook/check"
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
@@ -86,7 +87,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
 		return 1
 	}
-	if w := kernelLogWarning(logTargetShown(cfg, fences)); w != "" && !f.asJSON {
+	if w := check.KernelLogWarning(logTargetShown(cfg.Log.Target, fences)); w != "" && !f.asJSON {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: warning: %s\n", w)
 	}
 	code := statusExit(o, fences, unfenced)
@@ -154,20 +155,18 @@ func statusExit(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenc
 	return code
 }
 
-// logTargetShown is cfg with the log target that matters for the fences
-// shown: theirs as recorded (an annotation may pick another than the
-// config's), kernel if any of them logs there; the config's own when no
-// fence is shown.
-func logTargetShown(cfg *config.Config, fences []status.FenceStatus) *config.Config {
+// logTargetShown is the log target that matters for the fences shown:
+// theirs as recorded (an annotation may pick another than the config's),
+// kernel if any of them logs there; the config's own when no fence is
+// shown.
+func logTargetShown(configured string, fences []status.FenceStatus) string {
 	if len(fences) == 0 {
-		return cfg
+		return configured
 	}
-	c := *cfg
-	c.Log.Target = config.LogNflog
 	for _, f := range fences {
 		if f.Features.Log && f.Log.Target == config.LogKernel {
-			c.Log.Target = config.LogKernel
+			return config.LogKernel
 		}
 	}
-	return &c
+	return config.LogNflog
 }

@@ -27,15 +27,20 @@ func ReadProcess(pid int) Process {
 		return Process{}
 	}
 	ns, _ := netns.Peek(netns.PidPath(pid))
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return Process{}
-	}
-	start, err := startTime(stat)
+	start, err := readStart(pid)
 	if err != nil {
 		return Process{}
 	}
 	return Process{Exists: true, Start: start, Netns: ns}
+}
+
+// readStart reads pid's start time from /proc/PID/stat.
+func readStart(pid int) (uint64, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return startTime(stat)
 }
 
 // startTime reads field 22 of /proc/PID/stat, the start time in clock
@@ -59,7 +64,11 @@ func startTime(stat []byte) (uint64, error) {
 // StartOf returns the start time of pid, or 0 when it cannot be read: what
 // create records, so that a reused pid is told from the container's.
 func StartOf(pid int) uint64 {
-	return ReadProcess(pid).Start
+	if pid <= 0 {
+		return 0
+	}
+	start, _ := readStart(pid) // 0 on error
+	return start
 }
 
 // StaleReason decides whether owner o, whose pid showed p, no longer runs in
