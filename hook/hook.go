@@ -351,11 +351,11 @@ func (h *Hook) install(b backend.Backend, ns netns.Handle, p config.Policy, logI
 			if !feat.Conntrack {
 				h.Log.WithError(firstErr).Warn("the kernel lacks the conntrack match: only new TCP connections are refused; UDP and other protocols pass")
 			}
-			seen, err := b.Inspect(ns)
+			sums, err := backend.ReadBack(b, ns)
 			if err != nil {
 				h.Log.WithError(err).Warn("reading the fence back after its install; it cannot be checked for changes until the next container of this namespace installs it again")
 			}
-			return rs, feat, seen.Rules, nil
+			return rs, feat, sums, nil
 		}
 		if firstErr == nil {
 			firstErr = err

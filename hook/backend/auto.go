@@ -5,7 +5,7 @@ package backend
 import (
 	"fmt"
 
-	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
 )
@@ -34,12 +34,12 @@ func Choose(configured, recorded string, kernelHasNftables func() bool) string {
 // in a fresh namespace). A kernel without nf_tables refuses the netlink
 // socket or the request.
 func NftablesAvailable(path string) error {
-	c, done, err := nftConn(path)
+	s, err := openNfSock(path)
 	if err != nil {
 		return err
 	}
-	defer done()
-	if _, err := c.ListTablesOfFamily(nftables.TableFamilyINet); err != nil {
+	defer s.close()
+	if _, err := s.dump(unix.NFT_MSG_GETTABLE, unix.NFPROTO_INET, nil); err != nil {
 		return fmt.Errorf("listing the nf_tables tables in %s: %w", path, nftErr(err))
 	}
 	return nil

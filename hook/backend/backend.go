@@ -82,6 +82,23 @@ func (s Seen) Whole(want map[rules.Family]string) (bool, string) {
 	return true, ""
 }
 
+// ReadBack returns the digests of the rules that Install has just put into
+// ns, as the kernel holds them: from the install's own answer where the
+// backend has one (nftables: the kernel's echo of each rule it stored), else
+// read back with Inspect.
+func ReadBack(b Backend, ns netns.Handle) (map[rules.Family]string, error) {
+	type echoed interface {
+		installedDigests(path string) (map[rules.Family]string, bool)
+	}
+	if e, ok := b.(echoed); ok {
+		if sums, ok := e.installedDigests(ns.Path); ok {
+			return sums, nil
+		}
+	}
+	seen, err := b.Inspect(ns)
+	return seen.Rules, err
+}
+
 // digest is the hex SHA-256 of lines, one per rule, in order.
 func digest(lines []string) string {
 	h := sha256.New()

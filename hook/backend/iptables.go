@@ -364,24 +364,50 @@ func parseSave(out string) (saved, error) {
 	return st, nil
 }
 
-// Inspect reads each family's filter table once (iptables-save).
+// Inspect reads the fence of each family: over netlink where the nf_tables
+// variant of iptables holds it, with no tool run; with iptables-save where
+// legacy iptables does.
 func (b *Iptables) Inspect(ns netns.Handle) (Seen, error) {
+	fences, inNft, err := readXtFences(ns.Path)
+	if err != nil {
+		return Seen{}, err
+	}
 	seen := Seen{Present: true, Rules: map[rules.Family]string{}}
 	var problems []string
-	err := netns.In(ns.Path, func() error {
-		for _, fam := range rules.Families {
-			st, err := b.save(fam)
-			if err != nil {
-				return err
-			}
-			seen.Present = seen.Present && st.exists && st.jump
-			if st.jump && st.first != "-A OUTPUT -j "+Chain {
-				problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is %q, not the jump to %s", fam, st.first, Chain))
-			}
-			seen.Rules[fam] = digest(st.lines)
+	var errs []error
+	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) {
+		seen.Present = seen.Present && len(f.jumps) > 0
+		if len(f.jumps) > 0 && !f.jumpFirst {
+			problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is not the jump to %s", fam, Chain))
 		}
-		return nil
+		sum, err := f.digest(fam)
+		errs = append(errs, err)
+		seen.Rules[fam] = sum
 	})
+	if err := errors.Join(errs...); err != nil {
+		return Seen{}, fmt.Errorf("reading the fence in %s: %w", ns.Path, err)
+	}
+	if len(rest) > 0 {
+		err = netns.In(ns.Path, func() error {
+			for _, fam := range rest {
+				if inNft && !hasLegacyTable(fam) {
+					seen.Present = false // neither nf_tables nor x_tables has it
+					seen.Rules[fam] = digest(nil)
+					continue
+				}
+				st, err := b.save(fam)
+				if err != nil {
+					return err
+				}
+				seen.Present = seen.Present && st.exists && st.jump
+				if st.jump && st.first != "-A OUTPUT -j "+Chain {
+					problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is %q, not the jump to %s", fam, st.first, Chain))
+				}
+				seen.Rules[fam] = digest(st.lines)
+			}
+			return nil
+		})
+	}
 	seen.Problem = strings.Join(problems, "; ")
 	return seen, err
 }

@@ -166,9 +166,10 @@ func TestIptablesExecs(t *testing.T) {
 			if nft {
 				reads = 0
 			}
-			// Installed reads iptables-save (it checks the rules, not only
-			// that they are there): one tool per family either way.
-			step("installed", len(rules.Families), func() error {
+			// Installed reads the rules (it checks them, not only that they
+			// are there): over netlink where nf_tables holds them, with
+			// iptables-save, one per family, where legacy iptables does.
+			step("installed", reads, func() error {
 				ok, err := b.Installed(ns)
 				if err == nil && !ok {
 					err = errors.New("not installed")

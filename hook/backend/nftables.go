@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
@@ -42,7 +43,9 @@ const NftPriority = -1
 // Nftables is the nftables backend: one netlink transaction for both
 // families, opened in the target namespace; it needs no nft or iptables
 // binary.
-type Nftables struct{}
+type Nftables struct {
+	installed *installed // what the last Install made, for ReadBack
+}
 
 func (*Nftables) Name() string { return config.BackendNftables }
 
@@ -82,68 +85,181 @@ func nftConn(path string) (*nftables.Conn, func(), error) {
 // nothing, which matters for time: the kernel frees deleted objects after
 // an RCU grace period, and closing a netlink socket (at the latest, at the
 // hook's exit) waits for frees still pending, 8 to 16 ms here.
+//
+// The kernel echoes each rule as it stored it; their digests are what
+// ReadBack returns, so that the create path need not read the fence back.
 func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
-	var nftRules []*nftables.Rule
+	b.installed = nil
+	ruleMsgs, err := nftRuleMsgs(rs)
+	if err != nil {
+		return err
+	}
+	s, err := openNfSock(ns.Path)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	echoes, err := s.transact(nftBatch(ruleMsgs, false))
+	if errors.Is(err, unix.EEXIST) {
+		echoes, err = s.transact(nftBatch(ruleMsgs, true))
+	}
+	if err != nil {
+		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(ruleMsgs), ns.Path, nftErr(err))
+	}
+	sums, err := nftDigests(echoes)
+	if err != nil {
+		return fmt.Errorf("reading the rules the kernel echoed in %s: %w", ns.Path, err)
+	}
+	b.installed = &installed{path: ns.Path, sums: sums}
+	return nil
+}
+
+// installed is what the last Install of a backend value made.
+type installed struct {
+	path string
+	sums map[rules.Family]string
+}
+
+// installedDigests returns the digests of the rules the last Install put
+// into the namespace at path, as the kernel echoed them; false when there
+// was none.
+func (b *Nftables) installedDigests(path string) (map[rules.Family]string, bool) {
+	if b.installed == nil || b.installed.path != path {
+		return nil, false
+	}
+	return b.installed.sums, true
+}
+
+// nftRuleMsgs renders every rule of rs as a NEWRULE request for our chain,
+// tagged with its family and name.
+func nftRuleMsgs(rs rules.RuleSet) ([]nfMsg, error) {
+	var msgs []nfMsg
 	for _, fam := range rules.Families {
 		for _, r := range rs[fam] {
 			exprs, err := NftExprs(r, fam)
 			if err != nil {
-				return fmt.Errorf("%s rule %s: %w", fam, r, err)
+				return nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
 			}
-			nftRules = append(nftRules, &nftables.Rule{Table: nftTable, Chain: nftChain, Exprs: exprs, UserData: nftComment(fam, r)})
+			list := make([]netlink.Attribute, len(exprs))
+			for i, e := range exprs {
+				data, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+				if err != nil {
+					return nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
+				}
+				list[i] = netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: data}
+			}
+			attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+				{Type: unix.NFTA_RULE_TABLE, Data: cstring(NftTable)},
+				{Type: unix.NFTA_RULE_CHAIN, Data: cstring(NftChain)},
+				{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: mustAttrs(list)},
+				{Type: unix.NFTA_RULE_USERDATA, Data: nftComment(fam, r)},
+			})
+			if err != nil {
+				return nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
+			}
+			msgs = append(msgs, nfMsg{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND | unix.NLM_F_ECHO,
+				fam: unix.NFPROTO_INET, attrs: attrs, what: fmt.Sprintf("%s rule %s", fam, r.Name)})
 		}
 	}
-	c, done, err := nftConn(ns.Path)
-	if err != nil {
-		return err
-	}
-	defer done()
-	fill := func() {
-		c.AddChain(nftChain)
-		for _, r := range nftRules {
-			c.AddRule(r)
-		}
-	}
-	c.CreateTable(nftTable)
-	fill()
-	err = c.Flush()
-	if errors.Is(err, unix.EEXIST) {
-		c.AddTable(nftTable)
-		c.DelTable(nftTable)
-		c.AddTable(nftTable)
-		fill()
-		err = c.Flush()
-	}
-	if err != nil {
-		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(nftRules), ns.Path, nftErr(err))
-	}
-	return nil
+	return msgs, nil
 }
 
-// Inspect lists the inet chains and our chain's rules: two netlink dumps.
+// nftBatch is the transaction that makes our table hold exactly the rules
+// of ruleMsgs: fresh, it creates the table exclusively; replacing, it adds
+// the table, deletes it and makes it anew.
+func nftBatch(ruleMsgs []nfMsg, replace bool) []nfMsg {
+	table := nftTableAttrs()
+	chain := mustAttrs([]netlink.Attribute{
+		{Type: unix.NFTA_CHAIN_TABLE, Data: cstring(NftTable)},
+		{Type: unix.NFTA_CHAIN_NAME, Data: cstring(NftChain)},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_CHAIN_HOOK, Data: mustAttrs([]netlink.Attribute{
+			{Type: unix.NFTA_HOOK_HOOKNUM, Data: binaryutil.BigEndian.PutUint32(uint32(*nftChain.Hooknum))},
+			{Type: unix.NFTA_HOOK_PRIORITY, Data: binaryutil.BigEndian.PutUint32(uint32(*nftChain.Priority))},
+		})},
+		{Type: unix.NFTA_CHAIN_TYPE, Data: cstring(string(nftChain.Type))},
+	})
+	what := "table inet " + NftTable
+	msgs := []nfMsg{{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE | unix.NLM_F_EXCL, fam: unix.NFPROTO_INET, attrs: table, what: what}}
+	if replace {
+		msgs = []nfMsg{
+			{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: table, what: what},
+			{typ: unix.NFT_MSG_DELTABLE, fam: unix.NFPROTO_INET, attrs: table, what: "deleting " + what},
+			{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: table, what: what},
+		}
+	}
+	msgs = append(msgs, nfMsg{typ: unix.NFT_MSG_NEWCHAIN, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: chain, what: "chain " + NftChain})
+	return append(msgs, ruleMsgs...)
+}
+
+// nftDigests are the digests of each family's rules, from rule messages
+// (echoes or a dump) in chain order.
+func nftDigests(ruleMsgs [][]byte) (map[rules.Family]string, error) {
+	lines := map[rules.Family][]string{}
+	for _, m := range ruleMsgs {
+		r, err := parseNfRule(m)
+		if err != nil {
+			return nil, err
+		}
+		fam, name, ok := nftCommentFamily(r.comment)
+		if !ok {
+			return nil, fmt.Errorf("a rule that bypass-hook did not make (comment %q)", r.comment)
+		}
+		lines[fam] = append(lines[fam], r.line(name))
+	}
+	sums := map[rules.Family]string{}
+	for _, fam := range rules.Families {
+		sums[fam] = digest(lines[fam])
+	}
+	return sums, nil
+}
+
+func nftTableAttrs() []byte {
+	return mustAttrs([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: cstring(NftTable)},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{0, 0, 0, 0}},
+	})
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+// mustAttrs encodes attributes whose sizes are known to fit.
+func mustAttrs(attrs []netlink.Attribute) []byte {
+	b, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Inspect reads the inet chains and our chain's rules: two dumps on one
+// socket.
 func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
-	c, done, err := nftConn(ns.Path)
+	s, err := openNfSock(ns.Path)
 	if err != nil {
 		return Seen{}, err
 	}
-	defer done()
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	defer s.close()
+	chainMsgs, err := s.dump(unix.NFT_MSG_GETCHAIN, unix.NFPROTO_INET, nil)
 	if err != nil {
 		return Seen{}, fmt.Errorf("listing nf_tables chains in %s: %w", ns.Path, nftErr(err))
 	}
 	var problems []string
 	seen := Seen{Rules: map[rules.Family]string{}}
-	for _, ch := range chains {
-		if ch.Table.Name != NftTable {
+	for _, m := range chainMsgs {
+		ch, err := parseNfChain(m.Data)
+		if err != nil {
+			return Seen{}, fmt.Errorf("reading the nf_tables chains in %s: %w", ns.Path, err)
+		}
+		if ch.table != NftTable {
 			continue
 		}
 		switch {
-		case ch.Name != NftChain:
-			problems = append(problems, fmt.Sprintf("table inet %s has a chain %q that bypass-hook did not make", NftTable, ch.Name))
-		case ch.Hooknum == nil:
+		case ch.name != NftChain:
+			problems = append(problems, fmt.Sprintf("table inet %s has a chain %q that bypass-hook did not make", NftTable, ch.name))
+		case !ch.hooked:
 			problems = append(problems, fmt.Sprintf("chain %s of table inet %s is not on the output hook", NftChain, NftTable))
-		case *ch.Hooknum != *nftChain.Hooknum || ch.Priority == nil || *ch.Priority != *nftChain.Priority ||
-			ch.Type != nftChain.Type || (ch.Policy != nil && *ch.Policy != nftables.ChainPolicyAccept):
+		case ch.hooknum != uint32(*nftChain.Hooknum) || ch.priority != NftPriority ||
+			ch.typ != string(nftChain.Type) || (ch.policy != nil && *ch.policy != uint32(nftables.ChainPolicyAccept)):
 			seen.Present = true
 			problems = append(problems, fmt.Sprintf("chain %s of table inet %s is not the chain bypass-hook made (hook, priority %d, type or policy changed)", NftChain, NftTable, NftPriority))
 		default:
@@ -153,22 +269,25 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	if !seen.Present {
 		return seen, nil
 	}
-	rs, err := c.GetRules(nftTable, nftChain)
+	ruleMsgs, err := s.dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, mustAttrs([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: cstring(NftTable)},
+		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(NftChain)},
+	}))
 	if err != nil {
 		return Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", NftTable, ns.Path, nftErr(err))
 	}
 	lines := map[rules.Family][]string{}
-	for _, r := range rs {
-		fam, name, ok := nftFamily(r)
+	for i, m := range ruleMsgs {
+		r, err := parseNfRule(m.Data)
+		if err != nil {
+			return Seen{}, fmt.Errorf("reading rule %d of table inet %s in %s: %w", i+1, NftTable, ns.Path, err)
+		}
+		fam, name, ok := nftCommentFamily(r.comment)
 		if !ok {
-			problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (handle %d)", NftTable, r.Handle))
+			problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (comment %q)", NftTable, r.comment))
 			continue
 		}
-		line, err := nftRuleLine(name, r.Exprs)
-		if err != nil {
-			return Seen{}, fmt.Errorf("reading rule %s of table inet %s in %s: %w", name, NftTable, ns.Path, err)
-		}
-		lines[fam] = append(lines[fam], line)
+		lines[fam] = append(lines[fam], r.line(name))
 	}
 	for _, fam := range rules.Families {
 		seen.Rules[fam] = digest(lines[fam])
@@ -180,27 +299,13 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 // nftFamily reads a rule's family and name from its comment ("ipv4 proxy").
 func nftFamily(r *nftables.Rule) (rules.Family, string, bool) {
 	comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+	return nftCommentFamily(comment)
+}
+
+func nftCommentFamily(comment string) (rules.Family, string, bool) {
 	famName, name, _ := strings.Cut(comment, " ")
 	fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
 	return fam, name, ok
-}
-
-// nftRuleLine renders a rule as the kernel holds it, for a digest: its name
-// and each expression in netlink form, counters zeroed.
-func nftRuleLine(name string, exprs []expr.Any) (string, error) {
-	var b strings.Builder
-	b.WriteString(name)
-	for _, e := range exprs {
-		if _, ok := e.(*expr.Counter); ok {
-			e = &expr.Counter{}
-		}
-		data, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, " %T:%x", e, data)
-	}
-	return b.String(), nil
 }
 
 // Installed reports whether the fence is there, whole or not.
@@ -212,14 +317,17 @@ func (b *Nftables) Installed(ns netns.Handle) (bool, error) {
 // Remove deletes our table. Adding it first in the same transaction makes
 // the delete succeed whether or not it was there.
 func (b *Nftables) Remove(ns netns.Handle) error {
-	c, done, err := nftConn(ns.Path)
+	s, err := openNfSock(ns.Path)
 	if err != nil {
 		return err
 	}
-	defer done()
-	c.AddTable(nftTable)
-	c.DelTable(nftTable)
-	if err := c.Flush(); err != nil {
+	defer s.close()
+	table := nftTableAttrs()
+	_, err = s.transact([]nfMsg{
+		{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: table, what: "table inet " + NftTable},
+		{typ: unix.NFT_MSG_DELTABLE, fam: unix.NFPROTO_INET, attrs: table, what: "deleting table inet " + NftTable},
+	})
+	if err != nil {
 		return fmt.Errorf("deleting table inet %s in %s: %w", NftTable, ns.Path, nftErr(err))
 	}
 	return nil

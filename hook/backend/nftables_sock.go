@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package backend
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables/userdata"
+	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+)
+
+// nfSock is a plain netlink socket to nf_tables, made in one network
+// namespace. The nftables backend's create path uses it rather than the
+// library's connection, which asks for an acknowledgement and an echo of
+// every message of a batch, reads them one at a time through the runtime's
+// poller, and takes a socket (and a thread that joins the namespace) per
+// request: on a container's start that was most of the hook's own work.
+//
+// A transaction here asks for one acknowledgement, of its last message, and
+// for the echo of each rule: the rule as the kernel stored it, which is what
+// the fence's digest is taken from. The kernel reports a failing message
+// whatever its flags, and answers a whole batch before sendmsg returns, so
+// the answers are read from a queue that is already full.
+type nfSock struct {
+	fd  int
+	seq uint32
+	buf []byte
+}
+
+// nfMsg is one nf_tables request: its type (NFT_MSG_*), netlink flags, the
+// family it acts on, its attributes, and what it is, for error messages.
+type nfMsg struct {
+	typ   uint16
+	flags uint16
+	fam   byte
+	attrs []byte
+	what  string
+}
+
+func openNfSock(path string) (*nfSock, error) {
+	fd := -1
+	err := netns.In(path, func() error {
+		var err error
+		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netlink socket to nf_tables in %s: %w", path, nftErr(err))
+	}
+	// Room for the echoes of a large rule set: an answer the kernel cannot
+	// queue is lost, and a transaction whose answer is lost cannot tell
+	// whether it was applied. The kernel answers before sendmsg returns, so
+	// the timeout only bounds a wait for an answer that never comes.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("binding a netlink socket in %s: %w", path, err)
+	}
+	return &nfSock{fd: fd, seq: uint32(time.Now().UnixNano()), buf: make([]byte, 64<<10)}, nil
+}
+
+func (s *nfSock) close() { unix.Close(s.fd) }
+
+// appendMsg appends one netlink message with its nfgenmsg header.
+func (s *nfSock) appendMsg(b []byte, typ, flags uint16, fam byte, resID uint16, attrs []byte) ([]byte, uint32) {
+	s.seq++
+	var h [20]byte
+	binary.NativeEndian.PutUint32(h[0:], uint32(len(h)+len(attrs)))
+	binary.NativeEndian.PutUint16(h[4:], typ)
+	binary.NativeEndian.PutUint16(h[6:], flags)
+	binary.NativeEndian.PutUint32(h[8:], s.seq)
+	// h[12:16], the port id: 0 lets the kernel fill in the socket's.
+	h[16] = fam
+	h[17] = unix.NFNETLINK_V0
+	binary.BigEndian.PutUint16(h[18:], resID)
+	return append(append(b, h[:]...), attrs...), s.seq
+}
+
+func nftType(msg uint16) uint16 { return unix.NFNL_SUBSYS_NFTABLES<<8 | msg }
+
+// transact sends msgs as one batch, which the kernel applies whole or not
+// at all, and returns the echoes of the rules it made (their nfgenmsg and
+// attributes). The first error is that of the first message that failed.
+func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	b, first := s.appendMsg(nil, unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
+	var last uint32
+	for i, m := range msgs {
+		flags := unix.NLM_F_REQUEST | m.flags
+		if i == len(msgs)-1 {
+			flags |= unix.NLM_F_ACK
+		}
+		b, last = s.appendMsg(b, nftType(m.typ), uint16(flags), m.fam, 0, m.attrs)
+	}
+	b, _ = s.appendMsg(b, unix.NFNL_MSG_BATCH_END, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
+	if err := unix.Sendto(s.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("sending the nf_tables batch: %w", err)
+	}
+
+	var echoes [][]byte
+	var failed error
+	for {
+		flags := 0
+		if failed != nil {
+			flags = unix.MSG_DONTWAIT // every answer is queued already
+		}
+		replies, err := s.recv(flags)
+		switch {
+		case err != nil && failed != nil:
+			return nil, failed
+		case err != nil:
+			return nil, fmt.Errorf("reading the kernel's answer to the nf_tables batch: %w", err)
+		}
+		for _, m := range replies {
+			off := m.Header.Seq - first
+			if off > uint32(len(msgs))+1 {
+				continue // an answer to an earlier batch on this socket
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_ERROR:
+				if errno := nlErrno(m.Data); errno != 0 && failed == nil {
+					// A failed commit is answered for the batch as a whole.
+					what := "the nf_tables batch"
+					if off >= 1 && off <= uint32(len(msgs)) {
+						what = msgs[off-1].what
+					}
+					failed = fmt.Errorf("%s: %w", what, errno)
+				}
+				if m.Header.Seq == last {
+					return echoes, failed
+				}
+			case nftType(unix.NFT_MSG_NEWRULE):
+				// The next read overwrites the buffer the message is in.
+				echoes = append(echoes, append([]byte(nil), m.Data...))
+			}
+		}
+	}
+}
+
+// dump sends one dump request and returns the messages of its answer.
+func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([]syscall.NetlinkMessage, error) {
+	b, seq := s.appendMsg(nil, nftType(typ), unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, 0, attrs)
+	if err := unix.Sendto(s.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, err
+	}
+	var out []syscall.NetlinkMessage
+	for {
+		replies, err := s.recv(0)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range replies {
+			if m.Header.Seq != seq {
+				continue
+			}
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				if errno := nlErrno(m.Data); errno != 0 {
+					return nil, errno
+				}
+			default:
+				// The next read overwrites the buffer the message is in.
+				m.Data = append([]byte(nil), m.Data...)
+				out = append(out, m)
+			}
+		}
+	}
+}
+
+// recv reads one datagram of answers.
+func (s *nfSock) recv(flags int) ([]syscall.NetlinkMessage, error) {
+	n, _, err := unix.Recvfrom(s.fd, s.buf, flags)
+	if err != nil {
+		return nil, err
+	}
+	return syscall.ParseNetlinkMessage(s.buf[:n])
+}
+
+// nlErrno reads the error code of an NLMSG_ERROR message: 0 is an
+// acknowledgement.
+func nlErrno(data []byte) syscall.Errno {
+	if len(data) < 4 {
+		return unix.EBADMSG
+	}
+	return syscall.Errno(-int32(binary.NativeEndian.Uint32(data)))
+}
+
+// nfRule is a rule as the kernel sends it (a dump or an echo): its comment
+// and its expressions, each a name and its attributes.
+type nfRule struct {
+	comment string
+	exprs   []nfExpr
+}
+
+type nfExpr struct {
+	name string
+	data []byte
+}
+
+// nlAttrs calls fn with the type and payload of each netlink attribute in b.
+func nlAttrs(b []byte, fn func(typ uint16, data []byte) error) error {
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return errors.New("a netlink attribute shorter than its header")
+		}
+		n := int(binary.NativeEndian.Uint16(b))
+		if n < 4 || n > len(b) {
+			return errors.New("a netlink attribute runs past its message")
+		}
+		if err := fn(binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[4:n]); err != nil {
+			return err
+		}
+		b = b[min((n+3)&^3, len(b)):]
+	}
+	return nil
+}
+
+func nlString(b []byte) string { return strings.TrimRight(string(b), "\x00") }
+
+func nlUint32(b []byte) (uint32, error) {
+	if len(b) != 4 {
+		return 0, fmt.Errorf("a 32-bit netlink attribute of %d bytes", len(b))
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+// parseNfRule reads a NEWRULE message's payload (nfgenmsg, attributes).
+func parseNfRule(payload []byte) (nfRule, error) {
+	var r nfRule
+	if len(payload) < 4 {
+		return r, errors.New("a rule message shorter than its header")
+	}
+	err := nlAttrs(payload[4:], func(typ uint16, data []byte) error {
+		switch typ {
+		case unix.NFTA_RULE_USERDATA:
+			r.comment, _ = userdata.GetString(data, userdata.TypeComment)
+		case unix.NFTA_RULE_EXPRESSIONS:
+			return nlAttrs(data, func(_ uint16, elem []byte) error {
+				var e nfExpr
+				err := nlAttrs(elem, func(typ uint16, data []byte) error {
+					switch typ {
+					case unix.NFTA_EXPR_NAME:
+						e.name = nlString(data)
+					case unix.NFTA_EXPR_DATA:
+						e.data = data
+					}
+					return nil
+				})
+				r.exprs = append(r.exprs, e)
+				return err
+			})
+		}
+		return nil
+	})
+	return r, err
+}
+
+// line renders the rule for a digest: its name and each expression as the
+// kernel holds it, counters left out (they change as packets pass).
+func (r nfRule) line(name string) string {
+	b := []byte(name)
+	for _, e := range r.exprs {
+		b = append(append(b, ' '), e.name...)
+		if e.name != "counter" {
+			b = hex.AppendEncode(append(b, ':'), e.data)
+		}
+	}
+	return string(b)
+}
+
+// nfChain is what a chain dump says of a chain.
+type nfChain struct {
+	table, name, typ string
+	hooked           bool
+	hooknum          uint32
+	priority         int32
+	policy           *uint32
+}
+
+func parseNfChain(payload []byte) (nfChain, error) {
+	var c nfChain
+	if len(payload) < 4 {
+		return c, errors.New("a chain message shorter than its header")
+	}
+	err := nlAttrs(payload[4:], func(typ uint16, data []byte) error {
+		switch typ {
+		case unix.NFTA_CHAIN_TABLE:
+			c.table = nlString(data)
+		case unix.NFTA_CHAIN_NAME:
+			c.name = nlString(data)
+		case unix.NFTA_CHAIN_TYPE:
+			c.typ = nlString(data)
+		case unix.NFTA_CHAIN_POLICY:
+			p, err := nlUint32(data)
+			c.policy = &p
+			return err
+		case unix.NFTA_CHAIN_HOOK:
+			c.hooked = true
+			return nlAttrs(data, func(typ uint16, data []byte) error {
+				var err error
+				switch typ {
+				case unix.NFTA_HOOK_HOOKNUM:
+					c.hooknum, err = nlUint32(data)
+				case unix.NFTA_HOOK_PRIORITY:
+					var p uint32
+					p, err = nlUint32(data)
+					c.priority = int32(p)
+				}
+				return err
+			})
+		}
+		return nil
+	})
+	return c, err
+}
