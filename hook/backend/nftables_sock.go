@@ -46,12 +46,7 @@ type nfMsg struct {
 }
 
 func openNfSock(path string) (*nfSock, error) {
-	fd := -1
-	err := netns.In(path, func() error {
-		var err error
-		fd, err = unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-		return err
-	})
+	fd, err := netns.Socket(path, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket to nf_tables in %s: %w", path, nftErr(err))
 	}

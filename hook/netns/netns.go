@@ -177,6 +177,40 @@ func In(path string, fn func() error) error {
 	return <-errc
 }
 
+// Socket makes a socket in the namespace at path. A socket stays in the
+// namespace it was made in, so only its making needs the namespace: the
+// calling goroutine's thread joins it for that one system call and comes
+// back, with no goroutine or thread of its own, which In would start.
+func Socket(path string, domain, typ, proto int) (int, error) {
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	defer unix.Close(target)
+	runtime.LockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return -1, fmt.Errorf("opening the hook's own network namespace: %w", err)
+	}
+	defer unix.Close(orig)
+	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return -1, fmt.Errorf("joining network namespace %s: %w", path, err)
+	}
+	fd, serr := unix.Socket(domain, typ, proto)
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		// The thread stays locked to this goroutine for good, so that no
+		// other goroutine ever runs in the container's namespace.
+		if serr == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("returning to the hook's own network namespace: %w", err)
+	}
+	runtime.UnlockOSThread()
+	return fd, serr
+}
+
 // NotHost refuses the host's namespace: rules there would cut off the host.
 func NotHost(id ID) error {
 	hosts, err := Host()
