@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -380,6 +381,10 @@ func XtExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 // form iptables-nft picks is not known, and the tools must render it.
 func verifiedShape(r rules.Rule, fam rules.Family) error {
 	switch {
+	case !slices.Contains([]rules.Proto{rules.ProtoAny, rules.ProtoTCP, rules.ProtoUDP, rules.ProtoICMP, rules.ProtoICMPv6}, r.Proto):
+		// A protocol the tools may not know: rendered without its
+		// match, the rule would match every packet.
+		return errNftnlUnverified
 	case r.OutIface != "" && (r.OutIface != "lo" || r.Proto != rules.ProtoAny || r.Dst.IsValid() || r.SourceRouted || r.UID != nil || r.Established),
 		r.DPort != 0 && (r.Proto != rules.ProtoTCP && r.Proto != rules.ProtoUDP || r.TCPSyn),
 		r.TCPSyn && r.Proto != rules.ProtoTCP,
@@ -390,11 +395,16 @@ func verifiedShape(r rules.Rule, fam rules.Family) error {
 		r.UID != nil && (r.Proto != rules.ProtoAny || r.Dst.IsValid() || r.Established),
 		r.Established && (r.Proto != rules.ProtoAny || r.Dst.IsValid()),
 		r.Dst.IsValid() && rules.FamilyOf(r.Dst.Addr()) != fam,
-		r.Action == rules.Log && (r.Log == nil || r.Log.Target != config.LogKernel && r.Log.Target != config.LogNflog):
+		r.Action == rules.Log && (r.Log == nil || r.Log.Target != config.LogKernel && r.Log.Target != config.LogNflog ||
+			len(r.Log.Prefix) > config.MaxLogPrefix || strings.Trim(r.Log.Prefix, prefixChars) != ""):
 		return errNftnlUnverified
 	}
 	return nil
 }
+
+// prefixChars are those a log prefix of the model has (config's prefix
+// stem, ':' and ' '): the tools read them as written, with no escapes.
+const prefixChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-: "
 
 // dstExprs is -d: iptables-nft loads only the bytes a prefix covers
 // whole, and the whole address with a mask when a byte is partly covered;

@@ -366,10 +366,18 @@ func TestNftnlFallsBack(t *testing.T) {
 	}
 	b.Remove(ns)
 
-	odd := rules.RuleSet{rules.IPv4: {{Name: "x", OutIface: "lo", Proto: rules.ProtoTCP, Action: rules.Accept}}}
-	if _, err := XtExprs(odd[rules.IPv4][0], rules.IPv4); err == nil {
-		t.Errorf("a rule of a shape never checked renders")
+	for _, r := range []rules.Rule{
+		{Name: "iface and proto", OutIface: "lo", Proto: rules.ProtoTCP, Action: rules.Accept},
+		{Name: "unknown proto", Proto: "no-such-protocol", Action: rules.Accept},
+		{Name: "icmpv6 in ipv4", Proto: rules.ProtoICMPv6, Action: rules.Accept},
+		{Name: "odd prefix", Action: rules.Log, Log: &rules.LogSpec{Target: config.LogKernel, Prefix: "a\\b", RatePer: 1, RateUnit: "second", Burst: 1}},
+		{Name: "no action", Proto: rules.ProtoTCP},
+	} {
+		if _, err := XtExprs(r, rules.IPv4); err == nil {
+			t.Errorf("%s: a rule of a shape never checked renders", r.Name)
+		}
 	}
+	odd := rules.RuleSet{rules.IPv4: {{Name: "x", OutIface: "lo", Proto: rules.ProtoTCP, Action: rules.Accept}}}
 	fresh, _ := testNetns(t)
 	if done, err := b.installNftnl(fresh, odd); done {
 		t.Errorf("a rule of a shape never checked: done, %v; want the tools", err)
