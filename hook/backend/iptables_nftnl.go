@@ -264,10 +264,12 @@ func nftnlCommit(msgs []nftnlMsg, what []string) error {
 				continue
 			}
 			i := int(binary.NativeEndian.Uint32(m[16+4+8:])) - seq0 - 1
-			at := "the batch"
-			if i >= 0 && i < len(what) {
-				at = what[i]
+			if i < 0 || i >= len(what) {
+				// The batch itself was refused (no nf_tables subsystem):
+				// the tools say what is wrong in their words.
+				return fmt.Errorf("%w: %v%s", errNoNfnetlink, unix.Errno(-code), extAckMsg(m))
 			}
+			at := what[i]
 			errs = append(errs, fmt.Errorf("%s: %w%s", at, unix.Errno(-code), extAckMsg(m)))
 			if code == -int32(unix.ENOBUFS) || code == -int32(unix.EPERM) {
 				return errors.Join(errs...) // the kernel sends no more
