@@ -151,6 +151,9 @@ func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 // already there; only then do we look at what is there and replace it.
 func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	b.read = nil
+	if done, err := b.installNftnl(ns, rs); done { // iptables_nftnl.go
+		return err
+	}
 	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {
