@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
@@ -53,33 +52,26 @@ func (b *Iptables) installNftnl(ns netns.Handle, rs rules.RuleSet) (done bool, e
 	if !nftVariant(b.Dir) {
 		return false, nil
 	}
-	msgs, what, err := nftnlBatch(rs)
+	msgs, err := nftnlBatch(rs)
 	if err != nil {
 		return false, nil // errNftnlUnverified: the tools render it
 	}
-	err = netns.In(ns.Path, func() error {
-		for _, fam := range rules.Families {
-			if hasLegacyTable(fam) {
-				return errLegacyTables
-			}
-		}
-		return nftnlCommit(msgs, what)
-	})
+	s, err := openNfSock(ns.Path)
+	if err != nil {
+		return false, nil // no nf_tables netlink here: the tools say what is wrong
+	}
+	defer s.close()
+	_, err = s.transact(msgs)
 	switch {
 	case err == nil:
 		return true, nil
-	case errors.Is(err, errLegacyTables), errors.Is(err, errNoNfnetlink), errors.Is(err, unix.EEXIST):
+	case errors.Is(err, errBatchRefused), errors.Is(err, unix.EEXIST):
 		return false, nil
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.EOPNOTSUPP):
 		return true, fmt.Errorf("nf_tables in %s: %w: %v", ns.Path, ErrMissingFeature, err)
 	}
 	return true, fmt.Errorf("installing the fence in the filter tables of nf_tables in %s (as iptables-nft would; nothing was changed): %w", ns.Path, err)
 }
-
-var (
-	errLegacyTables = errors.New("legacy iptables tables in the namespace")
-	errNoNfnetlink  = errors.New("no nf_tables netlink socket")
-)
 
 // nftVariant tells, without running anything, whether both restore tools
 // in dir are iptables-nft 1.8.9: the symlinks (Debian's alternatives) end
@@ -94,8 +86,40 @@ func nftVariant(dir string) bool {
 		}
 		multi = p
 	}
-	data, err := os.ReadFile(multi)
-	return err == nil && bytes.Contains(data, []byte("\x00"+nftnlVersion+"\x00"))
+	return fileHoldsString(multi, nftnlVersion)
+}
+
+// fileHoldsString tells whether the file at path holds s as a C string (a
+// NUL before and after it). It maps the file rather than reading it: a
+// tool's binary is hundreds of KB, and the pages of a copy cost more than
+// the search.
+func fileHoldsString(path, s string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_PRIVATE)
+	if err != nil {
+		return false
+	}
+	defer unix.Munmap(data)
+	// The search starts at s itself, not at a NUL: binaries are full of them.
+	for off := 0; ; {
+		i := bytes.Index(data[off:], []byte(s))
+		if i < 0 {
+			return false
+		}
+		at := off + i
+		if at > 0 && data[at-1] == 0 && at+len(s) < len(data) && data[at+len(s)] == 0 {
+			return true
+		}
+		off = at + 1
+	}
 }
 
 // nftnl* are the netlink constants of nf_tables that iptables-nft uses.
@@ -105,61 +129,51 @@ const (
 	nftnlAccept     = 1 // NF_ACCEPT
 )
 
-// nftnlMsg is one message of the transaction and what it is, for errors.
-type nftnlMsg struct {
-	typ   uint16
-	flags netlink.HeaderFlags
-	fam   rules.Family
-	attrs []byte
-}
-
 // nftnlBatch renders what iptables-restore --noflush sends for the fresh
 // batch (installBatch) of each family: the table, our chain, its rules,
 // the base chain OUTPUT and its jump to ours. Unlike the tool it creates
 // the table exclusively: a table already there may hold a base chain with
 // a policy of its own, which the tool would leave and a NEWCHAIN with
 // policy accept would change, so then the tools do it.
-func nftnlBatch(rs rules.RuleSet) ([]nftnlMsg, []string, error) {
-	var msgs []nftnlMsg
-	var what []string
-	add := func(m nftnlMsg, w string) {
-		msgs = append(msgs, m)
-		what = append(what, w)
+func nftnlBatch(rs rules.RuleSet) ([]nfMsg, error) {
+	var msgs []nfMsg
+	add := func(typ uint16, flags uint16, fam rules.Family, attrs []byte, what string) {
+		msgs = append(msgs, nfMsg{typ: typ, flags: flags, fam: byte(tableFamily(fam)), attrs: attrs, what: what})
 	}
 	for _, fam := range rules.Families {
-		add(nftnlMsg{unix.NFT_MSG_NEWTABLE, netlink.Create | netlink.Excl, fam, attrs(
-			attr{unix.NFTA_TABLE_NAME, cstr(nftnlTable)})}, fmt.Sprintf("%s table filter", fam))
-		add(nftnlMsg{unix.NFT_MSG_NEWCHAIN, netlink.Excl, fam, attrs(
+		add(unix.NFT_MSG_NEWTABLE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, fam, attrs(
+			attr{unix.NFTA_TABLE_NAME, cstr(nftnlTable)}), fmt.Sprintf("%s table filter", fam))
+		add(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_EXCL, fam, attrs(
 			attr{unix.NFTA_CHAIN_TABLE, cstr(nftnlTable)},
-			attr{unix.NFTA_CHAIN_NAME, cstr(Chain)})}, fmt.Sprintf("%s chain %s", fam, Chain))
+			attr{unix.NFTA_CHAIN_NAME, cstr(Chain)}), fmt.Sprintf("%s chain %s", fam, Chain))
 		for _, r := range rs[fam] {
 			exprs, err := XtExprs(r, fam)
 			if err != nil {
-				return nil, nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
+				return nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
 			}
 			data, err := nftnlRule(Chain, exprs, protoNumber(r.Proto), fam)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			add(nftnlMsg{unix.NFT_MSG_NEWRULE, netlink.Create | netlink.Append, fam, data},
+			add(unix.NFT_MSG_NEWRULE, unix.NLM_F_CREATE|unix.NLM_F_APPEND, fam, data,
 				fmt.Sprintf("%s rule %q", fam, "-A "+Chain+" "+joinArgs(IptablesArgs(r, fam))))
 		}
-		add(nftnlMsg{unix.NFT_MSG_NEWCHAIN, netlink.Create, fam, attrs(
+		add(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_CREATE, fam, attrs(
 			attr{unix.NFTA_CHAIN_TABLE, cstr(nftnlTable)},
 			attr{unix.NFTA_CHAIN_NAME, cstr("OUTPUT")},
 			attr{unix.NLA_F_NESTED | unix.NFTA_CHAIN_HOOK, attrs(
 				attr{unix.NFTA_HOOK_HOOKNUM, be32(nftnlOutputHook)},
 				attr{unix.NFTA_HOOK_PRIORITY, be32(0)})},
 			attr{unix.NFTA_CHAIN_POLICY, be32(nftnlAccept)},
-			attr{unix.NFTA_CHAIN_TYPE, cstr("filter")})}, fmt.Sprintf("%s base chain OUTPUT", fam))
+			attr{unix.NFTA_CHAIN_TYPE, cstr("filter")}), fmt.Sprintf("%s base chain OUTPUT", fam))
 		// -I OUTPUT 1: a rule without NLM_F_APPEND goes first.
 		data, err := nftnlRule("OUTPUT", []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: Chain}}, 0, fam)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		add(nftnlMsg{unix.NFT_MSG_NEWRULE, netlink.Create, fam, data}, fmt.Sprintf("%s rule \"-I OUTPUT 1 -j %s\"", fam, Chain))
+		add(unix.NFT_MSG_NEWRULE, unix.NLM_F_CREATE, fam, data, fmt.Sprintf("%s rule \"-I OUTPUT 1 -j %s\"", fam, Chain))
 	}
-	return msgs, what, nil
+	return msgs, nil
 }
 
 // nftnlRule is a NEWRULE's attributes. iptables-nft gives every rule its
@@ -205,114 +219,6 @@ func attrs(as ...attr) []byte {
 func cstr(s string) []byte { return append([]byte(s), 0) }
 
 func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
-
-// nftnlCommit sends the messages as one transaction on a netlink socket
-// made on the calling thread (inside the namespace), each with NLM_F_ACK,
-// and reads one answer per message. The kernel runs the batch within
-// sendmsg, so every answer is queued when it returns; the timeout only
-// guards against a kernel that answers less.
-func nftnlCommit(msgs []nftnlMsg, what []string) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errNoNfnetlink, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("%w: %v", errNoNfnetlink, err)
-	}
-	// Errors carry the failing message's header only, and the kernel's
-	// reason as text.
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
-	unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
-	tv := unix.NsecToTimeval((5 * time.Second).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return err
-	}
-
-	const seq0 = 1
-	var buf []byte
-	buf = nlmsg(buf, unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, seq0, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
-	for i, m := range msgs {
-		buf = nlmsg(buf, unix.NFNL_SUBSYS_NFTABLES<<8|m.typ, netlink.Request|netlink.Acknowledge|m.flags,
-			uint32(seq0+1+i), uint8(tableFamily(m.fam)), 0, m.attrs)
-	}
-	buf = nlmsg(buf, unix.NFNL_MSG_BATCH_END, netlink.Request, uint32(seq0+1+len(msgs)), unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
-	if err := unix.Sendto(fd, buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("sending the nf_tables transaction: %w", err)
-	}
-
-	var errs []error
-	rb := make([]byte, 64<<10)
-	for answered := 0; answered < len(msgs); {
-		n, _, err := unix.Recvfrom(fd, rb, 0)
-		if err != nil {
-			return errors.Join(append(errs, fmt.Errorf("reading the kernel's answers to the nf_tables transaction (%d of %d): %w", answered, len(msgs), err))...)
-		}
-		for b := rb[:n]; len(b) >= unix.SizeofNlMsghdr; {
-			l := int(binary.NativeEndian.Uint32(b))
-			if l < unix.SizeofNlMsghdr || l > len(b) {
-				return fmt.Errorf("a malformed answer to the nf_tables transaction")
-			}
-			m := b[:l]
-			b = b[min(len(b), (l+3)&^3):]
-			if binary.NativeEndian.Uint16(m[4:]) != unix.NLMSG_ERROR || l < unix.SizeofNlMsghdr+4+unix.SizeofNlMsghdr {
-				continue
-			}
-			answered++
-			code := int32(binary.NativeEndian.Uint32(m[16:]))
-			if code == 0 {
-				continue
-			}
-			i := int(binary.NativeEndian.Uint32(m[16+4+8:])) - seq0 - 1
-			if i < 0 || i >= len(what) {
-				// The batch itself was refused (no nf_tables subsystem):
-				// the tools say what is wrong in their words.
-				return fmt.Errorf("%w: %v%s", errNoNfnetlink, unix.Errno(-code), extAckMsg(m))
-			}
-			at := what[i]
-			errs = append(errs, fmt.Errorf("%s: %w%s", at, unix.Errno(-code), extAckMsg(m)))
-			if code == -int32(unix.ENOBUFS) || code == -int32(unix.EPERM) {
-				return errors.Join(errs...) // the kernel sends no more
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// nlmsg appends one netlink message with an nfgenmsg header.
-func nlmsg(buf []byte, typ uint16, flags netlink.HeaderFlags, seq uint32, family uint8, resID uint16, data []byte) []byte {
-	l := unix.SizeofNlMsghdr + 4 + len(data)
-	buf = binary.NativeEndian.AppendUint32(buf, uint32(l))
-	buf = binary.NativeEndian.AppendUint16(buf, typ)
-	buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
-	buf = binary.NativeEndian.AppendUint32(buf, seq)
-	buf = binary.NativeEndian.AppendUint32(buf, 0)
-	buf = append(buf, family, unix.NFNETLINK_V0)
-	buf = binary.BigEndian.AppendUint16(buf, resID)
-	buf = append(buf, data...)
-	for len(buf)%4 != 0 {
-		buf = append(buf, 0)
-	}
-	return buf
-}
-
-// extAckMsg is the kernel's reason from an error answer, when it gave one.
-func extAckMsg(m []byte) string {
-	flags := binary.NativeEndian.Uint16(m[6:])
-	if flags&unix.NLM_F_ACK_TLVS == 0 {
-		return ""
-	}
-	ad, err := netlink.NewAttributeDecoder(m[unix.SizeofNlMsghdr+4+unix.SizeofNlMsghdr:])
-	if err != nil {
-		return ""
-	}
-	for ad.Next() {
-		if ad.Type() == unix.NLMSGERR_ATTR_MSG {
-			return " (" + strings.TrimRight(ad.String(), "\x00") + ")"
-		}
-	}
-	return ""
-}
 
 // protoNumber is the IP protocol of -p.
 func protoNumber(p rules.Proto) uint32 {

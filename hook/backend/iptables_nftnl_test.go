@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -506,7 +507,7 @@ func TestDstExprs(t *testing.T) {
 // otherwise, and a wrong protocol would slip past the dumps.
 func TestNftnlCompat(t *testing.T) {
 	rs := rules.NewRuleSet(testpolicy.Policy(t, nftnlConfigs[0]), "0123456789abcdef", rules.AllFeatures)
-	msgs, _, err := nftnlBatch(rs)
+	msgs, err := nftnlBatch(rs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -537,21 +538,6 @@ func TestNftnlCompat(t *testing.T) {
 	}
 }
 
-// Legacy iptables tables in the namespace send the install to the tools.
-func TestNftnlLegacyTables(t *testing.T) {
-	b := nftnlHost(t)
-	legacy, err := testnet.Tool("iptables-legacy")
-	if err != nil {
-		t.Skipf("skipping: %v", err)
-	}
-	rs := rules.NewRuleSet(testpolicy.Policy(t, nftnlConfigs[0]), "0123456789abcdef", rules.AllFeatures)
-	ns, tns := testNetns(t)
-	tns.Exec(t, legacy, "-t", "filter", "-L", "-n") // makes the legacy filter table
-	if done, err := b.installNftnl(ns, rs); done {
-		t.Errorf("with a legacy filter table: done, %v; want the tools", err)
-	}
-}
-
 // A match the kernel does not have fails the transaction with ENOENT,
 // which installNftnl reports as ErrMissingFeature; nothing is left behind.
 func TestNftnlMissingMatch(t *testing.T) {
@@ -559,7 +545,7 @@ func TestNftnlMissingMatch(t *testing.T) {
 	ns, tns := testNetns(t)
 	before := rulesIn(t, tns)
 	rs := rules.RuleSet{rules.IPv4: {{Name: "x", Action: rules.Accept}}, rules.IPv6: {{Name: "x", Action: rules.Accept}}}
-	msgs, what, err := nftnlBatch(rs)
+	msgs, err := nftnlBatch(rs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,13 +553,47 @@ func TestNftnlMissingMatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs[len(msgs)-3] = nftnlMsg{unix.NFT_MSG_NEWRULE, netlink.Create | netlink.Append, rules.IPv6, bogus}
-	err = netns.In(ns.Path, func() error { return nftnlCommit(msgs, what) })
+	msgs[len(msgs)-3] = nfMsg{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND, fam: byte(tableFamily(rules.IPv6)), attrs: bogus, what: "the bogus rule"}
+	s, err := openNfSock(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	_, err = s.transact(msgs)
 	t.Logf("%v", err)
-	if !errors.Is(err, unix.ENOENT) {
-		t.Errorf("got %v; want ENOENT", err)
+	if !errors.Is(err, unix.ENOENT) || !strings.Contains(err.Error(), "the bogus rule") {
+		t.Errorf("got %v; want ENOENT naming the bogus rule", err)
 	}
 	if after := rulesIn(t, tns); after != before {
 		t.Errorf("a failed transaction changed the namespace:\n%s", testnet.Diff(before, after))
+	}
+}
+
+// The version is looked for as a C string of its own, not as part of a
+// longer one.
+func TestFileHoldsString(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		data string
+		want bool
+	}{
+		{"\x00\x001.8.9 (nf_tables)\x00x", true},
+		{"abc\x001.8.9 (nf_tables)x\x001.8.9 (nf_tables)\x00", true},
+		{"1.8.9 (nf_tables)\x00", false},
+		{"\x001.8.9 (nf_tables)", false},
+		{"\x001.8.9 (nf_tables)-rc1\x00", false},
+		{"\x00v1.8.9 (nf_tables)\x00", false},
+		{"", false},
+	} {
+		p := filepath.Join(dir, "f")
+		if err := os.WriteFile(p, []byte(tc.data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if got := fileHoldsString(p, "1.8.9 (nf_tables)"); got != tc.want {
+			t.Errorf("%q: %v, want %v", tc.data, got, tc.want)
+		}
+	}
+	if fileHoldsString(filepath.Join(dir, "none"), "x") {
+		t.Error("a file that does not exist holds nothing")
 	}
 }

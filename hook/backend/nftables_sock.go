@@ -45,6 +45,10 @@ type nfMsg struct {
 	what  string
 }
 
+// errBatchRefused: the kernel refused the batch as a whole, before any of
+// its messages (no nf_tables subsystem, or a commit that failed).
+var errBatchRefused = errors.New("the kernel refused the nf_tables batch")
+
 func openNfSock(path string) (*nfSock, error) {
 	fd, err := netns.Socket(path, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
@@ -57,6 +61,10 @@ func openNfSock(path string) (*nfSock, error) {
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+	// An error answer then carries the kernel's reason as text, and only
+	// the header of the message it is for.
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("binding a netlink socket in %s: %w", path, err)
@@ -126,12 +134,11 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 			switch m.Header.Type {
 			case unix.NLMSG_ERROR:
 				if errno := nlErrno(m.Data); errno != 0 && failed == nil {
-					// A failed commit is answered for the batch as a whole.
-					what := "the nf_tables batch"
 					if off >= 1 && off <= uint32(len(msgs)) {
-						what = msgs[off-1].what
+						failed = fmt.Errorf("%s: %w%s", msgs[off-1].what, errno, extAckMsg(m))
+					} else {
+						failed = fmt.Errorf("%w: %w%s", errBatchRefused, errno, extAckMsg(m))
 					}
-					failed = fmt.Errorf("%s: %w", what, errno)
 				}
 				if m.Header.Seq == last {
 					return echoes, failed
@@ -183,6 +190,24 @@ func (s *nfSock) recv(flags int) ([]syscall.NetlinkMessage, error) {
 		return nil, err
 	}
 	return syscall.ParseNetlinkMessage(s.buf[:n])
+}
+
+// extAckMsg is the kernel's reason in an error answer, when it gave one.
+func extAckMsg(m syscall.NetlinkMessage) string {
+	// The error code, then the header of the message it answers (its
+	// payload left out: NETLINK_CAP_ACK), then the reason's attributes.
+	const skip = 4 + unix.SizeofNlMsghdr
+	if m.Header.Flags&unix.NLM_F_ACK_TLVS == 0 || len(m.Data) < skip {
+		return ""
+	}
+	var msg string
+	_ = nlAttrs(m.Data[skip:], func(typ uint16, data []byte) error {
+		if typ == unix.NLMSGERR_ATTR_MSG {
+			msg = " (" + nlString(data) + ")"
+		}
+		return nil
+	})
+	return msg
 }
 
 // nlErrno reads the error code of an NLMSG_ERROR message: 0 is an
