@@ -370,31 +370,40 @@ func parseSave(out string) (saved, error) {
 }
 
 // Inspect reads the fence of each family: over netlink where the nf_tables
-// variant of iptables holds it, with no tool run; with iptables-save where
-// legacy iptables does.
+// variant of iptables holds it (raw dumps, see inspectXt), with no tool run;
+// with iptables-save where legacy iptables does.
 func (b *Iptables) Inspect(ns netns.Handle) (Seen, error) {
-	fences, inNft, err := readXtFences(ns.Path)
-	if err != nil {
-		return Seen{}, err
-	}
 	seen := Seen{Present: true, Rules: map[rules.Family]string{}}
 	var problems []string
-	var errs []error
-	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) {
-		seen.Present = seen.Present && len(f.jumps) > 0
-		if len(f.jumps) > 0 && !f.jumpFirst {
-			problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is not the jump to %s", fam, Chain))
-		}
-		sum, err := f.digest(fam)
-		errs = append(errs, err)
-		seen.Rules[fam] = sum
-	})
-	if err := errors.Join(errs...); err != nil {
-		return Seen{}, fmt.Errorf("reading the fence in %s: %w", ns.Path, err)
+	var restFams []rules.Family
+	inNft := false
+	s, err := openNfSock(ns.Path)
+	if err == nil {
+		defer s.close()
+		inNft = true
 	}
-	if len(rest) > 0 {
+	for _, fam := range rules.Families {
+		var xt xtSeen
+		if inNft {
+			xt, err = inspectXt(s, fam)
+			if noNftables(err) {
+				inNft, err = false, nil
+			}
+			if err != nil {
+				return Seen{}, fmt.Errorf("reading the %s fence from nf_tables in %s: %w", fam, ns.Path, err)
+			}
+		}
+		if !xt.found {
+			restFams = append(restFams, fam)
+			continue
+		}
+		seen.Present = seen.Present && xt.jump
+		problems = append(problems, xt.problems...)
+		seen.Rules[fam] = xt.sum
+	}
+	if len(restFams) > 0 {
 		err = netns.In(ns.Path, func() error {
-			for _, fam := range rest {
+			for _, fam := range restFams {
 				if inNft && !hasLegacyTable(fam) {
 					seen.Present = false // neither nf_tables nor x_tables has it
 					seen.Rules[fam] = digest(nil)

@@ -31,8 +31,6 @@ type xtFence struct {
 	chain *nftables.Chain  // ours; nil when nf_tables has no chain of ours
 	rules []*nftables.Rule // our chain's, in order
 	jumps []*nftables.Rule // rules of other chains that jump to ours
-	// jumpFirst: OUTPUT's first rule is a jump to our chain.
-	jumpFirst bool
 	// alone: the table holds nothing but our chain, the jumps to it and
 	// empty base chains that accept, as iptables-nft leaves it. Then the
 	// whole table goes, rather than being left behind empty.
@@ -81,9 +79,6 @@ func readXtFence(c *nftables.Conn, fam rules.Family) (xtFence, error) {
 		if ch.Hooknum == nil || (ch.Policy != nil && *ch.Policy != nftables.ChainPolicyAccept) {
 			f.alone = false // a chain of someone else, or a policy that is not the default
 		}
-		if ch.Name == "OUTPUT" && len(rs) > 0 {
-			f.jumpFirst = jumpsToUs(rs[0])
-		}
 		// Any chain's jump to ours goes with it: the kernel refuses to
 		// delete a chain that is jumped to.
 		for _, r := range rs {
@@ -121,39 +116,6 @@ func jumpsToUs(r *nftables.Rule) bool {
 		}
 	}
 	return jump
-}
-
-// digest is the digest of the rules of our chain as nf_tables holds them:
-// each rule's expressions in netlink form, counters zeroed. (Legacy iptables
-// fences are digested from iptables-save's lines instead; a fence stays
-// where it was made, so the two never meet.)
-func (f xtFence) digest(fam rules.Family) (string, error) {
-	lines := make([]string, len(f.rules))
-	for i, r := range f.rules {
-		line, err := xtRuleLine(byte(tableFamily(fam)), r.Exprs)
-		if err != nil {
-			return "", err
-		}
-		lines[i] = line
-	}
-	return digest(lines), nil
-}
-
-// xtRuleLine renders a rule for a digest: each expression in netlink form,
-// counters zeroed (they change as packets pass).
-func xtRuleLine(fam byte, exprs []expr.Any) (string, error) {
-	var b strings.Builder
-	for _, e := range exprs {
-		if _, ok := e.(*expr.Counter); ok {
-			e = &expr.Counter{}
-		}
-		data, err := expr.Marshal(fam, e)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%T:%x ", e, data)
-	}
-	return b.String(), nil
 }
 
 // packets is each rule's packet counter; iptables-nft gives every rule one.

@@ -45,9 +45,9 @@ const nftnlVersion = "1.8.9 (nf_tables)"
 var errNftnlUnverified = errors.New("rule shape not verified against iptables-nft")
 
 // installNftnl installs a fresh fence over netlink. done is false when the
-// tools must do it instead: not the nf_tables variant of iptables 1.8.9,
-// legacy tables in the namespace, a filter table already there (EEXIST),
-// or a rule set it cannot render as the tools would.
+// tools must do it instead: not the nf_tables variant of iptables 1.8.9, no
+// nf_tables here (the batch refused), a filter table already there
+// (EEXIST), or a rule set it cannot render as the tools would.
 func (b *Iptables) installNftnl(ns netns.Handle, rs rules.RuleSet) (done bool, err error) {
 	if !nftVariant(b.Dir) {
 		return false, nil

@@ -106,6 +106,9 @@ func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	if err != nil {
 		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(ruleMsgs), ns.Path, nftErr(err))
 	}
+	if len(ruleMsgs) > maxEchoedRules {
+		return nil // no echoes: ReadBack reads the fence back
+	}
 	sums, err := nftDigests(echoes)
 	if err != nil {
 		return fmt.Errorf("reading the rules the kernel echoed in %s: %w", ns.Path, err)
@@ -129,6 +132,10 @@ func (b *Nftables) installedDigests(path string) (map[rules.Family]string, bool)
 	}
 	return b.installed.sums, true
 }
+
+// maxEchoedRules is the largest rule set whose rules the kernel is asked to
+// echo (see nftRuleMsgs).
+const maxEchoedRules = 256
 
 // nftRuleMsgs renders every rule of rs as a NEWRULE request for our chain,
 // tagged with its family and name.
@@ -157,8 +164,18 @@ func nftRuleMsgs(rs rules.RuleSet) ([]nfMsg, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s rule %s: %w", fam, r, err)
 			}
-			msgs = append(msgs, nfMsg{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND | unix.NLM_F_ECHO,
+			msgs = append(msgs, nfMsg{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_CREATE | unix.NLM_F_APPEND,
 				fam: unix.NFPROTO_INET, attrs: attrs, what: fmt.Sprintf("%s rule %s", fam, r.Name)})
+		}
+	}
+	// The echoes of a rule set this size fit the socket's default receive
+	// buffer (about 500 bytes a rule), even where it cannot be made larger:
+	// an echo the kernel cannot queue drops the batch's answer, and the
+	// hook could not tell whether its fence went in. A larger rule set is
+	// read back instead.
+	if len(msgs) <= maxEchoedRules {
+		for i := range msgs {
+			msgs[i].flags |= unix.NLM_F_ECHO
 		}
 	}
 	return msgs, nil
@@ -231,8 +248,8 @@ func mustAttrs(attrs []netlink.Attribute) []byte {
 	return b
 }
 
-// Inspect reads the inet chains and our chain's rules: two dumps on one
-// socket.
+// Inspect reads the inet chains, tables and our chain's rules: three dumps
+// on one socket.
 func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	s, err := openNfSock(ns.Path)
 	if err != nil {
@@ -268,6 +285,19 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	}
 	if !seen.Present {
 		return seen, nil
+	}
+	tables, err := s.dump(unix.NFT_MSG_GETTABLE, unix.NFPROTO_INET, nil)
+	if err != nil {
+		return Seen{}, fmt.Errorf("listing nf_tables tables in %s: %w", ns.Path, nftErr(err))
+	}
+	for _, m := range tables {
+		t, err := parseNfTable(m.Data)
+		if err != nil {
+			return Seen{}, fmt.Errorf("reading the nf_tables tables in %s: %w", ns.Path, err)
+		}
+		if t.name == NftTable && t.flags != 0 {
+			problems = append(problems, fmt.Sprintf("table inet %s has flags %#x (dormant: its rules do nothing)", NftTable, t.flags))
+		}
 	}
 	ruleMsgs, err := s.dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, mustAttrs([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: cstring(NftTable)},

@@ -58,8 +58,12 @@ func openNfSock(path string) (*nfSock, error) {
 	// queue is lost, and a transaction whose answer is lost cannot tell
 	// whether it was applied. The kernel answers before sendmsg returns, so
 	// the timeout only bounds a wait for an answer that never comes.
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
-	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20)
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20) // up to net.core.rmem_max
+	}
+	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
+	}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
 	// An error answer then carries the kernel's reason as text, and only
 	// the header of the message it is for.
@@ -99,10 +103,14 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 		return nil, nil
 	}
 	b, first := s.appendMsg(nil, unix.NFNL_MSG_BATCH_BEGIN, unix.NLM_F_REQUEST, unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES, nil)
+	// The last message is acknowledged: its answer is the last of the
+	// batch's. So is the first: a failed commit is answered on the first
+	// message's sequence number too, before its own acknowledgement, and
+	// that is how it is told from the first message's own error.
 	var last uint32
 	for i, m := range msgs {
 		flags := unix.NLM_F_REQUEST | m.flags
-		if i == len(msgs)-1 {
+		if i == 0 || i == len(msgs)-1 {
 			flags |= unix.NLM_F_ACK
 		}
 		b, last = s.appendMsg(b, nftType(m.typ), uint16(flags), m.fam, 0, m.attrs)
@@ -114,6 +122,7 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 
 	var echoes [][]byte
 	var failed error
+	var firstErr syscall.Errno // the first answer on the first message's number, an error
 	for {
 		flags := 0
 		if failed != nil {
@@ -133,12 +142,20 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 			}
 			switch m.Header.Type {
 			case unix.NLMSG_ERROR:
-				if errno := nlErrno(m.Data); errno != 0 && failed == nil {
-					if off >= 1 && off <= uint32(len(msgs)) {
-						failed = fmt.Errorf("%s: %w%s", msgs[off-1].what, errno, extAckMsg(m))
-					} else {
-						failed = fmt.Errorf("%w: %w%s", errBatchRefused, errno, extAckMsg(m))
+				errno := nlErrno(m.Data)
+				switch {
+				case off == 1 && errno == 0 && firstErr != 0:
+					// The first message went through: the error on its
+					// number was the commit's.
+					failed = fmt.Errorf("%w: the commit failed: %w", errBatchRefused, firstErr)
+				case errno == 0 || failed != nil:
+				case off >= 1 && off <= uint32(len(msgs)):
+					if off == 1 {
+						firstErr = errno
 					}
+					failed = fmt.Errorf("%s: %w%s", msgs[off-1].what, errno, extAckMsg(m))
+				default:
+					failed = fmt.Errorf("%w: %w%s", errBatchRefused, errno, extAckMsg(m))
 				}
 				if m.Header.Seq == last {
 					return echoes, failed
@@ -151,28 +168,42 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 	}
 }
 
-// dump sends one dump request and returns the messages of its answer.
+// dump sends one dump request and returns the messages of its answer. A
+// dump that a change in the kernel interrupted is asked for again.
 func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([]syscall.NetlinkMessage, error) {
+	for try := 0; ; try++ {
+		msgs, intr, err := s.dumpOnce(typ, fam, attrs)
+		if err != nil || !intr {
+			return msgs, err
+		}
+		if try == 3 {
+			return nil, errors.New("the dump was interrupted by changes four times over; try again")
+		}
+	}
+}
+
+func (s *nfSock) dumpOnce(typ uint16, fam byte, attrs []byte) (msgs []syscall.NetlinkMessage, intr bool, err error) {
 	b, seq := s.appendMsg(nil, nftType(typ), unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, 0, attrs)
 	if err := unix.Sendto(s.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var out []syscall.NetlinkMessage
 	for {
 		replies, err := s.recv(0)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		for _, m := range replies {
 			if m.Header.Seq != seq {
 				continue
 			}
+			intr = intr || m.Header.Flags&unix.NLM_F_DUMP_INTR != 0
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, nil
+				return out, intr, nil
 			case unix.NLMSG_ERROR:
 				if errno := nlErrno(m.Data); errno != 0 {
-					return nil, errno
+					return nil, false, errno
 				}
 			default:
 				// The next read overwrites the buffer the message is in.
@@ -185,11 +216,19 @@ func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([]syscall.NetlinkMess
 
 // recv reads one datagram of answers.
 func (s *nfSock) recv(flags int) ([]syscall.NetlinkMessage, error) {
-	n, _, err := unix.Recvfrom(s.fd, s.buf, flags)
-	if err != nil {
-		return nil, err
+	for {
+		n, from, err := unix.Recvfrom(s.fd, s.buf, flags)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if nl, ok := from.(*unix.SockaddrNetlink); !ok || nl.Pid != 0 {
+			continue // not from the kernel
+		}
+		return syscall.ParseNetlinkMessage(s.buf[:n])
 	}
-	return syscall.ParseNetlinkMessage(s.buf[:n])
 }
 
 // extAckMsg is the kernel's reason in an error answer, when it gave one.
@@ -300,6 +339,30 @@ func (r nfRule) line(name string) string {
 		}
 	}
 	return string(b)
+}
+
+// nfTable is what a table dump says of a table.
+type nfTable struct {
+	name  string
+	flags uint32
+}
+
+func parseNfTable(payload []byte) (nfTable, error) {
+	var t nfTable
+	if len(payload) < 4 {
+		return t, errors.New("a table message shorter than its header")
+	}
+	err := nlAttrs(payload[4:], func(typ uint16, data []byte) error {
+		var err error
+		switch typ {
+		case unix.NFTA_TABLE_NAME:
+			t.name = nlString(data)
+		case unix.NFTA_TABLE_FLAGS:
+			t.flags, err = nlUint32(data)
+		}
+		return err
+	})
+	return t, err
 }
 
 // nfChain is what a chain dump says of a chain.

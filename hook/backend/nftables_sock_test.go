@@ -5,6 +5,7 @@ package backend
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -180,5 +181,66 @@ func TestNfSockBatchIsAllOrNothing(t *testing.T) {
 	// queued is not taken for this one's.
 	if _, err := s.transact(nftBatch(ruleMsgs, false)); err != nil {
 		t.Fatalf("a good batch after a refused one: %v", err)
+	}
+}
+
+// A batch whose messages all pass but whose commit fails (an anonymous set
+// that no rule binds: nf_tables_commit refuses it) is a refused batch, not
+// an error of its first message, and leaves nothing behind.
+func TestNfSockCommitFailure(t *testing.T) {
+	h, _ := testNetns(t)
+	s, err := openNfSock(h.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	set := attrs(
+		attr{unix.NFTA_SET_TABLE, cstr("t")},
+		attr{unix.NFTA_SET_NAME, cstr("__set%d")},
+		attr{unix.NFTA_SET_FLAGS, be32(unix.NFT_SET_ANONYMOUS | unix.NFT_SET_CONSTANT)},
+		attr{unix.NFTA_SET_KEY_LEN, be32(4)},
+		attr{unix.NFTA_SET_ID, be32(1)},
+	)
+	_, err = s.transact([]nfMsg{
+		{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: attrs(attr{unix.NFTA_TABLE_NAME, cstr("t")}), what: "the table"},
+		{typ: unix.NFT_MSG_NEWSET, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: set, what: "the set"},
+	})
+	if !errors.Is(err, errBatchRefused) || strings.Contains(err.Error(), "the table") {
+		t.Errorf("got %v; want the batch refused, not the table blamed", err)
+	}
+	tables, derr := s.dump(unix.NFT_MSG_GETTABLE, unix.NFPROTO_UNSPEC, nil)
+	if derr != nil || len(tables) != 0 {
+		t.Errorf("%d tables (%v) after a failed commit, want none", len(tables), derr)
+	}
+}
+
+// A rule set too large for its echoes to be sure to fit the socket's queue
+// is installed without them and read back instead; its digest is the one
+// Inspect reads.
+func TestNftLargeRuleSetIsReadBack(t *testing.T) {
+	var allow []rules.Rule
+	for i := range maxEchoedRules + 100 {
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)})
+		allow = append(allow, rules.Rule{Name: "allow", Proto: rules.ProtoTCP, Dst: netip.PrefixFrom(a, 32), DPort: uint16(1000 + i), Action: rules.Accept})
+	}
+	rs := rules.RuleSet{rules.IPv4: allow}
+	h, _ := testNetns(t)
+	b := &Nftables{}
+	if err := b.Install(h, rs); err != nil {
+		t.Fatal(err)
+	}
+	if _, echoed := b.installedDigests(h.Path); echoed {
+		t.Errorf("%d rules were echoed; want them read back", len(allow))
+	}
+	sums, err := ReadBack(b, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := b.Inspect(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole, why := seen.Whole(sums); !whole {
+		t.Errorf("not whole right after the install: %s", why)
 	}
 }

@@ -194,18 +194,23 @@ func Socket(path string, domain, typ, proto int) (int, error) {
 		return -1, fmt.Errorf("opening the hook's own network namespace: %w", err)
 	}
 	defer unix.Close(orig)
+	// Joining the namespace the thread is in already checks, with no
+	// effect, the right to come back to it (a user namespace may grant the
+	// way in and not the way out); without it, the caller would go on in
+	// the container's namespace.
+	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+		runtime.UnlockOSThread()
+		return -1, fmt.Errorf("checking the hook can return to its own network namespace: %w", err)
+	}
 	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
 		return -1, fmt.Errorf("joining network namespace %s: %w", path, err)
 	}
 	fd, serr := unix.Socket(domain, typ, proto)
 	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// The thread stays locked to this goroutine for good, so that no
-		// other goroutine ever runs in the container's namespace.
-		if serr == nil {
-			unix.Close(fd)
-		}
-		return -1, fmt.Errorf("returning to the hook's own network namespace: %w", err)
+		// Checked above, so this does not happen; if it does, the calling
+		// goroutine must not go on in the container's namespace.
+		panic(fmt.Sprintf("netns: cannot return to the hook's own network namespace from %s: %v", path, err))
 	}
 	runtime.UnlockOSThread()
 	return fd, serr

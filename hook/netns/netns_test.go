@@ -3,7 +3,12 @@
 package netns_test
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -56,5 +61,57 @@ func TestSocketIsMadeInTheNamespace(t *testing.T) {
 	}
 	if _, err := netns.Socket("/nonexistent", unix.AF_INET, unix.SOCK_DGRAM, 0); err == nil {
 		t.Error("a namespace path that does not exist must be an error")
+	}
+}
+
+// In a user namespace that may enter a namespace of its own but not come
+// back to the host's (rootless runtimes run hooks so), Socket refuses
+// before it leaves: the caller goes on in its own namespace. The test runs
+// itself again under `unshare --user --map-root-user`.
+func TestSocketRefusesWhereItCannotReturn(t *testing.T) {
+	if os.Getenv("BH_SOCKET_CHILD") == "1" {
+		socketChild()
+		return
+	}
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "unshare")
+	cmd := exec.Command("unshare", "--user", "--map-root-user", os.Args[0], "-test.run", "^TestSocketRefusesWhereItCannotReturn$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BH_SOCKET_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "refused; thread at home") {
+		t.Errorf("under a user namespace:\n%s", out)
+	}
+}
+
+// socketChild makes a namespace its user namespace owns, asks Socket for a
+// socket there and says what became of it and of the calling thread.
+func socketChild() {
+	fds := make(chan int)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+			panic(err)
+		}
+		fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			panic(err)
+		}
+		fds <- fd
+	}()
+	path := "/proc/self/fd/" + strconv.Itoa(<-fds)
+	runtime.LockOSThread()
+	home, _ := os.Readlink("/proc/thread-self/ns/net")
+	fd, err := netns.Socket(path, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	now, _ := os.Readlink("/proc/thread-self/ns/net")
+	switch {
+	case err == nil:
+		fmt.Printf("made fd %d; thread in %s, home %s\n", fd, now, home)
+	case now != home:
+		fmt.Printf("refused (%v); thread left home: in %s, home %s\n", err, now, home)
+	default:
+		fmt.Printf("refused; thread at home (%v)\n", err)
 	}
 }

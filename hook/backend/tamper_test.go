@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package backend
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+)
+
+// Tamperings the kernel accepts that open the fence while leaving every
+// rule's match and action in place as far as a reader that skips what it
+// does not know can tell. Each must leave Inspect saying the fence is not
+// whole. Each case first shows that the tampering is real: a direct TCP
+// connection that the fence refused before gets out after it.
+
+// wireOut gives the namespace a veth towards a neighbour that never
+// answers: a SYN the fence lets through times out, one it refuses is
+// reset at once.
+func wireOut(t *testing.T, tns *testnet.Netns) {
+	t.Helper()
+	tns.Exec(t, "ip", "link", "set", "lo", "up")
+	tns.Exec(t, "ip", "link", "add", "t0", "type", "veth", "peer", "name", "t1")
+	tns.Exec(t, "ip", "addr", "add", "198.51.100.200/24", "dev", "t0")
+	tns.Exec(t, "ip", "link", "set", "t0", "up")
+	tns.Exec(t, "ip", "link", "set", "t1", "up")
+	tns.Exec(t, "ip", "neigh", "add", "198.51.100.2", "lladdr", "02:00:00:00:00:02", "dev", "t0")
+}
+
+// refused tells whether a direct connection from the namespace is refused
+// (the fence's reset) rather than let out.
+func refused(t *testing.T, tns *testnet.Netns) bool {
+	t.Helper()
+	var got bool
+	err := tns.Do(func() error {
+		d := net.Dialer{Timeout: 500 * time.Millisecond}
+		c, err := d.DialContext(context.Background(), "tcp", "198.51.100.2:80")
+		if err == nil {
+			c.Close()
+		}
+		got = errors.Is(err, syscall.ECONNREFUSED)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// prependExpr replaces a rule (a dump's message) by itself with one more
+// expression in front: xfrm, which never matches a packet without IPsec
+// and which google/nftables does not know. The rule keeps its comment.
+func prependExpr(t *testing.T, s *nfSock, pf byte, table, chain string, rule []byte, proto uint32) {
+	t.Helper()
+	var handle, exprs, comment []byte
+	if err := nlAttrs(rule[4:], func(typ uint16, data []byte) error {
+		switch typ {
+		case unix.NFTA_RULE_HANDLE:
+			handle = data
+		case unix.NFTA_RULE_EXPRESSIONS:
+			exprs = data
+		case unix.NFTA_RULE_USERDATA:
+			comment = data
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	xfrm := mustAttrs([]netlink.Attribute{
+		{Type: unix.NFTA_EXPR_NAME, Data: cstring("xfrm")},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: mustAttrs([]netlink.Attribute{
+			{Type: 1, Data: binary.BigEndian.AppendUint32(nil, 1)}, // NFTA_XFRM_DREG
+			{Type: 2, Data: binary.BigEndian.AppendUint32(nil, 5)}, // NFTA_XFRM_KEY: reqid
+			{Type: 3, Data: []byte{1}},                             // NFTA_XFRM_DIR: out
+		})},
+	})
+	list := append(mustAttrs([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: xfrm}}), exprs...)
+	attrs := []netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: cstring(table)},
+		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)},
+		{Type: unix.NFTA_RULE_HANDLE, Data: handle},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: list},
+	}
+	if comment != nil {
+		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: comment})
+	}
+	if pf != unix.NFPROTO_INET {
+		attrs = append(attrs, netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, Data: mustAttrs([]netlink.Attribute{
+			{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: be32(proto)},
+			{Type: unix.NFTA_RULE_COMPAT_FLAGS, Data: be32(0)},
+		})})
+	}
+	if _, err := s.transact([]nfMsg{{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_REPLACE, fam: pf, attrs: mustAttrs(attrs), what: "the tampered rule"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type tampering struct {
+	name string
+	do   func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet)
+}
+
+func dumpRules(t *testing.T, s *nfSock, pf byte, table, chain string) [][]byte {
+	t.Helper()
+	msgs, err := s.dump(unix.NFT_MSG_GETRULE, pf, mustAttrs([]netlink.Attribute{
+		{Type: unix.NFTA_RULE_TABLE, Data: cstring(table)},
+		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)},
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Data
+	}
+	return out
+}
+
+func withSock(t *testing.T, h netns.Handle, fn func(s *nfSock)) {
+	t.Helper()
+	s, err := openNfSock(h.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	fn(s)
+}
+
+func nftScript(t *testing.T, tns *testnet.Netns, script string) {
+	t.Helper()
+	cmd := tns.Command(context.Background(), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft -f: %v: %s", err, out)
+	}
+}
+
+var tamperings = map[string][]tampering{
+	"iptables": {
+		{"an expression that never matches, in front of each refusing rule", func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet) {
+			withSock(t, h, func(s *nfSock) {
+				for i, rule := range dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain) {
+					if r := rs[rules.IPv4][i]; r.Action != rules.Accept && r.Action != rules.Log {
+						prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain, rule, protoNumber(r.Proto))
+					}
+				}
+			})
+		}},
+		{"an expression that never matches, in OUTPUT's jump", func(t *testing.T, tns *testnet.Netns, h netns.Handle, _ rules.RuleSet) {
+			withSock(t, h, func(s *nfSock) {
+				prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT", dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT")[0], 0)
+			})
+		}},
+		{"OUTPUT on the input hook", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
+			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT { type filter hook input priority 0; policy accept; }\nadd rule ip filter OUTPUT counter jump "+Chain+"\n")
+		}},
+		{"OUTPUT an unhooked chain", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
+			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT\nadd rule ip filter OUTPUT counter jump "+Chain+"\n")
+		}},
+		{"the table dormant", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
+			nftScript(t, tns, "add table ip filter { flags dormant; }\n")
+		}},
+	},
+	"nftables": {
+		{"an expression that never matches, in front of each refusing rule", func(t *testing.T, tns *testnet.Netns, h netns.Handle, _ rules.RuleSet) {
+			withSock(t, h, func(s *nfSock) {
+				for _, rule := range dumpRules(t, s, unix.NFPROTO_INET, NftTable, NftChain) {
+					r, err := parseNfRule(rule)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if strings.HasPrefix(r.comment, "ipv4 refuse") {
+						prependExpr(t, s, unix.NFPROTO_INET, NftTable, NftChain, rule, 0)
+					}
+				}
+			})
+		}},
+		{"the table dormant", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
+			nftScript(t, tns, "add table inet "+NftTable+" { flags dormant; }\n")
+		}},
+	},
+}
+
+func TestTamperingIsSeen(t *testing.T) {
+	testnet.RequireTools(t, "nft")
+	rs := rules.NewRuleSet(testpolicy.Policy(t, "proxies: ['198.51.100.1:3128']\n"), "0123456789abcdef", rules.AllFeatures)
+	for _, name := range []string{"iptables", "nftables"} {
+		for _, tm := range tamperings[name] {
+			t.Run(name+"/"+tm.name, func(t *testing.T) {
+				var b Backend = &Nftables{}
+				if name == "iptables" {
+					b = nftnlHost(t)
+				}
+				h, tns := testNetns(t)
+				wireOut(t, tns)
+				if err := b.Install(h, rs); err != nil {
+					t.Fatal(err)
+				}
+				want, err := ReadBack(b, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !refused(t, tns) {
+					t.Fatal("a direct connection is not refused by the fence just installed")
+				}
+				tm.do(t, tns, h, rs)
+				if refused(t, tns) {
+					t.Fatal("the tampering did not open the fence; the case tests nothing")
+				}
+				seen, err := b.Inspect(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if whole, why := seen.Whole(want); whole {
+					t.Errorf("the fence lets connections out and Inspect says it is whole (%+v)", seen)
+				} else {
+					t.Logf("not whole: %s", why)
+				}
+			})
+		}
+	}
+}
