@@ -24,9 +24,9 @@ import (
 // poller, and takes a socket (and a thread that joins the namespace) per
 // request: on a container's start that was most of the hook's own work.
 //
-// A transaction here asks for one acknowledgement, of its last message, and
-// for the echo of each rule: the rule as the kernel stored it, which is what
-// the fence's digest is taken from. The kernel reports a failing message
+// A transaction here asks for two acknowledgements, of its first and last
+// messages, and for the echo of each rule: the rule as the kernel stored
+// it, which is what the fence's digest is taken from. The kernel reports a failing message
 // whatever its flags, and answers a whole batch before sendmsg returns, so
 // the answers are read from a queue that is already full.
 type nfSock struct {
