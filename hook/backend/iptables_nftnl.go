@@ -142,10 +142,10 @@ func nftnlBatch(rs rules.RuleSet) ([]nfMsg, error) {
 	}
 	for _, fam := range rules.Families {
 		add(unix.NFT_MSG_NEWTABLE, unix.NLM_F_CREATE|unix.NLM_F_EXCL, fam, attrs(
-			attr{unix.NFTA_TABLE_NAME, cstr(nftnlTable)}), fmt.Sprintf("%s table filter", fam))
+			attr{unix.NFTA_TABLE_NAME, cstring(nftnlTable)}), fmt.Sprintf("%s table filter", fam))
 		add(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_EXCL, fam, attrs(
-			attr{unix.NFTA_CHAIN_TABLE, cstr(nftnlTable)},
-			attr{unix.NFTA_CHAIN_NAME, cstr(Chain)}), fmt.Sprintf("%s chain %s", fam, Chain))
+			attr{unix.NFTA_CHAIN_TABLE, cstring(nftnlTable)},
+			attr{unix.NFTA_CHAIN_NAME, cstring(Chain)}), fmt.Sprintf("%s chain %s", fam, Chain))
 		for _, r := range rs[fam] {
 			exprs, err := XtExprs(r, fam)
 			if err != nil {
@@ -159,13 +159,13 @@ func nftnlBatch(rs rules.RuleSet) ([]nfMsg, error) {
 				fmt.Sprintf("%s rule %q", fam, "-A "+Chain+" "+joinArgs(IptablesArgs(r, fam))))
 		}
 		add(unix.NFT_MSG_NEWCHAIN, unix.NLM_F_CREATE, fam, attrs(
-			attr{unix.NFTA_CHAIN_TABLE, cstr(nftnlTable)},
-			attr{unix.NFTA_CHAIN_NAME, cstr("OUTPUT")},
+			attr{unix.NFTA_CHAIN_TABLE, cstring(nftnlTable)},
+			attr{unix.NFTA_CHAIN_NAME, cstring("OUTPUT")},
 			attr{unix.NLA_F_NESTED | unix.NFTA_CHAIN_HOOK, attrs(
 				attr{unix.NFTA_HOOK_HOOKNUM, be32(nftnlOutputHook)},
 				attr{unix.NFTA_HOOK_PRIORITY, be32(0)})},
 			attr{unix.NFTA_CHAIN_POLICY, be32(nftnlAccept)},
-			attr{unix.NFTA_CHAIN_TYPE, cstr("filter")}), fmt.Sprintf("%s base chain OUTPUT", fam))
+			attr{unix.NFTA_CHAIN_TYPE, cstring("filter")}), fmt.Sprintf("%s base chain OUTPUT", fam))
 		// -I OUTPUT 1: a rule without NLM_F_APPEND goes first.
 		data, err := nftnlRule("OUTPUT", []expr.Any{&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictJump, Chain: Chain}}, 0, fam)
 		if err != nil {
@@ -190,8 +190,8 @@ func nftnlRule(chain string, exprs []expr.Any, proto uint32, fam rules.Family) (
 		list = append(list, attr{unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, data})
 	}
 	return attrs(
-		attr{unix.NFTA_RULE_TABLE, cstr(nftnlTable)},
-		attr{unix.NFTA_RULE_CHAIN, cstr(chain)},
+		attr{unix.NFTA_RULE_TABLE, cstring(nftnlTable)},
+		attr{unix.NFTA_RULE_CHAIN, cstring(chain)},
 		attr{unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, attrs(list...)},
 		attr{unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, attrs(
 			attr{unix.NFTA_RULE_COMPAT_PROTO, be32(proto)},
@@ -204,19 +204,14 @@ type attr struct {
 	data []byte
 }
 
+// attrs encodes attributes written as attr{type, data}.
 func attrs(as ...attr) []byte {
 	nas := make([]netlink.Attribute, len(as))
 	for i, a := range as {
 		nas[i] = netlink.Attribute{Type: a.typ, Data: a.data}
 	}
-	b, err := netlink.MarshalAttributes(nas)
-	if err != nil {
-		panic(err) // only for an attribute over 64 KiB, which none of ours is
-	}
-	return b
+	return mustAttrs(nas)
 }
-
-func cstr(s string) []byte { return append([]byte(s), 0) }
 
 func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 
@@ -239,7 +234,7 @@ func XtExprs(r rules.Rule, fam rules.Family) ([]expr.Any, error) {
 	var e []expr.Any
 	cmp := func(data []byte) expr.Any { return &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data} }
 	if r.OutIface != "" {
-		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmp(cstr(r.OutIface)))
+		e = append(e, &expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, cmp(cstring(r.OutIface)))
 	}
 	if r.Proto != rules.ProtoAny {
 		e = append(e, &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, cmp([]byte{byte(protoNumber(r.Proto))}))

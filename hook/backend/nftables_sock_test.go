@@ -195,14 +195,14 @@ func TestNfSockCommitFailure(t *testing.T) {
 	}
 	defer s.close()
 	set := attrs(
-		attr{unix.NFTA_SET_TABLE, cstr("t")},
-		attr{unix.NFTA_SET_NAME, cstr("__set%d")},
+		attr{unix.NFTA_SET_TABLE, cstring("t")},
+		attr{unix.NFTA_SET_NAME, cstring("__set%d")},
 		attr{unix.NFTA_SET_FLAGS, be32(unix.NFT_SET_ANONYMOUS | unix.NFT_SET_CONSTANT)},
 		attr{unix.NFTA_SET_KEY_LEN, be32(4)},
 		attr{unix.NFTA_SET_ID, be32(1)},
 	)
 	_, err = s.transact([]nfMsg{
-		{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: attrs(attr{unix.NFTA_TABLE_NAME, cstr("t")}), what: "the table"},
+		{typ: unix.NFT_MSG_NEWTABLE, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: attrs(attr{unix.NFTA_TABLE_NAME, cstring("t")}), what: "the table"},
 		{typ: unix.NFT_MSG_NEWSET, flags: unix.NLM_F_CREATE, fam: unix.NFPROTO_INET, attrs: set, what: "the set"},
 	})
 	if !errors.Is(err, errBatchRefused) || strings.Contains(err.Error(), "the table") {
