@@ -77,6 +77,11 @@ func (s Seen) Whole(want map[rules.Family]string) (bool, string) {
 		}
 	}
 	if len(changed) > 0 {
+		for _, fam := range rules.Families {
+			if !strings.HasPrefix(want[fam], digestForm) {
+				return false, "the record's digest of the rules was taken by an older bypass-hook, in another form, so the rules cannot be checked against it; the next container of this namespace, or `bypass-hook monitor --repair`, installs the fence again and records a new one"
+			}
+		}
 		return false, "the " + strings.Join(changed, " and ") + " rules differ from those installed (a rule added, changed or removed)"
 	}
 	return true, ""
@@ -99,14 +104,20 @@ func ReadBack(b Backend, ns netns.Handle) (map[rules.Family]string, error) {
 	return seen.Rules, err
 }
 
-// digest is the hex SHA-256 of lines, one per rule, in order.
+// digestForm tags the digests of this form: the rules as the kernel
+// holds them, every expression with its attributes (nf_tables), or
+// iptables-save's lines (legacy iptables). Digests an older bypass-hook
+// recorded have no tag, and Whole says so rather than "changed".
+const digestForm = "2:"
+
+// digest is the hex SHA-256 of lines, one per rule, in order, tagged.
 func digest(lines []string) string {
 	h := sha256.New()
 	for _, l := range lines {
 		h.Write([]byte(l))
 		h.Write([]byte{'\n'})
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return digestForm + hex.EncodeToString(h.Sum(nil))
 }
 
 // ErrMissingFeature means the kernel (or the tools) lack a match or target

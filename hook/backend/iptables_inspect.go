@@ -92,8 +92,10 @@ func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 	if !out[0].onlyJumpsTo(Chain) {
 		seen.problems = append(seen.problems, fmt.Sprintf("%s: OUTPUT's first rule is not the jump to %s", fam, Chain))
 	}
-	if !output.hooked || output.hooknum != unix.NF_INET_LOCAL_OUT || output.typ != "filter" {
-		seen.problems = append(seen.problems, fmt.Sprintf("%s: chain OUTPUT of table filter is not a filter chain on the output hook", fam))
+	// At filter's priority (0), after nat's (-100): moved in front of nat,
+	// the fence would see a destination that a DNAT then changes.
+	if !output.hooked || output.hooknum != unix.NF_INET_LOCAL_OUT || output.typ != "filter" || output.priority != 0 {
+		seen.problems = append(seen.problems, fmt.Sprintf("%s: chain OUTPUT of table filter is not a filter chain on the output hook at priority 0", fam))
 	}
 	if flags != 0 {
 		seen.problems = append(seen.problems, fmt.Sprintf("%s: table filter has flags %#x (dormant: its rules do nothing)", fam, flags))

@@ -90,15 +90,16 @@ func nftConn(path string) (*nftables.Conn, func(), error) {
 // ReadBack returns, so that the create path need not read the fence back.
 func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	b.installed = nil
-	ruleMsgs, err := nftRuleMsgs(rs)
-	if err != nil {
-		return err
-	}
 	s, err := openNfSock(ns.Path)
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	echo := s.echoFits(rs.Count())
+	ruleMsgs, err := nftRuleMsgs(rs, echo)
+	if err != nil {
+		return err
+	}
 	echoes, err := s.transact(nftBatch(ruleMsgs, false))
 	if errors.Is(err, unix.EEXIST) {
 		echoes, err = s.transact(nftBatch(ruleMsgs, true))
@@ -106,8 +107,8 @@ func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	if err != nil {
 		return fmt.Errorf("nf_tables transaction (table inet %s, %d rules) in %s: %w", NftTable, len(ruleMsgs), ns.Path, nftErr(err))
 	}
-	if len(ruleMsgs) > maxEchoedRules {
-		return nil // no echoes: ReadBack reads the fence back
+	if !echo {
+		return nil // ReadBack reads the fence back
 	}
 	sums, err := nftDigests(echoes)
 	if err != nil {
@@ -133,13 +134,9 @@ func (b *Nftables) installedDigests(path string) (map[rules.Family]string, bool)
 	return b.installed.sums, true
 }
 
-// maxEchoedRules is the largest rule set whose rules the kernel is asked to
-// echo (see nftRuleMsgs).
-const maxEchoedRules = 256
-
 // nftRuleMsgs renders every rule of rs as a NEWRULE request for our chain,
-// tagged with its family and name.
-func nftRuleMsgs(rs rules.RuleSet) ([]nfMsg, error) {
+// tagged with its family and name; echo asks the kernel to echo each.
+func nftRuleMsgs(rs rules.RuleSet, echo bool) ([]nfMsg, error) {
 	var msgs []nfMsg
 	for _, fam := range rules.Families {
 		for _, r := range rs[fam] {
@@ -168,12 +165,7 @@ func nftRuleMsgs(rs rules.RuleSet) ([]nfMsg, error) {
 				fam: unix.NFPROTO_INET, attrs: attrs, what: fmt.Sprintf("%s rule %s", fam, r.Name)})
 		}
 	}
-	// The echoes of a rule set this size fit the socket's default receive
-	// buffer (about 500 bytes a rule), even where it cannot be made larger:
-	// an echo the kernel cannot queue drops the batch's answer, and the
-	// hook could not tell whether its fence went in. A larger rule set is
-	// read back instead.
-	if len(msgs) <= maxEchoedRules {
+	if echo {
 		for i := range msgs {
 			msgs[i].flags |= unix.NLM_F_ECHO
 		}

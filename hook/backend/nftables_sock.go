@@ -30,9 +30,10 @@ import (
 // whatever its flags, and answers a whole batch before sendmsg returns, so
 // the answers are read from a queue that is already full.
 type nfSock struct {
-	fd  int
-	seq uint32
-	buf []byte
+	fd     int
+	seq    uint32
+	buf    []byte
+	rcvbuf int // the receive buffer the kernel gave the socket, in bytes
 }
 
 // nfMsg is one nf_tables request: its type (NFT_MSG_*), netlink flags, the
@@ -73,7 +74,28 @@ func openNfSock(path string) (*nfSock, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("binding a netlink socket in %s: %w", path, err)
 	}
-	return &nfSock{fd: fd, seq: uint32(time.Now().UnixNano()), buf: make([]byte, 64<<10)}, nil
+	rcvbuf, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		rcvbuf = 0 // then nothing is echoed
+	}
+	return &nfSock{fd: fd, seq: uint32(time.Now().UnixNano()), buf: make([]byte, 64<<10), rcvbuf: rcvbuf}, nil
+}
+
+// Echoes: an echo the kernel cannot queue on the socket is dropped with
+// the rest of the batch's answer, and the hook could not tell whether its
+// fence went in. A rule's echo takes about 1.3 KB of the receive buffer
+// (its message and the kernel's overhead; 149 rules fit the usual default
+// of 208 KB, 169 did not), so a rule set is echoed only where 2 KB a rule
+// fit, and never beyond maxEchoedRules; otherwise it is read back.
+const (
+	echoBytesPerRule = 2 << 10
+	maxEchoedRules   = 1024
+)
+
+// echoFits tells whether the echoes of n rules fit the socket's receive
+// buffer.
+func (s *nfSock) echoFits(n int) bool {
+	return n <= maxEchoedRules && n*echoBytesPerRule <= s.rcvbuf
 }
 
 func (s *nfSock) close() { unix.Close(s.fd) }

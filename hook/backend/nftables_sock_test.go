@@ -156,7 +156,7 @@ func TestNfSockBatchIsAllOrNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.close()
-	ruleMsgs, err := nftRuleMsgs(rules.RuleSet{rules.IPv4: {{Name: "x", Action: rules.Accept}}})
+	ruleMsgs, err := nftRuleMsgs(rules.RuleSet{rules.IPv4: {{Name: "x", Action: rules.Accept}}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,5 +242,27 @@ func TestNftLargeRuleSetIsReadBack(t *testing.T) {
 	}
 	if whole, why := seen.Whole(sums); !whole {
 		t.Errorf("not whole right after the install: %s", why)
+	}
+}
+
+// Echoes are asked for only where they fit the receive buffer the socket
+// got, 2 KB a rule, and never for more than maxEchoedRules rules.
+func TestEchoFits(t *testing.T) {
+	for _, tc := range []struct {
+		rcvbuf, rules int
+		want          bool
+	}{
+		{212992, 100, true},
+		{212992, 104, true},
+		{212992, 105, false}, // 149 rules fit this buffer, 169 did not
+		{425984, 200, true},
+		{16 << 20, maxEchoedRules, true},
+		{16 << 20, maxEchoedRules + 1, false},
+		{0, 1, false},
+	} {
+		s := &nfSock{rcvbuf: tc.rcvbuf}
+		if got := s.echoFits(tc.rules); got != tc.want {
+			t.Errorf("%d rules, a buffer of %d: %v, want %v", tc.rules, tc.rcvbuf, got, tc.want)
+		}
 	}
 }

@@ -233,3 +233,80 @@ func TestTamperingIsSeen(t *testing.T) {
 		}
 	}
 }
+
+// OUTPUT moved in front of nat (priority -150), then a DNAT of the proxy's
+// address to another: the fence lets the proxy through and the DNAT sends
+// it elsewhere. Shown with a server that answers through the fence, then
+// seen by Inspect.
+func TestOutputBeforeNatIsSeen(t *testing.T) {
+	testnet.RequireTools(t, "nft")
+	b := nftnlHost(t)
+	rs := rules.NewRuleSet(testpolicy.Policy(t, "proxies: ['198.51.100.1:3128']\n"), "0123456789abcdef", rules.AllFeatures)
+	h, tns := testNetns(t)
+	srv := testnet.NewNetns(t)
+	tns.Exec(t, "ip", "link", "set", "lo", "up")
+	tns.Exec(t, "ip", "link", "add", "t0", "type", "veth", "peer", "name", "t1", "netns", srv.Name)
+	tns.Exec(t, "ip", "addr", "add", "198.51.100.200/24", "dev", "t0")
+	tns.Exec(t, "ip", "link", "set", "t0", "up")
+	srv.Exec(t, "ip", "addr", "add", "198.51.100.2/24", "dev", "t1")
+	srv.Exec(t, "ip", "link", "set", "t1", "up")
+	var ln net.Listener
+	if err := srv.Do(func() (err error) { ln, err = net.Listen("tcp", "198.51.100.2:80"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("server\n"))
+			c.Close()
+		}
+	}()
+	answer := func(addr string) string {
+		var got string
+		tns.Do(func() error {
+			c, err := (&net.Dialer{Timeout: time.Second}).Dial("tcp", addr)
+			if err != nil {
+				return nil
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(time.Second))
+			buf := make([]byte, 16)
+			n, _ := c.Read(buf)
+			got = string(buf[:n])
+			return nil
+		})
+		return got
+	}
+	if err := b.Install(h, rs); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadBack(b, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := answer("198.51.100.2:80"); got != "" {
+		t.Fatalf("the server answered a direct connection through the fence: %q", got)
+	}
+	nftScript(t, tns, `flush chain ip filter OUTPUT
+delete chain ip filter OUTPUT
+add chain ip filter OUTPUT { type filter hook output priority -150; policy accept; }
+add rule ip filter OUTPUT counter jump `+Chain+`
+add table ip nat
+add chain ip nat OUTPUT { type nat hook output priority -100; policy accept; }
+add rule ip nat OUTPUT ip daddr 198.51.100.1 tcp dport 3128 counter dnat to 198.51.100.2:80
+`)
+	if got := answer("198.51.100.1:3128"); got != "server\n" {
+		t.Fatalf("after the tampering the proxy's address gave %q, not the server's answer; the case tests nothing", got)
+	}
+	seen, err := b.Inspect(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole, _ := seen.Whole(want); whole {
+		t.Errorf("the server answers through the fence and Inspect says it is whole (%+v)", seen)
+	}
+}

@@ -26,6 +26,7 @@ func TestSeenWhole(t *testing.T) {
 		{"a rule gone", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: same[rules.IPv4], rules.IPv6: digest(nil)}}, want, false, "ipv6 rules differ"},
 		{"order matters", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: digest([]string{"b", "a"}), rules.IPv6: same[rules.IPv6]}}, want, false, "ipv4 rules differ"},
 		{"an old record without digests", Seen{Present: true, Rules: same}, nil, false, "no digest"},
+		{"an older form of digest", Seen{Present: true, Rules: same}, map[rules.Family]string{rules.IPv4: "9f86d08", rules.IPv6: "60303ae"}, false, "older bypass-hook"},
 	} {
 		whole, why := tc.seen.Whole(tc.want)
 		if whole != tc.whole || !strings.Contains(why, tc.why) {

@@ -295,7 +295,7 @@ func TestSummaryEmpty(t *testing.T) {
 // what is wrong when it is not.
 func TestReadWhole(t *testing.T) {
 	rec := statusRecord(t, idA, config.ModeEnforce, idA)
-	rec.RulesDigest = map[rules.Family]string{rules.IPv4: "d4", rules.IPv6: "d6"}
+	rec.RulesDigest = map[rules.Family]string{rules.IPv4: "2:d4", rules.IPv6: "2:d6"}
 	store := &records.Store{Dir: t.TempDir()}
 	if err := store.Save(rec); err != nil {
 		t.Fatal(err)
@@ -308,7 +308,7 @@ func TestReadWhole(t *testing.T) {
 	}{
 		{"as installed", backend.Seen{Present: true, Rules: rec.RulesDigest}, true, ""},
 		{"a rule in front", backend.Seen{Present: true, Problem: "ipv4: OUTPUT's first rule is \"-A OUTPUT -j ACCEPT\"", Rules: rec.RulesDigest}, false, "first rule"},
-		{"rules changed", backend.Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: "x", rules.IPv6: "d6"}}, false, "ipv4 rules differ"},
+		{"rules changed", backend.Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: "2:x", rules.IPv6: "2:d6"}}, false, "ipv4 rules differ"},
 	} {
 		fb := &fakeBackend{counters: countersFor(rec, nil), seen: tc.seen}
 		got, err := Read(store, "", func(string) (backend.Backend, error) { return fb, nil })
