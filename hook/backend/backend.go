@@ -40,11 +40,14 @@ type Backend interface {
 // Seen is what one reading of a namespace's rules shows of a fence.
 //
 // A fence is whole when its chain holds the rules that were installed and
-// nothing is put in front of it: with iptables, OUTPUT's first rule in
-// each family is the jump to the chain; with nftables, the table holds our
-// one chain as installed and nothing else (an accept in a base chain of
-// another table ends only that chain, so no other table can open the
-// fence; a drop there can only refuse more).
+// nothing is put in front of it: with iptables, OUTPUT (a filter chain on
+// the output hook at priority 0, after nat) has the jump to the chain as
+// its first rule; with nftables, the table holds our one chain as
+// installed and nothing else (an accept in a base chain of another table
+// ends only that chain; a drop there can only refuse more); in both, the
+// table has no flags (dormant). It vouches for the fence's own objects: a
+// chain of another table that rewrites packets after the fence passed them
+// is not looked at.
 type Seen struct {
 	// Present: the fence is there (iptables: the chain and a jump to it,
 	// both families; nftables: the table and its hooked chain).

@@ -21,7 +21,7 @@ import (
 // iptables-save and iptables-restore once per family each. That saves four
 // processes and, above all, two of three waits: every transaction that
 // deletes makes the closing of its netlink socket wait for an RCU grace
-// period (8 to 16 ms here), and the tools' two removals and the cleanup of
+// period (8 to 32 ms here), and the tools' two removals and the cleanup of
 // the empty tables were three transactions. Legacy iptables keeps its rules
 // in x_tables, which only the tools reach.
 

@@ -84,7 +84,7 @@ func nftConn(path string) (*nftables.Conn, func(), error) {
 // adds it (a no-op), deletes it and makes it anew. A fresh install deletes
 // nothing, which matters for time: the kernel frees deleted objects after
 // an RCU grace period, and closing a netlink socket (at the latest, at the
-// hook's exit) waits for frees still pending, 8 to 16 ms here.
+// hook's exit) waits for frees still pending, 8 to 32 ms here.
 //
 // The kernel echoes each rule as it stored it; their digests are what
 // ReadBack returns, so that the create path need not read the fence back.
