@@ -677,21 +677,7 @@ func TestNoConntrack(t *testing.T) {
 			}
 			t.Cleanup(func() { b.Remove(target) })
 
-			var ln net.Listener
-			if err := client.Do(func() (err error) { ln, err = net.Listen("tcp", ":7000"); return err }); err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				for {
-					c, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					c.Write([]byte("hi"))
-					c.Close()
-				}
-			}()
+			client.Netns.Answer(t, ":7000", "hi")
 			inbound := &testnet.Netns{Name: lab.Server.Name, Path: lab.Server.Path}
 			for _, addr := range []string{net.JoinHostPort(client.V4.String(), "7000"), net.JoinHostPort(client.V6.String(), "7000")} {
 				el, err := testnet.DialTCP(inbound, addr, probeTimeout)

@@ -28,23 +28,9 @@ type xtSeen struct {
 func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 	var seen xtSeen
 	pf := byte(tableFamily(fam))
-	tables, err := s.dump(unix.NFT_MSG_GETTABLE, pf, nil)
-	if err != nil {
+	flags, found, err := s.tableFlags(pf, nftnlTable)
+	if err != nil || !found {
 		return seen, err
-	}
-	var flags uint32
-	found := false
-	for _, m := range tables {
-		t, err := parseNfTable(m.Data)
-		if err != nil {
-			return seen, err
-		}
-		if t.name == nftnlTable {
-			found, flags = true, t.flags
-		}
-	}
-	if !found {
-		return seen, nil
 	}
 	chains, err := s.dump(unix.NFT_MSG_GETCHAIN, pf, nil)
 	if err != nil {
@@ -52,7 +38,7 @@ func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 	}
 	var output *nfChain
 	for _, m := range chains {
-		ch, err := parseNfChain(m.Data)
+		ch, err := parseNfChain(m)
 		if err != nil {
 			return seen, err
 		}
@@ -114,7 +100,7 @@ func xtChainRules(s *nfSock, pf byte, chain string) ([]nfRule, error) {
 	}
 	out := make([]nfRule, len(msgs))
 	for i, m := range msgs {
-		if out[i], err = parseNfRule(m.Data); err != nil {
+		if out[i], err = parseNfRule(m); err != nil {
 			return nil, err
 		}
 	}

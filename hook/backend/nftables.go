@@ -110,7 +110,10 @@ func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	if !echo {
 		return nil // ReadBack reads the fence back
 	}
-	sums, err := nftDigests(echoes)
+	sums, foreign, err := nftDigests(echoes)
+	if err == nil && len(foreign) > 0 {
+		err = fmt.Errorf("a rule that bypass-hook did not make (comment %q)", foreign[0])
+	}
 	if err != nil {
 		return fmt.Errorf("reading the rules the kernel echoed in %s: %w", ns.Path, err)
 	}
@@ -201,25 +204,27 @@ func nftBatch(ruleMsgs []nfMsg, replace bool) []nfMsg {
 }
 
 // nftDigests are the digests of each family's rules, from rule messages
-// (echoes or a dump) in chain order.
-func nftDigests(ruleMsgs [][]byte) (map[rules.Family]string, error) {
+// (echoes or a dump) in chain order, and the comments of the rules among
+// them that bypass-hook did not make, which the digests leave out.
+func nftDigests(ruleMsgs [][]byte) (sums map[rules.Family]string, foreign []string, err error) {
 	lines := map[rules.Family][]string{}
-	for _, m := range ruleMsgs {
+	for i, m := range ruleMsgs {
 		r, err := parseNfRule(m)
 		if err != nil {
-			return nil, err
+			return nil, nil, fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		fam, name, ok := nftCommentFamily(r.comment)
 		if !ok {
-			return nil, fmt.Errorf("a rule that bypass-hook did not make (comment %q)", r.comment)
+			foreign = append(foreign, r.comment)
+			continue
 		}
 		lines[fam] = append(lines[fam], r.line(name))
 	}
-	sums := map[rules.Family]string{}
+	sums = map[rules.Family]string{}
 	for _, fam := range rules.Families {
 		sums[fam] = digest(lines[fam])
 	}
-	return sums, nil
+	return sums, foreign, nil
 }
 
 func nftTableAttrs() []byte {
@@ -255,7 +260,7 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	var problems []string
 	seen := Seen{Rules: map[rules.Family]string{}}
 	for _, m := range chainMsgs {
-		ch, err := parseNfChain(m.Data)
+		ch, err := parseNfChain(m)
 		if err != nil {
 			return Seen{}, fmt.Errorf("reading the nf_tables chains in %s: %w", ns.Path, err)
 		}
@@ -278,18 +283,12 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	if !seen.Present {
 		return seen, nil
 	}
-	tables, err := s.dump(unix.NFT_MSG_GETTABLE, unix.NFPROTO_INET, nil)
+	flags, _, err := s.tableFlags(unix.NFPROTO_INET, NftTable)
 	if err != nil {
 		return Seen{}, fmt.Errorf("listing nf_tables tables in %s: %w", ns.Path, nftErr(err))
 	}
-	for _, m := range tables {
-		t, err := parseNfTable(m.Data)
-		if err != nil {
-			return Seen{}, fmt.Errorf("reading the nf_tables tables in %s: %w", ns.Path, err)
-		}
-		if t.name == NftTable && t.flags != 0 {
-			problems = append(problems, fmt.Sprintf("table inet %s has flags %#x (dormant: its rules do nothing)", NftTable, t.flags))
-		}
+	if flags != 0 {
+		problems = append(problems, fmt.Sprintf("table inet %s has flags %#x (dormant: its rules do nothing)", NftTable, flags))
 	}
 	ruleMsgs, err := s.dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, mustAttrs([]netlink.Attribute{
 		{Type: unix.NFTA_RULE_TABLE, Data: cstring(NftTable)},
@@ -298,21 +297,13 @@ func (b *Nftables) Inspect(ns netns.Handle) (Seen, error) {
 	if err != nil {
 		return Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", NftTable, ns.Path, nftErr(err))
 	}
-	lines := map[rules.Family][]string{}
-	for i, m := range ruleMsgs {
-		r, err := parseNfRule(m.Data)
-		if err != nil {
-			return Seen{}, fmt.Errorf("reading rule %d of table inet %s in %s: %w", i+1, NftTable, ns.Path, err)
-		}
-		fam, name, ok := nftCommentFamily(r.comment)
-		if !ok {
-			problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (comment %q)", NftTable, r.comment))
-			continue
-		}
-		lines[fam] = append(lines[fam], r.line(name))
+	sums, foreign, err := nftDigests(ruleMsgs)
+	if err != nil {
+		return Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", NftTable, ns.Path, err)
 	}
-	for _, fam := range rules.Families {
-		seen.Rules[fam] = digest(lines[fam])
+	seen.Rules = sums
+	for _, c := range foreign {
+		problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (comment %q)", NftTable, c))
 	}
 	seen.Problem = strings.Join(problems, "; ")
 	return seen, nil

@@ -190,9 +190,10 @@ func (s *nfSock) transact(msgs []nfMsg) ([][]byte, error) {
 	}
 }
 
-// dump sends one dump request and returns the messages of its answer. A
-// dump that a change in the kernel interrupted is asked for again.
-func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([]syscall.NetlinkMessage, error) {
+// dump sends one dump request and returns the payloads (nfgenmsg and
+// attributes) of the messages of its answer. A dump that a change in the
+// kernel interrupted is asked for again.
+func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([][]byte, error) {
 	for try := 0; ; try++ {
 		msgs, intr, err := s.dumpOnce(typ, fam, attrs)
 		if err != nil || !intr {
@@ -204,12 +205,12 @@ func (s *nfSock) dump(typ uint16, fam byte, attrs []byte) ([]syscall.NetlinkMess
 	}
 }
 
-func (s *nfSock) dumpOnce(typ uint16, fam byte, attrs []byte) (msgs []syscall.NetlinkMessage, intr bool, err error) {
+func (s *nfSock) dumpOnce(typ uint16, fam byte, attrs []byte) (payloads [][]byte, intr bool, err error) {
 	b, seq := s.appendMsg(nil, nftType(typ), unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, 0, attrs)
 	if err := unix.Sendto(s.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, false, err
 	}
-	var out []syscall.NetlinkMessage
+	var out [][]byte
 	for {
 		replies, err := s.recv(0)
 		if err != nil {
@@ -229,8 +230,7 @@ func (s *nfSock) dumpOnce(typ uint16, fam byte, attrs []byte) (msgs []syscall.Ne
 				}
 			default:
 				// The next read overwrites the buffer the message is in.
-				m.Data = append([]byte(nil), m.Data...)
-				out = append(out, m)
+				out = append(out, append([]byte(nil), m.Data...))
 			}
 		}
 	}
@@ -385,6 +385,25 @@ func parseNfTable(payload []byte) (nfTable, error) {
 		return err
 	})
 	return t, err
+}
+
+// tableFlags dumps the family's tables and returns the flags of the one
+// named; found is false when there is none.
+func (s *nfSock) tableFlags(pf byte, name string) (flags uint32, found bool, err error) {
+	tables, err := s.dump(unix.NFT_MSG_GETTABLE, pf, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, m := range tables {
+		t, err := parseNfTable(m)
+		if err != nil {
+			return 0, false, err
+		}
+		if t.name == name {
+			return t.flags, true, nil
+		}
+	}
+	return 0, false, nil
 }
 
 // nfChain is what a chain dump says of a chain.

@@ -122,11 +122,7 @@ func dumpRules(t *testing.T, s *nfSock, pf byte, table, chain string) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([][]byte, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Data
-	}
-	return out
+	return msgs
 }
 
 func withSock(t *testing.T, h netns.Handle, fn func(s *nfSock)) {
@@ -250,21 +246,7 @@ func TestOutputBeforeNatIsSeen(t *testing.T) {
 	tns.Exec(t, "ip", "link", "set", "t0", "up")
 	srv.Exec(t, "ip", "addr", "add", "198.51.100.2/24", "dev", "t1")
 	srv.Exec(t, "ip", "link", "set", "t1", "up")
-	var ln net.Listener
-	if err := srv.Do(func() (err error) { ln, err = net.Listen("tcp", "198.51.100.2:80"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("server\n"))
-			c.Close()
-		}
-	}()
+	srv.Answer(t, "198.51.100.2:80", "server\n")
 	answer := func(addr string) string {
 		var got string
 		tns.Do(func() error {

@@ -5,6 +5,7 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"runtime"
 	"testing"
@@ -100,4 +101,25 @@ func (n *Netns) Exec(t testing.TB, args ...string) string {
 		t.Fatalf("testnet: in netns %s: %v", n.Name, err)
 	}
 	return out
+}
+
+// Answer listens on the TCP address addr inside the namespace and writes
+// reply to every connection before closing it, until the test ends.
+func (n *Netns) Answer(t testing.TB, addr, reply string) {
+	t.Helper()
+	var ln net.Listener
+	if err := n.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("testnet: listening on %s in %s: %v", addr, n.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte(reply))
+			c.Close()
+		}
+	}()
 }
