@@ -119,9 +119,16 @@ type Error struct {
 	Key   string
 	Value string
 	Msg   string
+
+	// missing: File does not exist. Said without the system's "no such
+	// file or directory", which podman takes for a missing hook binary.
+	missing bool
 }
 
 func (e *Error) Error() string {
+	if e.missing {
+		return fmt.Sprintf("config file %s does not exist (a file named by --config or $%s must exist; only the default %s may be absent)", e.File, EnvVar, DefaultPath)
+	}
 	where := "config"
 	if e.File != "" {
 		where += " " + e.File
@@ -137,6 +144,9 @@ func (e *Error) Error() string {
 	}
 	return fmt.Sprintf("%s: %s: %q %s", where, e.Key, e.Value, e.Msg)
 }
+
+// Is makes a missing file's error os.ErrNotExist, as its cause was.
+func (e *Error) Is(target error) bool { return e.missing && target == os.ErrNotExist }
 
 func errKey(key, value, format string, args ...any) error {
 	return &Error{Key: key, Value: value, Msg: fmt.Sprintf(format, args...)}
@@ -205,6 +215,9 @@ func (s Source) Load() (*Config, error) {
 	if errors.Is(err, os.ErrNotExist) && !s.Explicit {
 		cfg := Default()
 		return cfg, cfg.Validate()
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, &Error{File: path, Msg: "does not exist", missing: true}
 	}
 	if err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot be read: %v", fserr.Cause(err))}

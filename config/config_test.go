@@ -154,8 +154,13 @@ func TestLoadResolution(t *testing.T) {
 		t.Errorf("the environment must be used without --config: %+v, %v", cfg, err)
 	}
 
-	// A file named explicitly must exist.
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+	// A file named explicitly must exist. The message says so without the
+	// system's "no such file or directory", which podman reads as a missing
+	// hook binary (exit 127, "a command that was not found").
+	missing := filepath.Join(dir, "missing.yaml")
+	_, err = Load(missing)
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "config file "+missing+" does not exist (") || strings.Contains(err.Error(), "no such file") || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing --config file: got %v", err)
 	}
 	t.Setenv(EnvVar, filepath.Join(dir, "missing-env.yaml"))

@@ -22,9 +22,9 @@ func TestMonitorStatusUsage(t *testing.T) {
 	}{
 		{[]string{"monitor", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"monitor", "--no-such-flag"}, 2, "flag provided but not defined"},
-		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "config file /nonexistent/config.yaml does not exist"},
 		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container at most"},
-		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "config file /nonexistent/config.yaml does not exist"},
 	} {
 		code, stdout, stderr := runCLI(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) || stdout != "" {
