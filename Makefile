@@ -17,7 +17,18 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 build: $(BINS)
 
-SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+# The version is linked into every binary, so it is one of their sources: a
+# stamp rewritten only when it changes (a commit, a dirty tree) rebuilds them,
+# where the Go files alone left the old commit in `--version`.
+VERSION_STAMP := bin/.version
+SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum $(VERSION_STAMP)
+
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 $(BIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook
