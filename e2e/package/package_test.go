@@ -249,6 +249,15 @@ func TestDebInFreshDebian(t *testing.T) {
 	if !strings.Contains(out, "bypass-hook check") {
 		t.Errorf("the postinst did not tell the next step:\n%s", out)
 	}
+	// With proxies named, the package fences every podman and CRI-O
+	// container: the postinst says so, and how to start with a few.
+	for _, want := range []string{"EVERY podman and CRI-O container", "`selection: all`", "`selection: annotated`",
+		"bypass-hook install hooks-dir", "bypass-hook.io/enabled=true",
+		"bypass-hook: /etc/bypass-hook/config.yaml (the default path): valid; no proxies: it fences nothing"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the postinst does not say %q:\n%s", want, out)
+		}
+	}
 	example, err := os.ReadFile(filepath.Join(repo, "install/config.example.yaml"))
 	if err != nil {
 		t.Fatal(err)
