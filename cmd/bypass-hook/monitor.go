@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os/signal"
@@ -122,7 +123,11 @@ func serveUntilSignal(m *monitor.Monitor, cfg *config.Config, addr string, log *
 	if addr != "" {
 		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr)
 		if err != nil {
-			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = ` (another process serves there: name another with --metrics-addr ADDR, or none with --metrics-addr "")`
+			}
+			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v%s\n", err, hint)
 			return 1
 		}
 		fields["metrics"] = bound.String()

@@ -4,10 +4,13 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
 // The monitor and status commands' argument handling and exit codes; the
@@ -71,5 +74,21 @@ func TestStatusUnreadableUnfencedList(t *testing.T) {
 	code, out, errb := runCLI(t, "", "status", "--config", cfg)
 	if code != 1 || !strings.Contains(errb, "is corrupt") || !strings.Contains(errb, "unknown") {
 		t.Errorf("status with a corrupt unfenced list: exit %d, stdout %q, stderr %q; want exit 1 and the error", code, out, errb)
+	}
+}
+
+// A metrics address another process serves on (another monitor, the
+// default's) stops the monitor with what to do about it.
+func TestMonitorMetricsAddrInUse(t *testing.T) {
+	testnet.RequireRoot(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nlog: {target: nflog}")
+	code, _, errb := runCLI(t, "", "monitor", "--config", cfg, "--metrics-addr", ln.Addr().String())
+	if code != 1 || !strings.Contains(errb, "address already in use") || !strings.Contains(errb, `--metrics-addr ""`) {
+		t.Errorf("exit %d: %s", code, errb)
 	}
 }
