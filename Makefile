@@ -127,6 +127,10 @@ install: build
 		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
+	@echo "With selection: all (the default), once proxies are named in $(SYSCONFDIR)/bypass-hook/config.yaml"
+	@echo "EVERY podman and CRI-O container is fenced at its next start. To fence only containers annotated"
+	@echo "bypass-hook.io/enabled=true, set selection: annotated first, then run: bypass-hook install hooks-dir"
+	@echo "Then: bypass-hook config validate, and bypass-hook check"
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root
 # also the runc end to end per log target, backend and mode, the churn of

@@ -65,3 +65,29 @@ func TestVersionFollowsCommits(t *testing.T) {
 		t.Errorf("make after a commit left the version at %q", second)
 	}
 }
+
+// `make install` says what the package's postinst says: with the default
+// selection: all, naming the proxies fences every podman and CRI-O
+// container, and how to begin with annotated ones instead.
+func TestMakeInstallSaysWhatItFences(t *testing.T) {
+	for _, tool := range []string{"make", "go"} {
+		if _, err := testnet.Tool(tool); err != nil {
+			if os.Getenv("BYPASS_HOOK_E2E_REQUIRE") == "1" {
+				t.Fatal(err)
+			}
+			t.Skipf("skipping: %v", err)
+		}
+	}
+	dest := t.TempDir()
+	cmd := exec.Command("make", "-C", repo, "--no-print-directory", "install", "DESTDIR="+dest)
+	cmd.Env = append(os.Environ(), "BYPASS_HOOK_CONFIG=")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make install DESTDIR=%s: %v\n%s", dest, err, out)
+	}
+	for _, want := range []string{"EVERY podman and CRI-O container", "selection: all", "selection: annotated", "bypass-hook install hooks-dir"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make install does not say %q:\n%s", want, out)
+		}
+	}
+}
