@@ -40,3 +40,20 @@ func TestDocsNameTheRegisteredHook(t *testing.T) {
 		t.Errorf("no doc names the registered hook `%s`", registered)
 	}
 }
+
+// The chart's NOTES.txt sends the reader to the doc that holds the fail-open
+// choices (which way closes what), not to one that does not.
+func TestChartNotesPointToFailOpen(t *testing.T) {
+	notes, err := os.ReadFile("../deploy/helm/bypass-hook/templates/NOTES.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(docs/[a-z-]+\.md) says what each way closes`).FindSubmatch(notes)
+	if m == nil {
+		t.Fatalf("NOTES.txt names no doc for the fail-open choices:\n%s", notes)
+	}
+	doc, err := os.ReadFile(filepath.Join("..", string(m[1])))
+	if err != nil || !strings.Contains(string(doc), "(fail open)") {
+		t.Errorf("NOTES.txt points to %s for the fail-open choices, which has no table of them (%v)", m[1], err)
+	}
+}
