@@ -21,6 +21,7 @@ type runtimeFlags struct {
 	remove      bool
 	makeDefault bool
 	file        string // daemon.json or containerd's config.toml
+	selection   string // the config's, once read
 }
 
 func (f *runtimeFlags) common(fs *flag.FlagSet, what string) {
@@ -107,10 +108,11 @@ func withoutArgs(name string, run func(cli.IO) int) func(cli.IO, []string) int {
 // registration is the wrapper as the engine will run it, checked: the
 // config as the hook would load it, the wrapper and the hook beside it.
 func (f *runtimeFlags) registration() (install.RuntimeRegistration, error) {
-	cfgPath, _, err := install.ResolveConfig("", f.g.config)
+	cfgPath, cfg, err := install.ResolveConfig("", f.g.config)
 	if err != nil {
 		return install.RuntimeRegistration{}, err
 	}
+	f.selection = cfg.Selection
 	r := install.RuntimeRegistration{Binary: f.binary, Config: cfgPath, Runtime: f.runtime}
 	if r.Binary == "" {
 		if r.Binary, err = install.DefaultRuntimeBinary(); err != nil {
@@ -166,7 +168,11 @@ func (f *runtimeFlags) docker(o cli.IO) int {
 	} else {
 		fmt.Fprintf(o.Stdout, "a container goes through it with: docker run --runtime %s ... (or --default for every container)\n", install.RuntimeName)
 	}
-	fmt.Fprintf(o.Stdout, "where the config has selection: annotated, a container opts in with: -e %s=true\n", config.EnvEnabled)
+	if f.selection == config.SelectAnnotated {
+		fmt.Fprintf(o.Stdout, "the config has selection: annotated: a container opts in with -e %s=true\n", config.EnvEnabled)
+	} else {
+		fmt.Fprintf(o.Stdout, "the config has selection: %s: every container run through it is fenced\n", f.selection)
+	}
 	return 0
 }
 
