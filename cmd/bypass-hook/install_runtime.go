@@ -227,4 +227,3 @@ func (f *runtimeFlags) containerd(o cli.IO) int {
 	}
 	return 0
 }
-
