@@ -92,10 +92,17 @@ func WriteContainerdRuntime(path string, r RuntimeRegistration) (ContainerdResul
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s\n[%s]\n  runtime_type = \"io.containerd.runc.v2\"\n  pod_annotations = %s\n", containerdBegin, table, tomlList(PodAnnotations))
 	fmt.Fprintf(&b, "[%s.options]\n  BinaryName = %s\n", table, strconv.Quote(r.Binary))
-	// The wrapper's containers get the cgroup driver runc's get.
-	if v, ok := lookup(doc, append(key, "containerd", "runtimes", "runc", "options", "SystemdCgroup")); ok {
+	// The wrapper's containers run as runc's do: the same cgroup driver
+	// and the same state directory.
+	runcOptions := append(key, "containerd", "runtimes", "runc", "options")
+	if v, ok := lookup(doc, append(runcOptions, "SystemdCgroup")); ok {
 		if on, isBool := v.(bool); isBool {
 			fmt.Fprintf(&b, "  SystemdCgroup = %t\n", on)
+		}
+	}
+	if v, ok := lookup(doc, append(runcOptions, "Root")); ok {
+		if root, isString := v.(string); isString && root != "" {
+			fmt.Fprintf(&b, "  Root = %s\n", strconv.Quote(root))
 		}
 	}
 	b.WriteString(containerdEnd + "\n")

@@ -105,7 +105,7 @@ func TestContainerdRuntime(t *testing.T) {
 		systemd           bool
 		errHas            string
 	}{
-		{name: "version 2 with runc's options", orig: "# the operator's comment\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n",
+		{name: "version 2 with runc's options", orig: "# the operator's comment\nversion = 2\n\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n  Root = \"/run/r\"\n",
 			table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`, systemd: true},
 		{name: "version 1 (containerd 1.6's default)", orig: "root = \"/var/lib/containerd\"\n", table: "plugins.cri.containerd.runtimes.bypass-hook"},
 		{name: "no file", orig: "", table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`},
@@ -146,7 +146,7 @@ func TestContainerdRuntime(t *testing.T) {
 			}
 			m := rt.(map[string]any)
 			opts := m["options"].(map[string]any)
-			if m["runtime_type"] != "io.containerd.runc.v2" || opts["BinaryName"] != bin || (opts["SystemdCgroup"] == true) != tc.systemd {
+			if m["runtime_type"] != "io.containerd.runc.v2" || opts["BinaryName"] != bin || (opts["SystemdCgroup"] == true) != tc.systemd || (opts["Root"] == "/run/r") != tc.systemd {
 				t.Errorf("entry %v", m)
 			}
 			if pa, _ := m["pod_annotations"].([]any); len(pa) == 0 || pa[0] != "bypass-hook.io/*" {
