@@ -139,20 +139,25 @@ func RemoveContainerdRuntime(path string) (ContainerdResult, error) {
 	return writeWithBackup(path, orig, true, out, ContainerdResult{})
 }
 
-// ContainerdRuntimeRegistered reports whether the containerd config at path
-// has bypass-hook's runtime entry.
-func ContainerdRuntimeRegistered(path string) (bool, error) {
+// ContainerdRuntime returns the BinaryName of the runtime bypass-hook in
+// the containerd config at path, and whether there is one.
+func ContainerdRuntime(path string) (binary string, ok bool, err error) {
 	data, exists, err := readOptional(path)
 	if err != nil || !exists {
-		return false, err
+		return "", false, err
 	}
 	doc, err := decodeTOML(path, data)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	version, _ := doc["version"].(int64)
-	_, ok := lookup(doc, append(criKey(version), "containerd", "runtimes", RuntimeName))
-	return ok, nil
+	rt := append(criKey(version), "containerd", "runtimes", RuntimeName)
+	if _, ok := lookup(doc, rt); !ok {
+		return "", false, nil
+	}
+	v, _ := lookup(doc, append(rt, "options", "BinaryName"))
+	binary, _ = v.(string)
+	return binary, true, nil
 }
 
 func criKey(version int64) []string {

@@ -129,21 +129,26 @@ func DockerDefaultRuntime(path string) bool {
 	return json.Unmarshal(data, &top) == nil && top.Default == RuntimeName
 }
 
-// DockerRuntimeRegistered reports whether the daemon.json at path has the
-// wrapper among its runtimes.
-func DockerRuntimeRegistered(path string) (bool, error) {
+// DockerRuntime returns the binary of the wrapper's entry in the
+// daemon.json at path, and whether there is one.
+func DockerRuntime(path string) (binary string, ok bool, err error) {
 	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", false, nil
+	}
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	var top struct {
-		Runtimes map[string]json.RawMessage `json:"runtimes"`
+		Runtimes map[string]struct {
+			Path string `json:"path"`
+		} `json:"runtimes"`
 	}
 	if err := json.Unmarshal(data, &top); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
+		return "", false, fmt.Errorf("%s: %w", path, err)
 	}
-	_, ok := top.Runtimes[RuntimeName]
-	return ok, nil
+	rt, ok := top.Runtimes[RuntimeName]
+	return rt.Path, ok, nil
 }
 
 func editDaemonJSON(path string, edit func(top, runtimes map[string]json.RawMessage) error) (DockerResult, error) {

@@ -50,7 +50,7 @@ func TestDockerRuntime(t *testing.T) {
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want the file's 0600 kept", st.Mode().Perm())
 	}
-	if ok, _ := DockerRuntimeRegistered(path); !ok || !DockerDefaultRuntime(path) {
+	if b, ok, _ := DockerRuntime(path); !ok || b != bin || !DockerDefaultRuntime(path) {
 		t.Error("not seen as registered and default")
 	}
 
@@ -152,7 +152,7 @@ func TestContainerdRuntime(t *testing.T) {
 			if pa, _ := m["pod_annotations"].([]any); len(pa) == 0 || pa[0] != "bypass-hook.io/*" {
 				t.Errorf("pod_annotations %v", m["pod_annotations"])
 			}
-			if ok, _ := ContainerdRuntimeRegistered(path); !ok {
+			if b, ok, _ := ContainerdRuntime(path); !ok || b != bin {
 				t.Error("not seen as registered")
 			}
 			if res, err := WriteContainerdRuntime(path, RuntimeRegistration{Binary: bin}); err != nil || res.Changed {
