@@ -82,9 +82,9 @@ clean:
 # hook binary's package initialisation. Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: $(HOOKBIN)
+bench: $(HOOKBIN) $(RUNTIMEBIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
-	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
+	$(GO) run ./bench -hook $(HOOKBIN) -runtime $(RUNTIMEBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
 
 # `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
