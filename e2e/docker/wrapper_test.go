@@ -246,3 +246,56 @@ func TestDocker20WrapperSelectionAll(t *testing.T) {
 	e.d.must("rm", "--force", id)
 	e.expectOwners(t, "after docker rm --force")
 }
+
+// Under a Docker that reads CDI (the private Engine 29 line), the runtime
+// wrapper with BYPASS_HOOK_ENABLED=true gives what the CDI device gives:
+// fenced alike, with the same policy; a container with both gets the hook
+// once (the wrapper leaves the CDI device's hook alone).
+func TestDockerWrapperSameAsCDI(t *testing.T) {
+	bin := requireDeps(t)
+	e := setupWrapper(t, cacheEngine(bin), config.SelectAnnotated, "--runtime", filepath.Join(bin, "runc"))
+	cmd := exec.Command(hookBin, "install", "cdi", e.d.cdiDir, "--binary", testnet.OCIHook(hookBin), "--config", e.cfgPath)
+	cmd.Env = []string{}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("install cdi: %v\n%s", err, out)
+	}
+	t.Logf("engine: Docker %s", e.d.must("version", "--format", "{{.Server.Version}}"))
+
+	viaCDI := e.run(t, config.DeviceDefault)
+	viaWrapper := e.mustRunWrapped(t, config.EnvEnabled+"=true")
+	both := e.d.must("run", "--detach", "--network", "none", "--runtime", "bypass-hook", "--env", config.EnvEnabled+"=true",
+		"--device", config.CDIKind+"="+config.DeviceDefault, image, "sleep", "1000")
+	for _, id := range []string{viaCDI, viaWrapper, both} {
+		e.expectFenced(t, id, e.plug(t, id))
+	}
+	e.expectOwners(t, "three containers, by CDI, by the wrapper and by both", viaCDI, viaWrapper, both)
+
+	store, err := records.Open(e.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := store.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	digests := map[string]string{}
+	for _, r := range recs {
+		for _, o := range r.Owners {
+			digests[o.ID] = r.Digest + " " + r.Backend
+		}
+	}
+	if digests[viaCDI] == "" || digests[viaCDI] != digests[viaWrapper] || digests[viaCDI] != digests[both] {
+		t.Errorf("the fences differ: CDI %q, wrapper %q, both %q", digests[viaCDI], digests[viaWrapper], digests[both])
+	}
+	creates := 0
+	for _, line := range strings.Split(e.log(), "\n") {
+		if strings.Contains(line, both) && strings.Contains(line, `"stage":"create"`) && strings.Contains(line, `"exit"`) {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Errorf("the hook's create ran %d times for the container with both the device and the wrapper, want 1:\n%s", creates, e.log())
+	}
+	e.d.must("rm", "--force", viaCDI, viaWrapper, both)
+	e.expectOwners(t, "after docker rm --force")
+}
