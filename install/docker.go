@@ -71,6 +71,9 @@ func DefaultRuntimeBinary() (string, error) {
 type DockerResult struct {
 	Changed bool
 	Backup  string // where the file as it was is kept; "" when there was none
+	// ReplacedDefault is the default-runtime that --default replaced
+	// (another wrapper's, such as nvidia's): --remove does not bring it back.
+	ReplacedDefault string
 }
 
 // WriteDockerRuntime adds the runtime wrapper to the daemon.json at path as
@@ -86,17 +89,24 @@ func WriteDockerRuntime(path string, r RuntimeRegistration, makeDefault bool) (D
 	if args := r.Args(); len(args) > 0 {
 		entry["runtimeArgs"] = args
 	}
-	return editDaemonJSON(path, func(top map[string]json.RawMessage, runtimes map[string]json.RawMessage) error {
+	replaced := ""
+	res, err := editDaemonJSON(path, func(top map[string]json.RawMessage, runtimes map[string]json.RawMessage) error {
 		b, err := json.Marshal(entry)
 		if err != nil {
 			return err
 		}
 		runtimes[RuntimeName] = b
 		if makeDefault {
+			var old string
+			if json.Unmarshal(top["default-runtime"], &old) == nil && old != "" && old != "runc" && old != RuntimeName {
+				replaced = old
+			}
 			top["default-runtime"], _ = json.Marshal(RuntimeName)
 		}
 		return nil
 	})
+	res.ReplacedDefault = replaced
+	return res, err
 }
 
 // RemoveDockerRuntime takes the runtime wrapper out of the daemon.json at

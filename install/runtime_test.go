@@ -24,12 +24,12 @@ func wrapperBinary(t *testing.T) string {
 func TestDockerRuntime(t *testing.T) {
 	bin := wrapperBinary(t)
 	path := filepath.Join(t.TempDir(), "daemon.json")
-	const orig = `{"log-driver": "journald", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}, "default-runtime": "runc", "x-future": {"a": [1, 2]}}`
+	const orig = `{"log-driver": "journald", "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}, "default-runtime": "nvidia", "x-future": {"a": [1, 2]}}`
 	os.WriteFile(path, []byte(orig), 0o600)
 
 	res, err := WriteDockerRuntime(path, RuntimeRegistration{Binary: bin, Config: "/etc/bh/c.yaml"}, true)
-	if err != nil || !res.Changed {
-		t.Fatalf("%+v %v", res, err)
+	if err != nil || !res.Changed || res.ReplacedDefault != "nvidia" {
+		t.Fatalf("%+v %v, want the replaced default nvidia said", res, err)
 	}
 	if b, _ := os.ReadFile(res.Backup); string(b) != orig {
 		t.Errorf("backup %s holds %q, want the file as it was", res.Backup, b)

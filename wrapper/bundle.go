@@ -3,6 +3,7 @@
 package wrapper
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -150,7 +151,7 @@ func addHooks(data []byte, annotations map[string]string, h Hooks) ([]byte, bool
 		}
 	}
 	if len(annotations) > 0 && !maps.Equal(have, annotations) {
-		b, err := json.Marshal(annotations)
+		b, err := marshal(annotations)
 		if err != nil {
 			return nil, false, err
 		}
@@ -181,11 +182,11 @@ func addHooks(data []byte, annotations map[string]string, h Hooks) ([]byte, bool
 		if present {
 			continue
 		}
-		b, err := json.Marshal(h.entry(stage.sub))
+		b, err := marshal(h.entry(stage.sub))
 		if err != nil {
 			return nil, false, err
 		}
-		if hooks[stage.key], err = json.Marshal(append(entries, b)); err != nil {
+		if hooks[stage.key], err = marshal(append(entries, b)); err != nil {
 			return nil, false, err
 		}
 		changed = true
@@ -193,13 +194,25 @@ func addHooks(data []byte, annotations map[string]string, h Hooks) ([]byte, bool
 	if !changed {
 		return data, false, nil
 	}
-	b, err := json.Marshal(hooks)
+	b, err := marshal(hooks)
 	if err != nil {
 		return nil, false, err
 	}
 	top["hooks"] = b
-	out, err := json.Marshal(top)
+	out, err := marshal(top)
 	return out, true, err
+}
+
+// marshal is json.Marshal without the escaping of <, > and & meant for
+// HTML: a spec's strings are written back as they were.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // isHook tells whether a hook at path runs bypass-hook: binary itself, or

@@ -162,6 +162,10 @@ func (f *runtimeFlags) docker(o cli.IO) int {
 		}
 		fmt.Fprintf(o.Stdout, "wrote the runtime %s (%s) into %s%s\n", install.RuntimeName, r.Binary, f.file, backup)
 	}
+	if res.ReplacedDefault != "" {
+		fmt.Fprintf(o.Stderr, "bypass-hook install docker-runtime: WARNING: the default runtime was %s, and is now %s: containers that relied on %s as the default now need --runtime %s; to keep both, leave out --default, or chain them: --runtime with %s's binary makes the wrapper run it instead of runc\n",
+			res.ReplacedDefault, install.RuntimeName, res.ReplacedDefault, res.ReplacedDefault, res.ReplacedDefault)
+	}
 	fmt.Fprintf(o.Stdout, "reload Docker to apply: sudo systemctl reload docker (or kill -HUP the dockerd process)\n")
 	if f.makeDefault || install.DockerDefaultRuntime(f.file) {
 		fmt.Fprintf(o.Stdout, "it is the default runtime: every new container goes through it\n")
