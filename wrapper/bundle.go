@@ -215,12 +215,18 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// isHook tells whether a hook at path runs bypass-hook: binary itself, or
-// a file named as bypass-hook's hook or CLI (a registration through CDI or
-// a bundle edit made before the wrapper's): the hook runs once per stage.
+// isHook tells whether a hook at path is the hook the wrapper would add:
+// binary itself or the same file (a CDI device's hook, an earlier create of
+// the same bundle). A file of the same name elsewhere is not taken for it:
+// whatever put it there, the container still gets the hook the wrapper's
+// config stands behind (two fences of one policy join; nothing is lost).
 func isHook(path, binary string) bool {
-	base := filepath.Base(path)
-	return path == binary || base == "bypass-hook-oci" || base == "bypass-hook"
+	if path == binary {
+		return true
+	}
+	a, errA := os.Stat(path)
+	b, errB := os.Stat(binary)
+	return errA == nil && errB == nil && os.SameFile(a, b)
 }
 
 // writeAtomic replaces path with data so that a reader, or a runtime after

@@ -170,7 +170,8 @@ func TestPrepareOnce(t *testing.T) {
 	var top map[string]any
 	json.Unmarshal(b, &top)
 	top["hooks"] = map[string]any{
-		"createRuntime": []map[string]any{{"path": "/usr/local/bin/other"}, {"path": "/opt/bh/bypass-hook-oci", "args": []string{"bypass-hook-oci", "--cdi-device", "default", "create"}}},
+		"createRuntime": []map[string]any{{"path": "/usr/local/bin/other"}, {"path": testHooks.Binary, "args": []string{"bypass-hook-oci", "--cdi-device", "default", "create"}}},
+		"poststop":      []map[string]any{{"path": "/opt/elsewhere/bypass-hook-oci", "args": []string{"bypass-hook-oci", "poststop"}}},
 	}
 	b, _ = json.Marshal(top)
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600)
@@ -182,8 +183,8 @@ func TestPrepareOnce(t *testing.T) {
 	if n := len(w.Hooks["createRuntime"]); n != 2 {
 		t.Errorf("createRuntime has %d hooks, want the two there (another's and bypass-hook's)", n)
 	}
-	if n := len(w.Hooks["poststop"]); n != 1 {
-		t.Errorf("poststop has %d hooks, want ours added", n)
+	if n := len(w.Hooks["poststop"]); n != 2 {
+		t.Errorf("poststop has %d hooks, want ours added beside one of the same name elsewhere", n)
 	}
 	if st, _ := os.Stat(filepath.Join(dir, "config.json")); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want the file's own 0600 kept", st.Mode().Perm())
