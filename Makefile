@@ -8,8 +8,11 @@ BIN     := bin/bypass-hook
 # The hook that runtimes run for every container: the stages alone, so that
 # a container's start pays for little more than a Go program's start.
 HOOKBIN := bin/bypass-hook-oci
+# The runtime wrapper for engines that register no hook otherwise (Docker
+# before 25, containerd 1.6): as lean as the hook, for the same reason.
+RUNTIMEBIN := bin/bypass-hook-runtime
 # Every binary `make build` makes; `make package` ships each of them.
-BINS    := $(BIN) $(HOOKBIN)
+BINS    := $(BIN) $(HOOKBIN) $(RUNTIMEBIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -36,18 +39,22 @@ $(BIN): $(SOURCES)
 $(HOOKBIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-oci
 
+$(RUNTIMEBIN): $(SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-runtime
+
 vet:
 	$(GO) vet ./...
 
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./wrapper/ ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
+	$(GO) test -run '^$$' -fuzz '^FuzzAddHooks$$' -fuzztime 15s ./wrapper/
 
 # The containerd 2.2 end to end needs binaries built from the Go module
 # proxy; they are cached outside the checkout (E2E_CACHE) and reused.
@@ -87,9 +94,9 @@ clean:
 # hook binary's package initialisation. Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: $(HOOKBIN)
+bench: $(HOOKBIN) $(RUNTIMEBIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
-	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
+	$(GO) run ./bench -hook $(HOOKBIN) -runtime $(RUNTIMEBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
 
 # `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
@@ -109,6 +116,7 @@ HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/byp
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook
 	install -D -m 0755 $(HOOKBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-oci
+	install -D -m 0755 $(RUNTIMEBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-runtime
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml" ]; then \
 		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	else \

@@ -86,6 +86,7 @@ func main() {
 	pool := flag.Int("namespaces", 10, "namespaces the rounds cycle through")
 	burstSize := flag.Int("burst", 50, "parallel creates in a burst, each in a namespace of its own")
 	bursts := flag.Int("bursts", 3, "bursts per variant")
+	flag.StringVar(&runtimeBin, "runtime", "", "the runtime wrapper to time against runc (bin/bypass-hook-runtime); empty: not timed")
 	env := flag.String("hookenv", "", "comma-separated VAR=value for the hook processes, to try runtime settings (runtimes give hooks an empty environment)")
 	flag.Parse()
 	if *env != "" {
@@ -122,6 +123,9 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 	if err != nil {
 		return err
 	}
+	if err := rg.addWrapper(dir, runtimeBin, hookBin); err != nil {
+		return err
+	}
 
 	nss, stop, err := startNamespaces(max(poolSize, burstSize))
 	defer stop()
@@ -148,7 +152,7 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 	r := &report{
 		variants: rg.variants, results: rg.results, floors: rg.floors, minimalBursts: minimalBursts,
 		n: n, burstSize: burstSize, hookBin: hookBin, minimalBin: minimalBin,
-		trace: trace, minimalTrace: minTrace,
+		trace: trace, minimalTrace: minTrace, wrapper: rg.wrapper,
 	}
 	r.print(os.Stdout)
 	return nil
@@ -165,6 +169,7 @@ type rig struct {
 	poolSize   int // the rounds cycle through nss[:poolSize]
 	results    map[string]*result
 	floors     []*floor
+	wrapper    *wrapperBench // nil when not timed
 }
 
 // newRig writes in dir the config of every variant, a bundle, and the
@@ -246,6 +251,7 @@ func (rg *rig) steps() []step {
 			return err
 		},
 	}
+	steps = append(steps, rg.wrapperSteps()...)
 	for _, v := range rg.variants {
 		steps = append(steps, func(round int) error {
 			ns := rg.nss[max(round, 0)%rg.poolSize]
@@ -595,6 +601,7 @@ type report struct {
 	minimalBin    string
 	trace         inittrace
 	minimalTrace  inittrace
+	wrapper       *wrapperBench
 }
 
 // stats are the figures of one row.
@@ -648,6 +655,7 @@ func (r *report) print(w io.Writer) {
 	perRule := r.variantStats("per-rule").median
 	r.printTable(w, m, perRule)
 	r.printTargets(w, m, perRule)
+	r.wrapper.print(w, m.median)
 	r.printInitTrace(w)
 }
 

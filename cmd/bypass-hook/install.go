@@ -51,6 +51,8 @@ func installCommand(g *globals) *cli.Command {
 			f.hooksDirCommand(),
 			f.cdiCommand(),
 			f.bundleCommand(),
+			dockerRuntimeCommand(g),
+			containerdRuntimeCommand(g),
 			f.binaryCommand(),
 			f.configCommand(),
 			f.stateDirCommand(),

@@ -265,6 +265,12 @@ func TestDebInFreshDebian(t *testing.T) {
 	if got := r.read(cfgFile); !bytes.Equal(got, example) {
 		t.Errorf("%s is not install/config.example.yaml:\n%s", cfgFile, got)
 	}
+	// Every binary `make build` makes: the CLI, the hook, the runtime wrapper.
+	for _, b := range []string{"usr/bin/bypass-hook", "usr/bin/bypass-hook-oci", "usr/bin/bypass-hook-runtime"} {
+		if !r.exists(b) {
+			t.Errorf("the package did not install %s", b)
+		}
+	}
 	conffiles := r.read("var/lib/dpkg/info/bypass-hook.conffiles")
 	for _, c := range []string{"/" + cfgFile, "/etc/logrotate.d/bypass-hook"} {
 		if !slices.Contains(strings.Fields(string(conffiles)), c) {
@@ -346,7 +352,7 @@ func TestDebInFreshDebian(t *testing.T) {
 	// and the log stay (Debian policy), and so does nothing that points at
 	// the binary that is gone.
 	r.mustRun("apt-get remove -y bypass-hook")
-	for _, gone := range []string{"usr/bin/bypass-hook", hooksFile, cdiFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
+	for _, gone := range []string{"usr/bin/bypass-hook", "usr/bin/bypass-hook-runtime", hooksFile, cdiFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
 		"etc/systemd/system/multi-user.target.wants/" + units[0], "etc/systemd/system/multi-user.target.wants/" + units[1]} {
 		if r.exists(gone) {
 			t.Errorf("after remove, %s is still there", gone)

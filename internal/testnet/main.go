@@ -11,11 +11,13 @@ import (
 )
 
 // HookPackage is the bypass-hook command (the CLI), built for tests that run
-// it; OCIHookPackage is bypass-hook-oci, the hook that runtimes run, built
-// beside it, where the CLI's registrations find it by default.
+// it; OCIHookPackage is bypass-hook-oci, the hook that runtimes run, and
+// RuntimePackage bypass-hook-runtime, the runtime wrapper, built beside it,
+// where the CLI's registrations find them by default.
 const (
 	HookPackage    = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook"
 	OCIHookPackage = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook-oci"
+	RuntimePackage = "github.com/bypass-hook/bypass-hook/cmd/bypass-hook-runtime"
 )
 
 // OCIHook is the path of bypass-hook-oci built beside the CLI at hookBin.
@@ -47,10 +49,10 @@ func Main(m *testing.M, hookBin *string) int {
 		}
 		*hookBin = filepath.Join(dir, "bypass-hook")
 		// As `make build` builds them: static, so any runtime can run them.
-		cmd := exec.Command("go", "build", "-trimpath", "-o", dir, HookPackage, OCIHookPackage)
+		cmd := exec.Command("go", "build", "-trimpath", "-o", dir, HookPackage, OCIHookPackage, RuntimePackage)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "testnet: building bypass-hook and bypass-hook-oci: %v\n%s", err, out)
+			fmt.Fprintf(os.Stderr, "testnet: building bypass-hook, bypass-hook-oci and bypass-hook-runtime: %v\n%s", err, out)
 			return 1
 		}
 	}
