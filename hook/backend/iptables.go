@@ -35,10 +35,8 @@ const LockBudget = 6 * time.Second
 // empty PATH, and the container's root filesystem must never be used.
 var binDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bin"}
 
-// Iptables is the iptables backend. A fresh fence on iptables-nft 1.8.9 is
-// written over netlink as its tools would write it (iptables_nftnl.go);
-// otherwise it is one iptables-restore batch per family, through the host's
-// binaries, run inside the container's namespace.
+// Iptables is the iptables backend: one iptables-restore batch per family,
+// through the host's binaries, run inside the container's namespace.
 type Iptables struct {
 	Dir string // where iptables, ip6tables and their -restore and -save tools are
 	// Wait fixes each tool's wait for the xtables lock, in seconds; 0 means
@@ -153,9 +151,6 @@ func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 // already there; only then do we look at what is there and replace it.
 func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	b.read = nil
-	if done, err := b.installNftnl(ns, rs); done { // iptables_nftnl.go
-		return err
-	}
 	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {

@@ -23,12 +23,16 @@ type xtSeen struct {
 	sum      string   // the digest of our chain's rules
 }
 
+// xtTable is the table of each family where iptables-nft keeps the filter
+// table's chains.
+const xtTable = "filter"
+
 // inspectXt reads the fence of fam ("filter" table, chains OUTPUT and ours)
 // from nf_tables: four dumps on s.
 func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 	var seen xtSeen
 	pf := byte(tableFamily(fam))
-	flags, found, err := s.tableFlags(pf, nftnlTable)
+	flags, found, err := s.tableFlags(pf, xtTable)
 	if err != nil || !found {
 		return seen, err
 	}
@@ -43,7 +47,7 @@ func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 			return seen, err
 		}
 		switch {
-		case ch.table != nftnlTable:
+		case ch.table != xtTable:
 		case ch.name == Chain:
 			seen.found = true
 		case ch.name == "OUTPUT":
@@ -92,7 +96,7 @@ func inspectXt(s *nfSock, fam rules.Family) (xtSeen, error) {
 // xtChainRules dumps the rules of one chain of the family's filter table.
 func xtChainRules(s *nfSock, pf byte, chain string) ([]nfRule, error) {
 	msgs, err := s.dump(unix.NFT_MSG_GETRULE, pf, mustAttrs([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: cstring(nftnlTable)},
+		{Type: unix.NFTA_RULE_TABLE, Data: cstring(xtTable)},
 		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)},
 	}))
 	if err != nil {

@@ -121,9 +121,8 @@ func legacyTools(t *testing.T) string {
 }
 
 // The create path runs one iptables-restore per family and nothing else:
-// never a tool per rule, never `iptables --version`; where the tools are
-// iptables-nft 1.8.9, a fresh install runs none (iptables_nftnl.go), and
-// the legacy tools still take one batch per family. Where the tools are the
+// never a tool per rule, never `iptables --version`, for the nf_tables
+// variant and the legacy tools alike. Where the tools are the
 // nf_tables variant, reading the counters and removing the fence run no tool
 // at all (netlink, one transaction) and leave no empty filter table behind;
 // the legacy tools take one tool per family for each.
@@ -154,15 +153,7 @@ func TestIptablesExecs(t *testing.T) {
 					t.Errorf("%s ran %d tools; want %d", what, got, want)
 				}
 			}
-			// Where the tools are iptables-nft 1.8.9, the fresh install
-			// writes their nf_tables objects itself and runs none.
 			fresh := len(rules.Families)
-			if nftVariant(b.Dir) {
-				fresh = 0
-			}
-			if variant == "legacy" && fresh != len(rules.Families) {
-				t.Fatalf("the legacy tools in %s are taken for iptables-nft", b.Dir)
-			}
 			step(fmt.Sprintf("fresh install of %d rules", rs.Count()), fresh, func() error { return b.Install(ns, rs) })
 			fences, inNft, err := readXtFences(ns.Path)
 			if err != nil {

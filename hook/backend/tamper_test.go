@@ -108,6 +108,40 @@ func prependExpr(t *testing.T, s *nfSock, pf byte, table, chain string, rule []b
 	}
 }
 
+// hostIptables returns the host's iptables tools, or skips.
+func hostIptables(t *testing.T) *Iptables {
+	t.Helper()
+	testnet.RequireRoot(t)
+	b, err := NewIptables()
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	return b
+}
+
+// protoNumber is the IP protocol of -p, as iptables-nft stores it in a
+// rule's NFTA_RULE_COMPAT.
+func protoNumber(p rules.Proto) uint32 {
+	return map[rules.Proto]uint32{rules.ProtoTCP: unix.IPPROTO_TCP, rules.ProtoUDP: unix.IPPROTO_UDP,
+		rules.ProtoICMP: unix.IPPROTO_ICMP, rules.ProtoICMPv6: unix.IPPROTO_ICMPV6}[p]
+}
+
+func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+type attr struct {
+	typ  uint16
+	data []byte
+}
+
+// attrs encodes attributes written as attr{type, data}.
+func attrs(as ...attr) []byte {
+	nas := make([]netlink.Attribute, len(as))
+	for i, a := range as {
+		nas[i] = netlink.Attribute{Type: a.typ, Data: a.data}
+	}
+	return mustAttrs(nas)
+}
+
 type tampering struct {
 	name string
 	do   func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet)
@@ -148,16 +182,16 @@ var tamperings = map[string][]tampering{
 	"iptables": {
 		{"an expression that never matches, in front of each refusing rule", func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet) {
 			withSock(t, h, func(s *nfSock) {
-				for i, rule := range dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain) {
+				for i, rule := range dumpRules(t, s, unix.NFPROTO_IPV4, xtTable, Chain) {
 					if r := rs[rules.IPv4][i]; r.Action != rules.Accept && r.Action != rules.Log {
-						prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain, rule, protoNumber(r.Proto))
+						prependExpr(t, s, unix.NFPROTO_IPV4, xtTable, Chain, rule, protoNumber(r.Proto))
 					}
 				}
 			})
 		}},
 		{"an expression that never matches, in OUTPUT's jump", func(t *testing.T, tns *testnet.Netns, h netns.Handle, _ rules.RuleSet) {
 			withSock(t, h, func(s *nfSock) {
-				prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT", dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT")[0], 0)
+				prependExpr(t, s, unix.NFPROTO_IPV4, xtTable, "OUTPUT", dumpRules(t, s, unix.NFPROTO_IPV4, xtTable, "OUTPUT")[0], 0)
 			})
 		}},
 		{"OUTPUT on the input hook", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
@@ -198,7 +232,7 @@ func TestTamperingIsSeen(t *testing.T) {
 			t.Run(name+"/"+tm.name, func(t *testing.T) {
 				var b Backend = &Nftables{}
 				if name == "iptables" {
-					b = nftnlHost(t)
+					b = hostIptables(t)
 				}
 				h, tns := testNetns(t)
 				wireOut(t, tns)
@@ -236,7 +270,7 @@ func TestTamperingIsSeen(t *testing.T) {
 // seen by Inspect.
 func TestOutputBeforeNatIsSeen(t *testing.T) {
 	testnet.RequireTools(t, "nft")
-	b := nftnlHost(t)
+	b := hostIptables(t)
 	rs := rules.NewRuleSet(testpolicy.Policy(t, "proxies: ['198.51.100.1:3128']\n"), "0123456789abcdef", rules.AllFeatures)
 	h, tns := testNetns(t)
 	srv := testnet.NewNetns(t)
