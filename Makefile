@@ -36,6 +36,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 15s ./hook/nfnl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
 
 # The containerd 2.2 end to end needs binaries built from the Go module

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package backend
+package iptables
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend/fence"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -130,7 +131,7 @@ func TestIptablesExecs(t *testing.T) {
 	testnet.RequireRoot(t)
 	for _, variant := range []string{"host", "legacy"} {
 		t.Run(variant, func(t *testing.T) {
-			b, err := NewIptables()
+			b, err := New()
 			if err != nil {
 				t.Skipf("skipping: %v", err)
 			}
@@ -155,11 +156,11 @@ func TestIptablesExecs(t *testing.T) {
 			}
 			fresh := len(rules.Families)
 			step(fmt.Sprintf("fresh install of %d rules", rs.Count()), fresh, func() error { return b.Install(ns, rs) })
-			fences, inNft, err := readXtFences(ns.Path)
+			tables, inNft, err := readFilters(ns.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			nft := inNft && fences[rules.IPv4].chain != nil && fences[rules.IPv6].chain != nil
+			nft := inNft && tables[rules.IPv4].hasFence() && tables[rules.IPv6].hasFence()
 			t.Logf("the fence is in nf_tables: %v", nft)
 			if nft == (variant == "legacy") {
 				t.Fatalf("the %s tools put the fence in nf_tables: %v", variant, nft)
@@ -213,7 +214,7 @@ func TestIptablesExecs(t *testing.T) {
 // our chain and OUTPUT's jump to it, and leaves their rules and the table.
 func TestIptablesRemoveKeepsOthers(t *testing.T) {
 	testnet.RequireRoot(t)
-	b, err := NewIptables()
+	b, err := New()
 	if err != nil {
 		t.Skipf("skipping: %v", err)
 	}
@@ -234,7 +235,7 @@ func TestIptablesRemoveKeepsOthers(t *testing.T) {
 }
 
 // A held xtables lock fails the install within the wait, with
-// ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
+// fence.ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
 // takes no lock, so this runs the legacy tools (xtables-legacy-multi, which
 // acts by the name it is called as) on a lock file of the test's own
 // (XTABLES_LOCKFILE), held with flock as another iptables user would.
@@ -259,7 +260,7 @@ func TestIptablesLockTimeout(t *testing.T) {
 	start := time.Now()
 	err = b.Install(ns, rs)
 	took := time.Since(start)
-	if !errors.Is(err, ErrLockTimeout) {
+	if !errors.Is(err, fence.ErrLockTimeout) {
 		t.Fatalf("install with the lock held: %v; want ErrLockTimeout", err)
 	}
 	t.Logf("after %v: %v", took.Round(time.Millisecond), err)
