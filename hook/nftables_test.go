@@ -450,7 +450,7 @@ func TestNftablesLifecycle(t *testing.T) {
 // A rule the kernel refuses, near the end of the set, fails the whole
 // transaction: an empty namespace stays empty, a fenced one keeps its fence.
 // A 200-byte log prefix passes our rendering and the kernel refuses it (127
-// at most). TestRollback covers a rule refused before the kernel sees it.
+// at most). TestRollback covers a bad rule in the middle of each family.
 func TestNftablesPartWayFailure(t *testing.T) {
 	for _, backend := range []string{config.BackendNftables} {
 		t.Run(backend, func(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
 	"github.com/bypass-hook/bypass-hook/internal/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -438,10 +439,10 @@ func TestShippedHooksDirFile(t *testing.T) {
 // installed; a second run keeps a config the operator changed.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("skipping: make is not installed")
+		testnet.SkipOrFail(t, "make is not installed")
 	}
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("skipping: go is not installed")
+		testnet.SkipOrFail(t, "go is not installed")
 	}
 	dest := t.TempDir()
 	bins := t.TempDir()

@@ -4,6 +4,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,7 +36,7 @@ func TestMonitorStatusUsage(t *testing.T) {
 
 func TestStatusEmpty(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, out, errb := runCLI(t, "", "status", "--config", cfg); code != 0 || !strings.Contains(out, "no fenced containers") {
@@ -58,7 +59,7 @@ func TestStatusEmpty(t *testing.T) {
 // say that every selected container is fenced: exit 1, not 0.
 func TestStatusUnreadableUnfencedList(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, _, errb := runCLI(t, "", "status", "--config", cfg); code != 0 {

@@ -112,7 +112,7 @@ func hostIptables(t *testing.T) Backend {
 	testnet.RequireRoot(t)
 	b, err := New(config.BackendIptables)
 	if err != nil {
-		t.Skipf("skipping: %v", err)
+		testnet.SkipOrFail(t, "%v", err)
 	}
 	return b
 }

@@ -110,7 +110,7 @@ func legacyTools(t *testing.T) string {
 	t.Helper()
 	multi, err := testnet.Tool("xtables-legacy-multi")
 	if err != nil {
-		t.Skipf("skipping: %v (Debian's iptables package ships it)", err)
+		testnet.SkipOrFail(t, "%v (Debian's iptables package ships it)", err)
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
@@ -133,7 +133,7 @@ func TestIptablesExecs(t *testing.T) {
 		t.Run(variant, func(t *testing.T) {
 			b, err := New()
 			if err != nil {
-				t.Skipf("skipping: %v", err)
+				testnet.SkipOrFail(t, "%v", err)
 			}
 			if variant == "legacy" {
 				b = &Iptables{Dir: legacyTools(t), Wait: 5}
@@ -216,7 +216,7 @@ func TestIptablesRemoveKeepsOthers(t *testing.T) {
 	testnet.RequireRoot(t)
 	b, err := New()
 	if err != nil {
-		t.Skipf("skipping: %v", err)
+		testnet.SkipOrFail(t, "%v", err)
 	}
 	ns, tns := testNetns(t)
 	for _, tool := range []string{"iptables", "ip6tables"} {
