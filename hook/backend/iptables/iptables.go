@@ -6,7 +6,9 @@
 // in the container's namespace. Where the tools are the nf_tables variant,
 // the fence is read and removed over netlink (nft.go); legacy iptables is
 // read with iptables-save. rules.go renders each rule of the model as
-// iptables arguments.
+// iptables arguments. Batches go through iptables-restore, which
+// go-iptables does not drive; go-iptables runs the one-rule commands of the
+// rare path (a removal whose batch failed) and the perrule bench build.
 package iptables
 
 import (
