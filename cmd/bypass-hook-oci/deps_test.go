@@ -3,7 +3,7 @@
 package main
 
 import (
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"os/exec"
 	"strings"
 	"testing"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 

@@ -4,7 +4,7 @@ package main
 
 import (
 	"encoding/json"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"os"
 	"path/filepath"
 	"strings"

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // Where scripts/build-docker-deps.sh and build-k8s-deps.sh put the binaries.

@@ -23,8 +23,8 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/nfnl"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 // Tamperings the kernel accepts that open the fence while leaving every

@@ -5,7 +5,7 @@ package cli
 import (
 	"bytes"
 	"flag"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"os/exec"
 	"strconv"
 	"strings"

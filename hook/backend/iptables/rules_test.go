@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 func TestRulesDetail(t *testing.T) {
