@@ -72,7 +72,7 @@ type Options struct {
 	// Prune, when set, is called at every resync to take out the fences
 	// left only to stale owners (their processes gone without a poststop),
 	// after their grace period: the monitor is the one process that runs
-	// all along. The command wires it to the hook's PruneStale.
+	// all along. The command wires it to the hook's RemoveAbandonedFences.
 	Prune func(now time.Time)
 }
 
