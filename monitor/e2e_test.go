@@ -26,7 +26,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
-	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // The tests in this file run the bypass-hook binary as root: the hook as a

@@ -36,7 +36,7 @@ func TestLinksOnlyTheHook(t *testing.T) {
 		"github.com/bypass-hook/bypass-hook/nriplugin",
 		"github.com/bypass-hook/bypass-hook/check",
 		"github.com/bypass-hook/bypass-hook/install",
-		"github.com/bypass-hook/bypass-hook/hook/status",
+		"github.com/bypass-hook/bypass-hook/status",
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		for _, f := range forbidden {
