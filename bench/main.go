@@ -2,9 +2,8 @@
 
 // Command bench times whole runs of the hook binary, as a runtime runs it:
 // `create` with an OCI state on stdin for a process in a fresh network
-// namespace, then `poststop`. It compares the iptables backend (on
-// iptables-nft 1.8.9 one netlink transaction of the tools' own objects, else
-// one iptables-restore batch per family), the nftables backend (one netlink
+// namespace, then `poststop`. It compares the iptables backend (one
+// iptables-restore batch per family), the nftables backend (one netlink
 // transaction) and the per-rule way (a binary built with -tags perrule: one
 // go-iptables AppendUnique per rule), on the same namespaces in one run,
 // then runs bursts of parallel creates. Every figure is also given as a

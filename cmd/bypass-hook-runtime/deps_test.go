@@ -35,7 +35,7 @@ func TestLinksOnlyTheWrapper(t *testing.T) {
 		"github.com/bypass-hook/bypass-hook/nriplugin",
 		"github.com/bypass-hook/bypass-hook/check",
 		"github.com/bypass-hook/bypass-hook/install",
-		"github.com/bypass-hook/bypass-hook/hook/status",
+		"github.com/bypass-hook/bypass-hook/status",
 		// The wrapper only edits a file and execs: not even the hook's
 		// own packages (netfilter, namespaces, records) belong in it.
 		"github.com/bypass-hook/bypass-hook/hook",

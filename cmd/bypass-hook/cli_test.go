@@ -13,7 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/install"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // run is the binary, in-process.

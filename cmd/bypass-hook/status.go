@@ -12,8 +12,8 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/hook/status"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // statusFlags are the status command's flags.

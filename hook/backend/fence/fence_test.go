@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package backend
+package fence
 
 import (
 	"strings"
@@ -10,8 +10,8 @@ import (
 )
 
 func TestSeenWhole(t *testing.T) {
-	want := map[rules.Family]string{rules.IPv4: digest([]string{"a", "b"}), rules.IPv6: digest([]string{"c"})}
-	same := map[rules.Family]string{rules.IPv4: digest([]string{"a", "b"}), rules.IPv6: digest([]string{"c"})}
+	want := map[rules.Family]string{rules.IPv4: Digest([]string{"a", "b"}), rules.IPv6: Digest([]string{"c"})}
+	same := map[rules.Family]string{rules.IPv4: Digest([]string{"a", "b"}), rules.IPv6: Digest([]string{"c"})}
 	for _, tc := range []struct {
 		name  string
 		seen  Seen
@@ -22,9 +22,9 @@ func TestSeenWhole(t *testing.T) {
 		{"as installed", Seen{Present: true, Rules: same}, want, true, ""},
 		{"gone", Seen{}, want, false, "gone"},
 		{"something in front", Seen{Present: true, Problem: "ipv4: OUTPUT's first rule is \"-A OUTPUT -j ACCEPT\"", Rules: same}, want, false, "first rule"},
-		{"a rule changed", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: digest([]string{"a", "x"}), rules.IPv6: same[rules.IPv6]}}, want, false, "ipv4 rules differ"},
-		{"a rule gone", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: same[rules.IPv4], rules.IPv6: digest(nil)}}, want, false, "ipv6 rules differ"},
-		{"order matters", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: digest([]string{"b", "a"}), rules.IPv6: same[rules.IPv6]}}, want, false, "ipv4 rules differ"},
+		{"a rule changed", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: Digest([]string{"a", "x"}), rules.IPv6: same[rules.IPv6]}}, want, false, "ipv4 rules differ"},
+		{"a rule gone", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: same[rules.IPv4], rules.IPv6: Digest(nil)}}, want, false, "ipv6 rules differ"},
+		{"order matters", Seen{Present: true, Rules: map[rules.Family]string{rules.IPv4: Digest([]string{"b", "a"}), rules.IPv6: same[rules.IPv6]}}, want, false, "ipv4 rules differ"},
 		{"an old record without digests", Seen{Present: true, Rules: same}, nil, false, "no digest"},
 		{"an older form of digest", Seen{Present: true, Rules: same}, map[rules.Family]string{rules.IPv4: "9f86d08", rules.IPv6: "60303ae"}, false, "older bypass-hook"},
 	} {
@@ -34,7 +34,7 @@ func TestSeenWhole(t *testing.T) {
 		}
 	}
 	// A line boundary is part of the digest: "ab" is not "a", "b".
-	if digest([]string{"ab"}) == digest([]string{"a", "b"}) {
+	if Digest([]string{"ab"}) == Digest([]string{"a", "b"}) {
 		t.Error("digest ignores where lines end")
 	}
 }

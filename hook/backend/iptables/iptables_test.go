@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package backend
+package iptables
 
 import (
 	"errors"
@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/hook/backend/fence"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
@@ -109,7 +110,7 @@ func legacyTools(t *testing.T) string {
 	t.Helper()
 	multi, err := testnet.Tool("xtables-legacy-multi")
 	if err != nil {
-		t.Skipf("skipping: %v (Debian's iptables package ships it)", err)
+		testnet.SkipOrFail(t, "%v (Debian's iptables package ships it)", err)
 	}
 	dir := t.TempDir()
 	for _, name := range []string{"iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save"} {
@@ -121,9 +122,8 @@ func legacyTools(t *testing.T) string {
 }
 
 // The create path runs one iptables-restore per family and nothing else:
-// never a tool per rule, never `iptables --version`; where the tools are
-// iptables-nft 1.8.9, a fresh install runs none (iptables_nftnl.go), and
-// the legacy tools still take one batch per family. Where the tools are the
+// never a tool per rule, never `iptables --version`, for the nf_tables
+// variant and the legacy tools alike. Where the tools are the
 // nf_tables variant, reading the counters and removing the fence run no tool
 // at all (netlink, one transaction) and leave no empty filter table behind;
 // the legacy tools take one tool per family for each.
@@ -131,9 +131,9 @@ func TestIptablesExecs(t *testing.T) {
 	testnet.RequireRoot(t)
 	for _, variant := range []string{"host", "legacy"} {
 		t.Run(variant, func(t *testing.T) {
-			b, err := NewIptables()
+			b, err := New()
 			if err != nil {
-				t.Skipf("skipping: %v", err)
+				testnet.SkipOrFail(t, "%v", err)
 			}
 			if variant == "legacy" {
 				b = &Iptables{Dir: legacyTools(t), Wait: 5}
@@ -154,21 +154,13 @@ func TestIptablesExecs(t *testing.T) {
 					t.Errorf("%s ran %d tools; want %d", what, got, want)
 				}
 			}
-			// Where the tools are iptables-nft 1.8.9, the fresh install
-			// writes their nf_tables objects itself and runs none.
 			fresh := len(rules.Families)
-			if nftVariant(b.Dir) {
-				fresh = 0
-			}
-			if variant == "legacy" && fresh != len(rules.Families) {
-				t.Fatalf("the legacy tools in %s are taken for iptables-nft", b.Dir)
-			}
 			step(fmt.Sprintf("fresh install of %d rules", rs.Count()), fresh, func() error { return b.Install(ns, rs) })
-			fences, inNft, err := readXtFences(ns.Path)
+			tables, inNft, err := readFilters(ns.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			nft := inNft && fences[rules.IPv4].chain != nil && fences[rules.IPv6].chain != nil
+			nft := inNft && tables[rules.IPv4].hasFence() && tables[rules.IPv6].hasFence()
 			t.Logf("the fence is in nf_tables: %v", nft)
 			if nft == (variant == "legacy") {
 				t.Fatalf("the %s tools put the fence in nf_tables: %v", variant, nft)
@@ -222,9 +214,9 @@ func TestIptablesExecs(t *testing.T) {
 // our chain and OUTPUT's jump to it, and leaves their rules and the table.
 func TestIptablesRemoveKeepsOthers(t *testing.T) {
 	testnet.RequireRoot(t)
-	b, err := NewIptables()
+	b, err := New()
 	if err != nil {
-		t.Skipf("skipping: %v", err)
+		testnet.SkipOrFail(t, "%v", err)
 	}
 	ns, tns := testNetns(t)
 	for _, tool := range []string{"iptables", "ip6tables"} {
@@ -243,7 +235,7 @@ func TestIptablesRemoveKeepsOthers(t *testing.T) {
 }
 
 // A held xtables lock fails the install within the wait, with
-// ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
+// fence.ErrLockTimeout, and changes nothing. The nf_tables variant of iptables
 // takes no lock, so this runs the legacy tools (xtables-legacy-multi, which
 // acts by the name it is called as) on a lock file of the test's own
 // (XTABLES_LOCKFILE), held with flock as another iptables user would.
@@ -268,7 +260,7 @@ func TestIptablesLockTimeout(t *testing.T) {
 	start := time.Now()
 	err = b.Install(ns, rs)
 	took := time.Since(start)
-	if !errors.Is(err, ErrLockTimeout) {
+	if !errors.Is(err, fence.ErrLockTimeout) {
 		t.Fatalf("install with the lock held: %v; want ErrLockTimeout", err)
 	}
 	t.Logf("after %v: %v", took.Round(time.Millisecond), err)

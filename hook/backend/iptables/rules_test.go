@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package backend
+package iptables
 
 import (
 	"slices"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 func TestRulesDetail(t *testing.T) {
@@ -18,10 +18,10 @@ func TestRulesDetail(t *testing.T) {
 
 	var got4, got6 []string
 	for _, r := range v4 {
-		got4 = append(got4, strings.Join(IptablesArgs(r, rules.IPv4), " "))
+		got4 = append(got4, strings.Join(Args(r, rules.IPv4), " "))
 	}
 	for _, r := range v6 {
-		got6 = append(got6, strings.Join(IptablesArgs(r, rules.IPv6), " "))
+		got6 = append(got6, strings.Join(Args(r, rules.IPv6), " "))
 	}
 	want4 := []string{
 		"-m u32 --u32 0>>24&0xF=6:15 -m limit --limit 5/second --limit-burst 10 -j LOG --log-prefix bypass:0123456789ab:  --log-uid",
@@ -76,7 +76,7 @@ func TestRulesNflog(t *testing.T) {
 		if r.Action != rules.Log {
 			continue
 		}
-		got := strings.Join(IptablesArgs(r, rules.IPv4), " ")
+		got := strings.Join(Args(r, rules.IPv4), " ")
 		if !strings.HasSuffix(got, "-m limit --limit 2/minute --limit-burst 4 -j NFLOG --nflog-group 99 --nflog-prefix bh:deadbeefcafe: ") {
 			t.Errorf("nflog rule: %s", got)
 		}

@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 
-package backend
+// Package iptables is the iptables backend: the fence is a chain of our own
+// (BYPASS-HOOK) in each family's filter table, which OUTPUT jumps to first,
+// written with the host's tools, one iptables-restore batch per family, run
+// in the container's namespace. Where the tools are the nf_tables variant,
+// the fence is read and removed over netlink (nft.go); legacy iptables is
+// read with iptables-save. rules.go renders each rule of the model as
+// iptables arguments. Batches go through iptables-restore, which
+// go-iptables does not drive; go-iptables runs the one-rule commands of the
+// rare path (a removal whose batch failed) and the perrule bench build.
+package iptables
 
 import (
 	"bytes"
@@ -13,9 +22,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/coreos/go-iptables/iptables"
+	goipt "github.com/coreos/go-iptables/iptables"
 
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend/fence"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -35,10 +45,8 @@ const LockBudget = 6 * time.Second
 // empty PATH, and the container's root filesystem must never be used.
 var binDirs = []string{"/usr/sbin", "/sbin", "/usr/local/sbin", "/usr/bin", "/bin"}
 
-// Iptables is the iptables backend. A fresh fence on iptables-nft 1.8.9 is
-// written over netlink as its tools would write it (iptables_nftnl.go);
-// otherwise it is one iptables-restore batch per family, through the host's
-// binaries, run inside the container's namespace.
+// Iptables is the iptables backend: one iptables-restore batch per family,
+// through the host's binaries, run inside the container's namespace.
 type Iptables struct {
 	Dir string // where iptables, ip6tables and their -restore and -save tools are
 	// Wait fixes each tool's wait for the xtables lock, in seconds; 0 means
@@ -50,7 +58,7 @@ type Iptables struct {
 	// batch per family.
 	Execs int
 
-	ipts map[rules.Family]*iptables.IPTables // go-iptables, made once: each New runs `iptables --version`
+	ipts map[rules.Family]*goipt.IPTables // go-iptables, made once: each New runs `iptables --version`
 
 	// read is what Counters last read from nf_tables, which the next
 	// Remove acts on when it is of the same namespace and no Install came
@@ -60,10 +68,10 @@ type Iptables struct {
 	read *xtRead
 }
 
-// xtRead is both families' fences in nf_tables of one namespace.
+// xtRead is both families' filter tables in nf_tables of one namespace.
 type xtRead struct {
 	path   string
-	fences map[rules.Family]xtFence
+	tables map[rules.Family]filterTable
 	inNft  bool // the kernel has nf_tables
 }
 
@@ -74,12 +82,12 @@ func (b *Iptables) readFences(path string) (xtRead, error) {
 		b.read = nil
 		return *r, nil
 	}
-	fences, inNft, err := readXtFences(path)
-	return xtRead{path, fences, inNft}, err
+	tables, inNft, err := readFilters(path)
+	return xtRead{path, tables, inNft}, err
 }
 
-// NewIptables finds the host's iptables tools.
-func NewIptables() (*Iptables, error) {
+// New finds the host's iptables tools.
+func New() (*Iptables, error) {
 	dir, err := findIptables()
 	if err != nil {
 		return nil, err
@@ -129,20 +137,20 @@ func (b *Iptables) wait() int {
 // ipt returns go-iptables for one family, made on first use: New runs
 // `iptables --version`, whose answer does not depend on the namespace. Only
 // the rare paths use it; the usual ones run the tools themselves.
-func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
+func (b *Iptables) ipt(fam rules.Family) (*goipt.IPTables, error) {
 	if ipt := b.ipts[fam]; ipt != nil {
 		return ipt, nil
 	}
-	proto := iptables.ProtocolIPv4
+	proto := goipt.ProtocolIPv4
 	if fam == rules.IPv6 {
-		proto = iptables.ProtocolIPv6
+		proto = goipt.ProtocolIPv6
 	}
-	ipt, err := iptables.New(iptables.IPFamily(proto), iptables.Path(b.tool(fam, "")), iptables.Timeout(b.wait()))
+	ipt, err := goipt.New(goipt.IPFamily(proto), goipt.Path(b.tool(fam, "")), goipt.Timeout(b.wait()))
 	if err != nil {
 		return nil, err
 	}
 	if b.ipts == nil {
-		b.ipts = map[rules.Family]*iptables.IPTables{}
+		b.ipts = map[rules.Family]*goipt.IPTables{}
 	}
 	b.ipts[fam] = ipt
 	return ipt, nil
@@ -153,9 +161,6 @@ func (b *Iptables) ipt(fam rules.Family) (*iptables.IPTables, error) {
 // already there; only then do we look at what is there and replace it.
 func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	b.read = nil
-	if done, err := b.installNftnl(ns, rs); done { // iptables_nftnl.go
-		return err
-	}
 	return netns.In(ns.Path, func() error {
 		var undo []func() error
 		rollback := func(cause error) error {
@@ -180,7 +185,7 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 					if err := b.restore(fam, removeBatch(true)); err != nil {
 						return err
 					}
-					return dropEmptyFilterTables(fam)
+					return dropEmptyFilterTables(ns.Path)
 				})
 			}
 		}
@@ -189,7 +194,7 @@ func (b *Iptables) Install(ns netns.Handle, rs rules.RuleSet) error {
 			if err == nil {
 				continue
 			}
-			if errors.Is(err, ErrLockTimeout) {
+			if errors.Is(err, fence.ErrLockTimeout) {
 				return rollback(err)
 			}
 			old, jump, lerr := b.current(fam)
@@ -218,7 +223,7 @@ func (b *Iptables) current(fam rules.Family) (lines []string, jump bool, err err
 func ruleLines(fam rules.Family, rules []rules.Rule) []string {
 	lines := make([]string, len(rules))
 	for i, r := range rules {
-		lines[i] = "-A " + Chain + " " + joinArgs(IptablesArgs(r, fam))
+		lines[i] = "-A " + Chain + " " + joinArgs(Args(r, fam))
 	}
 	return lines
 }
@@ -292,10 +297,10 @@ func (b *Iptables) startRestore(fam rules.Family, input string) (wait func() err
 		msg := strings.TrimSpace(out.String())
 		if strings.Contains(msg, "xtables lock") {
 			return fmt.Errorf("%s: %w: gave up after %d s; another iptables user holds it (/run/xtables.lock unless XTABLES_LOCKFILE says otherwise; `fuser -v /run/xtables.lock` shows who): %s",
-				filepath.Base(tool), ErrLockTimeout, b.wait(), msg)
+				filepath.Base(tool), fence.ErrLockTimeout, b.wait(), msg)
 		}
 		if missingFeature(msg) {
-			return fmt.Errorf("%s: %w: %s", filepath.Base(tool), ErrMissingFeature, msg)
+			return fmt.Errorf("%s: %w: %s", filepath.Base(tool), fence.ErrMissingFeature, msg)
 		}
 		return fmt.Errorf("%s: %v: %s", filepath.Base(tool), err, msg)
 	}
@@ -370,43 +375,27 @@ func parseSave(out string) (saved, error) {
 }
 
 // Inspect reads the fence of each family: over netlink where the nf_tables
-// variant of iptables holds it (raw dumps, see inspectXt), with no tool run;
-// with iptables-save where legacy iptables does.
-func (b *Iptables) Inspect(ns netns.Handle) (Seen, error) {
-	seen := Seen{Present: true, Rules: map[rules.Family]string{}}
+// variant of iptables holds it (readFilter), with no tool run; with
+// iptables-save where legacy iptables does.
+func (b *Iptables) Inspect(ns netns.Handle) (fence.Seen, error) {
+	tables, inNft, err := readFilters(ns.Path)
+	if err != nil {
+		return fence.Seen{}, err
+	}
+	seen := fence.Seen{Present: true, Rules: map[rules.Family]string{}}
 	var problems []string
-	var restFams []rules.Family
-	inNft := false
-	s, err := openNfSock(ns.Path)
-	if err == nil {
-		defer s.close()
-		inNft = true
-	}
-	for _, fam := range rules.Families {
-		var xt xtSeen
-		if inNft {
-			xt, err = inspectXt(s, fam)
-			if noNftables(err) {
-				inNft, err = false, nil
-			}
-			if err != nil {
-				return Seen{}, fmt.Errorf("reading the %s fence from nf_tables in %s: %w", fam, ns.Path, err)
-			}
-		}
-		if !xt.found {
-			restFams = append(restFams, fam)
-			continue
-		}
-		seen.Present = seen.Present && xt.jump
-		problems = append(problems, xt.problems...)
-		seen.Rules[fam] = xt.sum
-	}
-	if len(restFams) > 0 {
+	rest := notInNftables(tables, inNft, func(fam rules.Family, t filterTable) {
+		jump, p, sum := t.seen(fam)
+		seen.Present = seen.Present && jump
+		problems = append(problems, p...)
+		seen.Rules[fam] = sum
+	})
+	if len(rest) > 0 {
 		err = netns.In(ns.Path, func() error {
-			for _, fam := range restFams {
+			for _, fam := range rest {
 				if inNft && !hasLegacyTable(fam) {
 					seen.Present = false // neither nf_tables nor x_tables has it
-					seen.Rules[fam] = digest(nil)
+					seen.Rules[fam] = fence.Digest(nil)
 					continue
 				}
 				st, err := b.save(fam)
@@ -417,7 +406,7 @@ func (b *Iptables) Inspect(ns netns.Handle) (Seen, error) {
 				if st.jump && st.first != "-A OUTPUT -j "+Chain {
 					problems = append(problems, fmt.Sprintf("%s: OUTPUT's first rule is %q, not the jump to %s", fam, st.first, Chain))
 				}
-				seen.Rules[fam] = digest(st.lines)
+				seen.Rules[fam] = fence.Digest(st.lines)
 			}
 			return nil
 		})
@@ -435,11 +424,11 @@ func (b *Iptables) Installed(ns netns.Handle) (bool, error) {
 // notInNftables calls found with each family's fence that nf_tables holds
 // and returns the other families: those only the tools can see (legacy
 // iptables, or no fence at all).
-func notInNftables(fences map[rules.Family]xtFence, inNft bool, found func(rules.Family, xtFence)) []rules.Family {
+func notInNftables(tables map[rules.Family]filterTable, inNft bool, found func(rules.Family, filterTable)) []rules.Family {
 	var rest []rules.Family
 	for _, fam := range rules.Families {
-		if f := fences[fam]; inNft && f.chain != nil {
-			found(fam, f)
+		if t := tables[fam]; inNft && t.hasFence() {
+			found(fam, t)
 			continue
 		}
 		rest = append(rest, fam)
@@ -456,9 +445,9 @@ func (b *Iptables) Remove(ns netns.Handle) error {
 	if err != nil {
 		return err
 	}
-	fences, inNft := r.fences, r.inNft
-	rest := notInNftables(fences, inNft, func(rules.Family, xtFence) {})
-	if err := removeXtFences(ns.Path, fences); err != nil {
+	tables, inNft := r.tables, r.inNft
+	rest := notInNftables(tables, inNft, func(rules.Family, filterTable) {})
+	if err := removeFences(ns.Path, tables); err != nil {
 		return err
 	}
 	if len(rest) == 0 {
@@ -499,13 +488,13 @@ func (b *Iptables) Remove(ns netns.Handle) error {
 // Counters reads each rule's packet counter: over netlink where the
 // nf_tables variant of iptables made the fence, else from iptables-save.
 func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) {
-	fences, inNft, err := readXtFences(ns.Path)
+	tables, inNft, err := readFilters(ns.Path)
 	if err != nil {
 		return nil, err
 	}
-	b.read = &xtRead{ns.Path, fences, inNft}
+	b.read = &xtRead{ns.Path, tables, inNft}
 	out := map[rules.Family][]uint64{}
-	rest := notInNftables(fences, inNft, func(fam rules.Family, f xtFence) { out[fam] = f.packets() })
+	rest := notInNftables(tables, inNft, func(fam rules.Family, t filterTable) { out[fam] = t.packets() })
 	if len(rest) == 0 {
 		return out, nil
 	}
@@ -523,78 +512,4 @@ func (b *Iptables) Counters(ns netns.Handle) (map[rules.Family][]uint64, error) 
 		return nil
 	})
 	return out, err
-}
-
-// IptablesArgs renders one rule as iptables arguments (after "-A CHAIN").
-// Accepting rules RETURN rather than ACCEPT: a packet the fence lets pass
-// still meets whatever else the namespace's OUTPUT holds.
-func IptablesArgs(r rules.Rule, fam rules.Family) []string {
-	var a []string
-	if r.SourceRouted {
-		if fam == rules.IPv6 {
-			// rt matches a routing header of any type anywhere in the
-			// chain of extension headers.
-			a = append(a, "-m", "rt")
-		} else {
-			// IHL above 5: the header carries options. Mainline has no
-			// match that finds LSRR or SSRR among other options; u32 reads
-			// the header length.
-			a = append(a, "-m", "u32", "--u32", "0>>24&0xF=6:15")
-		}
-	}
-	if r.OutIface != "" {
-		a = append(a, "-o", r.OutIface)
-	}
-	if r.Dst.IsValid() {
-		a = append(a, "-d", r.Dst.String())
-	}
-	if r.Proto != rules.ProtoAny {
-		a = append(a, "-p", string(r.Proto))
-	}
-	if r.ICMPv6Type != nil {
-		a = append(a, "-m", "icmp6", "--icmpv6-type", strconv.Itoa(int(*r.ICMPv6Type)))
-	}
-	if r.HopLimit != 0 {
-		a = append(a, "-m", "hl", "--hl-eq", strconv.Itoa(int(r.HopLimit)))
-	}
-	if r.DPort != 0 {
-		a = append(a, "--dport", strconv.Itoa(int(r.DPort)))
-	}
-	if r.TCPSyn {
-		a = append(a, "--syn")
-	}
-	if r.Established {
-		a = append(a, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED")
-	}
-	if r.UID != nil {
-		a = append(a, "-m", "owner", "--uid-owner", strconv.FormatUint(uint64(*r.UID), 10))
-	}
-	return append(a, iptablesTarget(r, fam)...)
-}
-
-// iptablesTarget renders what a rule does with the packets it matches: its
-// target, and the limit match a log rule has before it.
-func iptablesTarget(r rules.Rule, fam rules.Family) []string {
-	switch r.Action {
-	case rules.Accept:
-		return []string{"-j", "RETURN"}
-	case rules.Log:
-		l := r.Log
-		a := []string{"-m", "limit", "--limit", fmt.Sprintf("%d/%s", l.RatePer, l.RateUnit), "--limit-burst", strconv.Itoa(l.Burst)}
-		if l.Target == config.LogNflog {
-			return append(a, "-j", "NFLOG", "--nflog-group", strconv.Itoa(int(l.Group)), "--nflog-prefix", l.Prefix)
-		}
-		a = append(a, "-j", "LOG", "--log-prefix", l.Prefix)
-		if l.LogUID {
-			a = append(a, "--log-uid")
-		}
-		return a
-	case rules.RejectTCPReset:
-		return []string{"-j", "REJECT", "--reject-with", "tcp-reset"}
-	case rules.RejectPortUnreachable:
-		return []string{"-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-port-unreachable", rules.IPv6: "icmp6-port-unreachable"}[fam]}
-	case rules.RejectAdminProhibited:
-		return []string{"-j", "REJECT", "--reject-with", map[rules.Family]string{rules.IPv4: "icmp-admin-prohibited", rules.IPv6: "icmp6-adm-prohibited"}[fam]}
-	}
-	return nil
 }

@@ -54,15 +54,35 @@ func Tool(name string) (string, error) {
 	return "", fmt.Errorf("%s not found in PATH or %s", name, strings.Join(toolDirs, ", "))
 }
 
-// RequireRoot skips the test unless it runs as root.
+// Required reports whether a missing tool or root fails a test rather than
+// skipping it: under CI (CI=true) or BYPASS_HOOK_E2E_REQUIRE=1, where
+// .ci/run installs every tool the tests use, a skip would hide that a test
+// did not run.
+func Required() bool {
+	return os.Getenv("BYPASS_HOOK_E2E_REQUIRE") == "1" || os.Getenv("CI") == "true"
+}
+
+// SkipOrFail skips the test with a message saying what is missing, or
+// fails it where Required.
+func SkipOrFail(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("missing under CI or BYPASS_HOOK_E2E_REQUIRE=1, where .ci/run installs it: "+format, args...)
+	}
+	t.Skipf("skipping: "+format, args...)
+}
+
+// RequireRoot skips the test unless it runs as root (fails it where
+// Required).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skipf("skipping: needs root (running as euid %d)", os.Geteuid())
+		SkipOrFail(t, "needs root (running as euid %d)", os.Geteuid())
 	}
 }
 
-// RequireTools skips the test, naming every missing tool, unless all are found.
+// RequireTools skips the test, naming every missing tool, unless all are
+// found (fails it where Required).
 func RequireTools(t testing.TB, names ...string) {
 	t.Helper()
 	var missing []string
@@ -72,7 +92,7 @@ func RequireTools(t testing.TB, names ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		t.Skipf("skipping: missing tools: %s (looked in PATH and %s)",
+		SkipOrFail(t, "missing tools: %s (looked in PATH and %s)",
 			strings.Join(missing, ", "), strings.Join(toolDirs, ", "))
 	}
 }

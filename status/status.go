@@ -7,6 +7,7 @@ package status
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os/exec"
@@ -19,7 +20,6 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
-	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -208,26 +208,25 @@ func ruleStatuses(rec *records.Record) []RuleStatus {
 // inspect reads the fence in rec's namespace into s: whether it is whole,
 // and its counters. What cannot be read is said in s.Error.
 func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
-	ns, ok := netns.Find(rec.Netns, rec.Hints()...)
-	if !ok {
-		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
-		return
-	}
-	s.NetnsPath = ns.Path
-	b, err := newBackend(rec.Backend)
-	if err != nil {
-		s.Error = fmt.Sprintf("reading the counters: %v", err)
-		return
-	}
 	// Whether the fence is whole is read before the counters, which a
 	// fence changed by other hands may not give.
-	seen, err := b.Inspect(ns)
-	if err != nil {
-		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, ns.Path, err)
+	r, err := backend.Look(rec.Netns, rec.Hints(), rec.Backend, rec.RulesDigest, newBackend)
+	switch {
+	case errors.Is(err, backend.ErrNetnsGone):
+		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
+		return
+	case err != nil && r.Backend == nil:
+		s.NetnsPath = r.NS.Path
+		s.Error = fmt.Sprintf("reading the counters: %v", err)
+		return
+	case err != nil:
+		s.NetnsPath = r.NS.Path
+		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, r.NS.Path, err)
 		return
 	}
-	whole, why := seen.Whole(rec.RulesDigest)
-	s.Whole, s.NotWhole = &whole, why
+	ns, b := r.NS, r.Backend
+	s.NetnsPath = ns.Path
+	s.Whole, s.NotWhole = &r.Whole, r.Why
 	counters, err := b.Counters(ns)
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
