@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -295,11 +297,51 @@ func describeLoadError(e *yaml.LoadError) string {
 			kind = "a list"
 			if !strings.HasPrefix(m[2], "[]") {
 				kind = "a mapping of keys"
+				if keys := mappingKeys(m[2]); keys != "" {
+					kind += " (" + keys + ")"
+				}
 			}
 		}
-		return fmt.Sprintf("%q must be %s", m[1], kind)
+		msg := fmt.Sprintf("%q must be %s", m[1], kind)
+		if m[2] == "config.Allow" {
+			msg += `, as "- cidr: 198.51.100.0/24"` + noHostNames
+		}
+		return msg
 	}
 	return e.Message
+}
+
+// Why addresses are asked for where a name was given.
+const (
+	noHostNamesWhy = "host names are not supported: the rules match addresses, and a name's addresses can change after the rules are written"
+	noHostNames    = " (" + noHostNamesWhy + "; reach names through the proxy)"
+)
+
+// mappingKeys lists the keys of the config's type that the decoder names
+// (config.Allow), "" for another.
+func mappingKeys(typeName string) string {
+	t, ok := map[string]reflect.Type{
+		"config.Allow": reflect.TypeFor[Allow](),
+		"config.Log":   reflect.TypeFor[Log](),
+		"config.NRI":   reflect.TypeFor[NRI](),
+	}[typeName]
+	if !ok {
+		return ""
+	}
+	var keys []string
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return strings.Join(keys, ", ")
+}
+
+// isHostName reports whether s looks like a DNS name rather than an
+// address: letters, and nothing an address or CIDR would hold instead.
+func isHostName(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err != nil && strings.ContainsAny(strings.ToLower(s), "ghijklmnopqrstuvwxyz") && !strings.ContainsAny(s, "/:[]% ")
 }
 
 var (
@@ -433,6 +475,9 @@ func ParseProxy(s string) (netip.AddrPort, error) {
 		if _, perr := netip.ParseAddr(s); perr == nil {
 			return netip.AddrPort{}, errors.New("has no port: write IP:port, or [IPv6]:port")
 		}
+		if host, _, herr := net.SplitHostPort(strings.TrimSpace(s)); herr == nil && isHostName(host) {
+			return netip.AddrPort{}, errors.New("is not IP:port or [IPv6]:port (" + noHostNamesWhy + ")")
+		}
 		return netip.AddrPort{}, errors.New("is not IP:port or [IPv6]:port")
 	}
 	if ap.Port() == 0 {
@@ -459,6 +504,9 @@ func (a Allow) parse() (AllowRule, *Error) {
 	pfx, err := netip.ParsePrefix(a.CIDR)
 	if err != nil {
 		addr, aerr := netip.ParseAddr(a.CIDR)
+		if isHostName(a.CIDR) {
+			return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is not an address or CIDR" + noHostNames}
+		}
 		if aerr != nil || addr.Zone() != "" {
 			return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is not an address or CIDR"}
 		}
