@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/agnivade/levenshtein"
 	"go.yaml.in/yaml/v4"
 
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
@@ -256,7 +257,7 @@ func Parse(data []byte) (*Config, error) {
 // The regular expressions are compiled on first use, not at package init:
 // every hook process pays for init, and most never need them.
 var (
-	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
+	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type (\S+)$`) })
 	constructRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^cannot construct !!\\w+ `(.*)` into (\\S+)$") })
 )
 
@@ -289,6 +290,9 @@ func yamlError(err error) error {
 // describeLoadError says what is wrong in the config's terms.
 func describeLoadError(e *yaml.LoadError) string {
 	if m := unknownFieldRe().FindStringSubmatch(e.Message); m != nil {
+		if near := nearestKey(m[1], m[2]); near != "" {
+			return fmt.Sprintf("unknown key %q (did you mean %q?)", m[1], near)
+		}
 		return fmt.Sprintf("unknown key %q", m[1])
 	}
 	if m := constructRe().FindStringSubmatch(e.Message); m != nil {
@@ -317,16 +321,17 @@ const (
 	noHostNames    = " (" + noHostNamesWhy + "; reach names through the proxy)"
 )
 
-// mappingKeys lists the keys of the config's type that the decoder names
-// (config.Allow), "" for another.
-func mappingKeys(typeName string) string {
+// keysOf lists the keys of the config's type that the decoder names
+// (config.Allow), none for another.
+func keysOf(typeName string) []string {
 	t, ok := map[string]reflect.Type{
-		"config.Allow": reflect.TypeFor[Allow](),
-		"config.Log":   reflect.TypeFor[Log](),
-		"config.NRI":   reflect.TypeFor[NRI](),
+		"config.Config": reflect.TypeFor[Config](),
+		"config.Allow":  reflect.TypeFor[Allow](),
+		"config.Log":    reflect.TypeFor[Log](),
+		"config.NRI":    reflect.TypeFor[NRI](),
 	}[typeName]
 	if !ok {
-		return ""
+		return nil
 	}
 	var keys []string
 	for i := range t.NumField() {
@@ -334,7 +339,29 @@ func mappingKeys(typeName string) string {
 			keys = append(keys, k)
 		}
 	}
-	return strings.Join(keys, ", ")
+	return keys
+}
+
+// mappingKeys is keysOf as a list for a message.
+func mappingKeys(typeName string) string { return strings.Join(keysOf(typeName), ", ") }
+
+// nearestKey is the key of the type that an unknown key most likely
+// misspells, or "": case aside, at most two letters off and no more than
+// half the key (not "log" for "foo"), or the key's start but its last
+// letter ("proxies" for "proxy").
+func nearestKey(key, typeName string) string {
+	key = strings.ToLower(key)
+	best, bestDist := "", min(2, len(key)/2)+1
+	for _, k := range keysOf(typeName) {
+		d := levenshtein.ComputeDistance(key, strings.ToLower(k))
+		if len(key) >= 4 && strings.HasPrefix(strings.ToLower(k), key[:len(key)-1]) {
+			d = min(d, 1)
+		}
+		if d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
 }
 
 // isHostName reports whether s looks like a DNS name rather than an

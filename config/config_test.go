@@ -235,3 +235,22 @@ func TestErrorsSayWhatTheKeyTakes(t *testing.T) {
 		})
 	}
 }
+
+// An unknown key that misspells one names the key it most likely meant; one
+// that is nothing like a key gets no guess.
+func TestUnknownKeySuggests(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"proxy: [198.51.100.1:3128]", `unknown key "proxy" (did you mean "proxies"?)`},
+		{"allowUIDs: [1337]", `unknown key "allowUIDs" (did you mean "allowUids"?)`},
+		{"mod: audit", `unknown key "mod" (did you mean "mode"?)`},
+		{"log: {prefixx: a}", `unknown key "prefixx" (did you mean "prefix"?)`},
+		{"allow: [{cdir: 10.0.0.0/8}]", `unknown key "cdir" (did you mean "cidr"?)`},
+		{"foo: 1", `unknown key "foo"`},
+		{"x: 1", `unknown key "x"`},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want it to end in %s", tc.yaml, err, tc.want)
+		}
+	}
+}
