@@ -155,9 +155,9 @@ Examples:
 func (f *installFlags) binaryCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "binary",
-		Summary: "copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)",
+		Summary: "copy the hook to DIR/bypass-hook-oci (the Kubernetes DaemonSet's init step)",
 		Args:    "DIR",
-		Help:    "Reads this executable; writes DIR/bypass-hook (mode 0755), atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
+		Help:    "Reads the hook binary: bypass-hook-oci beside this executable, else this\nexecutable. Writes DIR/bypass-hook-oci (DIR/bypass-hook when it copies this\nexecutable), mode 0755, atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
 		Run:     oneDir("binary", f.binaryCopy),
 	}
 }

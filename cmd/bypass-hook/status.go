@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/bypass-hook/bypass-hook/check"
@@ -78,7 +79,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 	}
 	fences, err := status.Read(store, id, backend.New)
 	if err != nil {
-		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v%s\n", err, rootHint("status", err, os.Geteuid()))
 		return 1
 	}
 	fences = status.Filter(fences, f.namespace, f.pod)
