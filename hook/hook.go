@@ -68,6 +68,10 @@ type Hook struct {
 	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
+	// Netns, when set, is the path of the namespace Create fences in
+	// place of the state's pid's: the NRI plugin's late fence names the
+	// pod's, which the workload cannot move as it can its pid 1.
+	Netns string
 }
 
 // New returns a Hook for cfg that logs to log.
@@ -105,7 +109,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 
 	nsPath := netns.PidPath(st.Pid)
+	if h.Netns != "" {
+		nsPath = h.Netns
+	}
 	ns, closeNs, err := netns.Open(nsPath)
+	if err != nil && h.Netns != "" {
+		return res, &FenceError{Err: fmt.Errorf("the pod's network namespace: %w", fserr.WithPath(err))}
+	}
 	if err != nil {
 		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, fserr.WithPath(err))}
 	}

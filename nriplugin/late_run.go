@@ -71,6 +71,7 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		if why == "" {
 			st = lateState(it)
 			t0 := time.Now()
+			h.Netns = it.Netns
 			res, err := h.Create(st)
 			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
 			switch {
