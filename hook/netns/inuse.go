@@ -61,7 +61,7 @@ func InUse(id ID) string {
 			}
 		}
 		if len(sockets) > 0 {
-			if why := socketIn(pid, sockets, id); why != "" {
+			if why := heldSocketIn(pid, sockets, id); why != "" {
 				return why
 			}
 		}
@@ -69,12 +69,12 @@ func InUse(id ID) string {
 	return ""
 }
 
-// socketIn says whether one of pid's socket descriptors is an IPv4 or
+// heldSocketIn says whether one of pid's socket descriptors is an IPv4 or
 // IPv6 socket of namespace id. The socket's namespace is known only from
 // the socket itself (SIOCGSKNS), so each is copied here with pidfd_getfd.
 // A socket that cannot be copied for want of the right (ptrace denied)
 // counts as one: what cannot be checked keeps the fence.
-func socketIn(pid int, fds []int, id ID) string {
+func heldSocketIn(pid int, fds []int, id ID) string {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return "" // gone meanwhile
