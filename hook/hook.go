@@ -398,7 +398,11 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if !ok {
 		// No record names this id with this bundle: never fenced (not
 		// selected, or another runtime's container of the same id), or
-		// already removed by an earlier poststop or a prune.
+		// already removed by an earlier poststop or a prune; or its record
+		// cannot be read, which must not pass in silence.
+		if bad := store.Unreadable(); len(bad) > 0 {
+			return res, fmt.Errorf("no readable record is owned by this container, and %d record(s) cannot be read (%s): one may be its own, whose fence then stays in place; look at them (bypass-hook status), and remove the fence by hand if it is this container's", len(bad), strings.Join(bad, ", "))
+		}
 		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
