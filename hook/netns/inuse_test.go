@@ -5,6 +5,7 @@ package netns_test
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,6 +68,31 @@ func TestInUse(t *testing.T) {
 	tcp.Process.Kill()
 	tcp.Wait()
 
+	// A process whose main thread is elsewhere and one thread in the
+	// namespace: /proc/PID/ns/net shows the main thread's only.
+	helper := exec.Command(os.Args[0], "-test.run=^TestInUseThreadHelper$", "-test.count=1")
+	helper.Env = append(os.Environ(), "BH_INUSE_THREAD="+ns.Path)
+	stdout, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	buf := make([]byte, 64)
+	if n, _ := stdout.Read(buf); !strings.Contains(string(buf[:n]), "ready") {
+		t.Fatalf("the helper did not get a thread into the namespace: %q", buf[:n])
+	}
+	if got, _ := netns.Peek(netns.PidPath(helper.Process.Pid)); got == id {
+		t.Fatal("the helper's main thread is in the namespace: the case is not made")
+	}
+	if why := netns.InUse(id); !strings.Contains(why, strconv.Itoa(helper.Process.Pid)) {
+		t.Errorf("InUse = %q with one thread of process %d in the namespace", why, helper.Process.Pid)
+	}
+	helper.Process.Kill()
+	helper.Wait()
+
 	// A process in the namespace.
 	in := exec.Command("nsenter", "--net="+ns.Path, "sleep", "100")
 	if err := in.Start(); err != nil {
@@ -87,4 +113,34 @@ func TestInUse(t *testing.T) {
 	if why := netns.InUse(id); why != "" {
 		t.Errorf("InUse = %q once everything left", why)
 	}
+}
+
+// TestInUseThreadHelper is TestInUse's helper process: one thread joins
+// the namespace, the main thread stays where it is.
+func TestInUseThreadHelper(t *testing.T) {
+	path := os.Getenv("BH_INUSE_THREAD")
+	if path == "" {
+		t.Skip("a helper of TestInUse")
+	}
+	ready := make(chan error)
+	var join func()
+	join = func() {
+		runtime.LockOSThread() // never unlocked: the thread stays where it is
+		if unix.Gettid() == unix.Getpid() {
+			go join() // the main thread stays out: another thread goes in
+			select {}
+		}
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(fd, unix.CLONE_NEWNET)
+		}
+		ready <- err
+		select {}
+	}
+	go join()
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	os.Stdout.WriteString("ready\n")
+	select {}
 }
