@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // A corrupt record of another namespace never keeps a poststop from

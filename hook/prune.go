@@ -22,7 +22,7 @@ type Pruned struct {
 	Action string   `json:"action"`
 }
 
-// PruneStale takes out the fences whose every owner is stale (its process
+// RemoveAbandonedFences takes out the fences whose every owner is stale (its process
 // gone, its pid reused, or in another namespace) since at least grace, and
 // whose namespace nothing reaches any more (no thread in it, no socket
 // made in it), as the last owner's poststop would: a runtime whose start
@@ -31,14 +31,14 @@ type Pruned struct {
 // whatever its owners' pid 1 did: the workload controls its pid 1. It
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
-func (h *Hook) PruneStale(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
 	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return nil, nil, time.Time{}, err
 	}
 	var out []Pruned
 	var inUse []Pruned
-	_, _, next, err = store.PruneStale(grace, now, func(id netns.ID) string {
+	_, _, next, err = store.ReapAbandoned(grace, now, func(id netns.ID) string {
 		why := netns.InUse(id)
 		if why != "" {
 			inUse = append(inUse, Pruned{Netns: id.String(), Action: "kept: every owner is stale but " + why})

@@ -15,7 +15,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
 // fakeBackend sees no fence anywhere (so every fence is "not whole") and

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // workerScript is the container's pid 1, as uid 65534 with no capability:

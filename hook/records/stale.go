@@ -124,7 +124,7 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 	return allStale, due.Add(grace), changed
 }
 
-// PruneStale goes through the records and, under each one's lock, marks
+// ReapAbandoned goes through the records and, under each one's lock, marks
 // owners newly seen stale; where every owner has been stale for grace it
 // asks inUse whether anything still reaches the namespace (netns.InUse:
 // a workload controls its own pid 1, which may exit or move to a namespace
@@ -133,7 +133,7 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 // a running hook holds are passed over. It returns the keys removed, those
 // kept with the reason, and the earliest time a fence still in its grace
 // period falls due (zero when none is).
-func (s *Store) PruneStale(grace time.Duration, now time.Time, inUse func(netns.ID) string, remove func(key string, rec *Record) error) (removed []string, kept map[string]string, next time.Time, err error) {
+func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(netns.ID) string, remove func(key string, rec *Record) error) (removed []string, kept map[string]string, next time.Time, err error) {
 	keys, err := s.Keys()
 	if err != nil {
 		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
