@@ -62,6 +62,9 @@ func Read(path string, max int64, follow Follow) ([]byte, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil, &os.PathError{Op: "read", Path: path, Err: unix.EISDIR}
+	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s): refused", ErrNotRegular, kind(st.Mode))}
 	}
@@ -90,8 +93,6 @@ func kind(mode uint32) string {
 		return "a block device"
 	case unix.S_IFSOCK:
 		return "a socket"
-	case unix.S_IFDIR:
-		return "a directory"
 	}
 	return fmt.Sprintf("file type %#o", mode&unix.S_IFMT)
 }

@@ -44,7 +44,7 @@ func TestRead(t *testing.T) {
 		{"link refused", link, safefile.NoFollow, "symbolic link", true},
 		{"fifo", fifo, safefile.FollowLink, "a FIFO", true},
 		{"device", "/dev/null", safefile.FollowLink, "a character device", true},
-		{"directory", dir, safefile.FollowLink, "a directory", true},
+		{"directory", dir, safefile.FollowLink, "is a directory", true},
 		{"too large", big, safefile.NoFollow, "at most 10", true},
 		{"missing", filepath.Join(dir, "none"), safefile.NoFollow, "no such file", true},
 	} {
