@@ -8,7 +8,9 @@ package runc
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,5 +135,83 @@ func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 	}
 	if code, out := e.cli(t, "prune", "--grace", "0s"); code != 0 || fencedNs(t, ns.Netns) {
 		t.Errorf("prune with nothing left in the namespace: exit %d, fenced %v\n%s", code, fencedNs(t, ns.Netns), out)
+	}
+}
+
+// Hole 1, the socket variant: pid 1 makes a TCP socket in the fenced namespace and then
+// leaves for a user and network namespace of its own, keeping the socket; no process is left
+// in the fenced namespace (only the lab's bind mount holds it). A socket sends through the
+// namespace it was made in, so prune must keep the fence, and the socket's connect straight
+// out is refused.
+func TestTrustSocketHeldAfterLeaving(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	helper := filepath.Join(t.TempDir(), "sockhold")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", helper, "./testdata/sockhold")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the helper: %v\n%s", err, out)
+	}
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"/sockhold", "make", e.lab.TCPV4},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.WriteSpec(t)
+	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(helper)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(b.Dir, "rootfs/sockhold"), data, 0o755)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(t, testnet.RandName("sockhold-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	want, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(root, "tmp/ready")); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, _ := netns.Peek(netns.PidPath(pid)); got == want || got == (netns.ID{}) {
+		t.Fatalf("pid 1 did not leave the namespace; container output:\n%s", b.Output())
+	}
+
+	code, out := e.cli(t, "prune", "--grace", "0s")
+	t.Logf("prune --grace 0s: exit %d\n%s", code, out)
+	if !fencedNs(t, ns.Netns) {
+		t.Errorf("prune took the fence out of a namespace a held socket still sends through; hook log:\n%s", e.log())
+	}
+	if !strings.Contains(out, "socket") {
+		t.Errorf("prune does not say a socket keeps the fence:\n%s", out)
+	}
+	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	deadline = time.Now().Add(10 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		got, _ = os.ReadFile(filepath.Join(root, "tmp/result"))
+	}
+	t.Logf("the held socket's connect to %s from pid 1's own namespace: %s", e.lab.TCPV4, got)
+	if !strings.Contains(string(got), "refused") {
+		t.Errorf("the held socket's direct connect was not refused: %q", got)
 	}
 }
