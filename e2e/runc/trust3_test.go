@@ -147,7 +147,11 @@ func TestTrustSocketHeldAfterLeaving(t *testing.T) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
 	helper := filepath.Join(t.TempDir(), "sockhold")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", helper, "./testdata/sockhold")
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	build := exec.Command(goTool, "build", "-o", helper, "./testdata/sockhold")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the helper: %v\n%s", err, out)
