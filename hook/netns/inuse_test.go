@@ -144,3 +144,55 @@ func TestInUseThreadHelper(t *testing.T) {
 	os.Stdout.WriteString("ready\n")
 	select {}
 }
+
+// A socket made in the namespace and then found in no process's file
+// table still sends through it once its holder takes it back: here it is
+// in flight over a unix socket (SCM_RIGHTS) that a process elsewhere holds,
+// the way a workload's pid 1 can park it before a prune and pick it up
+// after. InUse keeps the namespace while the socket lives, and not after.
+func TestInUseSocketInFlight(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "sleep")
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := netns.Socket(ns.Path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(tcp), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(tcp)
+	unix.Close(pair[0])
+	end := os.NewFile(uintptr(pair[1]), "unix")
+	holder := exec.Command("sleep", "100")
+	holder.ExtraFiles = []*os.File{end}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	end.Close()
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+
+	if why := netns.InUse(id); !strings.Contains(why, "in flight") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in flight over a unix socket process %d holds", why, holder.Process.Pid)
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	why := "not checked"
+	for range 100 { // the kernel frees the socket shortly after its holder
+		if why = netns.InUse(id); why == "" {
+			break
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
+	}
+	if why != "" {
+		t.Errorf("InUse = %q once the socket in flight is gone", why)
+	}
+}
