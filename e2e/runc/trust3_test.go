@@ -143,7 +143,14 @@ func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 // in the fenced namespace (only the lab's bind mount holds it). A socket sends through the
 // namespace it was made in, so prune must keep the fence, and the socket's connect straight
 // out is refused.
-func TestTrustSocketHeldAfterLeaving(t *testing.T) {
+func TestTrustSocketHeldAfterLeaving(t *testing.T) { testSocketHeld(t, "make") }
+
+// The socket, once out of the fenced namespace, is parked in flight over a unix socket pair
+// (SCM_RIGHTS) and closed, so that no process's file table shows it; it is taken back after
+// the prune. On main before the fix prune took the fence out and the connect got through.
+func TestTrustSocketInFlightAfterLeaving(t *testing.T) { testSocketHeld(t, "make-inflight") }
+
+func testSocketHeld(t *testing.T, mode string) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
 	helper := filepath.Join(t.TempDir(), "sockhold")
@@ -159,7 +166,7 @@ func TestTrustSocketHeldAfterLeaving(t *testing.T) {
 	b := testnet.NewBundle(t, testnet.BundleOpts{
 		NetnsPath:    ns.Path,
 		Hooks:        e.hooks(),
-		Args:         []string{"/sockhold", "make", e.lab.TCPV4},
+		Args:         []string{"/sockhold", mode, e.lab.TCPV4},
 		Capabilities: []string{},
 	})
 	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
