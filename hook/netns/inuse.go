@@ -29,16 +29,13 @@ import (
 func InUse(id ID) string {
 	self := os.Getpid()
 	procs, _ := os.ReadDir("/proc")
-	var pids []int
+	pids := []int{self} // first: its sockets may be all the namespace has
 	for _, e := range procs {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || pid == self {
 			continue
 		}
 		pids = append(pids, pid)
-		if pid == self {
-			continue
-		}
 		tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
 		for _, t := range tasks {
 			if got, ok := Peek("/proc/" + e.Name() + "/task/" + t.Name() + "/ns/net"); ok && got == id {
@@ -46,9 +43,17 @@ func InUse(id ID) string {
 			}
 		}
 	}
+	// A socket need not be in any process's file table to be used later:
+	// one in flight over a unix socket (SCM_RIGHTS), in the file table of a
+	// thread that unshared its own (/proc/PID/fd shows the main thread's),
+	// or registered with io_uring, comes back whole when its holder wants
+	// it. The namespace itself counts every socket made in it that user
+	// space holds: the file tables must show them all, and none may be one
+	// that sends. The count also spares copying sockets once all are found.
+	total, counted := socketsIn(id)
 	// Files second: they cost more, and a namespace with a process in it
 	// is the usual case. The caller's own sockets (the monitor's netlink
-	// ones) are only counted, for the tally below.
+	// ones) are only counted.
 	nsLink := fmt.Sprintf("net:[%d]", id.Ino)
 	seen := 0
 	for _, pid := range pids {
@@ -69,7 +74,7 @@ func InUse(id ID) string {
 				}
 			}
 		}
-		if len(sockets) > 0 {
+		if len(sockets) > 0 && (!counted || seen < total) {
 			n, why := heldSocketIn(pid, sockets, id)
 			if why != "" && pid != self {
 				return why
@@ -77,14 +82,8 @@ func InUse(id ID) string {
 			seen += n
 		}
 	}
-	// A socket need not be in any process's file table to be used later:
-	// one in flight over a unix socket (SCM_RIGHTS), in the file table of a
-	// thread that unshared its own (/proc/PID/fd shows the main thread's),
-	// or registered with io_uring, comes back whole when its holder wants
-	// it. The namespace itself counts every socket made in it that user
-	// space holds; any beyond those seen above keeps the fence.
-	if n, ok := socketsIn(id); ok && n > seen {
-		return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", n-seen)
+	if counted && total > seen {
+		return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", total-seen)
 	}
 	return ""
 }
