@@ -13,7 +13,7 @@ BINS    := $(BIN) $(HOOKBIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test unit fuzz vet demo bench clean e2e-k8s e2e-k8s-deps e2e-docker-deps e2e-docker
+.PHONY: build test unit fuzz vet demo bench clean bpf e2e-k8s e2e-k8s-deps e2e-docker-deps e2e-docker
 
 build: $(BINS)
 
@@ -28,6 +28,13 @@ $(HOOKBIN): $(SOURCES)
 vet:
 	$(GO) vet ./...
 
+# The monitor's eBPF programs, compiled ahead and committed (the build and
+# the hosts need no clang). Needs clang, llvm and libbpf-dev; the sum lets
+# TestObjectsCurrent fail, without clang, when bpf/ changed since.
+ATTRIB := monitor/attrib
+bpf:
+	cd $(ATTRIB) && $(GO) generate . && sha256sum gen.go bpf/attrib.c bpf/vmlinux.h > bpf/objects.sha256
+
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
@@ -37,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
+	$(GO) test -run '^$$' -fuzz '^FuzzProcessOf$$' -fuzztime 15s ./monitor/attrib/
 
 # The containerd 2.2 end to end needs binaries built from the Go module
 # proxy; they are cached outside the checkout (E2E_CACHE) and reused.

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package attrib
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Process is who made an attempt, as the kernel saw it at the socket call.
+type Process struct {
+	Pid uint32 // thread group id, in the host's pid namespace
+	Tid uint32
+	// PidInContainer and TidInContainer are the same in the process's own
+	// pid namespace (the container's; equal to Pid and Tid on the host).
+	PidInContainer uint32
+	TidInContainer uint32
+	Comm           string // the thread's command name (at most 15 bytes)
+	Exe            string // the executable's file name (not its path)
+	Ppid           uint32 // the parent's thread group id, host's namespace
+	ParentComm     string
+	CgroupID       uint64 // the process's cgroup v2 id
+	UID, GID       uint32 // as the host sees them
+}
+
+// processOf turns a record of the kernel's into a Process.
+func processOf(id attribIdent) Process {
+	return Process{
+		Pid:            id.Pid,
+		Tid:            id.Tid,
+		PidInContainer: id.NsPid,
+		TidInContainer: id.NsTid,
+		Comm:           cstring(id.Comm[:]),
+		Exe:            cstring(id.Exe[:]),
+		Ppid:           id.Ppid,
+		ParentComm:     cstring(id.Pcomm[:]),
+		CgroupID:       id.CgroupId,
+		UID:            id.Uid,
+		GID:            id.Gid,
+	}
+}
+
+// cstring is the text of a NUL-terminated kernel string, cut at the
+// first NUL or at the end of b.
+func cstring(b []int8) string {
+	s := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return strings.ToValidUTF8(string(s), "\uFFFD")
+}
+
+// Tracer is the programs, loaded and attached, and their maps.
+type Tracer struct {
+	objs  attribObjects
+	links []link.Link
+	// Missing says what the kernel refused that costs part of the
+	// attribution, empty when all of it works.
+	Missing []string
+}
+
+// hooks are the cgroup programs and where they attach. sock_create is the
+// only one a Tracer does without: it names the senders of raw and ICMP
+// sockets, which have no connect or sendmsg program.
+func (t *Tracer) hooks() []struct {
+	name   string
+	prog   *ebpf.Program
+	attach ebpf.AttachType
+} {
+	p := &t.objs.attribPrograms
+	return []struct {
+		name   string
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{
+		{"cgroup/connect4", p.NoteConnect4, ebpf.AttachCGroupInet4Connect},
+		{"cgroup/connect6", p.NoteConnect6, ebpf.AttachCGroupInet6Connect},
+		{"cgroup/sendmsg4", p.NoteSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{"cgroup/sendmsg6", p.NoteSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
+		{"cgroup/sock_create", p.NoteCreate, ebpf.AttachCGroupInetSockCreate},
+	}
+}
+
+// Load loads the programs and attaches them: the cgroup programs at
+// cgroupRoot ("" finds the cgroup v2 mount), so that they run for every
+// process of the host, and the drop tracepoint. The error says what is
+// missing (BTF, privilege, a hook the kernel refuses) and what to do.
+func Load(cgroupRoot string) (*Tracer, error) {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, fmt.Errorf("the kernel has no BTF (/sys/kernel/btf/vmlinux: %w): attribution needs a kernel built with CONFIG_DEBUG_INFO_BTF (5.10 onwards, the default of current distributions)", err)
+	}
+	if cgroupRoot == "" {
+		var err error
+		if cgroupRoot, err = CgroupRoot(); err != nil {
+			return nil, err
+		}
+	}
+	// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
+	spec, err := loadAttrib()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tracer{}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("loading the attribution programs: %w: the monitor needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and no lockdown in confidentiality mode", err)
+		}
+		// A kernel without sock_create's helpers still has the rest.
+		delete(spec.Programs, attribProgNoteCreate)
+		if err2 := spec.LoadAndAssign(&t.objs, nil); err2 != nil {
+			return nil, fmt.Errorf("loading the attribution programs: %w (the kernel refuses them: attribution needs BTF tracepoints, bpf_get_socket_cookie in tracing programs and bpf_get_current_task_btf in cgroup socket programs, Linux 5.15 or later)", err)
+		}
+		t.Missing = append(t.Missing, fmt.Sprintf("cgroup/sock_create: %v (raw and ICMP sockets are not attributed)", err))
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.Dropped})
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("attaching the tp_btf/kfree_skb program: %w (needs BTF tracepoints with the drop reason, Linux 5.17 or later)", err)
+	}
+	t.links = append(t.links, l)
+	for _, h := range t.hooks() {
+		if h.prog == nil {
+			continue
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: h.attach, Program: h.prog})
+		if err != nil {
+			if h.attach == ebpf.AttachCGroupInetSockCreate {
+				t.Missing = append(t.Missing, fmt.Sprintf("%s at %s: %v (raw and ICMP sockets are not attributed)", h.name, cgroupRoot, err))
+				continue
+			}
+			t.Close()
+			return nil, fmt.Errorf("attaching %s at the cgroup v2 root %s: %w", h.name, cgroupRoot, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return t, nil
+}
+
+// Close detaches and unloads the programs.
+func (t *Tracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Fence makes the programs look at the namespace of cookie.
+func (t *Tracer) Fence(cookie uint64) error {
+	return t.objs.Fenced.Update(cookie, uint8(1), ebpf.UpdateAny)
+}
+
+// Unfence stops looking at the namespace of cookie.
+func (t *Tracer) Unfence(cookie uint64) error {
+	err := t.objs.Fenced.Delete(cookie)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
+// maxAge is how old a drop may be and still be taken for the attempt a
+// log record shows: a 5-tuple comes back when a port is reused, and an
+// attempt the log's rate limit left out leaves its drop behind.
+const maxAge = 30 * time.Second
+
+// Flow is a dropped packet as a log record shows it.
+type Flow struct {
+	Netns        uint64 // the namespace's cookie
+	Proto        uint8
+	Src, Dst     netip.Addr
+	Sport, Dport uint16
+}
+
+// Lookup takes out the attempt the kernel filed for f: who sent it. It is
+// taken out, so that the next attempt of the same 5-tuple (a reused port)
+// is not named by this one's.
+func (t *Tracer) Lookup(f Flow) (Process, bool) {
+	key, ok := keyOf(f)
+	if !ok {
+		return Process{}, false
+	}
+	var a attribAttempt
+	if err := t.objs.Attempts.LookupAndDelete(&key, &a); err != nil {
+		return Process{}, false
+	}
+	if now, err := bootTime(); err == nil && now-a.DroppedNs > uint64(maxAge) {
+		return Process{}, false
+	}
+	return processOf(a.Who), true
+}
+
+// keyOf is the attempts map's key of f.
+func keyOf(f Flow) (attribFlow, bool) {
+	k := attribFlow{Netns: f.Netns, Proto: f.Proto, Sport: f.Sport, Dport: f.Dport}
+	src, dst := f.Src.Unmap(), f.Dst.Unmap()
+	switch {
+	case src.Is4() && dst.Is4():
+		k.Family = 4
+		a, b := src.As4(), dst.As4()
+		copy(k.Saddr[:], a[:])
+		copy(k.Daddr[:], b[:])
+	case src.Is6() && dst.Is6():
+		k.Family = 6
+		k.Saddr, k.Daddr = f.Src.As16(), f.Dst.As16()
+	default:
+		return k, false
+	}
+	return k, true
+}
+
+func bootTime() (uint64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0, err
+	}
+	return uint64(ts.Nano()), nil
+}
+
+// CgroupRoot is where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup
+// on a host of cgroup v2 alone, /sys/fs/cgroup/unified on a hybrid one.
+func CgroupRoot() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("finding the cgroup v2 mount: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 36 35 0:30 / /sys/fs/cgroup rw,... shared:9 - cgroup2 cgroup2 rw
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 && fields[3] == "/" {
+				return fields[4], nil
+			}
+		}
+	}
+	return "", errors.New("no cgroup v2 hierarchy is mounted (attribution attaches its socket programs at its root): mount one, e.g. mount -t cgroup2 none /sys/fs/cgroup/unified")
+}
+
+// NetnsCookie is the cookie of the network namespace at path: what the
+// programs know a namespace by. Unlike an inode number it is never reused
+// while the system runs. It needs Linux 5.14 (SO_NETNS_COOKIE).
+func NetnsCookie(path string) (uint64, error) {
+	// A unix socket: an inet one would run the socket programs.
+	fd, err := netns.Socket(path, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("reading the cookie of network namespace %s (SO_NETNS_COOKIE, Linux 5.14 or later): %w", path, err)
+	}
+	return c, nil
+}
