@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/monitor/attrib/attribtest"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/status"
@@ -37,7 +38,10 @@ import (
 // hookBin is the bypass-hook binary, built by TestMain; empty without root.
 var hookBin string
 
-func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
+func TestMain(m *testing.M) {
+	attribtest.MaybeAttempt()
+	os.Exit(testnet.Main(m, &hookBin))
+}
 
 // eventWait is how soon an attempt must show as an event.
 const eventWait = 2 * time.Second

@@ -56,6 +56,19 @@ type Event struct {
 	PodNamespace  string `json:"podNamespace,omitempty"`
 	Pod           string `json:"pod,omitempty"`
 	ContainerName string `json:"containerName,omitempty"`
+	// The process that sent the packet, as the kernel saw it when it made
+	// or used its socket (socket(), connect(), sendto()): right even when
+	// it exited at once. Absent where attribution is off (see the
+	// monitor's log) or the kernel noted nothing for the packet.
+	// Pid is in the host's pid namespace, PidInContainer in the process's
+	// own (the container's); Exe is the executable's file name, Comm the
+	// thread's name; Ppid and ParentComm are its parent's.
+	Pid            *uint32 `json:"pid,omitempty"`
+	PidInContainer uint32  `json:"pidInContainer,omitempty"`
+	Comm           string  `json:"comm,omitempty"`
+	Exe            string  `json:"exe,omitempty"`
+	Ppid           uint32  `json:"ppid,omitempty"`
+	ParentComm     string  `json:"parentComm,omitempty"`
 }
 
 // actionFor is an event's action in a fence of policy mode.

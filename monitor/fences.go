@@ -25,6 +25,9 @@ type fence struct {
 	// unreachable: no path leads to the namespace any more (its containers
 	// died without a poststop); no socket is opened for it.
 	unreachable bool
+	// netnsCookie is the namespace's cookie in the attribution programs'
+	// map; 0 when attribution is off or the namespace was not reached.
+	netnsCookie uint64
 }
 
 func (f *fence) target() string { return f.rec.Policy.Log.Target }
@@ -45,6 +48,12 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	}
 	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
+	m.mu.Lock()
+	old := m.fences[key]
+	m.mu.Unlock()
+	if f.netnsCookie = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
+		m.unfence(old)
+	}
 	m.mu.Lock()
 	m.setFence(f, log)
 	sock, closing := m.reuseSocket(f, log)
@@ -210,6 +219,7 @@ func (m *Monitor) markGone(key string) {
 	}
 	m.retire(f)
 	delete(m.fences, key)
+	m.unfence(f)
 	m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("fence gone")
 }
 

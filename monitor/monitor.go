@@ -74,6 +74,11 @@ type Options struct {
 	// after their grace period: the monitor is the one process that runs
 	// all along. The command wires it to the hook's PruneStale.
 	Prune func(now time.Time)
+	// Attribution loads the eBPF programs that name the process of each
+	// attempt (see package attrib); LoadAttribution, when set, loads them
+	// in place of attrib.Load.
+	Attribution     bool
+	LoadAttribution func() (Attributor, error)
 }
 
 // Monitor follows the fences of one state directory.
@@ -109,6 +114,8 @@ type Monitor struct {
 	// notWhole has the live fences found not whole at the last check, by
 	// namespace key, with what is wrong.
 	notWhole map[string]string
+	// attr names the process of each attempt; nil when attribution is off.
+	attr Attributor
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -162,6 +169,7 @@ func (m *Monitor) Registry() *prometheus.Registry { return m.registry }
 func (m *Monitor) Run(ctx context.Context, ready func()) error {
 	// First, so that whatever has started stops on every way out.
 	defer m.shutdown()
+	m.startAttribution()
 	if m.opts.Config.Log.Target == config.LogKernel {
 		if err := m.startKernel(ctx); err != nil {
 			return err
@@ -213,6 +221,9 @@ func (m *Monitor) shutdown() {
 	}
 	m.mu.Unlock()
 	m.readers.Wait()
+	if m.attr != nil {
+		m.attr.Close()
+	}
 }
 
 // resync reads every record again; fences without a record are gone.

@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package monitor
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/monitor/attrib"
+)
+
+// How long an event waits for the kernel to file its attempt: the log
+// record is written before the fence drops the packet, and the monitor
+// may read it in between.
+const (
+	attribWait  = 20 * time.Millisecond
+	attribRetry = 2 * time.Millisecond
+)
+
+// startAttribution loads the eBPF programs that name the process of each
+// attempt. Without them (no BTF, no privilege, a hook the kernel refuses)
+// the monitor says so once and its events carry the rest.
+func (m *Monitor) startAttribution() {
+	if !m.opts.Attribution {
+		return
+	}
+	load := m.opts.LoadAttribution
+	if load == nil {
+		load = func() (Attributor, error) { return attrib.Load("") }
+	}
+	a, err := load()
+	if err != nil {
+		m.opts.Log.WithError(err).Warn("events do not name the process that tried: the eBPF attribution could not start")
+		return
+	}
+	if t, ok := a.(*attrib.Tracer); ok {
+		for _, miss := range t.Missing {
+			m.opts.Log.WithField("missing", miss).Warn("attribution works in part")
+		}
+	}
+	m.attr = a
+	m.opts.Log.Info("attribution on: events name the process that tried")
+}
+
+// Attributor is what the monitor asks of attribution: attrib.Tracer.
+type Attributor interface {
+	Fence(cookie uint64) error
+	Unfence(cookie uint64) error
+	Lookup(f attrib.Flow) (attrib.Process, bool)
+	Close() error
+}
+
+// cookieOf gives the namespace of f to the attribution programs: its
+// cookie, or of the fence followed so far in the same namespace; 0 when
+// attribution is off or the namespace cannot be reached.
+func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) uint64 {
+	if m.attr == nil {
+		return 0
+	}
+	if old != nil && old.netnsCookie != 0 && old.rec.Netns == f.rec.Netns {
+		return old.netnsCookie
+	}
+	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.Hints())
+	if !ok {
+		return 0
+	}
+	defer closeNs()
+	c, err := attrib.NetnsCookie(ns.Path)
+	if err == nil {
+		err = m.attr.Fence(c)
+	}
+	if err != nil {
+		log.WithError(err).Warn("the attribution programs cannot follow this fence's namespace: its events do not name the process")
+		return 0
+	}
+	return c
+}
+
+// unfence stops the programs looking at the namespace of a fence gone.
+func (m *Monitor) unfence(f *fence) {
+	if m.attr == nil || f == nil || f.netnsCookie == 0 {
+		return
+	}
+	if err := m.attr.Unfence(f.netnsCookie); err != nil {
+		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Warn("taking a namespace out of the attribution map")
+	}
+}
+
+// attributed names in ev the process that sent the packet of flow, as the
+// kernel noted it: the one fence f's namespace dropped. Audited packets
+// are not dropped, so the kernel files nothing for them.
+func (m *Monitor) attributed(ev Event, f *fence, flow Flow) Event {
+	if m.attr == nil || f == nil || f.netnsCookie == 0 || f.rec.Policy.Mode == config.ModeAudit {
+		return ev
+	}
+	proto, ok := protoNumbers[flow.Proto]
+	if !ok {
+		n, err := strconv.ParseUint(flow.Proto, 10, 8)
+		if err != nil {
+			return ev
+		}
+		proto = uint8(n)
+	}
+	key := attrib.Flow{Netns: f.netnsCookie, Proto: proto, Src: flow.Src, Dst: flow.Dst, Sport: flow.Sport, Dport: flow.Dport}
+	for deadline := time.Now().Add(attribWait); ; time.Sleep(attribRetry) {
+		if p, ok := m.attr.Lookup(key); ok {
+			ev.setProcess(p)
+			return ev
+		}
+		if time.Now().After(deadline) {
+			return ev
+		}
+	}
+}
+
+// setProcess fills the process fields of ev.
+func (ev *Event) setProcess(p attrib.Process) {
+	pid := p.Pid
+	ev.Pid = &pid
+	ev.PidInContainer = p.PidInContainer
+	ev.Comm, ev.Exe = p.Comm, p.Exe
+	ev.Ppid, ev.ParentComm = p.Ppid, p.ParentComm
+}
+
+// protoNumbers are the protocol numbers of the names ProtoName gives.
+var protoNumbers = func() map[string]uint8 {
+	m := map[string]uint8{}
+	for n, name := range protoNames {
+		m[name] = uint8(n)
+	}
+	return m
+}()
