@@ -220,6 +220,11 @@ func TestRunHere(t *testing.T) {
 			if err := r.WriteJSON(&js); err != nil || json.Unmarshal(js.Bytes(), &back) != nil || back.SelfTest == nil {
 				t.Errorf("--json does not read back: %v\n%s", err, js.String())
 			}
+			// This kernel has what attribution needs: refused attempts
+			// are named after the check's own process.
+			if cfg.Mode == config.ModeEnforce && !strings.HasPrefix(st.Attribution, "refused attempts named after the process") {
+				t.Errorf("attribution: %q; want the attempts named after this process", st.Attribution)
+			}
 			if cfg.Log.Target == config.LogNflog && !st.Logged {
 				t.Errorf("nflog: the log rules counted nothing: %s", st.LogDetail)
 			}

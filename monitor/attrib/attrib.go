@@ -272,3 +272,30 @@ func NetnsCookie(path string) (uint64, error) {
 	}
 	return c, nil
 }
+
+// Filed lists the attempts filed for the namespace of cookie and not yet
+// looked up, for a self-test that does not know its source ports.
+func (t *Tracer) Filed(cookie uint64) []Flow {
+	var out []Flow
+	var k attribFlow
+	var v attribAttempt
+	it := t.objs.Attempts.Iterate()
+	for it.Next(&k, &v) {
+		if k.Netns == cookie {
+			out = append(out, flowOf(k))
+		}
+	}
+	return out
+}
+
+// flowOf is the Flow of a key of the attempts map.
+func flowOf(k attribFlow) Flow {
+	f := Flow{Netns: k.Netns, Proto: k.Proto, Sport: k.Sport, Dport: k.Dport}
+	if k.Family == 4 {
+		f.Src = netip.AddrFrom4([4]byte(k.Saddr[:4]))
+		f.Dst = netip.AddrFrom4([4]byte(k.Daddr[:4]))
+	} else {
+		f.Src, f.Dst = netip.AddrFrom16(k.Saddr), netip.AddrFrom16(k.Daddr)
+	}
+	return f
+}

@@ -56,23 +56,11 @@ func (t *Tracer) attemptsTo(dst netip.Addr) []Flow {
 	var v attribAttempt
 	it := t.objs.Attempts.Iterate()
 	for it.Next(&k, &v) {
-		f := flowOf(k)
-		if f.Dst == dst {
+		if f := flowOf(k); f.Dst == dst {
 			out = append(out, f)
 		}
 	}
 	return out
-}
-
-func flowOf(k attribFlow) Flow {
-	f := Flow{Netns: k.Netns, Proto: k.Proto, Sport: k.Sport, Dport: k.Dport}
-	if k.Family == 4 {
-		f.Src = netip.AddrFrom4([4]byte(k.Saddr[:4]))
-		f.Dst = netip.AddrFrom4([4]byte(k.Daddr[:4]))
-	} else {
-		f.Src, f.Dst = netip.AddrFrom16(k.Saddr), netip.AddrFrom16(k.Daddr)
-	}
-	return f
 }
 
 // TestNamesWhoTried: programs that make one refused attempt each and exit
