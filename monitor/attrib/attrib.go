@@ -299,3 +299,22 @@ func flowOf(k attribFlow) Flow {
 	}
 	return f
 }
+
+// MapMemory is what the programs' maps take in the kernel, in bytes, as
+// the kernel counts it (memlock): the LRU maps are allocated whole at
+// load, the map of fenced namespaces as it fills.
+func (t *Tracer) MapMemory() (uint64, error) {
+	var sum uint64
+	for _, m := range []*ebpf.Map{t.objs.Fenced, t.objs.Sockets, t.objs.Attempts, t.objs.Scratch} {
+		info, err := m.Info()
+		if err != nil {
+			return 0, err
+		}
+		n, ok := info.Memlock()
+		if !ok {
+			return 0, errors.New("the kernel does not say what a map takes (memlock)")
+		}
+		sum += n
+	}
+	return sum, nil
+}

@@ -21,8 +21,9 @@ func TestMain(m *testing.M) {
 }
 
 // refusingNetns is a namespace whose output rules refuse what goes to
-// 198.51.100.9 and 2001:db8:a7::9, as a fence does (reject, which drops).
-func refusingNetns(t *testing.T) *testnet.Netns {
+// 198.51.100.9 and 2001:db8:a7::9, as a fence does (TCP with a reset, the
+// rest with an ICMP error, both of which drop the packet).
+func refusingNetns(t testing.TB) *testnet.Netns {
 	t.Helper()
 	testnet.RequireTools(t, "nft")
 	ns := testnet.NewNetns(t)
@@ -33,6 +34,8 @@ func refusingNetns(t *testing.T) *testnet.Netns {
 	ns.Exec(t, "ip", "addr", "add", "198.51.100.2/24", "dev", "d0")
 	ns.Exec(t, "ip", "addr", "add", "2001:db8:a7::2/64", "dev", "d0", "nodad")
 	ns.Exec(t, "nft", "add table inet t; add chain inet t o { type filter hook output priority 0; };"+
+		" add rule inet t o meta l4proto tcp ip daddr 198.51.100.9 reject with tcp reset;"+
+		" add rule inet t o meta l4proto tcp ip6 daddr 2001:db8:a7::9 reject with tcp reset;"+
 		" add rule inet t o ip daddr 198.51.100.9 reject;"+
 		" add rule inet t o ip6 daddr 2001:db8:a7::9 reject")
 	return ns
