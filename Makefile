@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessOf$$' -fuzztime 15s ./monitor/attrib/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeVsock$$' -fuzztime 15s ./monitor/attrib/
 
 # The containerd 2.2 end to end needs binaries built from the Go module
 # proxy; they are cached outside the checkout (E2E_CACHE) and reused.

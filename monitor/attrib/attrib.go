@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -72,6 +73,8 @@ type Tracer struct {
 	// Missing says what the kernel refused that costs part of the
 	// attribution, empty when all of it works.
 	Missing []string
+	// vsock reads the AF_VSOCK sends; nil without the program.
+	vsock *ringbuf.Reader
 }
 
 // hooks are the cgroup programs and where they attach. sock_create is the
@@ -121,12 +124,14 @@ func Load(cgroupRoot string) (*Tracer, error) {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("loading the attribution programs: %w: the monitor needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and no lockdown in confidentiality mode", err)
 		}
-		// A kernel without sock_create's helpers still has the rest.
+		// A kernel without sock_create's helpers, or without the
+		// sock_send_length tracepoint (before 6.4), still has the rest.
 		delete(spec.Programs, attribProgNoteCreate)
+		delete(spec.Programs, attribProgVsockSend)
 		if err2 := spec.LoadAndAssign(&t.objs, nil); err2 != nil {
-			return nil, fmt.Errorf("loading the attribution programs: %w (the kernel refuses them: attribution needs BTF tracepoints, bpf_get_socket_cookie in tracing programs and bpf_get_current_task_btf in cgroup socket programs, Linux 5.15 or later)", err)
+			return nil, fmt.Errorf("loading the attribution programs: %w (the kernel refuses them: attribution needs BTF tracepoints, bpf_get_socket_cookie in tracing programs and bpf_get_current_task_btf in cgroup socket programs, Linux 5.17 or later)", err)
 		}
-		t.Missing = append(t.Missing, fmt.Sprintf("cgroup/sock_create: %v (raw and ICMP sockets are not attributed)", err))
+		t.Missing = append(t.Missing, fmt.Sprintf("cgroup/sock_create and tp_btf/sock_send_length: %v (raw and ICMP sockets are not attributed, AF_VSOCK sends not reported)", err))
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.Dropped})
 	if err != nil {
@@ -134,6 +139,11 @@ func Load(cgroupRoot string) (*Tracer, error) {
 		return nil, fmt.Errorf("attaching the tp_btf/kfree_skb program: %w (needs BTF tracepoints with the drop reason, Linux 5.17 or later)", err)
 	}
 	t.links = append(t.links, l)
+	if t.objs.VsockSend != nil {
+		if err := t.watchVsock(); err != nil {
+			t.Missing = append(t.Missing, fmt.Sprintf("tp_btf/sock_send_length: %v (AF_VSOCK sends are not reported)", err))
+		}
+	}
 	for _, h := range t.hooks() {
 		if h.prog == nil {
 			continue
@@ -155,6 +165,9 @@ func Load(cgroupRoot string) (*Tracer, error) {
 // Close detaches and unloads the programs.
 func (t *Tracer) Close() error {
 	var errs []error
+	if t.vsock != nil {
+		errs = append(errs, t.vsock.Close())
+	}
 	for _, l := range t.links {
 		errs = append(errs, l.Close())
 	}

@@ -48,20 +48,34 @@ type attribIdent struct {
 	Exe      [64]int8
 }
 
+type attribVsockEvent struct {
+	_     structs.HostLayout
+	Who   attribIdent
+	Netns uint64
+	Cid   uint32
+	Port  uint32
+	Ret   int32
+	Pad   uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	attribMapAttempts      = "attempts"
-	attribMapFenced        = "fenced"
-	attribMapScratch       = "scratch"
-	attribMapSockets       = "sockets"
-	attribProgDropped      = "dropped"
-	attribProgNoteConnect4 = "note_connect4"
-	attribProgNoteConnect6 = "note_connect6"
-	attribProgNoteCreate   = "note_create"
-	attribProgNoteSendmsg4 = "note_sendmsg4"
-	attribProgNoteSendmsg6 = "note_sendmsg6"
+	attribMapAttempts         = "attempts"
+	attribMapFenced           = "fenced"
+	attribMapScratch          = "scratch"
+	attribMapSockets          = "sockets"
+	attribMapVsockSeen        = "vsock_seen"
+	attribMapVsockSends       = "vsock_sends"
+	attribProgDropped         = "dropped"
+	attribProgNoteConnect4    = "note_connect4"
+	attribProgNoteConnect6    = "note_connect6"
+	attribProgNoteCreate      = "note_create"
+	attribProgNoteSendmsg4    = "note_sendmsg4"
+	attribProgNoteSendmsg6    = "note_sendmsg6"
+	attribProgVsockSend       = "vsock_send"
+	attribVarUnusedVsockEvent = "unused_vsock_event"
 )
 
 // loadAttrib returns the embedded CollectionSpec for attrib.
@@ -112,22 +126,26 @@ type attribProgramSpecs struct {
 	NoteCreate   *ebpf.ProgramSpec `ebpf:"note_create"`
 	NoteSendmsg4 *ebpf.ProgramSpec `ebpf:"note_sendmsg4"`
 	NoteSendmsg6 *ebpf.ProgramSpec `ebpf:"note_sendmsg6"`
+	VsockSend    *ebpf.ProgramSpec `ebpf:"vsock_send"`
 }
 
 // attribMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type attribMapSpecs struct {
-	Attempts *ebpf.MapSpec `ebpf:"attempts"`
-	Fenced   *ebpf.MapSpec `ebpf:"fenced"`
-	Scratch  *ebpf.MapSpec `ebpf:"scratch"`
-	Sockets  *ebpf.MapSpec `ebpf:"sockets"`
+	Attempts   *ebpf.MapSpec `ebpf:"attempts"`
+	Fenced     *ebpf.MapSpec `ebpf:"fenced"`
+	Scratch    *ebpf.MapSpec `ebpf:"scratch"`
+	Sockets    *ebpf.MapSpec `ebpf:"sockets"`
+	VsockSeen  *ebpf.MapSpec `ebpf:"vsock_seen"`
+	VsockSends *ebpf.MapSpec `ebpf:"vsock_sends"`
 }
 
 // attribVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type attribVariableSpecs struct {
+	UnusedVsockEvent *ebpf.VariableSpec `ebpf:"unused_vsock_event"`
 }
 
 // attribObjects contains all objects after they have been loaded into the kernel.
@@ -150,10 +168,12 @@ func (o *attribObjects) Close() error {
 //
 // It can be passed to loadAttribObjects or ebpf.CollectionSpec.LoadAndAssign.
 type attribMaps struct {
-	Attempts *ebpf.Map `ebpf:"attempts"`
-	Fenced   *ebpf.Map `ebpf:"fenced"`
-	Scratch  *ebpf.Map `ebpf:"scratch"`
-	Sockets  *ebpf.Map `ebpf:"sockets"`
+	Attempts   *ebpf.Map `ebpf:"attempts"`
+	Fenced     *ebpf.Map `ebpf:"fenced"`
+	Scratch    *ebpf.Map `ebpf:"scratch"`
+	Sockets    *ebpf.Map `ebpf:"sockets"`
+	VsockSeen  *ebpf.Map `ebpf:"vsock_seen"`
+	VsockSends *ebpf.Map `ebpf:"vsock_sends"`
 }
 
 func (m *attribMaps) Close() error {
@@ -162,6 +182,8 @@ func (m *attribMaps) Close() error {
 		m.Fenced,
 		m.Scratch,
 		m.Sockets,
+		m.VsockSeen,
+		m.VsockSends,
 	)
 }
 
@@ -169,6 +191,7 @@ func (m *attribMaps) Close() error {
 //
 // It can be passed to loadAttribObjects or ebpf.CollectionSpec.LoadAndAssign.
 type attribVariables struct {
+	UnusedVsockEvent *ebpf.Variable `ebpf:"unused_vsock_event"`
 }
 
 // attribPrograms contains all programs after they have been loaded into the kernel.
@@ -181,6 +204,7 @@ type attribPrograms struct {
 	NoteCreate   *ebpf.Program `ebpf:"note_create"`
 	NoteSendmsg4 *ebpf.Program `ebpf:"note_sendmsg4"`
 	NoteSendmsg6 *ebpf.Program `ebpf:"note_sendmsg6"`
+	VsockSend    *ebpf.Program `ebpf:"vsock_send"`
 }
 
 func (p *attribPrograms) Close() error {
@@ -191,6 +215,7 @@ func (p *attribPrograms) Close() error {
 		p.NoteCreate,
 		p.NoteSendmsg4,
 		p.NoteSendmsg6,
+		p.VsockSend,
 	)
 }
 

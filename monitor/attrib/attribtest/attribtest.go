@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
 )
 
@@ -55,9 +57,21 @@ func MaybeAttempt() {
 			_, err = c.Write([]byte("attempt"))
 			c.Close()
 		}
+	case "vsock":
+		// "CID:port": connect, and send whether or not it connected (a send
+		// on a socket that is not connected fails, and is seen all the same).
+		var cid, port uint32
+		fmt.Sscanf(addr, "%d:%d", &cid, &port)
+		var fd int
+		if fd, err = unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err == nil {
+			_ = unix.Connect(fd, &unix.SockaddrVM{CID: cid, Port: port})
+			_, _ = unix.Write(fd, []byte("attempt"))
+			unix.Close(fd)
+		}
 	default:
 		err = fmt.Errorf("unknown protocol %q", proto)
 	}
+	// A UDP send the fence drops fails with EPERM.
 	if err != nil && !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EPERM) {
 		fmt.Fprintln(os.Stderr, "attempt:", err)
 		os.Exit(1)
@@ -106,7 +120,7 @@ func NewProgram(t testing.TB, name string) Program {
 }
 
 // Start runs p inside ns as uid testnet.Nobody, to make one attempt of
-// proto ("tcp" or "udp") to addr, at the moment at if not zero. Wait for it
+// proto ("tcp", "udp", or "vsock" to "CID:port") to addr, at the moment at if not zero. Wait for it
 // with Cmd.Wait; its pid is Cmd.Process.Pid.
 func (p Program) Start(ns *testnet.Netns, proto, addr string, at time.Time) (*exec.Cmd, error) {
 	cmd := exec.Command(p.Path, "-test.run=^$")

@@ -14,6 +14,11 @@
 //    files it under the namespace and the packet's addresses and ports, as
 //    the monitor finds them in the log record.
 //
+//  - a BTF tracepoint on sock_send_length sees every send, of every socket
+//    family: a send on an AF_VSOCK socket of a fenced namespace goes past
+//    the namespace and its fence (to the host or a VM), and is reported,
+//    once per socket, with the process, on a ring buffer.
+//
 // Only namespaces in the fenced map, which the monitor fills, are looked at.
 
 #include <linux/types.h>
@@ -85,6 +90,33 @@ struct {
 	__type(key, struct flow);
 	__type(value, struct attempt);
 } attempts SEC(".maps");
+
+// A send on an AF_VSOCK socket of a fenced namespace.
+struct vsock_event {
+	struct ident who;
+	__u64 netns;
+	__u32 cid;      // the peer's context id (2: the host)
+	__u32 port;
+	__s32 ret;      // what the send returned
+	__u32 _pad;
+};
+
+// The ring buffer's records are untyped: this keeps the type in the BTF,
+// for bpf2go to generate its Go counterpart.
+const struct vsock_event *unused_vsock_event __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} vsock_sends SEC(".maps");
+
+// The AF_VSOCK sockets reported already, by address: one report a socket.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} vsock_seen SEC(".maps");
 
 // Too big for the stack next to the rest: built in a per-CPU slot.
 struct {
@@ -242,5 +274,38 @@ int BPF_PROG(dropped, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	__builtin_memcpy(&a.who, who, sizeof(a.who));
 	a.dropped_ns = bpf_ktime_get_boot_ns();
 	bpf_map_update_elem(&attempts, &f, &a, BPF_ANY);
+	return 0;
+}
+
+#define AF_VSOCK 40
+
+// A send on an AF_VSOCK socket of a fenced namespace, once per socket. It
+// runs in the sending process (sock_sendmsg), so whoami is the sender.
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(vsock_send, struct sock *sk, int ret, int flags)
+{
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) != AF_VSOCK)
+		return 0;
+	__u64 ns = BPF_CORE_READ(sk, __sk_common.skc_net.net, net_cookie);
+	if (!bpf_map_lookup_elem(&fenced, &ns))
+		return 0;
+	__u64 key = (__u64)sk;
+	__u8 one = 1;
+	if (bpf_map_update_elem(&vsock_seen, &key, &one, BPF_NOEXIST))
+		return 0;
+	struct ident *who = whoami();
+	if (!who)
+		return 0;
+	struct vsock_event *e = bpf_ringbuf_reserve(&vsock_sends, sizeof(*e), 0);
+	if (!e)
+		return 0;
+	__builtin_memcpy(&e->who, who, sizeof(e->who));
+	e->netns = ns;
+	struct vsock_sock *vsk = (struct vsock_sock *)sk;
+	e->cid = BPF_CORE_READ(vsk, remote_addr.svm_cid);
+	e->port = BPF_CORE_READ(vsk, remote_addr.svm_port);
+	e->ret = ret;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -24,12 +24,23 @@ typedef struct {
 } atomic64_t;
 
 struct sock_common {
+	unsigned short skc_family;
 	possible_net_t skc_net;
 	atomic64_t skc_cookie;
 };
 
 struct sock {
 	struct sock_common __sk_common;
+};
+
+struct sockaddr_vm {
+	unsigned int svm_port;
+	unsigned int svm_cid;
+};
+
+struct vsock_sock {
+	struct sock sk;
+	struct sockaddr_vm remote_addr;
 };
 
 struct sk_buff {
