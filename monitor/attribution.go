@@ -3,6 +3,7 @@
 package monitor
 
 import (
+	"context"
 	"strconv"
 	"time"
 
@@ -44,7 +45,49 @@ func (m *Monitor) startAttribution() {
 	}
 	m.attr = a
 	m.opts.Log.Info("attribution on: events name the process that tried")
+	if v, ok := a.(vsockWatcher); ok && v.WatchesVsock() {
+		ctx, cancel := context.WithCancel(context.Background())
+		m.stopVsock = cancel
+		m.readers.Go(func() {
+			if err := v.ReadVsock(ctx, m.handleVsock); err != nil {
+				m.metrics.errors.WithLabelValues("ebpf").Inc()
+				m.opts.Log.WithError(err).Error("reading the AF_VSOCK sends; no more are reported")
+			}
+		})
+	}
 }
+
+// vsockWatcher reports the AF_VSOCK sends of fenced namespaces:
+// attrib.Tracer where the kernel lets it.
+type vsockWatcher interface {
+	WatchesVsock() bool
+	ReadVsock(ctx context.Context, fn func(attrib.VsockSend)) error
+}
+
+// handleVsock makes an event of an AF_VSOCK send of a fenced namespace:
+// the fence never sees it, so it is the one report there is.
+func (m *Monitor) handleVsock(v attrib.VsockSend) {
+	m.mu.Lock()
+	var f *fence
+	for _, c := range m.fences {
+		if c.netnsCookie == v.Netns {
+			f = c
+		}
+	}
+	m.mu.Unlock()
+	if f == nil {
+		return
+	}
+	ev := newEvent(time.Now(), Flow{Proto: "vsock"}, v.Process.UID, true, f, sourceEBPF)
+	cid := v.CID
+	ev.VsockCID, ev.VsockPort = &cid, v.Port
+	ev.Action = ActionBypassed
+	ev.Hint = vsockHint
+	ev.setProcess(v.Process)
+	m.emit(ev, labelsOf(f.rec))
+}
+
+const vsockHint = "AF_VSOCK goes past the network namespace and its fence, to the host or a VM, and cannot be refused by netfilter: give the container a seccomp profile that refuses socket(AF_VSOCK) (Docker's and containerd's default profiles do)"
 
 // Attributor is what the monitor asks of attribution: attrib.Tracer.
 type Attributor interface {

@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/internal/testnet"
@@ -192,5 +194,45 @@ func TestMonitorNamesTheProcessInRunc(t *testing.T) {
 				t.Logf("an event: %s", line)
 			}
 		})
+	}
+}
+
+// TestMonitorReportsVsock: a program of a fenced namespace that sends on an
+// AF_VSOCK socket as nobody and exits at once (the fence never sees it) is
+// reported: one event, action bypassed, with its pid, executable and the
+// peer's CID and port.
+func TestMonitorReportsVsock(t *testing.T) {
+	testnet.RequireRoot(t)
+	fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0)
+	if errors.Is(err, unix.EAFNOSUPPORT) {
+		t.Skip("skipping: this kernel has no AF_VSOCK")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd)
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: nflog, prefix: %s}\n", proxyAddr, testnet.RandName("v")))
+	mon := startMonitor(t, cfgPath)
+	s := newSleeper(t, cfgPath)
+	if err := s.hook("create"); err != nil {
+		t.Fatal(err)
+	}
+	mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 1, eventWait)
+	ns := &testnet.Netns{Name: s.id, Path: s.nsPath}
+	pid := attribtest.NewProgram(t, "try-vsock").Run(t, ns, "vsock", "2:9")
+	evs := mon.waitEvents(s.id, 1, eventWait)
+	if len(evs) != 1 {
+		t.Fatalf("%d events for an AF_VSOCK send, want 1: %+v; monitor stderr:\n%s", len(evs), evs, mon.stderr.String())
+	}
+	ev := evs[0]
+	if ev.Proto != "vsock" || ev.Action != ActionBypassed || ev.VsockCID == nil || *ev.VsockCID != 2 || ev.VsockPort != 9 ||
+		ev.Source != "ebpf" || !strings.Contains(ev.Hint, "seccomp") {
+		t.Errorf("event %+v; want proto vsock, action bypassed, CID 2, port 9, source ebpf, a hint", ev)
+	}
+	wantProcess(t, ev, pid, pid, "try-vsock")
+	line, _ := json.Marshal(ev)
+	t.Logf("an event: %s", line)
+	if n := metric(mon.scrape(t), "bypass_hook_attempts_total", map[string]string{"container": s.id, "proto": "vsock", "action": ActionBypassed}); n != 1 {
+		t.Errorf("bypass_hook_attempts_total of the AF_VSOCK send: %v, want 1", n)
 	}
 }

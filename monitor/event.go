@@ -21,6 +21,9 @@ const (
 	// ActionUnknown is an attempt whose fence the monitor does not know (any
 	// more): its record was gone before the kernel log line was read.
 	ActionUnknown = "unknown"
+	// ActionBypassed is a send on a socket family that goes past the
+	// network namespace and its fence (AF_VSOCK): seen, not refused.
+	ActionBypassed = "bypassed"
 )
 
 // Event is one attempt to get past a fence: one JSON line on the monitor's
@@ -69,6 +72,10 @@ type Event struct {
 	Exe            string  `json:"exe,omitempty"`
 	Ppid           uint32  `json:"ppid,omitempty"`
 	ParentComm     string  `json:"parentComm,omitempty"`
+	// VsockCID and VsockPort are the peer of an AF_VSOCK send (proto
+	// vsock): CID 2 is the host.
+	VsockCID  *uint32 `json:"vsockCid,omitempty"`
+	VsockPort uint32  `json:"vsockPort,omitempty"`
 }
 
 // actionFor is an event's action in a fence of policy mode.

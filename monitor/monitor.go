@@ -31,6 +31,7 @@ import (
 const (
 	sourceKernel = "kernel"
 	sourceNflog  = "nflog"
+	sourceEBPF   = "ebpf" // the attribution programs (AF_VSOCK sends)
 )
 
 // Defaults of Options.
@@ -116,6 +117,8 @@ type Monitor struct {
 	notWhole map[string]string
 	// attr names the process of each attempt; nil when attribution is off.
 	attr Attributor
+	// stopVsock stops the reader of AF_VSOCK sends; nil when none runs.
+	stopVsock context.CancelFunc
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -220,6 +223,9 @@ func (m *Monitor) shutdown() {
 		m.kernel()
 	}
 	m.mu.Unlock()
+	if m.stopVsock != nil {
+		m.stopVsock()
+	}
 	m.readers.Wait()
 	if m.attr != nil {
 		m.attr.Close()
