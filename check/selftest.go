@@ -51,6 +51,9 @@ type SelfTest struct {
 	// process for the refused attempts: whether events will name the
 	// process that tried on this node.
 	Attribution string `json:"attribution,omitempty"`
+	// Vsock says whether a fenced namespace can open AF_VSOCK sockets
+	// (which go past the fence), and whether the monitor reports them.
+	Vsock string `json:"vsock,omitempty"`
 	// HookWarnings are what the hook logged at warning level or above.
 	HookWarnings []string `json:"hookWarnings,omitempty"`
 }
@@ -152,7 +155,9 @@ func fenceThrowaway(c *config.Config, bundle string, ns *throwaway, out *SelfTes
 	items = append(items, attemptItems(out.Attempts, enforce)...)
 	attrItem := attr.item(enforce, len(out.Attempts))
 	out.Attribution = attrItem.Detail
-	items = append(items, attrItem)
+	vsockItem := attr.vsockItem(ns.path)
+	out.Vsock = vsockItem.Detail
+	items = append(items, attrItem, vsockItem)
 
 	out.Logged, out.LogMs, out.LogDetail = findLogLine(c, prefix, kmsg, kmsgErr, first, rec, ns)
 	items = append(items, logItem(out, c.Log.Required || !enforce, rec.Features.Log))
