@@ -38,7 +38,7 @@ bpf:
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/... ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
