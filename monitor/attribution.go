@@ -99,17 +99,18 @@ type Attributor interface {
 
 // cookieOf gives the namespace of f to the attribution programs: its
 // cookie, or of the fence followed so far in the same namespace; 0 when
-// attribution is off or the namespace cannot be reached.
-func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) uint64 {
+// attribution is off or the namespace cannot be reached, and failed when
+// that was said already.
+func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) (cookie uint64, failed bool) {
 	if m.attr == nil {
-		return 0
+		return 0, false
 	}
-	if old != nil && old.netnsCookie != 0 && old.rec.Netns == f.rec.Netns {
-		return old.netnsCookie
+	if old != nil && old.rec.Netns == f.rec.Netns && (old.netnsCookie != 0 || old.cookieFailed) {
+		return old.netnsCookie, old.cookieFailed
 	}
 	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.Hints())
 	if !ok {
-		return 0
+		return 0, false
 	}
 	defer closeNs()
 	c, err := attrib.NetnsCookie(ns.Path)
@@ -118,9 +119,9 @@ func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) uint64 {
 	}
 	if err != nil {
 		log.WithError(err).Warn("the attribution programs cannot follow this fence's namespace: its events do not name the process")
-		return 0
+		return 0, true
 	}
-	return c
+	return c, false
 }
 
 // unfence stops the programs looking at the namespace of a fence gone.

@@ -28,6 +28,9 @@ type fence struct {
 	// netnsCookie is the namespace's cookie in the attribution programs'
 	// map; 0 when attribution is off or the namespace was not reached.
 	netnsCookie uint64
+	// cookieFailed: the programs could not be given the namespace; said
+	// once, not tried again at every resync.
+	cookieFailed bool
 }
 
 func (f *fence) target() string { return f.rec.Policy.Log.Target }
@@ -51,7 +54,7 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	m.mu.Lock()
 	old := m.fences[key]
 	m.mu.Unlock()
-	if f.netnsCookie = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
+	if f.netnsCookie, f.cookieFailed = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
 		m.unfence(old)
 	}
 	m.mu.Lock()
