@@ -13,7 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib"
 )
 
