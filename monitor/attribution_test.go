@@ -236,3 +236,34 @@ func TestMonitorReportsVsock(t *testing.T) {
 		t.Errorf("bypass_hook_attempts_total of the AF_VSOCK send: %v, want 1", n)
 	}
 }
+
+// TestMonitorWithoutBPF: a monitor that may not load eBPF programs (no
+// CAP_SYS_ADMIN, CAP_BPF or CAP_PERFMON: it reads the kernel log alone)
+// says once why its events do not name the process, and its events carry
+// everything else.
+func TestMonitorWithoutBPF(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "setpriv")
+	prepareTarget(t, config.LogKernel)
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: kernel, prefix: %s}\n", proxyAddr, testnet.RandName("n")))
+	setpriv, _ := testnet.Tool("setpriv")
+	mon := startMonitorUnder(t, []string{setpriv, "--bounding-set=-all,+syslog,+sys_ptrace,+dac_override,+dac_read_search", "--inh-caps=-all", "--"}, cfgPath)
+	s := newSleeper(t, cfgPath)
+	ns := &testnet.Netns{Name: s.id, Path: s.nsPath}
+	if err := s.hook("create"); err != nil {
+		t.Fatal(err)
+	}
+	mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 1, eventWait)
+	attribtest.NewProgram(t, "try-unnamed").Run(t, ns, "tcp", refusedAddr)
+	evs := mon.waitEvents(s.id, 1, eventWait)
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1; monitor stderr:\n%s", len(evs), mon.stderr.String())
+	}
+	if ev := evs[0]; ev.Pid != nil || ev.Exe != "" || ev.Comm != "" || ev.Dport == 0 || ev.UID == nil || *ev.UID != testnet.Nobody {
+		t.Errorf("event %+v; want no process, and the rest", ev)
+	}
+	if n := strings.Count(mon.stderr.String(), "events do not name the process that tried"); n != 1 ||
+		!strings.Contains(mon.stderr.String(), "CAP_BPF") {
+		t.Errorf("the monitor said %d times why attribution is off (want once, naming the capability); stderr:\n%s", n, mon.stderr.String())
+	}
+}

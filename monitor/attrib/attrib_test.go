@@ -41,7 +41,7 @@ func refusingNetns(t testing.TB) *testnet.Netns {
 	return ns
 }
 
-func loadOrSkip(t *testing.T) *Tracer {
+func loadTracer(t *testing.T) *Tracer {
 	t.Helper()
 	testnet.RequireRoot(t)
 	tr, err := Load("")
@@ -70,7 +70,7 @@ func (t *Tracer) attemptsTo(dst netip.Addr) []Flow {
 // at once, as nobody, are named by their pid and executable, from what the
 // kernel noted when they tried; and a namespace not fenced is not looked at.
 func TestNamesWhoTried(t *testing.T) {
-	tr := loadOrSkip(t)
+	tr := loadTracer(t)
 	ns := refusingNetns(t)
 	cookie, err := NetnsCookie(ns.Path)
 	if err != nil {

@@ -33,7 +33,7 @@ func needVsock(t *testing.T) {
 // and executable, once for its socket; one of a namespace not fenced is not.
 func TestReportsVsock(t *testing.T) {
 	needVsock(t)
-	tr := loadOrSkip(t)
+	tr := loadTracer(t)
 	if !tr.WatchesVsock() {
 		t.Fatalf("AF_VSOCK sends are not watched on a kernel that has the tracepoint: %v", tr.Missing)
 	}
