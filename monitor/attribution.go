@@ -9,7 +9,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib"
 )
@@ -135,10 +134,10 @@ func (m *Monitor) unfence(f *fence) {
 }
 
 // attributed names in ev the process that sent the packet of flow, as the
-// kernel noted it: the one fence f's namespace dropped. Audited packets
-// are not dropped, so the kernel files nothing for them.
+// kernel filed it under fence f's namespace: when the fence dropped it, or
+// for TCP as its SYN left (audit mode drops nothing).
 func (m *Monitor) attributed(ev Event, f *fence, flow Flow) Event {
-	if m.attr == nil || f == nil || f.netnsCookie == 0 || f.rec.Policy.Mode == config.ModeAudit {
+	if m.attr == nil || f == nil || f.netnsCookie == 0 {
 		return ev
 	}
 	proto, ok := protoNumbers[flow.Proto]

@@ -267,3 +267,26 @@ func TestMonitorWithoutBPF(t *testing.T) {
 		t.Errorf("the monitor said %d times why attribution is off (want once, naming the capability); stderr:\n%s", n, mon.stderr.String())
 	}
 }
+
+// TestMonitorNamesAuditedTCP: in audit mode the fence lets the attempt
+// through and drops nothing; its event still names the program, from what
+// the kernel filed as its SYN left.
+func TestMonitorNamesAuditedTCP(t *testing.T) {
+	testnet.RequireRoot(t)
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nmode: audit\nlog: {target: nflog, prefix: %s}\n", proxyAddr, testnet.RandName("u")))
+	mon := startMonitor(t, cfgPath)
+	s := newSleeper(t, cfgPath)
+	if err := s.hook("create"); err != nil {
+		t.Fatal(err)
+	}
+	mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 1, eventWait)
+	ns := &testnet.Netns{Name: s.id, Path: s.nsPath}
+	// Let through to the sleeper's veth, where nothing answers: the
+	// program gives up after a second.
+	pid := attribtest.NewProgram(t, "try-audited").Run(t, ns, "tcp", refusedAddr)
+	evs := mon.waitEvents(s.id, 1, eventWait)
+	if len(evs) != 1 || evs[0].Action != ActionAudited {
+		t.Fatalf("events %+v; want one audited; monitor stderr:\n%s", evs, mon.stderr.String())
+	}
+	wantProcess(t, evs[0], pid, pid, "try-audited")
+}

@@ -41,10 +41,10 @@ func attribMonitor(t *testing.T, load func() (Attributor, error)) (*Monitor, *te
 	return m, hook
 }
 
-// TestAttributionJoin: an event of an enforcing fence is named after the
-// attempt the kernel filed under the fence's namespace cookie and the
-// packet's protocol, addresses and ports; an audited one (not dropped, so
-// never filed) and one of a namespace without a cookie are not looked up.
+// TestAttributionJoin: an event is named after the attempt the kernel
+// filed under the fence's namespace cookie and the packet's protocol,
+// addresses and ports, in audit mode too; one of a namespace without a
+// cookie is not looked up.
 func TestAttributionJoin(t *testing.T) {
 	fl := Flow{Proto: "tcp", Src: netip.MustParseAddr("198.51.100.10"), Sport: 41000, Dst: netip.MustParseAddr("203.0.113.7"), Dport: 443}
 	fa := &fakeAttributor{
@@ -67,13 +67,15 @@ func TestAttributionJoin(t *testing.T) {
 		t.Errorf("an attempt not filed: %+v after %v", ev, time.Since(start))
 	}
 
-	fa.lookups = nil
 	auditing := &fence{rec: testrecord.New(2, idB, config.ModeAudit, config.LogNflog, idB), netnsCookie: 77}
-	m.attributed(newEvent(time.Now(), fl, 1000, true, auditing, sourceNflog), auditing, fl)
+	if ev := m.attributed(newEvent(time.Now(), fl, 1000, true, auditing, sourceNflog), auditing, fl); ev.Pid == nil || ev.Action != ActionAudited {
+		t.Errorf("audited event %+v; want the process", ev)
+	}
+	fa.lookups = nil
 	unreached := &fence{rec: testrecord.New(3, idB, config.ModeEnforce, config.LogNflog, idB)}
 	m.attributed(newEvent(time.Now(), fl, 1000, true, unreached, sourceNflog), unreached, fl)
 	if len(fa.lookups) != 0 {
-		t.Errorf("looked up %v for an audited attempt or a namespace without a cookie", fa.lookups)
+		t.Errorf("looked up %v for a namespace without a cookie", fa.lookups)
 	}
 }
 

@@ -77,9 +77,10 @@ type Tracer struct {
 	vsock *ringbuf.Reader
 }
 
-// hooks are the cgroup programs and where they attach. sock_create is the
-// only one a Tracer does without: it names the senders of raw and ICMP
-// sockets, which have no connect or sendmsg program.
+// hooks are the cgroup programs and where they attach. A Tracer does
+// without sock_create (it names the senders of raw and ICMP sockets, which
+// have no connect or sendmsg program) and sockops (it names the TCP
+// attempts of audit mode, which are not dropped).
 func (t *Tracer) hooks() []struct {
 	name   string
 	prog   *ebpf.Program
@@ -96,6 +97,7 @@ func (t *Tracer) hooks() []struct {
 		{"cgroup/sendmsg4", p.NoteSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
 		{"cgroup/sendmsg6", p.NoteSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
 		{"cgroup/sock_create", p.NoteCreate, ebpf.AttachCGroupInetSockCreate},
+		{"sockops", p.TcpConnect, ebpf.AttachCGroupSockOps},
 	}
 }
 
@@ -120,18 +122,16 @@ func Load(cgroupRoot string) (*Tracer, error) {
 		return nil, err
 	}
 	t := &Tracer{}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+	if err := loadAll(spec, &t.objs); err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("loading the attribution programs: %w: the monitor needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN), and no lockdown in confidentiality mode", err)
 		}
-		// A kernel without sock_create's helpers, or without the
-		// sock_send_length tracepoint (before 6.4), still has the rest.
-		delete(spec.Programs, attribProgNoteCreate)
-		delete(spec.Programs, attribProgVsockSend)
-		if err2 := spec.LoadAndAssign(&t.objs, nil); err2 != nil {
-			return nil, fmt.Errorf("loading the attribution programs: %w (the kernel refuses them: attribution needs BTF tracepoints, bpf_get_socket_cookie in tracing programs and bpf_get_current_task_btf in cgroup socket programs, Linux 5.17 or later)", err)
+		// A kernel that refuses sock_create's or sockops' helpers, or has
+		// no sock_send_length tracepoint (before 6.4), still has the rest.
+		if err2 := loadRequired(spec, &t.objs); err2 != nil {
+			return nil, fmt.Errorf("loading the attribution programs: %w (the kernel refuses them: attribution needs BTF tracepoints with kfree_skb's drop reason, bpf_get_current_task_btf in cgroup socket programs and SO_NETNS_COOKIE, Linux 5.17 or later)", err2)
 		}
-		t.Missing = append(t.Missing, fmt.Sprintf("cgroup/sock_create and tp_btf/sock_send_length: %v (raw and ICMP sockets are not attributed, AF_VSOCK sends not reported)", err))
+		t.Missing = append(t.Missing, fmt.Sprintf("cgroup/sock_create, sockops and tp_btf/sock_send_length: %v (raw and ICMP sockets and audited TCP attempts are not attributed, AF_VSOCK sends not reported)", err))
 	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.Dropped})
 	if err != nil {
@@ -150,8 +150,12 @@ func Load(cgroupRoot string) (*Tracer, error) {
 		}
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: cgroupRoot, Attach: h.attach, Program: h.prog})
 		if err != nil {
-			if h.attach == ebpf.AttachCGroupInetSockCreate {
+			switch h.attach {
+			case ebpf.AttachCGroupInetSockCreate:
 				t.Missing = append(t.Missing, fmt.Sprintf("%s at %s: %v (raw and ICMP sockets are not attributed)", h.name, cgroupRoot, err))
+				continue
+			case ebpf.AttachCGroupSockOps:
+				t.Missing = append(t.Missing, fmt.Sprintf("%s at %s: %v (TCP attempts in audit mode are not attributed)", h.name, cgroupRoot, err))
 				continue
 			}
 			t.Close()
@@ -160,6 +164,33 @@ func Load(cgroupRoot string) (*Tracer, error) {
 		t.links = append(t.links, l)
 	}
 	return t, nil
+}
+
+// loadAll loads every program and map; a variable so that a test can
+// make it fail as an older kernel would.
+var loadAll = func(spec *ebpf.CollectionSpec, objs *attribObjects) error {
+	return spec.LoadAndAssign(objs, nil)
+}
+
+// loadRequired loads the maps and the programs attribution cannot do
+// without, leaving the others nil.
+func loadRequired(spec *ebpf.CollectionSpec, objs *attribObjects) error {
+	var req struct {
+		attribMaps
+		Dropped      *ebpf.Program `ebpf:"dropped"`
+		NoteConnect4 *ebpf.Program `ebpf:"note_connect4"`
+		NoteConnect6 *ebpf.Program `ebpf:"note_connect6"`
+		NoteSendmsg4 *ebpf.Program `ebpf:"note_sendmsg4"`
+		NoteSendmsg6 *ebpf.Program `ebpf:"note_sendmsg6"`
+	}
+	if err := spec.LoadAndAssign(&req, nil); err != nil {
+		return err
+	}
+	*objs = attribObjects{attribMaps: req.attribMaps}
+	p := &objs.attribPrograms
+	p.Dropped, p.NoteConnect4, p.NoteConnect6, p.NoteSendmsg4, p.NoteSendmsg6 =
+		req.Dropped, req.NoteConnect4, req.NoteConnect6, req.NoteSendmsg4, req.NoteSendmsg6
+	return nil
 }
 
 // Close detaches and unloads the programs.
@@ -190,7 +221,7 @@ func (t *Tracer) Unfence(cookie uint64) error {
 	return err
 }
 
-// maxAge is how old a drop may be and still be taken for the attempt a
+// maxAge is how old a filing may be and still be taken for the attempt a
 // log record shows: a 5-tuple comes back when a port is reused, and an
 // attempt the log's rate limit left out leaves its drop behind.
 const maxAge = 30 * time.Second

@@ -33,6 +33,7 @@ type attribFlow struct {
 
 type attribIdent struct {
 	_        structs.HostLayout
+	Netns    uint64
 	CgroupId uint64
 	WhenNs   uint64
 	Pid      uint32
@@ -74,6 +75,7 @@ const (
 	attribProgNoteCreate      = "note_create"
 	attribProgNoteSendmsg4    = "note_sendmsg4"
 	attribProgNoteSendmsg6    = "note_sendmsg6"
+	attribProgTcpConnect      = "tcp_connect"
 	attribProgVsockSend       = "vsock_send"
 	attribVarUnusedVsockEvent = "unused_vsock_event"
 )
@@ -126,6 +128,7 @@ type attribProgramSpecs struct {
 	NoteCreate   *ebpf.ProgramSpec `ebpf:"note_create"`
 	NoteSendmsg4 *ebpf.ProgramSpec `ebpf:"note_sendmsg4"`
 	NoteSendmsg6 *ebpf.ProgramSpec `ebpf:"note_sendmsg6"`
+	TcpConnect   *ebpf.ProgramSpec `ebpf:"tcp_connect"`
 	VsockSend    *ebpf.ProgramSpec `ebpf:"vsock_send"`
 }
 
@@ -204,6 +207,7 @@ type attribPrograms struct {
 	NoteCreate   *ebpf.Program `ebpf:"note_create"`
 	NoteSendmsg4 *ebpf.Program `ebpf:"note_sendmsg4"`
 	NoteSendmsg6 *ebpf.Program `ebpf:"note_sendmsg6"`
+	TcpConnect   *ebpf.Program `ebpf:"tcp_connect"`
 	VsockSend    *ebpf.Program `ebpf:"vsock_send"`
 }
 
@@ -215,6 +219,7 @@ func (p *attribPrograms) Close() error {
 		p.NoteCreate,
 		p.NoteSendmsg4,
 		p.NoteSendmsg6,
+		p.TcpConnect,
 		p.VsockSend,
 	)
 }

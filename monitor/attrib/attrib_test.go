@@ -3,13 +3,17 @@
 package attrib
 
 import (
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib/attribtest"
@@ -165,4 +169,64 @@ func checkProcess(t *testing.T, p Process, pid int, exe string) {
 	if int(p.PidInContainer) != pid || p.Comm == "" || p.Ppid != uint32(os.Getpid()) {
 		t.Errorf("attempt named %+v; want pid in container %d, a comm, parent %d", p, pid, os.Getpid())
 	}
+}
+
+// TestNamesAuditedTCP: a TCP connection the fence lets through (audit
+// mode: nothing is dropped) is filed as its SYN leaves, by the sockops
+// program, and named after the program that made it.
+func TestNamesAuditedTCP(t *testing.T) {
+	tr := loadTracer(t)
+	ns := refusingNetns(t)
+	cookie, err := NetnsCookie(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Fence(cookie); err != nil {
+		t.Fatal(err)
+	}
+	// Not refused: the SYN leaves, nothing answers.
+	dst := netip.MustParseAddr("198.51.100.8")
+	pid := attribtest.NewProgram(t, "try-audited").Run(t, ns, "tcp", "198.51.100.8:443")
+	filed := tr.attemptsTo(dst)
+	if len(filed) != 1 || filed[0].Dport != 443 || filed[0].Proto != 6 {
+		t.Fatalf("filed %+v; want one TCP attempt to port 443", filed)
+	}
+	p, ok := tr.Lookup(filed[0])
+	if !ok {
+		t.Fatalf("Lookup(%+v) found nothing", filed[0])
+	}
+	checkProcess(t, p, pid, "try-audited")
+}
+
+// TestLoadWithoutOptional: on a kernel that refuses the optional programs
+// (sock_create, sockops, sock_send_length), Load says what is missing and
+// a refused attempt is still named.
+func TestLoadWithoutOptional(t *testing.T) {
+	testnet.RequireRoot(t)
+	was := loadAll
+	loadAll = func(*ebpf.CollectionSpec, *attribObjects) error { return errors.New("refused as an older kernel would") }
+	defer func() { loadAll = was }()
+	tr := loadTracer(t)
+	if len(tr.Missing) != 1 || !strings.Contains(tr.Missing[0], "older kernel") || tr.WatchesVsock() {
+		t.Errorf("Missing %q, watches AF_VSOCK %v; want the reason, and no AF_VSOCK", tr.Missing, tr.WatchesVsock())
+	}
+	ns := refusingNetns(t)
+	cookie, err := NetnsCookie(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Fence(cookie); err != nil {
+		t.Fatal(err)
+	}
+	dst := netip.MustParseAddr("198.51.100.9")
+	pid := attribtest.NewProgram(t, "try-required").Run(t, ns, "tcp", "198.51.100.9:443")
+	filed := tr.attemptsTo(dst)
+	if len(filed) != 1 {
+		t.Fatalf("filed %+v; want the one refused attempt", filed)
+	}
+	p, ok := tr.Lookup(filed[0])
+	if !ok {
+		t.Fatalf("Lookup(%+v) found nothing", filed[0])
+	}
+	checkProcess(t, p, pid, "try-required")
 }

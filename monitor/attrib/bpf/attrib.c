@@ -14,6 +14,10 @@
 //    files it under the namespace and the packet's addresses and ports, as
 //    the monitor finds them in the log record.
 //
+//  - a sock_ops program at the same root files a TCP connection of a noted
+//    socket under its addresses and ports as it sends its SYN (the ports
+//    are chosen by then): in audit mode the fence lets the SYN through and
+//    drops nothing, so kfree_skb never sees it.
 //  - a BTF tracepoint on sock_send_length sees every send, of every socket
 //    family: a send on an AF_VSOCK socket of a fenced namespace goes past
 //    the namespace and its fence (to the host or a VM), and is reported,
@@ -36,6 +40,7 @@ char __license[] SEC("license") = "GPL";
 
 // A process as it was when it used a socket.
 struct ident {
+	__u64 netns;     // the namespace's cookie, where the socket was noted
 	__u64 cgroup_id;
 	__u64 when_ns;   // CLOCK_BOOTTIME of the socket call
 	__u32 pid;       // thread group id, as the host sees it
@@ -180,8 +185,10 @@ static __always_inline void note(void *ctx)
 		return;
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 	struct ident *id = whoami();
-	if (id)
-		bpf_map_update_elem(&sockets, &cookie, id, BPF_ANY);
+	if (!id)
+		return;
+	id->netns = ns;
+	bpf_map_update_elem(&sockets, &cookie, id, BPF_ANY);
 }
 
 // At socket(): a raw or ICMP socket has no connect or sendmsg program.
@@ -218,6 +225,15 @@ int note_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	note(ctx);
 	return 1;
+}
+
+// file_attempt files who under f.
+static __always_inline void file_attempt(struct flow *f, struct ident *who)
+{
+	struct attempt a = {};
+	__builtin_memcpy(&a.who, who, sizeof(a.who));
+	a.dropped_ns = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&attempts, f, &a, BPF_ANY);
 }
 
 // The fence drops what it refuses (a reject sends its answer, then drops):
@@ -270,10 +286,7 @@ int BPF_PROG(dropped, struct sk_buff *skb, void *location, enum skb_drop_reason 
 		f.sport = bpf_ntohs(ports[0]);
 		f.dport = bpf_ntohs(ports[1]);
 	}
-	struct attempt a = {};
-	__builtin_memcpy(&a.who, who, sizeof(a.who));
-	a.dropped_ns = bpf_ktime_get_boot_ns();
-	bpf_map_update_elem(&attempts, &f, &a, BPF_ANY);
+	file_attempt(&f, who);
 	return 0;
 }
 
@@ -308,4 +321,50 @@ int BPF_PROG(vsock_send, struct sock *sk, int ret, int flags)
 	e->_pad = 0;
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+// A TCP connection of a noted socket, as its SYN is about to leave.
+SEC("sockops")
+int tcp_connect(struct bpf_sock_ops *ctx)
+{
+	if (ctx->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct ident *who = bpf_map_lookup_elem(&sockets, &cookie);
+	if (!who)
+		return 1;
+	struct flow f = {};
+	f.netns = who->netns;
+	f.proto = 6;
+	f.sport = ctx->local_port;
+	// In network order, in the upper half of the field on the kernels
+	// that still shift it there (the lower half on others).
+	__u32 rp = ctx->remote_port;
+	f.dport = bpf_ntohs((__u16)(rp > 0xffff ? rp >> 16 : rp));
+	if (ctx->family == 2) {
+		f.family = 4;
+		__u32 l4 = ctx->local_ip4, r4 = ctx->remote_ip4;
+		__builtin_memcpy(f.saddr, &l4, 4);
+		__builtin_memcpy(f.daddr, &r4, 4);
+	} else {
+		// One 4-byte load each: the verifier refuses wider reads of the
+		// context, which the compiler would otherwise merge them into.
+		__u32 l[4], r[4];
+		for (int i = 0; i < 4; i++) {
+			l[i] = *(volatile __u32 *)&ctx->local_ip6[i];
+			r[i] = *(volatile __u32 *)&ctx->remote_ip6[i];
+		}
+		// An IPv4 peer of an IPv6 socket (::ffff:a.b.c.d) leaves as IPv4.
+		if (r[0] == 0 && r[1] == 0 && r[2] == bpf_htonl(0xffff)) {
+			f.family = 4;
+			__builtin_memcpy(f.saddr, &l[3], 4);
+			__builtin_memcpy(f.daddr, &r[3], 4);
+		} else {
+			f.family = 6;
+			__builtin_memcpy(f.saddr, l, 16);
+			__builtin_memcpy(f.daddr, r, 16);
+		}
+	}
+	file_attempt(&f, who);
+	return 1;
 }
