@@ -204,7 +204,9 @@ func TestNamesAuditedTCP(t *testing.T) {
 func TestLoadWithoutOptional(t *testing.T) {
 	testnet.RequireRoot(t)
 	was := loadAll
-	loadAll = func(*ebpf.CollectionSpec, *attribObjects) error { return errors.New("refused as an older kernel would") }
+	loadAll = func(*ebpf.CollectionSpec, *attribObjects) error {
+		return errors.New("refused as an older kernel would")
+	}
 	defer func() { loadAll = was }()
 	tr := loadTracer(t)
 	if len(tr.Missing) != 1 || !strings.Contains(tr.Missing[0], "older kernel") || tr.WatchesVsock() {
