@@ -237,17 +237,20 @@ func TestMonitorReportsVsock(t *testing.T) {
 	}
 }
 
-// TestMonitorWithoutBPF: a monitor that may not load eBPF programs (no
-// CAP_SYS_ADMIN, CAP_BPF or CAP_PERFMON: it reads the kernel log alone)
+// TestMonitorWithoutAttribution: a monitor on a host where the programs
+// cannot be attached (here: no cgroup v2 hierarchy in its mount namespace)
 // says once why its events do not name the process, and its events carry
 // everything else.
-func TestMonitorWithoutBPF(t *testing.T) {
+func TestMonitorWithoutAttribution(t *testing.T) {
 	testnet.RequireRoot(t)
-	testnet.RequireTools(t, "setpriv")
+	testnet.RequireTools(t, "unshare", "umount", "sh")
 	prepareTarget(t, config.LogKernel)
 	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: kernel, prefix: %s}\n", proxyAddr, testnet.RandName("n")))
-	setpriv, _ := testnet.Tool("setpriv")
-	mon := startMonitorUnder(t, []string{setpriv, "--bounding-set=-all,+syslog,+sys_ptrace,+dac_override,+dac_read_search", "--inh-caps=-all", "--"}, cfgPath)
+	unshare, _ := testnet.Tool("unshare")
+	// In a mount namespace of its own, without /sys/fs/cgroup and what is
+	// mounted under it (the cgroup v2 hierarchy, hybrid or not).
+	mon := startMonitorUnder(t, []string{unshare, "--mount", "--propagation", "private", "--",
+		"sh", "-c", `umount -l /sys/fs/cgroup && exec "$0" "$@"`}, cfgPath)
 	s := newSleeper(t, cfgPath)
 	ns := &testnet.Netns{Name: s.id, Path: s.nsPath}
 	if err := s.hook("create"); err != nil {
@@ -263,8 +266,8 @@ func TestMonitorWithoutBPF(t *testing.T) {
 		t.Errorf("event %+v; want no process, and the rest", ev)
 	}
 	if n := strings.Count(mon.stderr.String(), "events do not name the process that tried"); n != 1 ||
-		!strings.Contains(mon.stderr.String(), "CAP_BPF") {
-		t.Errorf("the monitor said %d times why attribution is off (want once, naming the capability); stderr:\n%s", n, mon.stderr.String())
+		!strings.Contains(mon.stderr.String(), "no cgroup v2 hierarchy is mounted") {
+		t.Errorf("the monitor said %d times why attribution is off (want once, saying the cgroup v2 hierarchy is missing); stderr:\n%s", n, mon.stderr.String())
 	}
 }
 
