@@ -3,6 +3,9 @@
 package hook
 
 import (
+	"errors"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -32,6 +35,9 @@ type Pruned struct {
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
 func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+	if err := seesHostProcesses(); err != nil {
+		return nil, nil, time.Time{}, err
+	}
 	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return nil, nil, time.Time{}, err
@@ -64,4 +70,18 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 		h.Log.WithField("netns", k.Netns).Debug("kept a fence whose owners are all stale: " + k.Action[len("kept: "):])
 	}
 	return out, inUse, next, err
+}
+
+// seesHostProcesses checks that /proc shows the host's processes. Prune
+// judges owners by their pids and a namespace's use by every thread: in a
+// pid namespace of its own (a container without hostPID or --pid=host)
+// every owner would look gone and nothing in use, and running containers
+// would lose their fences. Kernel threads are seen only from the host's
+// pid namespace, kthreadd at pid 2 first among them.
+func seesHostProcesses() error {
+	comm, err := os.ReadFile("/proc/2/comm")
+	if err != nil || strings.TrimSpace(string(comm)) != "kthreadd" {
+		return errors.New("prune runs in a pid namespace of its own (/proc shows no kthreadd at pid 2): every container would look gone, so nothing is pruned; run it in the host's pid namespace (hostPID: true in Kubernetes, --pid=host with Docker)")
+	}
+	return nil
 }

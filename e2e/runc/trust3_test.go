@@ -226,3 +226,27 @@ func testSocketHeld(t *testing.T, mode string) {
 		t.Errorf("the held socket's direct connect was not refused: %q", got)
 	}
 }
+
+// prune judges owners by their pids and a namespace's use by every process
+// in /proc. Run in a pid namespace of its own (a monitor container without
+// hostPID, docker run without --pid=host), it sees no container process:
+// every owner looks gone and nothing in use. It must refuse rather than
+// take the fence of a running container out (main did, and the running
+// container's direct connect got through).
+func TestTrustPruneInOwnPidNamespaceRefuses(t *testing.T) {
+	e := newTrustEnv(t, "")
+	testnet.RequireTools(t, "unshare")
+	ns := e.lab.AddClient(t)
+	e.startFenced(t, ns.Netns, testnet.RandName("running-"))
+
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", hookBin, "--config", e.cfgPath, "prune", "--grace", "0s")
+	out, err := cmd.CombinedOutput()
+	t.Logf("prune in a pid namespace of its own: %v\n%s", err, out)
+	if !fencedNs(t, ns.Netns) {
+		t.Fatalf("prune in a pid namespace of its own took out the fence of a running container; hook log:\n%s", e.log())
+	}
+	if err == nil || !strings.Contains(string(out), "pid namespace") {
+		t.Errorf("prune in a pid namespace of its own did not fail naming the pid namespace: %v\n%s", err, out)
+	}
+	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
+}
