@@ -56,6 +56,7 @@ func InUse(id ID) string {
 	// ones) are only counted.
 	nsLink := fmt.Sprintf("net:[%d]", id.Ino)
 	seen := 0
+	examined := map[string]bool{} // socket:[INODE]: a socket counts once, however many descriptors reach it
 	for _, pid := range pids {
 		dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
 		fds, _ := os.ReadDir(dir)
@@ -68,9 +69,10 @@ func InUse(id ID) string {
 				if got, ok := Peek(dir + f.Name()); ok && got == id {
 					return fmt.Sprintf("process %d holds the namespace open", pid)
 				}
-			case strings.HasPrefix(link, "socket:"):
+			case strings.HasPrefix(link, "socket:") && !examined[link]:
 				if fd, err := strconv.Atoi(f.Name()); err == nil {
 					sockets = append(sockets, fd)
+					examined[link] = true
 				}
 			}
 		}

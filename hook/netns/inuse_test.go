@@ -196,3 +196,50 @@ func TestInUseSocketInFlight(t *testing.T) {
 		t.Errorf("InUse = %q once the socket in flight is gone", why)
 	}
 }
+
+// The tally of sockets seen counts each socket once: a process that holds
+// one harmless socket of the namespace under many descriptors (dup) must
+// not make up for a TCP socket of it that is in flight.
+func TestInUseDuplicatesDoNotHideASocket(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "sleep")
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := netns.Socket(ns.Path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harmless, err := netns.Socket(ns.Path, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(tcp), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(tcp)
+	unix.Close(pair[0])
+	files := []*os.File{os.NewFile(uintptr(pair[1]), "unix")}
+	h := os.NewFile(uintptr(harmless), "harmless")
+	for range 4 {
+		files = append(files, h) // the same socket under four descriptors
+	}
+	holder := exec.Command("sleep", "100")
+	holder.ExtraFiles = files
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	files[0].Close()
+	h.Close()
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+
+	if why := netns.InUse(id); !strings.Contains(why, "in flight") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in flight and another socket of it held under four descriptors", why)
+	}
+}
