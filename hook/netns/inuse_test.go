@@ -243,3 +243,64 @@ func TestInUseDuplicatesDoNotHideASocket(t *testing.T) {
 		t.Errorf("InUse = %q with a TCP socket of the namespace in flight and another socket of it held under four descriptors", why)
 	}
 }
+
+// A thread may unshare its file table (unshare CLONE_FILES, no privilege
+// needed) and keep a socket there once the process's own table has closed
+// it: /proc/PID/fd shows the main thread's table only.
+func TestInUseSocketInAThreadsOwnFileTable(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestInUseThreadFilesHelper$", "-test.count=1")
+	helper.Env = append(os.Environ(), "BH_INUSE_FILES="+ns.Path)
+	stdout, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	buf := make([]byte, 64)
+	if n, _ := stdout.Read(buf); !strings.Contains(string(buf[:n]), "ready") {
+		t.Fatalf("the helper did not hide its socket in a thread's file table: %q", buf[:n])
+	}
+	if why := netns.InUse(id); !strings.Contains(why, "file table") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in a thread's own file table of process %d", why, helper.Process.Pid)
+	}
+}
+
+// TestInUseThreadFilesHelper is TestInUseSocketInAThreadsOwnFileTable's
+// helper process: a TCP socket of the namespace stays in one thread's
+// own file table only.
+func TestInUseThreadFilesHelper(t *testing.T) {
+	path := os.Getenv("BH_INUSE_FILES")
+	if path == "" {
+		t.Skip("a helper of TestInUseSocketInAThreadsOwnFileTable")
+	}
+	fd, err := netns.Socket(path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshared := make(chan error)
+	var hide func()
+	hide = func() {
+		runtime.LockOSThread() // never unlocked: the thread keeps its table
+		if unix.Gettid() == unix.Getpid() {
+			go hide() // the main thread's table is the one /proc/PID/fd shows
+			select {}
+		}
+		unshared <- unix.Unshare(unix.CLONE_FILES)
+		select {}
+	}
+	go hide()
+	if err := <-unshared; err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd) // in the table every other thread shares
+	os.Stdout.WriteString("ready\n")
+	select {}
+}
