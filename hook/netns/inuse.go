@@ -53,10 +53,16 @@ func InUse(id ID) string {
 	total, counted := socketsIn(id)
 	// Files second: they cost more, and a namespace with a process in it
 	// is the usual case. The caller's own sockets (the monitor's netlink
-	// ones) are only counted.
+	// ones) are only counted. The sockets of the namespace found are held
+	// (copied) until the count is read again: one the workload closes or
+	// makes meanwhile can then not make the tally come out even.
 	nsLink := fmt.Sprintf("net:[%d]", id.Ino)
-	seen := 0
-	examined := map[string]bool{} // socket:[INODE]: a socket counts once, however many descriptors reach it
+	held := map[uint64]int{} // socket inode: our copy
+	defer func() {
+		for _, fd := range held {
+			unix.Close(fd)
+		}
+	}()
 	for _, pid := range pids {
 		dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
 		fds, _ := os.ReadDir(dir)
@@ -69,23 +75,26 @@ func InUse(id ID) string {
 				if got, ok := Peek(dir + f.Name()); ok && got == id {
 					return fmt.Sprintf("process %d holds the namespace open", pid)
 				}
-			case strings.HasPrefix(link, "socket:") && !examined[link]:
+			case strings.HasPrefix(link, "socket:"):
 				if fd, err := strconv.Atoi(f.Name()); err == nil {
 					sockets = append(sockets, fd)
-					examined[link] = true
 				}
 			}
 		}
-		if len(sockets) > 0 && (!counted || seen < total) {
-			n, why := heldSocketIn(pid, sockets, id)
-			if why != "" && pid != self {
+		if len(sockets) > 0 && (!counted || len(held) < total) {
+			if why := heldSocketIn(pid, sockets, id, held); why != "" && pid != self {
 				return why
 			}
-			seen += n
 		}
 	}
-	if counted && total > seen {
-		return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", total-seen)
+	if !counted {
+		return ""
+	}
+	if now, ok := socketsIn(id); ok && now > total {
+		total = now
+	}
+	if total > len(held) {
+		return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", total-len(held))
 	}
 	return ""
 }
@@ -156,24 +165,31 @@ func unescapeMount(s string) string {
 	return b.String()
 }
 
-// heldSocketIn counts pid's socket descriptors made in namespace id, and
-// says whether one is an IPv4 or IPv6 socket. The socket's namespace is
-// known only from the socket itself (SIOCGSKNS), so each is copied here
-// with pidfd_getfd. A socket that cannot be copied for want of the right
-// (ptrace denied) counts as one: what cannot be checked keeps the fence.
-func heldSocketIn(pid int, fds []int, id ID) (n int, why string) {
+// heldSocketIn adds to held (by socket inode, each once however many
+// descriptors reach it) a copy of each of pid's socket descriptors made
+// in namespace id, and says whether one is an IPv4 or IPv6 socket. The
+// socket's namespace is known only from the socket itself (SIOCGSKNS), so
+// each is copied here with pidfd_getfd. A socket that cannot be copied for
+// want of the right (ptrace denied) counts as one: what cannot be checked
+// keeps the fence.
+func heldSocketIn(pid int, fds []int, id ID, held map[uint64]int) (why string) {
 	pidfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return 0, "" // gone meanwhile
+		return "" // gone meanwhile
 	}
 	defer unix.Close(pidfd)
 	for _, fdn := range fds {
-		fd, err := unix.PidfdGetfd(pidfd, fdn, 0)
+		fd, err := unix.PidfdGetfd(pidfd, fdn, 0) // close-on-exec, as pidfd_getfd makes it
 		if err == unix.EPERM {
-			return n, fmt.Sprintf("process %d holds sockets that cannot be checked (%v)", pid, err)
+			return fmt.Sprintf("process %d holds sockets that cannot be checked (%v)", pid, err)
 		}
 		if err != nil {
 			continue // closed or gone meanwhile
+		}
+		var sock unix.Stat_t
+		if err := unix.Fstat(fd, &sock); err != nil || held[sock.Ino] != 0 {
+			unix.Close(fd)
+			continue
 		}
 		nsfd, err := unix.IoctlRetInt(fd, unix.SIOCGSKNS)
 		if err != nil {
@@ -187,14 +203,13 @@ func heldSocketIn(pid int, fds []int, id ID) (n int, why string) {
 			unix.Close(fd)
 			continue
 		}
-		n++
+		held[sock.Ino] = fd
 		// Only sockets that can carry traffic: the monitor's NFLOG and the
 		// NRI plugin's nf_tables sockets are netlink ones.
 		domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
-		unix.Close(fd)
 		if err == nil && (domain == unix.AF_INET || domain == unix.AF_INET6) && why == "" {
 			why = fmt.Sprintf("process %d holds a socket made in it", pid)
 		}
 	}
-	return n, why
+	return why
 }
