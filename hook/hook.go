@@ -297,6 +297,11 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		return false, nil
 	case rec.Digest != digest:
 		return false, nil // no one else uses it: Install replaces it atomically
+	case len(others) == 0 && rec.LogID != owner.ID:
+		// Its owners are all gone without a poststop: this container is not
+		// theirs (a namespace a bind mount kept, or a new one with the dead
+		// one's inode number), and its attempts are logged under its own id.
+		return false, nil
 	}
 
 	if err := h.makeWhole(ns, rec, p); err != nil {
