@@ -31,7 +31,8 @@ type Pruned struct {
 // made in it), as the last owner's poststop would: a runtime whose start
 // fails (podman) may never call poststop, and the namespace then lives on,
 // fenced for nobody. A fence whose namespace still has a process is kept,
-// whatever its owners' pid 1 did: the workload controls its pid 1. It
+// whatever its owners' pid 1 did: the workload controls its pid 1. So is
+// one whose owner's first process still runs, wherever it went. It
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
 func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
@@ -44,10 +45,13 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 	}
 	var out []Pruned
 	var inUse []Pruned
-	_, _, next, err = store.ReapAbandoned(grace, now, func(id netns.ID) string {
-		why := netns.InUse(id)
+	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {
+		why := netns.InUse(rec.Netns)
+		if why == "" {
+			why = records.OwnerRuns(rec)
+		}
 		if why != "" {
-			inUse = append(inUse, Pruned{Netns: id.String(), Action: "kept: every owner is stale but " + why})
+			inUse = append(inUse, Pruned{Netns: rec.Netns.String(), Action: "kept: every owner is stale but " + why})
 		}
 		return why
 	}, func(key string, rec *records.Record) error {

@@ -250,3 +250,88 @@ func TestTrustPruneInOwnPidNamespaceRefuses(t *testing.T) {
 	}
 	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
 }
+
+// hopperScript is the container's pid 1, as uid 65534 with no capability:
+// it starts a chain of processes in the fenced namespace, each of which
+// starts the next and exits at once (so that any pid prune read in /proc
+// is gone when prune looks at it), and each looks for /tmp/go to connect
+// straight to addr; then pid 1 moves into a namespace of its own.
+func hopperScript(addr string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return `cat >/tmp/hop.sh <<'END'
+if [ -e /tmp/go ]; then
+  nc -w 3 ` + host + ` ` + port + ` </dev/null >/tmp/out 2>&1; echo "exit $?" >>/tmp/out
+  mv /tmp/out /tmp/result; rm -f /tmp/go
+fi
+sh /tmp/hop.sh &
+END
+sh /tmp/hop.sh
+exec unshare -Urn sleep 1000`
+}
+
+// A process that never stays: prune lists /proc and then looks at each pid,
+// and a chain of processes that fork and exit is always elsewhere. While the
+// container's own pid 1 still runs (here in a namespace of its own), its
+// fence is not abandoned, whatever prune's scan saw. On main, one of twenty
+// prunes took the fence out and the chain's direct connect got through.
+func TestTrustHoppingProcessesPruneKeepsFence(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"sh", "-c", hopperScript(e.lab.TCPV4)},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.WriteSpec(t)
+	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(t, testnet.RandName("hopper-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	t.Cleanup(func() { b.Runc("kill", b.ID, "KILL") })
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	want, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, _ := netns.Peek(netns.PidPath(pid)); got != want && got != (netns.ID{}) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, _ := netns.Peek(netns.PidPath(pid)); got == want || got == (netns.ID{}) {
+		t.Fatalf("pid 1 did not leave the namespace; container output:\n%s", b.Output())
+	}
+	for i := range 20 {
+		code, out := e.cli(t, "prune", "--grace", "0s")
+		if !fencedNs(t, ns.Netns) {
+			t.Errorf("prune %d (exit %d) took the fence out while processes still hop in the namespace:\n%s", i+1, code, out)
+			break
+		}
+		if i == 0 {
+			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
+		}
+	}
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	deadline = time.Now().Add(15 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		got, _ = os.ReadFile(filepath.Join(root, "tmp/result"))
+	}
+	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
+	if !strings.Contains(string(got), "refused") {
+		t.Errorf("the chain's direct connect was not refused: %q", got)
+	}
+}
