@@ -3,6 +3,7 @@
 package hook
 
 import (
+	"errors"
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/records"
@@ -31,6 +32,10 @@ func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Ti
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	// What hooks killed mid-way left: completed where the fence serves a
+	// live container, else taken out below with the stale.
+	_, serr := store.Sweep()
+	cerr := h.completeInterrupted(store)
 	var out []Pruned
 	_, next, err := store.PruneStale(grace, now, func(key string, rec *records.Record) error {
 		p := Pruned{Netns: rec.Netns.String()}
@@ -48,5 +53,5 @@ func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Ti
 		out = append(out, p)
 		return nil
 	})
-	return out, next, err
+	return out, next, errors.Join(serr, cerr, err)
 }
