@@ -211,7 +211,7 @@ func (s *Store) Sweep() (removed int, err error) {
 		if k == e.Name() || !strings.HasPrefix(k, "netns-") {
 			continue
 		}
-		if unlock, err := s.lockOnce(k, false); err == nil {
+		if unlock, err := s.lockOnce(k, tmp); err == nil {
 			if tmp && os.Remove(s.path(k, ".json.tmp")) == nil {
 				removed++
 			}
