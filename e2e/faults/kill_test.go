@@ -98,3 +98,63 @@ func (e *env) resolve(t *testing.T, ns *testnet.Netns, killed *container, byCrea
 		t.Errorf("after resolution the state directory holds %v", f)
 	}
 }
+
+// poststopKills is how many poststops each backend's sweep kills.
+const poststopKills = 30
+
+// A poststop SIGKILLed at any moment never leaves rules that no record
+// names (it takes the rules out before the record), and running it again,
+// as a runtime that retries does, or prune, clears what it left.
+func TestPoststopKilled(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			e := newEnv(t, b)
+			span := e.fullPoststop()
+			var killed, unrecorded, recorded, empty int
+			for i := range poststopKills {
+				d := time.Duration(rand.Int64N(int64(span)))
+				if i%2 == 1 {
+					d = span * time.Duration(i) / poststopKills
+				}
+				ns := testnet.NewNetns(t)
+				c := startIn(t, ns)
+				if code, stderr := e.run("create", c.state()); code != 0 {
+					t.Fatalf("create: exit %d: %s", code, stderr)
+				}
+				c.kill()
+				if !e.killedAfter("poststop", c.stopped(), d) {
+					continue
+				}
+				killed++
+				l := e.look(ns)
+				switch {
+				case l.unrecorded():
+					unrecorded++
+					t.Errorf("poststop killed after %s: the namespace has a fence that no record names", d)
+				case l.record:
+					recorded++
+				default:
+					empty++
+				}
+				if i%2 == 0 {
+					if code, stderr := e.run("poststop", c.stopped()); code != 0 {
+						t.Fatalf("poststop again: exit %d: %s", code, stderr)
+					}
+				} else if out, err := e.cli("prune", "--grace", "0"); err != nil {
+					t.Fatalf("prune: %v\n%s", err, out)
+				}
+				if l := e.look(ns); l.fence || l.record || l.tmp > 0 {
+					t.Errorf("after resolution: %+v, want nothing", l)
+				}
+				if f := e.stateFiles(); len(f) > 0 {
+					t.Errorf("after resolution the state directory holds %v", f)
+				}
+			}
+			t.Logf("%s: %d poststops killed mid-way: %d left unrecorded rules, %d a record, %d nothing; all resolved",
+				b, killed, unrecorded, recorded, empty)
+			if killed < poststopKills/4 {
+				t.Errorf("only %d of %d kills came before the poststop's end: the sweep did not sweep", killed, poststopKills)
+			}
+		})
+	}
+}
