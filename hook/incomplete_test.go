@@ -65,4 +65,3 @@ func TestPruneResolvesIncomplete(t *testing.T) {
 		})
 	}
 }
-
