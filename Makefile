@@ -72,13 +72,14 @@ clean:
 
 # Whole-process timings of the hook's create and poststop per backend against
 # the per-rule way (a binary built with -tags perrule) and a minimal static Go
-# binary (built by the bench), bursts of parallel creates, peak RSS, and the
-# hook binary's package initialisation. Needs root; see docs/bench.md.
+# binary (built by the bench), bursts of parallel creates, peak RSS, the
+# hook binary's package initialisation, and the scale figures (create and
+# poststop beside 1,000 live fences, status over them, the monitor idle). Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: $(HOOKBIN)
+bench: $(HOOKBIN) $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
-	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
+	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -cli $(BIN) -go $(GO) $(BENCHFLAGS)
 
 # `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
