@@ -48,15 +48,17 @@ func (s *Store) index(o Owner, key string) error {
 	dir := s.ownerDir(o.ID, o.Bundle)
 	entry := filepath.Join(dir, key)
 	for range 3 {
-		if err := mkdirs(filepath.Dir(dir), dir); err != nil {
-			return err
-		}
-		fd, err := unix.Open(entry, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		err := mkdirs(filepath.Dir(dir), dir)
 		if err == nil {
-			return unix.Close(fd)
+			var fd int
+			fd, err = unix.Open(entry, unix.O_CREAT|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			if err == nil {
+				return unix.Close(fd)
+			}
+			err = &os.PathError{Op: "create", Path: entry, Err: err}
 		}
 		if !errors.Is(err, unix.ENOENT) {
-			return &os.PathError{Op: "create", Path: entry, Err: err}
+			return err
 		}
 		// Another record's hook removed the owner's directory, empty,
 		// between our mkdir and our create: make it again.
