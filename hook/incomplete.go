@@ -11,15 +11,15 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
-// completeInterrupted resolves the records that a hook killed mid-way left
-// incomplete (see records.Record.Incomplete), where an owner's process
+// completeInterrupted resolves the records of keys that a hook killed
+// mid-way left incomplete (see records.Record.Incomplete), where an owner's process
 // still runs in the namespace: the fence the record describes is installed
 // whole and the record saved complete, as the next create there would. A
 // record whose owners are all gone is left to PruneStale, which takes its
 // fence out after the grace period, like any other fence left only to
 // stale owners.
-func (h *Hook) completeInterrupted(store *records.Store) error {
-	return store.Incomplete(func(key string, rec *records.Record) error {
+func (h *Hook) completeInterrupted(store *records.Store, keys []string) error {
+	return store.Incomplete(keys, func(key string, rec *records.Record) error {
 		if !slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) }) {
 			return nil
 		}

@@ -34,8 +34,8 @@ func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Ti
 	}
 	// What hooks killed mid-way left: completed where the fence serves a
 	// live container, else taken out below with the stale.
-	_, serr := store.Sweep()
-	cerr := h.completeInterrupted(store)
+	incomplete, serr := store.Sweep()
+	cerr := h.completeInterrupted(store, incomplete)
 	var out []Pruned
 	_, next, err := store.PruneStale(grace, now, func(key string, rec *records.Record) error {
 		p := Pruned{Netns: rec.Netns.String()}

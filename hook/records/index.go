@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,14 +174,31 @@ func readNames(dir string) ([]string, error) {
 
 // Sweep tidies what hooks that died mid-way left in the state directory:
 // index entries whose record does not name their owner, temporary files
-// of interrupted writes, and the index of records an older bypass-hook
-// wrote. Records a running hook holds are passed over. It reads every
-// record: `prune` and the monitor run it, never a container's hook.
-func (s *Store) Sweep() (removed int, err error) {
+// of interrupted writes, lock files without a record, and the index of
+// records an older bypass-hook wrote. It returns the keys of the records
+// left incomplete (see Record.Incomplete), for Incomplete. It reads every
+// record once, without locks, and takes a record's lock only to remove
+// what it finds wrong: `prune` and the monitor run it, never a container's
+// hook. Records a running hook holds are passed over.
+func (s *Store) Sweep() (incomplete []string, err error) {
 	var errs []error
 	if !s.indexed() {
 		_, err := s.indexAll()
 		errs = append(errs, err)
+	}
+	recs, err := s.All()
+	if err != nil {
+		return nil, err
+	}
+	named := map[string]bool{} // hash/key of each owner a record names
+	for _, r := range recs {
+		k := r.Netns.Key()
+		for _, o := range r.Owners {
+			named[ownerHash(o.ID, o.Bundle)+"/"+k] = true
+		}
+		if r.Incomplete != "" {
+			incomplete = append(incomplete, k)
+		}
 	}
 	hashes, _ := readNames(filepath.Join(s.Dir, ownersDir))
 	for _, h := range hashes {
@@ -191,15 +207,15 @@ func (s *Store) Sweep() (removed int, err error) {
 		}
 		dir := filepath.Join(s.Dir, ownersDir, h)
 		keys, _ := readNames(dir)
+		dropped := len(keys) == 0
 		for _, k := range keys {
-			if !strings.HasPrefix(k, "netns-") {
-				continue
-			}
-			if s.dropEntry(h, k) {
-				removed++
+			if strings.HasPrefix(k, "netns-") && !named[h+"/"+k] && s.dropEntry(h, k) {
+				dropped = true
 			}
 		}
-		_ = unix.Rmdir(dir)
+		if dropped {
+			_ = unix.Rmdir(dir)
+		}
 	}
 	entries, rerr := os.ReadDir(s.Dir)
 	errs = append(errs, rerr)
@@ -214,14 +230,14 @@ func (s *Store) Sweep() (removed int, err error) {
 			continue
 		}
 		if unlock, err := s.lockOnce(k, tmp); err == nil {
-			if tmp && os.Remove(s.path(k, ".json.tmp")) == nil {
-				removed++
+			if tmp {
+				_ = os.Remove(s.path(k, ".json.tmp"))
 			}
 			s.forgetLock(k)
 			unlock()
 		}
 	}
-	return removed, errors.Join(errs...)
+	return incomplete, errors.Join(errs...)
 }
 
 // dropEntry removes the index entry of owner hash h for record k if the
@@ -258,15 +274,11 @@ func (s *Store) forgetLock(k string) {
 	}
 }
 
-// Incomplete calls fn, under the record's lock, for each record that a
-// hook left incomplete and no longer holds (it died mid-way). Records a
-// running hook holds are passed over. It reads every record: for `prune`
-// and the monitor.
-func (s *Store) Incomplete(fn func(key string, rec *Record) error) error {
-	keys, err := s.Keys()
-	if err != nil {
-		return fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
-	}
+// Incomplete calls fn, under the record's lock, for each of keys (from
+// Sweep) whose record is still incomplete: left so by a hook that died
+// mid-way, since a running hook holds its record's lock until it is
+// complete. Records a running hook holds are passed over.
+func (s *Store) Incomplete(keys []string, fn func(key string, rec *Record) error) error {
 	var errs []error
 	for _, k := range keys {
 		unlock, ok := s.tryLock(k)
