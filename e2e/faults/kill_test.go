@@ -175,3 +175,60 @@ func TestPoststopKilled(t *testing.T) {
 		})
 	}
 }
+
+// pruneKills is how many prunes each backend's sweep kills.
+const pruneKills = 20
+
+// `prune` (what the monitor runs at each resync) SIGKILLed while it takes
+// out a fence whose container is gone: it never leaves rules without a
+// record (the rules go first), and the next prune clears what it left.
+func TestPruneKilled(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			e := newEnv(t, b)
+			span := e.fullPrune()
+			var killed, unrecorded, recorded, empty int
+			for i := range pruneKills {
+				d := time.Duration(rand.Int64N(int64(span)))
+				if i%2 == 1 {
+					d = span * time.Duration(i) / pruneKills
+				}
+				ns := testnet.NewNetns(t)
+				c := startIn(t, ns)
+				if code, stderr := e.run("create", c.state()); code != 0 {
+					t.Fatalf("create: exit %d: %s", code, stderr)
+				}
+				c.kill() // a runtime that never ran poststop
+				if !e.killedAfterCLI(d, "prune", "--grace", "0") {
+					e.cli("prune", "--grace", "0")
+					continue
+				}
+				killed++
+				l := e.look(ns)
+				switch {
+				case l.unrecorded():
+					unrecorded++
+					t.Errorf("prune killed after %s: the namespace has a fence that no record names", d)
+				case l.record:
+					recorded++
+				default:
+					empty++
+				}
+				if out, err := e.cli("prune", "--grace", "0"); err != nil {
+					t.Fatalf("prune again: %v\n%s", err, out)
+				}
+				if l := e.look(ns); l.fence || l.record || l.tmp > 0 {
+					t.Errorf("after the next prune: %+v, want nothing", l)
+				}
+				if f := e.stateFiles(); len(f) > 0 {
+					t.Errorf("after the next prune the state directory holds %v", f)
+				}
+			}
+			t.Logf("%s: %d prunes killed mid-way: %d left unrecorded rules, %d a record, %d nothing; all cleared by the next prune",
+				b, killed, unrecorded, recorded, empty)
+			if killed < pruneKills/5 {
+				t.Errorf("only %d of %d kills came before the prune's end: the sweep did not sweep", killed, pruneKills)
+			}
+		})
+	}
+}

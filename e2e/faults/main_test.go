@@ -117,7 +117,11 @@ func (e *env) try(stage string, st specs.State) (int, string, error) {
 // kill came before the hook's end.
 func (e *env) killedAfter(stage string, st specs.State, d time.Duration) bool {
 	e.t.Helper()
-	cmd := e.hookCmd(context.Background(), stage, st)
+	return e.killAfter(e.hookCmd(context.Background(), stage, st), d)
+}
+
+func (e *env) killAfter(cmd *exec.Cmd, d time.Duration) bool {
+	e.t.Helper()
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -303,6 +307,39 @@ func (e *env) fullPoststop() time.Duration {
 			e.t.Fatalf("poststop: exit %d: %s", code, stderr)
 		}
 		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took[len(took)/2]
+}
+
+// killedAfterCLI runs the bypass-hook command and SIGKILLs it after d;
+// it reports whether the kill came before the command's end.
+func (e *env) killedAfterCLI(d time.Duration, args ...string) bool {
+	e.t.Helper()
+	cmd := exec.Command(hookBin, append([]string{"--config", e.cfgPath}, args...)...)
+	return e.killAfter(cmd, d)
+}
+
+// fullPrune times whole prunes that take out one fence whose container is
+// gone, and returns the median.
+func (e *env) fullPrune() time.Duration {
+	e.t.Helper()
+	var took []time.Duration
+	for range 5 {
+		ns := testnet.NewNetns(e.t)
+		c := startIn(e.t, ns)
+		if code, stderr := e.run("create", c.state()); code != 0 {
+			e.t.Fatalf("create: exit %d: %s", code, stderr)
+		}
+		c.kill()
+		start := time.Now()
+		if out, err := e.cli("prune", "--grace", "0"); err != nil {
+			e.t.Fatalf("prune: %v\n%s", err, out)
+		}
+		took = append(took, time.Since(start))
+		if l := e.look(ns); l.fence || l.record {
+			e.t.Fatalf("prune left %+v", l)
+		}
 	}
 	slices.Sort(took)
 	return took[len(took)/2]
