@@ -89,7 +89,9 @@ func Run(o Options) *Report {
 		add(stateDirItem(cfg.StateDir))
 		add(fenceItems(cfg.StateDir)...)
 	}
-	add(registrationItems(o.Paths, cfg)...)
+	regs := registrationItems(o.Paths, cfg)
+	add(regs...)
+	add(engineItems(o.Paths, regs)...)
 	if o.SelfTest && cfg != nil {
 		st, items := runSelfTest(cfg, backend)
 		r.SelfTest = st

@@ -15,7 +15,7 @@ import (
 // mid-way left incomplete (see records.Record.Incomplete), where an owner's process
 // still runs in the namespace: the fence the record describes is installed
 // whole and the record saved complete, as the next create there would. A
-// record whose owners are all gone is left to PruneStale, which takes its
+// record whose owners are all gone is left to RemoveAbandonedFences, which takes its
 // fence out after the grace period, like any other fence left only to
 // stale owners.
 func (h *Hook) completeInterrupted(store *records.Store, keys []string) error {

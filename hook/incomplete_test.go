@@ -8,7 +8,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // A record a killed create left incomplete, its rules not yet in: prune
@@ -43,7 +43,7 @@ func TestPruneResolvesIncomplete(t *testing.T) {
 				if !alive {
 					c.kill()
 				}
-				if _, _, err := e.hook().PruneStale(0, time.Now()); err != nil {
+				if _, _, err := e.hook().RemoveAbandonedFences(0, time.Now()); err != nil {
 					t.Fatal(err)
 				}
 				recs := e.records()

@@ -18,8 +18,8 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
-	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
 // readBound is how many other records a create or a poststop may open,

@@ -12,7 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // concurrentRounds is how many times two containers of one namespace are

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // createKills is how many creates each backend's sweep kills: half at

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The record lock of a namespace held elsewhere past the hook's deadline (a

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // stateRounds is how many times each state directory fault is injected

@@ -340,14 +340,14 @@ type liveness struct {
 	Owners []Owner  `json:"owners"`
 }
 
-// Prune deletes records of namespaces that no longer exist: a runtime that
-// crashes never calls poststop. A create calls it, so it looks at no more
-// than pruneBatch records: those after the place in the directory where
-// the last create's prune stopped, so that creates go round the whole
-// directory in turn and none pays for all of it (`prune` and the monitor
-// look at every record). Records locked by a running hook, the one in
-// skip, and those younger than pruneMinAge are left alone.
-func (s *Store) Prune(skip string) (pruned []string) {
+// DropGoneNamespaces deletes records of namespaces that no longer exist: a
+// runtime that crashes never calls poststop. A create calls it, so it looks
+// at no more than pruneBatch records: those after the place in the
+// directory where the last create's look stopped, so that creates go round
+// the whole directory in turn and none pays for all of it (`prune` and the
+// monitor look at every record). Records locked by a running hook, the one
+// in skip, and those younger than pruneMinAge are left alone.
+func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 	for _, k := range s.nextKeys(pruneBatch) {
 		if k == skip {
 			continue
