@@ -32,7 +32,7 @@ func (h *Hook) completeInterrupted(store *records.Store, keys []string) error {
 		if err := netns.NotHost(ns.ID); err != nil {
 			return fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 		}
-		b, err := h.NewBackend(rec.Backend)
+		b, err := h.backend(rec.Backend)
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,7 @@ func TestPruneResolvesIncomplete(t *testing.T) {
 				if !alive {
 					c.kill()
 				}
-				if _, _, err := e.hook().RemoveAbandonedFences(0, time.Now()); err != nil {
+				if _, _, _, err := e.hook().RemoveAbandonedFences(0, time.Now()); err != nil {
 					t.Fatal(err)
 				}
 				recs := e.records()

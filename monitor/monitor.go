@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/euank/go-kmsg-parser/kmsgparser"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -40,11 +39,6 @@ const (
 	// nflogDrain is how long a socket of a fence that is gone still reads
 	// what the kernel queued before its rules went.
 	nflogDrain = 200 * time.Millisecond
-	// unknownContainer labels the attempts of kernel log lines whose fence
-	// the monitor does not know: their prefixes may be anyone's (a late
-	// line, or a container with CAP_NET_ADMIN writing LOG rules of its own),
-	// and a label each would let them grow the metrics without bound.
-	unknownContainer = "unknown"
 )
 
 // Options configure a Monitor.
@@ -62,8 +56,12 @@ type Options struct {
 	// log lines read late still find their container, and its series stay
 	// for Prometheus to scrape a last time.
 	Forget time.Duration
-	// OpenKmsg opens the kernel log; nil means kmsgparser.NewParser.
-	OpenKmsg func() (kmsgparser.Parser, error)
+	// OpenKmsg opens the kernel log; nil means /dev/kmsg.
+	OpenKmsg func() (KernelLog, error)
+	// LoggedCount reads a fence's counters by rule name, in its own
+	// namespace: its log rules' vouch for its kernel log lines (see
+	// credit.go). nil reads them through the backend.
+	LoggedCount func(rec *records.Record) (map[string]uint64, error)
 	// Repair puts a fence that is not whole back, as a create in its
 	// namespace would; without it the monitor only reports it.
 	Repair bool
@@ -128,7 +126,7 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 		o.Forget = DefaultForget
 	}
 	if o.OpenKmsg == nil {
-		o.OpenKmsg = kmsgparser.NewParser
+		o.OpenKmsg = openKernelLog
 	}
 	if o.NewBackend == nil {
 		o.NewBackend = backend.New
@@ -147,6 +145,9 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 		fences:   map[string]*fence{},
 		byPrefix: map[string][]*fence{},
 		sockets:  map[string]*nflogSocket{},
+	}
+	if m.opts.LoggedCount == nil {
+		m.opts.LoggedCount = m.readLogged
 	}
 	o.Registry.MustRegister(fenceGauges{m})
 	return m

@@ -106,7 +106,7 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 	return func(now time.Time) {
-		if _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
+		if _, _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}

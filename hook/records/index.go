@@ -122,6 +122,24 @@ func (s *Store) Forget(id, bundle string) {
 	}
 }
 
+// UnreadableFor lists the records that may be the container's and cannot
+// be read or parsed: those its index entries name (an entry is made before
+// its record names the owner). Until the records an older bypass-hook wrote
+// are indexed, every unreadable record may be.
+func (s *Store) UnreadableFor(id, bundle string) []string {
+	if !s.indexed() {
+		return s.Unreadable()
+	}
+	keys, _ := readNames(s.ownerDir(id, bundle))
+	var bad []string
+	for _, k := range keys {
+		if _, err := s.Load(k); err != nil && !os.IsNotExist(err) {
+			bad = append(bad, s.path(k, ".json"))
+		}
+	}
+	return bad
+}
+
 func (s *Store) indexed() bool {
 	_, err := os.Lstat(filepath.Join(s.Dir, ownersDir, indexedMark))
 	return err == nil
