@@ -80,6 +80,18 @@ func TestCreateReadsBoundedRecords(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(store.Dir, own)); !os.IsNotExist(err) {
 		t.Errorf("poststop left the container's record (%v)", err)
 	}
+
+	// The poststop of a container no record names (one the config does
+	// not select): nothing to read either.
+	opened = watchOpens(t, store.Dir, func() {
+		if code, stderr := e.runBin("poststop", specs.State{ID: "never-fenced", Status: specs.StateStopped, Bundle: testBundle}); code != 0 {
+			t.Fatalf("poststop of a container never fenced: exit %d: %s", code, stderr)
+		}
+	})
+	t.Logf("poststop of a container never fenced, with %d records in the state directory, opened %d", many, len(opened))
+	if len(opened) > 0 {
+		t.Errorf("poststop of a container never fenced opened %d records (want none)", len(opened))
+	}
 }
 
 // watchOpens runs fn and returns the records (netns-*.json) opened in dir

@@ -174,11 +174,16 @@ func (s *Store) indexAll() ([]*Record, error) {
 	if err := errors.Join(errs...); err != nil {
 		return recs, err
 	}
+	return recs, s.markIndexed()
+}
+
+// markIndexed says that every record has its index entries.
+func (s *Store) markIndexed() error {
 	mark := filepath.Join(s.Dir, ownersDir, indexedMark)
 	if err := mkdirs(filepath.Dir(mark)); err != nil {
-		return recs, err
+		return err
 	}
-	return recs, os.WriteFile(mark, nil, 0o600)
+	return os.WriteFile(mark, nil, 0o600)
 }
 
 func readNames(dir string) ([]string, error) {

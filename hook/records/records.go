@@ -134,6 +134,8 @@ type Store struct {
 // Open makes the state directory if needed and refuses one that others
 // could write: records decide which rules get removed.
 func Open(dir string) (*Store, error) {
+	_, err := os.Lstat(dir)
+	fresh := errors.Is(err, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
@@ -149,7 +151,15 @@ func Open(dir string) (*Store, error) {
 	case st.Mode&0o077 != 0:
 		return nil, fmt.Errorf("state directory %s has mode %04o; it must not be open to group or others: fix with `chmod 700 %s`", dir, st.Mode&0o7777, dir)
 	}
-	return &Store{Dir: dir}, nil
+	s := &Store{Dir: dir}
+	if fresh {
+		// No record an older bypass-hook wrote can be here: the index is
+		// complete from the start.
+		if err := s.markIndexed(); err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", dir, err)
+		}
+	}
+	return s, nil
 }
 
 func (s *Store) path(key, ext string) string { return filepath.Join(s.Dir, key+ext) }
