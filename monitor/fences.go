@@ -28,6 +28,12 @@ type fence struct {
 	// credit is how many kernel log lines its counters vouch for (see
 	// credit.go); shared by the fence's copies, which is why it has a lock.
 	credit *credit
+	// netnsCookie is the namespace's cookie in the attribution programs'
+	// map; 0 when attribution is off or the namespace was not reached.
+	netnsCookie uint64
+	// cookieFailed: the programs could not be given the namespace; said
+	// once, not tried again at every resync.
+	cookieFailed bool
 }
 
 func (f *fence) target() string { return f.rec.Policy.Log.Target }
@@ -48,6 +54,12 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	}
 	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
+	m.mu.Lock()
+	old := m.fences[key]
+	m.mu.Unlock()
+	if f.netnsCookie, f.cookieFailed = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
+		m.unfence(old)
+	}
 	m.mu.Lock()
 	m.setFence(f, log)
 	sock, closing := m.reuseSocket(f, log)
@@ -215,6 +227,7 @@ func (m *Monitor) markGone(key string) {
 	}
 	m.retire(f)
 	delete(m.fences, key)
+	m.unfence(f)
 	m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("fence gone")
 }
 

@@ -78,7 +78,7 @@ func (m *Monitor) handleKmsg(rec kmsg.Record) {
 	// The time of reading, not the message's, which counts from boot.
 	now := time.Now()
 	if len(fs) == 1 {
-		m.emit(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), labelsOf(fs[0].rec))
+		m.emit(m.attributed(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), fs[0], lf.Flow), labelsOf(fs[0].rec))
 		return
 	}
 	ev := newEvent(now, lf.Flow, lf.UID, lf.HasUID, nil, sourceKernel)

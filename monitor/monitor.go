@@ -30,6 +30,7 @@ import (
 const (
 	sourceKernel = "kernel"
 	sourceNflog  = "nflog"
+	sourceEBPF   = "ebpf" // the attribution programs (AF_VSOCK sends)
 )
 
 // Defaults of Options.
@@ -72,6 +73,11 @@ type Options struct {
 	// after their grace period: the monitor is the one process that runs
 	// all along. The command wires it to the hook's RemoveAbandonedFences.
 	Prune func(now time.Time)
+	// Attribution loads the eBPF programs that name the process of each
+	// attempt (see package attrib); LoadAttribution, when set, loads them
+	// in place of attrib.Load.
+	Attribution     bool
+	LoadAttribution func() (Attributor, error)
 }
 
 // Monitor follows the fences of one state directory.
@@ -107,6 +113,10 @@ type Monitor struct {
 	// notWhole has the live fences found not whole at the last check, by
 	// namespace key, with what is wrong.
 	notWhole map[string]string
+	// attr names the process of each attempt; nil when attribution is off.
+	attr Attributor
+	// stopVsock stops the reader of AF_VSOCK sends; nil when none runs.
+	stopVsock context.CancelFunc
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -163,6 +173,7 @@ func (m *Monitor) Registry() *prometheus.Registry { return m.registry }
 func (m *Monitor) Run(ctx context.Context, ready func()) error {
 	// First, so that whatever has started stops on every way out.
 	defer m.shutdown()
+	m.startAttribution()
 	if m.opts.Config.Log.Target == config.LogKernel {
 		if err := m.startKernel(ctx); err != nil {
 			return err
@@ -213,7 +224,13 @@ func (m *Monitor) shutdown() {
 		m.kernel()
 	}
 	m.mu.Unlock()
+	if m.stopVsock != nil {
+		m.stopVsock()
+	}
 	m.readers.Wait()
+	if m.attr != nil {
+		m.attr.Close()
+	}
 }
 
 // resync reads every record again; fences without a record are gone.
