@@ -101,13 +101,15 @@ clean:
 # Whole-process timings of the hook's create and poststop per backend against
 # the per-rule way (a binary built with -tags perrule) and a minimal static Go
 # binary (built by the bench), bursts of parallel creates, peak RSS, and the
-# hook binary's package initialisation; then what the monitor's attribution
-# costs per attempt and in map memory. Needs root; see docs/bench.md.
+# hook binary's package initialisation; the scale figures (create and
+# poststop beside 1,000 live fences, status over them, the monitor idle);
+# then what the monitor's attribution costs per attempt and in map memory.
+# Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: $(HOOKBIN) $(RUNTIMEBIN)
+bench: $(HOOKBIN) $(RUNTIMEBIN) $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
-	$(GO) run ./bench -hook $(HOOKBIN) -runtime $(RUNTIMEBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
+	$(GO) run ./bench -hook $(HOOKBIN) -runtime $(RUNTIMEBIN) -perrule bin/bypass-hook-perrule -cli $(BIN) -go $(GO) $(BENCHFLAGS)
 	@# The monitor's attribution: CPU per refused attempt off, loaded, fenced; its maps' memory.
 	$(GO) test -run '^$$' -bench '^BenchmarkAttribution$$' -benchtime 1x ./$(ATTRIB)/
 

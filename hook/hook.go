@@ -249,21 +249,38 @@ func (h *Hook) fence(store *records.Store, ns netns.Handle, rec *records.Record,
 	if err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
-	rs, feat, sums, err := h.install(backend, ns, rec.Policy, rec.LogID)
-	if err != nil {
+	// The record goes first, marked incomplete: rules without a record
+	// would never be removed, so whatever moment the hook dies from here
+	// (a runtime's timeout, the OOM killer), what it leaves has a record
+	// that status shows and the next create, prune and the monitor resolve.
+	rec.Backend, rec.Incomplete = backend.Name(), records.IncompleteInstall
+	if err := store.Save(rec); err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
-	rec.RulesDigest, rec.Backend, rec.Features, rec.RuleNames = sums, backend.Name(), feat, ruleNames(rs)
-	rec.Installed = time.Now().UTC()
+	rs, feat, sums, err := h.install(backend, ns, rec.Policy, rec.LogID)
+	if err != nil {
+		return &FenceError{Netns: res.Netns, Err: undo(store, backend, ns, rec, err)}
+	}
+	rec.RulesDigest, rec.Features, rec.RuleNames = sums, feat, ruleNames(rs)
+	rec.Installed, rec.Incomplete = time.Now().UTC(), ""
 	if err := store.Save(rec); err != nil {
-		// Rules without a record would never be removed by poststop.
-		if rerr := backend.Remove(ns); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing the rules again: %w", rerr))
-		}
-		return &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: undo(store, backend, ns, rec, err)}
 	}
 	res.Rules, res.Action = rs.Count(), "fenced"
 	return nil
+}
+
+// undo takes out what a create that failed after its record's first save
+// may have put in: the rules, then the record. Where the rules cannot be
+// removed, the record stays, incomplete, for prune or the next create.
+func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records.Record, err error) error {
+	if rerr := b.Remove(ns); rerr != nil {
+		return errors.Join(err, fmt.Errorf("removing the rules again: %w (the record stays, marked incomplete: `bypass-hook prune`, the monitor or the next create in the namespace resolves it)", rerr))
+	}
+	if derr := store.Delete(rec.Netns.Key()); derr != nil {
+		return errors.Join(err, fmt.Errorf("removing the record again: %w", derr))
+	}
+	return err
 }
 
 // join handles a namespace that has a record already. It returns joined
@@ -286,8 +303,12 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
 	case rec.Backend != want:
 		// No one else uses the old fence, but another backend made it: it
-		// must go before ours goes in.
+		// must go before ours goes in. The record says so first.
 		old, err := h.backend(rec.Backend)
+		if err == nil {
+			rec.Incomplete = records.IncompleteSwitch
+			err = store.Save(rec)
+		}
 		if err == nil {
 			err = old.Remove(ns)
 		}
@@ -304,10 +325,10 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		return false, nil
 	}
 
-	if err := h.makeWhole(ns, rec, p); err != nil {
+	if err := h.makeWhole(store, ns, rec, p); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
-	rec.Owners = append(others, owner)
+	rec.Owners, rec.Incomplete = append(others, owner), ""
 	if err := store.Save(rec); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
@@ -346,9 +367,10 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.O
 
 // makeWhole checks the fence rec describes against the rules in ns. A fence
 // changed since its install (a rule put in front of it, a rule changed or
-// gone) is not joined as it is: it is put in again, whole, atomically, and
-// rec takes what the new install made.
-func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) error {
+// gone), or one a hook that died left incomplete, is not joined as it is:
+// it is put in again, whole, atomically, and rec takes what the new install
+// made (the caller saves it).
+func (h *Hook) makeWhole(store *records.Store, ns netns.Handle, rec *records.Record, p config.Policy) error {
 	backend, err := h.backend(rec.Backend)
 	if err != nil {
 		return err
@@ -358,13 +380,21 @@ func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) 
 		return err
 	}
 	whole, why := seen.Whole(rec.RulesDigest)
-	if whole {
+	switch {
+	case whole && rec.Incomplete == "":
 		return nil
-	}
-	if seen.Present {
+	case rec.Incomplete != "":
+		h.Log.WithField("incomplete", rec.Incomplete).Warn("a hook died while it changed the fence of this namespace; installing it whole")
+	case seen.Present:
 		h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
-	} else {
+	default:
 		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
+	}
+	if rec.Incomplete == "" {
+		rec.Incomplete = records.IncompleteInstall
+		if err := store.Save(rec); err != nil {
+			return err
+		}
 	}
 	rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
 	if err != nil {
@@ -434,11 +464,14 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if !ok {
 		// No record names this id with this bundle: never fenced (not
 		// selected, or another runtime's container of the same id), or
-		// already removed by an earlier poststop or a prune; or its record
-		// cannot be read, which must not pass in silence.
-		if bad := store.Unreadable(); len(bad) > 0 {
+		// already removed by an earlier poststop or a prune; or a create
+		// killed before its record named it, whose index entry goes now.
+		// A record the index names for it that cannot be read must not
+		// pass in silence.
+		if bad := store.UnreadableFor(st.ID, st.Bundle); len(bad) > 0 {
 			return res, fmt.Errorf("no readable record is owned by this container, and %d record(s) cannot be read (%s): one may be its own, whose fence then stays in place; look at them (bypass-hook status), and remove the fence by hand if it is this container's", len(bad), strings.Join(bad, ", "))
 		}
+		store.Forget(st.ID, st.Bundle)
 		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}

@@ -43,6 +43,10 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 	if err != nil {
 		return nil, nil, time.Time{}, err
 	}
+	// What hooks killed mid-way left: completed where the fence serves a
+	// live container, else taken out below with the stale.
+	incomplete, serr := store.Sweep()
+	cerr := h.completeInterrupted(store, incomplete)
 	var out []Pruned
 	var inUse []Pruned
 	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {
@@ -73,7 +77,7 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 	for _, k := range inUse {
 		h.Log.WithField("netns", k.Netns).Debug("kept a fence whose owners are all stale: " + k.Action[len("kept: "):])
 	}
-	return out, inUse, next, err
+	return out, inUse, next, errors.Join(serr, cerr, err)
 }
 
 // seesHostProcesses checks that /proc shows the host's processes. Prune

@@ -36,7 +36,10 @@ type FenceStatus struct {
 	Log       config.LogPolicy `json:"log"`
 	Features  rules.Features   `json:"features"`
 	Installed time.Time        `json:"installed"`
-	Rules     []RuleStatus     `json:"rules"`
+	// Incomplete says what a hook was doing to the fence when it died (see
+	// records.Record.Incomplete); empty for a complete record.
+	Incomplete string       `json:"incomplete,omitempty"`
+	Rules      []RuleStatus `json:"rules"`
 	// Whole says whether the fence is as it was installed (backend.Seen);
 	// nil when it could not be read. NotWhole says what is wrong.
 	Whole    *bool  `json:"whole,omitempty"`
@@ -166,13 +169,14 @@ func findRecord(recs []*records.Record, id string) (*records.Record, error) {
 // namespace shows now.
 func statusOf(rec *records.Record, newBackend NewBackendFunc) FenceStatus {
 	s := FenceStatus{
-		Container: rec.LogID,
-		Netns:     rec.Netns.String(),
-		Mode:      rec.Policy.Mode,
-		Backend:   rec.Backend,
-		Log:       rec.Policy.Log,
-		Features:  rec.Features,
-		Installed: rec.Installed,
+		Container:  rec.LogID,
+		Netns:      rec.Netns.String(),
+		Mode:       rec.Policy.Mode,
+		Backend:    rec.Backend,
+		Log:        rec.Policy.Log,
+		Features:   rec.Features,
+		Installed:  rec.Installed,
+		Incomplete: rec.Incomplete,
 	}
 	for _, o := range rec.Owners {
 		why := o.Stale(rec.Netns)
@@ -279,6 +283,9 @@ func WriteSummary(w io.Writer, fences []FenceStatus) error {
 		if f.Whole != nil {
 			whole = map[bool]string{true: "yes", false: "NO"}[*f.Whole]
 		}
+		if f.Incomplete != "" {
+			whole = "INCOMPLETE"
+		}
 		owners := strconv.Itoa(len(f.Owners))
 		if n := stale(f); n > 0 {
 			owners += fmt.Sprintf(" (%d stale)", n)
@@ -340,6 +347,9 @@ func writeFence(w io.Writer, f FenceStatus) error {
 		fmt.Fprintf(tw, "%s\t%s\n", label, ownerText(o))
 	}
 	fmt.Fprintf(tw, "installed\t%s\n", f.Installed.UTC().Format(time.RFC3339))
+	if f.Incomplete != "" {
+		fmt.Fprintf(tw, "incomplete\t%s\n", IncompleteText(f.Incomplete))
+	}
 	if f.Whole != nil {
 		fmt.Fprintf(tw, "whole\t%s\n", wholeText(f))
 	}
@@ -390,6 +400,12 @@ func writeRules(w io.Writer, f FenceStatus) error {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\n", r.Family, n, packets, rule)
 	}
 	return tw.Flush()
+}
+
+// IncompleteText says what an incomplete record means and what resolves it.
+func IncompleteText(what string) string {
+	return "YES: a hook was killed while it changed the fence (" + what + "), so the rules may be anything between before and after; " +
+		"the next container to start in the namespace installs it whole, and `bypass-hook prune` or the monitor completes it (an owner still runs) or takes it out (none does)"
 }
 
 func wholeText(f FenceStatus) string {

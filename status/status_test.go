@@ -332,3 +332,31 @@ func TestReadWhole(t *testing.T) {
 		}
 	}
 }
+
+// A record a killed hook left incomplete says so in every form of status.
+func TestStatusIncomplete(t *testing.T) {
+	rec := statusRecord(t, idA, config.ModeEnforce, idA)
+	rec.Incomplete = records.IncompleteInstall
+	store := &records.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBackend{counters: countersFor(rec, nil)}
+	fences, err := Read(store, "", func(string) (backend.Backend, error) { return fb, nil })
+	if err != nil || len(fences) != 1 || fences[0].Incomplete != records.IncompleteInstall {
+		t.Fatalf("Read: %+v, %v", fences, err)
+	}
+	var details, summary bytes.Buffer
+	if err := WriteDetails(&details, fences); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSummary(&summary, fences); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(details.String(), "incomplete  YES: a hook was killed") {
+		t.Errorf("details do not say the record is incomplete:\n%s", details.String())
+	}
+	if !strings.Contains(summary.String(), "INCOMPLETE") {
+		t.Errorf("the summary does not say the record is incomplete:\n%s", summary.String())
+	}
+}

@@ -148,6 +148,10 @@ func statusExit(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenc
 			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
 			code = 1
 		}
+		if f.Incomplete != "" {
+			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the record is incomplete: %s\n", f.Container, status.IncompleteText(f.Incomplete))
+			code = 1
+		}
 		if f.Whole != nil && !*f.Whole {
 			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the fence is not whole: %s\n", f.Container, f.NotWhole)
 			code = 1
