@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -90,13 +91,23 @@ func InUse(id ID) string {
 	if !counted {
 		return ""
 	}
-	if now, ok := socketsIn(id); ok && now > total {
-		total = now
+	// The count read now is the one that holds: every socket found is
+	// held, so none of them has left it. A socket whose last holder just
+	// died leaves the count a little later (netlink ones after an RCU
+	// grace period): a count too high is read again a few times.
+	for try := 0; ; try++ {
+		now, ok := socketsIn(id)
+		if !ok {
+			now = total
+		}
+		if now <= len(held) {
+			return ""
+		}
+		if try == 5 {
+			return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", now-len(held))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if total > len(held) {
-		return fmt.Sprintf("%d sockets made in it are held where no process's file table shows them (in flight over a unix socket, or in a thread's own file table)", total-len(held))
-	}
-	return ""
 }
 
 // socketsIn reads how many sockets made in namespace id user space holds
