@@ -19,9 +19,9 @@ import (
 // sockets, such as the monitor's, carry no traffic), or an open file of the
 // namespace itself, and any socket made in it that no process's file
 // table shows (in flight, in a thread's own table, in io_uring). A bind
-// mount alone does not count: a namespace that
-// only a mount holds sends nothing, and whatever a runtime starts in it
-// next runs the hook's create again.
+// mount alone does not count: a namespace that only a mount holds sends
+// nothing, and whatever a runtime starts in it next runs the hook's create
+// again.
 //
 // It reads every thread and open file on the host, so it is for prune,
 // never for a container's create or poststop. The calling process is
@@ -198,7 +198,11 @@ func heldSocketIn(pid int, fds []int, id ID, held map[uint64]int) (why string) {
 			continue // closed or gone meanwhile
 		}
 		var sock unix.Stat_t
-		if err := unix.Fstat(fd, &sock); err != nil || held[sock.Ino] != 0 {
+		if err := unix.Fstat(fd, &sock); err != nil {
+			unix.Close(fd)
+			continue
+		}
+		if _, seen := held[sock.Ino]; seen {
 			unix.Close(fd)
 			continue
 		}

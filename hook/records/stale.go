@@ -128,8 +128,9 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 // owners newly seen stale; where every owner has been stale for grace it
 // asks inUse whether anything still reaches the record's namespace
 // (netns.InUse, OwnerRuns: a workload controls its own pid 1, which may
-// exit or move to a namespace of its own while a worker stays), keeps the fence if so, and otherwise
-// calls remove, which takes the fence out and deletes the record. Records
+// exit or move to a namespace of its own while a worker stays), keeps the
+// fence if so, and otherwise calls remove, which takes the fence out and
+// deletes the record. Records
 // a running hook holds are passed over. It returns the keys removed, those
 // kept with the reason, and the earliest time a fence still in its grace
 // period falls due (zero when none is).
