@@ -43,6 +43,15 @@ func TestChartRendersTheManifests(t *testing.T) {
 	}
 	manifests := decodeObjects(t, "install/kubernetes/bypass-hook.yaml", readFile(t, "kubernetes/bypass-hook.yaml"))
 	monitor := decodeObjects(t, "install/kubernetes/bypass-hook-monitor.yaml", readFile(t, "kubernetes/bypass-hook-monitor.yaml"))
+	// The image named once, at `&image` in the manifests and in the chart's
+	// values: at the defaults a container that names its own image would
+	// compare equal.
+	const repo, tag = "registry.invalid/team/bypass-hook", "v9.9.9"
+	manifestsAt := decodeObjects(t, "install/kubernetes/bypass-hook.yaml with &image set",
+		setImageOnce(t, readFile(t, "kubernetes/bypass-hook.yaml"), repo+":"+tag))
+	monitorAt := decodeObjects(t, "install/kubernetes/bypass-hook-monitor.yaml with &image set",
+		setImageOnce(t, readFile(t, "kubernetes/bypass-hook-monitor.yaml"), repo+":"+tag))
+	imageFlags := "--set image.repository=" + repo + ",image.tag=" + tag
 
 	for _, tc := range []struct {
 		name  string
@@ -51,6 +60,7 @@ func TestChartRendersTheManifests(t *testing.T) {
 	}{
 		{"defaults", "", manifests},
 		{"monitor.enabled", "--set monitor.enabled=true", merge(manifests, monitor)},
+		{"image", imageFlags + ",monitor.enabled=true", merge(manifestsAt, monitorAt)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := decodeObjects(t, "the chart", chartTemplate(t, tc.flags))
@@ -72,6 +82,17 @@ func TestChartRendersTheManifests(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setImageOnce names image at the manifest's one `&image`, as its header
+// tells an operator to.
+func setImageOnce(t *testing.T, data []byte, image string) []byte {
+	t.Helper()
+	anchor := regexp.MustCompile(`(?m)(image: &image )\S+`)
+	if n := len(anchor.FindAll(data, -1)); n != 1 {
+		t.Fatalf("the manifest has %d `image: &image` anchors, want 1", n)
+	}
+	return anchor.ReplaceAll(data, []byte("${1}"+image))
 }
 
 // chartTemplate runs `make chart-template` with HELM_FLAGS.
