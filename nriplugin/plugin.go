@@ -367,6 +367,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
 	p.policy.FailRequest = cfg.Failure == config.FailClosed
+	if broken == nil {
+		go p.applyConfig(cfg)
+	}
 	return nil
 }
 

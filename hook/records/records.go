@@ -33,6 +33,10 @@ type Record struct {
 	Backend  string         `json:"backend"`
 	Digest   string         `json:"digest"`
 	Policy   config.Policy  `json:"policy"`
+	// Narrowing is what the owners' annotations made of the config's policy
+	// (they are alike, or the owners would not share the fence); nil in
+	// records written before it was kept.
+	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
 	Features rules.Features `json:"features"`
 	// LogID is the container id whose first 12 characters are in the log
 	// prefix: the first owner's, which the rules keep after it leaves.
