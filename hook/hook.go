@@ -140,10 +140,11 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Digest: digest,
 		Policy: dec.Policy,
 		LogID:  st.ID,
+		Owners: []records.Owner{owner},
+
 		// What the annotations asked for, kept apart from the config's
 		// part so that a config change can be told from them (join, apply).
 		Narrowing: &dec.Narrowing,
-		Owners: []records.Owner{owner},
 	}
 	err = h.fence(store, ns, rec, recorded, &res)
 	return res, err

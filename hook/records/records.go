@@ -33,10 +33,6 @@ type Record struct {
 	Backend  string         `json:"backend"`
 	Digest   string         `json:"digest"`
 	Policy   config.Policy  `json:"policy"`
-	// Narrowing is what the owners' annotations made of the config's policy
-	// (they are alike, or the owners would not share the fence); nil in
-	// records written before it was kept.
-	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
 	Features rules.Features `json:"features"`
 	// LogID is the container id whose first 12 characters are in the log
 	// prefix: the first owner's, which the rules keep after it leaves.
@@ -50,6 +46,11 @@ type Record struct {
 	RulesDigest map[rules.Family]string `json:"rulesDigest,omitempty"`
 	Owners      []Owner                 `json:"owners"`
 	Installed   time.Time               `json:"installed"`
+
+	// Narrowing is what the owners' annotations made of the config's policy
+	// (they are alike, or the owners would not share the fence); nil in
+	// records written before it was kept.
+	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
 }
 
 // Owner is a container that uses the fence of a namespace. A container is
