@@ -141,6 +141,7 @@ func New(opts Options) (*Plugin, error) {
 		opts.Log = logrus.StandardLogger()
 	}
 	p := &Plugin{opts: opts, log: opts.Log, policy: &api.FailurePolicy{}, logFile: func() {}, health: newHealth(), late: newLate()}
+	p.health.rejected = p.rejectedConfig
 	if err := p.load(PluginConfig{}); err != nil {
 		return nil, err
 	}
