@@ -88,6 +88,7 @@ func Run(o Options) *Report {
 	if cfg != nil {
 		add(stateDirItem(cfg.StateDir))
 		add(fenceItems(cfg.StateDir)...)
+		add(driftItems(cfg)...)
 	}
 	add(registrationItems(o.Paths, cfg)...)
 	if o.SelfTest && cfg != nil {
