@@ -8,8 +8,11 @@ BIN     := bin/bypass-hook
 # The hook that runtimes run for every container: the stages alone, so that
 # a container's start pays for little more than a Go program's start.
 HOOKBIN := bin/bypass-hook-oci
+# The runtime wrapper for engines that register no hook otherwise (Docker
+# before 25, containerd 1.6): as lean as the hook, for the same reason.
+RUNTIMEBIN := bin/bypass-hook-runtime
 # Every binary `make build` makes; `make package` ships each of them.
-BINS    := $(BIN) $(HOOKBIN)
+BINS    := $(BIN) $(HOOKBIN) $(RUNTIMEBIN)
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
@@ -17,7 +20,18 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 
 build: $(BINS)
 
-SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum
+# The version is linked into every binary, so it is one of their sources: a
+# stamp rewritten only when it changes (a commit, a dirty tree) rebuilds them,
+# where the Go files alone left the old commit in `--version`.
+VERSION_STAMP := bin/.version
+SOURCES := $(shell find . -name '*.go' -not -path './e2e/*') go.mod go.sum $(VERSION_STAMP)
+
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 $(BIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook
@@ -25,18 +39,23 @@ $(BIN): $(SOURCES)
 $(HOOKBIN): $(SOURCES)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-oci
 
+$(RUNTIMEBIN): $(SOURCES)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/bypass-hook-runtime
+
 vet:
 	$(GO) vet ./...
 
 # The core packages' tests, without the end-to-end suites. Tests that need
 # root or a tool skip with a message saying which.
 unit:
-	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./cmd/...
+	$(GO) test -count=1 -short ./config/ ./hook/... ./monitor/ ./nriplugin/ ./install/ ./internal/cli/ ./wrapper/ ./cmd/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 15s ./hook/nfnl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
+	$(GO) test -run '^$$' -fuzz '^FuzzAddHooks$$' -fuzztime 15s ./wrapper/
 
 # The containerd 2.2 end to end needs binaries built from the Go module
 # proxy; they are cached outside the checkout (E2E_CACHE) and reused.
@@ -76,9 +95,9 @@ clean:
 # hook binary's package initialisation. Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=
-bench: $(HOOKBIN)
+bench: $(HOOKBIN) $(RUNTIMEBIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -tags perrule -ldflags '$(LDFLAGS)' -o bin/bypass-hook-perrule ./cmd/bypass-hook-oci
-	$(GO) run ./bench -hook $(HOOKBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
+	$(GO) run ./bench -hook $(HOOKBIN) -runtime $(RUNTIMEBIN) -perrule bin/bypass-hook-perrule -go $(GO) $(BENCHFLAGS)
 
 # `make install`: the binaries (the CLI and the hook it registers), an example config (never over an existing one), the
 # hooks.d file for podman and CRI-O (written by the binary itself, for the config's
@@ -98,6 +117,7 @@ HOOK_CONFIG_FLAG = $(if $(filter /etc,$(SYSCONFDIR)),,--config $(SYSCONFDIR)/byp
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook
 	install -D -m 0755 $(HOOKBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-oci
+	install -D -m 0755 $(RUNTIMEBIN) $(DESTDIR)$(PREFIX)/bin/bypass-hook-runtime
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml" ]; then \
 		echo "keeping the existing $(DESTDIR)$(SYSCONFDIR)/bypass-hook/config.yaml"; \
 	else \
@@ -116,6 +136,10 @@ install: build
 		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
 	env -u BYPASS_HOOK_CONFIG $(BIN) install cdi $(CDIDIR) --root "$(DESTDIR)" \
 		--binary $(PREFIX)/bin/bypass-hook-oci $(HOOK_CONFIG_FLAG)
+	@echo "With selection: all (the default), once proxies are named in $(SYSCONFDIR)/bypass-hook/config.yaml"
+	@echo "EVERY podman and CRI-O container is fenced at its next start. To fence only containers annotated"
+	@echo "bypass-hook.io/enabled=true, set selection: annotated first, then run: bypass-hook install hooks-dir"
+	@echo "Then: bypass-hook config validate, and bypass-hook check"
 
 # The monitor and status (docs/monitor.md): unit tests need no root; as root
 # also the runc end to end per log target, backend and mode, the churn of

@@ -2,9 +2,8 @@
 
 // Command bench times whole runs of the hook binary, as a runtime runs it:
 // `create` with an OCI state on stdin for a process in a fresh network
-// namespace, then `poststop`. It compares the iptables backend (on
-// iptables-nft 1.8.9 one netlink transaction of the tools' own objects, else
-// one iptables-restore batch per family), the nftables backend (one netlink
+// namespace, then `poststop`. It compares the iptables backend (one
+// iptables-restore batch per family), the nftables backend (one netlink
 // transaction) and the per-rule way (a binary built with -tags perrule: one
 // go-iptables AppendUnique per rule), on the same namespaces in one run,
 // then runs bursts of parallel creates. Every figure is also given as a
@@ -86,6 +85,7 @@ func main() {
 	pool := flag.Int("namespaces", 10, "namespaces the rounds cycle through")
 	burstSize := flag.Int("burst", 50, "parallel creates in a burst, each in a namespace of its own")
 	bursts := flag.Int("bursts", 3, "bursts per variant")
+	flag.StringVar(&runtimeBin, "runtime", "", "the runtime wrapper to time against runc (bin/bypass-hook-runtime); empty: not timed")
 	env := flag.String("hookenv", "", "comma-separated VAR=value for the hook processes, to try runtime settings (runtimes give hooks an empty environment)")
 	flag.Parse()
 	if *env != "" {
@@ -122,6 +122,9 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 	if err != nil {
 		return err
 	}
+	if err := rg.addWrapper(dir, runtimeBin, hookBin); err != nil {
+		return err
+	}
 
 	nss, stop, err := startNamespaces(max(poolSize, burstSize))
 	defer stop()
@@ -148,7 +151,7 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 	r := &report{
 		variants: rg.variants, results: rg.results, floors: rg.floors, minimalBursts: minimalBursts,
 		n: n, burstSize: burstSize, hookBin: hookBin, minimalBin: minimalBin,
-		trace: trace, minimalTrace: minTrace,
+		trace: trace, minimalTrace: minTrace, wrapper: rg.wrapper,
 	}
 	r.print(os.Stdout)
 	return nil
@@ -165,6 +168,7 @@ type rig struct {
 	poolSize   int // the rounds cycle through nss[:poolSize]
 	results    map[string]*result
 	floors     []*floor
+	wrapper    *wrapperBench // nil when not timed
 }
 
 // newRig writes in dir the config of every variant, a bundle, and the
@@ -246,6 +250,7 @@ func (rg *rig) steps() []step {
 			return err
 		},
 	}
+	steps = append(steps, rg.wrapperSteps()...)
 	for _, v := range rg.variants {
 		steps = append(steps, func(round int) error {
 			ns := rg.nss[max(round, 0)%rg.poolSize]
@@ -595,6 +600,7 @@ type report struct {
 	minimalBin    string
 	trace         inittrace
 	minimalTrace  inittrace
+	wrapper       *wrapperBench
 }
 
 // stats are the figures of one row.
@@ -648,6 +654,7 @@ func (r *report) print(w io.Writer) {
 	perRule := r.variantStats("per-rule").median
 	r.printTable(w, m, perRule)
 	r.printTargets(w, m, perRule)
+	r.wrapper.print(w, m.median)
 	r.printInitTrace(w)
 }
 

@@ -90,7 +90,9 @@ func Run(o Options) *Report {
 		add(fenceItems(cfg.StateDir)...)
 		add(driftItems(cfg)...)
 	}
-	add(registrationItems(o.Paths, cfg)...)
+	regs := registrationItems(o.Paths, cfg)
+	add(regs...)
+	add(engineItems(o.Paths, regs)...)
 	if o.SelfTest && cfg != nil {
 		st, items := runSelfTest(cfg, backend)
 		r.SelfTest = st

@@ -13,7 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 func TestMain(m *testing.M) { os.Exit(testnet.Main(m, nil)) }
@@ -261,12 +261,14 @@ func TestRunHereKernelLogLine(t *testing.T) {
 // The fix offered for a config that fails names what to do about that
 // failure: a key to fix, or a file to name.
 func TestConfigItemFix(t *testing.T) {
+	_, missingConfig := config.Load("/nonexistent/config.yaml")
 	for _, tc := range []struct {
 		err  error
 		want string
 	}{
 		{&config.Error{File: "/etc/x.yaml", Key: "mode", Value: "x", Msg: "is not one of"}, "fix the key named"},
-		{&config.Error{File: "/nonexistent.yaml", Msg: "cannot be read: no such file or directory"}, "name a config file that exists"},
+		{&config.Error{File: "/etc/x.yaml", Msg: "cannot be read: permission denied"}, "name a config file that exists"},
+		{missingConfig, "name a config file that exists"},
 	} {
 		it, _ := find(configItems(nil, tc.err), "config", "valid")
 		if it.Status != Fail || !strings.Contains(it.Fix, tc.want) {

@@ -17,7 +17,7 @@ import (
 func configItems(cfg *config.Config, err error) []Item {
 	if err != nil {
 		fix := "fix the key named; `bypass-hook config validate FILE` checks a file as the hook reads it"
-		if ce := (*config.Error)(nil); errors.As(err, &ce) && strings.HasPrefix(ce.Msg, "cannot be read") {
+		if ce := (*config.Error)(nil); errors.As(err, &ce) && (strings.HasPrefix(ce.Msg, "cannot be read") || errors.Is(err, os.ErrNotExist)) {
 			fix = "name a config file that exists and root can read (--config, $BYPASS_HOOK_CONFIG, or " + config.DefaultPath + "); `bypass-hook config default` prints one to start from"
 		}
 		return []Item{{Section: "config", Name: "valid", Status: Fail, Detail: err.Error(), Fix: fix}}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // fenceItems reports the fences already on this node that are not as they

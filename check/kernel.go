@@ -33,6 +33,12 @@ type Paths struct {
 	NRISocket    string
 	NRIPluginDir string // pre-registered plugins containerd starts itself
 	NRIConfDir   string
+	// EngineVersions are the installed Docker and containerd, whose
+	// versions decide which registrations they read; nil: not judged.
+	EngineVersions []install.EngineVersion
+	// DaemonJSON and ContainerdConfig are where the runtime wrapper's
+	// registrations are looked for.
+	DaemonJSON, ContainerdConfig string
 }
 
 // DefaultPaths are this host's.
@@ -62,6 +68,10 @@ func DefaultPaths() Paths {
 		NRISocket:     "/var/run/nri/nri.sock",
 		NRIPluginDir:  "/opt/nri/plugins",
 		NRIConfDir:    "/etc/nri/conf.d",
+
+		EngineVersions:   install.InstalledEngineVersions(),
+		DaemonJSON:       install.DaemonJSON,
+		ContainerdConfig: install.ContainerdConfig,
 	}
 }
 

@@ -60,10 +60,11 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 	}
 	items = append(items, nriItems(p)...)
 	items = append(items, nriConfigs(p, cfg)...)
+	items = append(items, runtimeItems(p)...)
 	if len(items) == 0 || onlyInfo(items) {
 		items = append(items, Item{Section: "registration", Name: "none", Status: Warn,
-			Detail: "no hooks.d file, CDI spec or NRI plugin runs bypass-hook: no container gets the hook",
-			Fix:    "bypass-hook install hooks-dir (podman, CRI-O), install cdi (Docker 28+, podman, containerd), or the NRI plugin (containerd, Kubernetes)"})
+			Detail: "no hooks.d file, CDI spec, NRI plugin or runtime wrapper runs bypass-hook: no container gets the hook",
+			Fix:    "bypass-hook install hooks-dir (podman, CRI-O), install cdi (Docker 25+, podman, containerd 1.7+), install docker-runtime (any Docker), install containerd-runtime (containerd 1.6/1.7), or the NRI plugin (containerd 1.7+, Kubernetes)"})
 	}
 	return items
 }

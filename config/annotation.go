@@ -42,7 +42,7 @@ func ClassifyAnnotationKey(key string) (canonical string, kind KeyKind) {
 	if strings.HasPrefix(lower, AnnotationPrefix) {
 		return lower, KeyOurs
 	}
-	if nearMiss(lower) {
+	if nearMiss(prefixLetters, lower) {
 		return key, KeyNearMiss
 	}
 	return key, KeyOther
@@ -57,16 +57,16 @@ func IsOurAnnotationKey(key string) bool {
 }
 
 // nearMiss reports whether the start of key, letters and digits only, is
-// within nearMissDistance edits of prefixLetters.
-func nearMiss(key string) bool {
+// within nearMissDistance edits of prefix (letters only).
+func nearMiss(prefix, key string) bool {
 	letters := strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
 			return r
 		}
 		return -1
 	}, key)
-	for n := len(prefixLetters) - nearMissDistance; n <= len(prefixLetters)+nearMissDistance && n <= len(letters); n++ {
-		if levenshtein.ComputeDistance(prefixLetters, letters[:n]) <= nearMissDistance {
+	for n := len(prefix) - nearMissDistance; n <= len(prefix)+nearMissDistance && n <= len(letters); n++ {
+		if levenshtein.ComputeDistance(prefix, letters[:n]) <= nearMissDistance {
 			return true
 		}
 	}

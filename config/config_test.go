@@ -154,8 +154,13 @@ func TestLoadResolution(t *testing.T) {
 		t.Errorf("the environment must be used without --config: %+v, %v", cfg, err)
 	}
 
-	// A file named explicitly must exist.
-	if _, err := Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+	// A file named explicitly must exist. The message says so without the
+	// system's "no such file or directory", which podman reads as a missing
+	// hook binary (exit 127, "a command that was not found").
+	missing := filepath.Join(dir, "missing.yaml")
+	_, err = Load(missing)
+	var ce *Error
+	if !errors.As(err, &ce) || !strings.HasPrefix(err.Error(), "config file "+missing+" does not exist (") || strings.Contains(err.Error(), "no such file") || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing --config file: got %v", err)
 	}
 	t.Setenv(EnvVar, filepath.Join(dir, "missing-env.yaml"))
@@ -193,5 +198,59 @@ func TestYAMLErrorLine(t *testing.T) {
 				t.Errorf("%q: want one prefix %q", err, want)
 			}
 		})
+	}
+}
+
+// A value in the wrong shape says what the key takes: the keys of a mapping,
+// and for allow and proxies that host names are not supported, and why.
+func TestErrorsSayWhatTheKeyTakes(t *testing.T) {
+	const noNames = "host names are not supported: the rules match addresses"
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+		not        string
+	}{
+		{"allow entry as a name", "allow: [api.github.com]", []string{`must be a mapping of keys (cidr, ports, protocol), as "- cidr: `, noNames}, ""},
+		{"allow cidr as a name", "allow: [{cidr: api.github.com}]", []string{`allow[0].cidr: "api.github.com" is not an address or CIDR`, noNames}, ""},
+		{"proxy as a name", "proxies: ['proxy.example:3128']", []string{`proxies[0]: "proxy.example:3128" is not IP:port`, noNames}, ""},
+		{"log as a word", "log: kernel", []string{`"kernel" must be a mapping of keys (target, group, prefix, rate, burst, required)`}, ""},
+		{"nri as a word", "nri: off", []string{`must be a mapping of keys (excludeNamespaces)`}, ""},
+		{"allow cidr malformed", "allow: [{cidr: 10.0.0.0/33}]", []string{"is not an address or CIDR"}, noNames},
+		{"proxy ipv6 without brackets", "proxies: ['2001:db8::1:3128']", []string{"has no port"}, noNames},
+		{"proxy with a bad port", "proxies: ['198.51.100.1:http']", []string{"is not IP:port"}, noNames},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error for %q", tc.yaml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q: error %q does not say %q", tc.yaml, err, w)
+				}
+			}
+			if tc.not != "" && strings.Contains(err.Error(), tc.not) {
+				t.Errorf("%q: error %q says %q", tc.yaml, err, tc.not)
+			}
+		})
+	}
+}
+
+// An unknown key that misspells one names the key it most likely meant; one
+// that is nothing like a key gets no guess.
+func TestUnknownKeySuggests(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"proxy: [198.51.100.1:3128]", `unknown key "proxy" (did you mean "proxies"?)`},
+		{"allowUIDs: [1337]", `unknown key "allowUIDs" (did you mean "allowUids"?)`},
+		{"mod: audit", `unknown key "mod" (did you mean "mode"?)`},
+		{"log: {prefixx: a}", `unknown key "prefixx" (did you mean "prefix"?)`},
+		{"allow: [{cdir: 10.0.0.0/8}]", `unknown key "cdir" (did you mean "cidr"?)`},
+		{"foo: 1", `unknown key "foo"`},
+		{"x: 1", `unknown key "x"`},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want it to end in %s", tc.yaml, err, tc.want)
+		}
 	}
 }

@@ -181,7 +181,7 @@ func (h *Hook) loadLocked(key string) (*records.Store, *records.Record, func(), 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pruned := store.Prune(key); len(pruned) > 0 {
+	if pruned := store.DropGoneNamespaces(key); len(pruned) > 0 {
 		h.Log.WithField("records", pruned).Info("pruned records of network namespaces that no longer exist")
 	}
 	unlock, err := store.Lock(key)

@@ -19,7 +19,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -248,10 +248,19 @@ func TestIdempotent(t *testing.T) {
 }
 
 // A rule the kernel (or the tools) refuse part way through leaves the
-// namespace exactly as it was: empty, or with the fence it had.
+// namespace exactly as it was: empty, or with the fence it had. Each
+// backend's bad rule is one it renders and the kernel or the tools refuse
+// (the error must say so): a protocol iptables-restore does not know, a log
+// prefix longer than nf_tables takes (127 bytes).
 func TestRollback(t *testing.T) {
-	bad := rules.Rule{Name: "bad", Proto: "no-such-protocol", Action: rules.Accept}
+	bads := map[string]rules.Rule{
+		config.BackendIptables: {Name: "bad", Proto: "no-such-protocol", Action: rules.Accept},
+		config.BackendNftables: {Name: "bad", Action: rules.Log, Log: &rules.LogSpec{Target: config.LogKernel,
+			Prefix: strings.Repeat("x", 200), RatePer: 1, RateUnit: "second", Burst: 1}},
+	}
+	refusedBy := map[string]string{config.BackendIptables: "tables-restore", config.BackendNftables: "nf_tables transaction"}
 	for _, backend := range backends(t) {
+		bad := bads[backend]
 		t.Run(backend, func(t *testing.T) {
 			ns := testnet.NewNetns(t)
 			e := newEnv(t, nil, backend, "proxies: ['198.51.100.1:3128', '[2001:db8:1::1]:3128']\n")
@@ -285,6 +294,8 @@ func TestRollback(t *testing.T) {
 				for _, fam := range rules.Families {
 					if err := b.Install(target, withBad(fam)); err == nil {
 						t.Fatalf("%s namespace: Install with a bad %s rule succeeded", state, fam)
+					} else if !strings.Contains(err.Error(), refusedBy[backend]) {
+						t.Errorf("%s namespace, bad %s rule: %v; want it refused by the %s", state, fam, err, refusedBy[backend])
 					} else {
 						t.Logf("%s namespace, bad %s rule: %v", state, fam, err)
 					}

@@ -21,9 +21,10 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
@@ -137,7 +138,7 @@ func TestNftExprs(t *testing.T) {
 			cat(v6, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hookbackend.NftExprs(tc.rule, tc.fam)
+			got, err := nftables.Exprs(tc.rule, tc.fam)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +178,7 @@ func TestNftExprsRefuses(t *testing.T) {
 		{"reset on udp", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoUDP, rules.RejectTCPReset }), rules.IPv4},
 		{"unknown action", nftRule(func(r *rules.Rule) { r.Action = "drop" }), rules.IPv4},
 	} {
-		if got, err := hookbackend.NftExprs(tc.rule, tc.fam); err == nil {
+		if got, err := nftables.Exprs(tc.rule, tc.fam); err == nil {
 			t.Errorf("%s: %s rendered as %s; want an error", tc.name, tc.rule, dumpExprs(got))
 		}
 	}
@@ -199,7 +200,7 @@ func TestNftExprsCoverRules(t *testing.T) {
 		for _, caps := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 			for _, fam := range rules.Families {
 				for _, r := range rules.Rules(d.Policy, "0123456789abcdef", fam, caps) {
-					es, err := hookbackend.NftExprs(r, fam)
+					es, err := nftables.Exprs(r, fam)
 					if err != nil {
 						t.Errorf("%q %+v %s: %s: %v", extra, caps, fam, r, err)
 						continue
@@ -269,7 +270,7 @@ var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 func nftList(t *testing.T, ns *testnet.Netns) string {
 	t.Helper()
 	testnet.RequireTools(t, "nft")
-	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", hookbackend.NftTable).CombinedOutput()
+	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", nftables.Table).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "No such file or directory") {
 			return ""
@@ -449,7 +450,7 @@ func TestNftablesLifecycle(t *testing.T) {
 // A rule the kernel refuses, near the end of the set, fails the whole
 // transaction: an empty namespace stays empty, a fenced one keeps its fence.
 // A 200-byte log prefix passes our rendering and the kernel refuses it (127
-// at most). TestRollback covers a rule refused before the kernel sees it.
+// at most). TestRollback covers a bad rule in the middle of each family.
 func TestNftablesPartWayFailure(t *testing.T) {
 	for _, backend := range []string{config.BackendNftables} {
 		t.Run(backend, func(t *testing.T) {

@@ -20,19 +20,19 @@ type Pruned struct {
 	Action string   `json:"action"`
 }
 
-// PruneStale takes out the fences whose every owner's process is gone (or
+// RemoveAbandonedFences takes out the fences whose every owner's process is gone (or
 // its pid reused) since at least grace, as the last owner's poststop would:
 // a runtime whose start fails (podman) may never call poststop, and the
 // namespace then lives on, fenced for nobody. It returns the fences taken
 // out and when the next one still in its grace period falls due (zero when
 // none is).
-func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Time, error) {
+func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) ([]Pruned, time.Time, error) {
 	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
 	var out []Pruned
-	_, next, err := store.PruneStale(grace, now, func(key string, rec *records.Record) error {
+	_, next, err := store.ReapAbandoned(grace, now, func(key string, rec *records.Record) error {
 		p := Pruned{Netns: rec.Netns.String()}
 		for _, o := range rec.Owners {
 			p.Owners = append(p.Owners, o.ID)

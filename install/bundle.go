@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
 )
 
@@ -126,4 +127,68 @@ func withoutOurs(raw json.RawMessage, binary string) ([]json.RawMessage, error) 
 		}
 	}
 	return kept, nil
+}
+
+// BundleAnnotations returns the annotations of the bundle at dir, as the
+// runtime will pass them to the hook.
+func BundleAnnotations(dir string) (map[string]string, error) {
+	path := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, fserr.Cause(err))
+	}
+	var spec struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("%s: annotations: %v", path, err)
+	}
+	return spec.Annotations, nil
+}
+
+// AnnotateBundle opts the bundle at dir in under selection: annotated: it
+// sets bypass-hook.io/enabled to "true", in place of that key in any case
+// of letters, and keeps every other annotation and key as it was. It
+// reports whether config.json changed.
+func AnnotateBundle(dir string) (changed bool, err error) {
+	path := filepath.Join(dir, "config.json")
+	st, err := os.Stat(path)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, fserr.Cause(err), dir)
+	}
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(orig, &top); err != nil || top == nil {
+		return false, fmt.Errorf("%s is not a JSON object: %v", path, err)
+	}
+	before, err := json.MarshalIndent(top, "", "\t")
+	if err != nil {
+		return false, err
+	}
+	annotations := map[string]json.RawMessage{}
+	if raw, ok := top["annotations"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &annotations); err != nil {
+			return false, fmt.Errorf("%s: annotations: %w", path, err)
+		}
+	}
+	for k := range annotations {
+		if canonical, _ := config.ClassifyAnnotationKey(k); canonical == config.AnnEnabled {
+			delete(annotations, k)
+		}
+	}
+	annotations[config.AnnEnabled] = json.RawMessage(`"true"`)
+	if top["annotations"], err = json.Marshal(annotations); err != nil {
+		return false, err
+	}
+	after, err := json.MarshalIndent(top, "", "\t")
+	if err != nil {
+		return false, err
+	}
+	if bytes.Equal(before, after) {
+		return false, nil
+	}
+	return true, writeFileAtomic(path, append(after, '\n'), st.Mode().Perm())
 }

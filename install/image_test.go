@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/manifest"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // `make image` builds the DaemonSets' image from this host's binaries with

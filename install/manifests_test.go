@@ -21,14 +21,15 @@ import (
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/coreos/go-systemd/v22/unit"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
-	"github.com/bypass-hook/bypass-hook/internal/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -438,10 +439,10 @@ func TestShippedHooksDirFile(t *testing.T) {
 // installed; a second run keeps a config the operator changed.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("skipping: make is not installed")
+		testnet.SkipOrFail(t, "make is not installed")
 	}
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("skipping: go is not installed")
+		testnet.SkipOrFail(t, "go is not installed")
 	}
 	dest := t.TempDir()
 	bins := t.TempDir()

@@ -4,8 +4,8 @@
 // the fences' log rules write (the kernel log for log.target kernel, an
 // NFLOG socket in each fenced namespace for nflog), maps it to the
 // container through the hook's records, prints one JSON event per attempt,
-// and counts them as Prometheus metrics. It also reports a fence's rules
-// and counters (status).
+// and counts them as Prometheus metrics. It also reports a fence that is
+// no longer whole, and with Repair puts it back.
 package monitor
 
 import (
@@ -72,7 +72,7 @@ type Options struct {
 	// Prune, when set, is called at every resync to take out the fences
 	// left only to stale owners (their processes gone without a poststop),
 	// after their grace period: the monitor is the one process that runs
-	// all along. The command wires it to the hook's PruneStale.
+	// all along. The command wires it to the hook's RemoveAbandonedFences.
 	Prune func(now time.Time)
 }
 

@@ -11,6 +11,18 @@ HOOK=${1:?usage: demo.sh /abs/path/to/bypass-hook}
 for tool in runc tinyproxy busybox ip nsenter iptables nft; do
 	command -v "$tool" >/dev/null || { echo "demo: $tool is missing: apt-get install -y runc tinyproxy busybox-static iproute2 iptables nftables" >&2; exit 1; }
 done
+# The container's root holds busybox alone: a dynamically linked one (Debian's
+# package busybox) cannot start there, and runc would only say "exec failed".
+# Run it as the container will, in a root with nothing else.
+BUSYBOX=$(command -v busybox)
+CHECK=$(mktemp -d /tmp/bypass-hook-demo-busybox.XXXXXX)
+cp "$BUSYBOX" "$CHECK/busybox"
+if ! chroot "$CHECK" /busybox true 2>/dev/null; then
+	rm -rf "$CHECK"
+	echo "demo: $BUSYBOX is not statically linked, so it cannot run alone in the container's root: apt-get install -y busybox-static (it replaces the package busybox)" >&2
+	exit 1
+fi
+rm -rf "$CHECK"
 
 ID=demo-$$-$(date +%s)
 SRV=bhdemo-srv-$$
@@ -67,7 +79,7 @@ cat "$WORK/config.yaml"
 
 say "runc bundle: busybox root, the container's namespace, the hooks in config.json"
 mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/tmp"
-cp "$(command -v busybox)" "$WORK/bundle/rootfs/bin/busybox"
+cp "$BUSYBOX" "$WORK/bundle/rootfs/bin/busybox"
 for applet in sh wget sleep env cat timeout; do ln -s busybox "$WORK/bundle/rootfs/bin/$applet"; done
 cat > "$WORK/bundle/config.json" <<EOF
 {

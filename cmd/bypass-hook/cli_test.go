@@ -13,7 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/install"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // run is the binary, in-process.
@@ -158,6 +158,76 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if code, out, errb := runCLI(t, "", "config", "validate", path); code != 0 || !strings.Contains(out, "198.51.100.1:3128") {
 		t.Errorf("the example with its proxies uncommented: exit %d\n%s%s\n%s", code, out, errb, uncommented)
+	}
+}
+
+// The summary names every way out a config leaves, not only the proxies:
+// an allow entry that says nothing in the summary is a hole nobody sees.
+func TestConfigValidateNamesEveryWayOut(t *testing.T) {
+	path, _ := writeConfig(t, `proxies: [198.51.100.1:3128]
+allow:
+  - cidr: 198.51.100.64/26
+    ports: [443, 8443]
+    protocol: tcp
+dns: [198.51.100.53]
+allowUids: [1337]
+otherProtocols: accept`)
+	code, out, errb := runCLI(t, "", "config", "validate", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	for _, want := range []string{"198.51.100.1:3128", "198.51.100.64/26, tcp, ports 443,8443 (allow)",
+		"198.51.100.53 on port 53 (dns)", "uids 1337 to anywhere (allowUids)", "ICMP to anywhere (otherProtocols: accept)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the summary does not say %q:\n%s", want, out)
+		}
+	}
+
+	// Only the proxies: the summary names no other way out.
+	path, _ = writeConfig(t, "proxies: [198.51.100.1:3128]")
+	_, out, _ = runCLI(t, "", "config", "validate", path)
+	if !strings.Contains(out, "except to the proxies 198.51.100.1:3128\n") {
+		t.Errorf("proxies only:\n%s", out)
+	}
+}
+
+// With no FILE, config validate reads the file the hook reads: --config,
+// then $BYPASS_HOOK_CONFIG, then the default path, and says which.
+func TestConfigValidateTheHooksFile(t *testing.T) {
+	byFlag, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	byEnv, _ := writeConfig(t, "proxies: [198.51.100.2:3128]")
+	t.Setenv("BYPASS_HOOK_CONFIG", byEnv)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"config", "validate"}, byEnv + " (named by $BYPASS_HOOK_CONFIG): valid; every container: refuses and logs direct connections except to the proxies 198.51.100.2:3128"},
+		{[]string{"config", "validate", "--config", byFlag}, byFlag + " (named by --config): valid;"},
+		{[]string{"--config", byFlag, "config", "validate"}, byFlag + " (named by --config): valid;"},
+	} {
+		code, out, errb := runCLI(t, "", tc.args...)
+		if code != 0 || !strings.HasPrefix(out, tc.want) {
+			t.Errorf("%q: exit %d\nstdout: %s\nstderr: %s\nwant the start %q", tc.args, code, out, errb, tc.want)
+		}
+	}
+	if code, out, errb := runCLI(t, "", "config", "validate", byFlag, "--config", byEnv); code != 2 || out != "" || !strings.Contains(errb, "not both") {
+		t.Errorf("FILE and --config: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	missing := filepath.Join(t.TempDir(), "missing.yaml")
+	t.Setenv("BYPASS_HOOK_CONFIG", missing)
+	if code, _, errb := runCLI(t, "", "config", "validate"); code != 2 || !strings.Contains(errb, missing) {
+		t.Errorf("$BYPASS_HOOK_CONFIG names a missing file: exit %d: %s", code, errb)
+	}
+
+	// The default path: what it says depends on this machine's file, but
+	// it names the file and where the name came from.
+	t.Setenv("BYPASS_HOOK_CONFIG", "")
+	code, out, errb := runCLI(t, "", "config", "validate")
+	if !strings.Contains(out+errb, "/etc/bypass-hook/config.yaml") || (code == 0 && !strings.Contains(out, "(the default path)")) {
+		t.Errorf("the default path: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	if _, err := os.Stat("/etc/bypass-hook/config.yaml"); os.IsNotExist(err) && (code != 0 || !strings.Contains(out, "does not exist: the hook applies the defaults; no proxies: it fences nothing")) {
+		t.Errorf("no file at the default path: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
 	}
 }
 

@@ -4,6 +4,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/config"
@@ -19,29 +21,23 @@ func configCommand(g *globals) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:    "validate",
-				Summary: "read FILE as the hook would and say what it selects, or what is wrong",
-				Args:    "FILE",
-				Help: `Reads FILE (YAML; JSON is valid YAML) as the hook reads it.
-Writes: on stdout, what the config selects; on error one line on stderr that
-names the file and the line of a YAML error, or the key and the value at
-fault, as the hook would log it. Changes nothing.
+				Summary: "read FILE (by default the hook's config) as the hook would and say what it lets out, or what is wrong",
+				Args:    "[FILE]",
+				Flags:   g.configFlag,
+				Help: `Reads FILE (YAML; JSON is valid YAML) as the hook reads it. With no FILE,
+the file the hook reads: --config, then $BYPASS_HOOK_CONFIG, then
+/etc/bypass-hook/config.yaml (which may be absent: then the defaults apply).
+Writes: on stdout, which file it read and why, which containers the config
+selects and every way out it leaves them (proxies, allow, dns, allowUids,
+otherProtocols); on error one line on stderr that names the file and the
+line of a YAML error, or the key and the value at fault, as the hook would
+log it. Changes nothing.
 Exit: 0 valid, 2 not.
 
-Example:
+Examples:
+  bypass-hook config validate
   bypass-hook config validate /etc/bypass-hook/config.yaml`,
-				Run: func(o cli.IO, args []string) int {
-					if len(args) != 1 {
-						fmt.Fprintln(o.Stderr, "bypass-hook config validate: name one FILE\nRun 'bypass-hook help config validate' for usage.")
-						return cli.ExitUsage
-					}
-					cfg, err := config.Source{Path: args[0], Explicit: true}.Load()
-					if err != nil {
-						fmt.Fprintf(o.Stderr, "bypass-hook config validate: %v\n", err)
-						return cli.ExitUsage
-					}
-					fmt.Fprintf(o.Stdout, "%s: valid; %s\n", args[0], describeConfig(cfg))
-					return 0
-				},
+				Run: func(o cli.IO, args []string) int { return validateConfig(o, g, args) },
 			},
 			{
 				Name:    "default",
@@ -67,7 +63,55 @@ Example:
 	}
 }
 
-// describeConfig says in one line what a valid config fences.
+// validateConfig is `config validate [FILE]`.
+func validateConfig(o cli.IO, g *globals, args []string) int {
+	usage := func(msg string) int {
+		fmt.Fprintf(o.Stderr, "bypass-hook config validate: %s\nRun 'bypass-hook help config validate' for usage.\n", msg)
+		return cli.ExitUsage
+	}
+	var src config.Source
+	var why string
+	switch {
+	case len(args) > 1:
+		return usage("name at most one FILE")
+	case len(args) == 1 && g.config != "":
+		return usage("name the file either as FILE or with --config, not both")
+	case len(args) == 1:
+		src = config.Source{Path: args[0], Explicit: true}
+	default:
+		src = config.Locate(g.config)
+		why = configOrigin(g.config)
+	}
+	cfg, err := src.Load()
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook config validate: %v\n", err)
+		return cli.ExitUsage
+	}
+	switch {
+	case why == "":
+		fmt.Fprintf(o.Stdout, "%s: valid; %s\n", src.Path, describeConfig(cfg))
+	case cfg.Path == "":
+		fmt.Fprintf(o.Stdout, "%s (%s) does not exist: the hook applies the defaults; %s\n", src.Path, why, describeConfig(cfg))
+	default:
+		fmt.Fprintf(o.Stdout, "%s (%s): valid; %s\n", src.Path, why, describeConfig(cfg))
+	}
+	return 0
+}
+
+// configOrigin says why config.Locate picked the file it picked.
+func configOrigin(flagValue string) string {
+	switch {
+	case flagValue != "":
+		return "named by --config"
+	case os.Getenv(config.EnvVar) != "":
+		return "named by $" + config.EnvVar
+	}
+	return "the default path"
+}
+
+// describeConfig says in one line what a valid config fences and every way
+// out it leaves a fenced container, so that no allow entry hides behind
+// the proxies.
 func describeConfig(cfg *config.Config) string {
 	var proxies []string
 	for _, p := range cfg.ProxyAddrs() {
@@ -84,5 +128,39 @@ func describeConfig(cfg *config.Config) string {
 	if cfg.Mode == config.ModeAudit {
 		verb = "logs (audit; refuses nothing)"
 	}
-	return fmt.Sprintf("%s: %s direct connections except to %s", sel, verb, strings.Join(proxies, ", "))
+	ways := []string{"to the proxies " + strings.Join(proxies, ", ")}
+	for _, a := range cfg.Allow {
+		ways = append(ways, "to "+describeAllow(a))
+	}
+	if len(cfg.DNS) > 0 {
+		ways = append(ways, "to "+strings.Join(cfg.DNS, ", ")+" on port 53 (dns)")
+	}
+	if len(cfg.AllowUids) > 0 {
+		var us []string
+		for _, u := range cfg.AllowUids {
+			us = append(us, strconv.FormatInt(u, 10))
+		}
+		ways = append(ways, "from uids "+strings.Join(us, ", ")+" to anywhere (allowUids)")
+	}
+	if cfg.OtherProtocols == config.OtherAccept {
+		ways = append(ways, "ICMP to anywhere (otherProtocols: accept)")
+	}
+	return fmt.Sprintf("%s: %s direct connections except %s", sel, verb, strings.Join(ways, "; "))
+}
+
+// describeAllow is one allow entry as the rules read it.
+func describeAllow(a config.Allow) string {
+	proto := a.Protocol
+	if proto == "" || proto == "any" {
+		proto = "any protocol"
+	}
+	ports := "all ports"
+	if len(a.Ports) > 0 {
+		var ps []string
+		for _, p := range a.Ports {
+			ps = append(ps, strconv.Itoa(p))
+		}
+		ports = "ports " + strings.Join(ps, ",")
+	}
+	return fmt.Sprintf("%s, %s, %s (allow)", a.CIDR, proto, ports)
 }

@@ -23,6 +23,8 @@ type installFlags struct {
 	root    string
 	remove  bool
 	force   bool
+	// annotate: install bundle also opts the bundle in (selection: annotated).
+	annotate bool
 }
 
 func (f *installFlags) registrationFlags(fs *flag.FlagSet, what string) {
@@ -49,6 +51,8 @@ func installCommand(g *globals) *cli.Command {
 			f.hooksDirCommand(),
 			f.cdiCommand(),
 			f.bundleCommand(),
+			dockerRuntimeCommand(g),
+			containerdRuntimeCommand(g),
 			f.binaryCommand(),
 			f.configCommand(),
 			f.stateDirCommand(),
@@ -131,21 +135,29 @@ func (f *installFlags) bundleCommand() *cli.Command {
 		Summary: "add the hooks to (or remove them from) a runc/crun bundle's config.json",
 		Args:    "DIR",
 		Help: `Adds createRuntime and poststop hooks that run bypass-hook to DIR/config.json
-(once; a second run changes nothing). With --remove, takes them out again.` + registrationHelp + `
+(once; a second run changes nothing). With --remove, takes them out again.
+Then decides as the hook will from the bundle's annotations and warns on
+stderr when the container would start unfenced (under selection: annotated,
+a bundle without bypass-hook.io/enabled: "true"); --annotate writes that
+annotation into DIR/config.json.` + registrationHelp + `
 
-Example:
-  bypass-hook install bundle ./mybundle && runc run -b ./mybundle web`,
-		Flags: func(fs *flag.FlagSet) { f.registrationFlags(fs, "hooks") },
-		Run:   oneDir("bundle", f.bundle),
+Examples:
+  bypass-hook install bundle ./mybundle && runc run -b ./mybundle web
+  bypass-hook install bundle --annotate ./mybundle    # selection: annotated`,
+		Flags: func(fs *flag.FlagSet) {
+			f.registrationFlags(fs, "hooks")
+			fs.BoolVar(&f.annotate, "annotate", false, `also add the annotation `+config.AnnEnabled+`: "true" (the opt-in of selection: annotated)`)
+		},
+		Run: oneDir("bundle", f.bundle),
 	}
 }
 
 func (f *installFlags) binaryCommand() *cli.Command {
 	return &cli.Command{
 		Name:    "binary",
-		Summary: "copy this executable to DIR/bypass-hook (the Kubernetes DaemonSet's init step)",
+		Summary: "copy the hook to DIR/bypass-hook-oci (the Kubernetes DaemonSet's init step)",
 		Args:    "DIR",
-		Help:    "Reads this executable; writes DIR/bypass-hook (mode 0755), atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
+		Help:    "Reads the hook binary: bypass-hook-oci beside this executable, else this\nexecutable. Writes DIR/bypass-hook-oci (DIR/bypass-hook when it copies this\nexecutable), mode 0755, atomically.\n\nExample:\n  bypass-hook install binary /host/opt/bypass-hook/bin",
 		Run:     oneDir("binary", f.binaryCopy),
 	}
 }
@@ -316,7 +328,12 @@ func (f *installFlags) cdi(o cli.IO, dir string) int {
 }
 
 func (f *installFlags) bundle(o cli.IO, dir string) int {
+	if f.remove && f.annotate {
+		fmt.Fprintln(o.Stderr, "bypass-hook install bundle: --annotate opts the bundle in; it does not go with --remove\nRun 'bypass-hook help install bundle' for usage.")
+		return cli.ExitUsage
+	}
 	var changed bool
+	var cfg *config.Config
 	var err error
 	if f.remove {
 		bin := f.binary
@@ -328,7 +345,7 @@ func (f *installFlags) bundle(o cli.IO, dir string) int {
 		changed, err = install.UnpatchBundle(dir, bin)
 	} else {
 		var t install.Registration
-		if t, _, err = f.target(); err == nil {
+		if t, cfg, err = f.target(); err == nil {
 			changed, err = install.PatchBundle(dir, t)
 		}
 	}
@@ -339,7 +356,44 @@ func (f *installFlags) bundle(o cli.IO, dir string) int {
 	if !changed {
 		verb = "nothing to change in"
 	}
-	fmt.Fprintf(o.Stdout, "%s %s/config.json\n", verb, strings.TrimRight(dir, "/"))
+	file := strings.TrimRight(dir, "/") + "/config.json"
+	fmt.Fprintf(o.Stdout, "%s %s\n", verb, file)
+	if f.remove {
+		return 0
+	}
+	if f.annotate {
+		changed, err := install.AnnotateBundle(dir)
+		if err != nil {
+			return fail(o, "bundle", err)
+		}
+		if changed {
+			fmt.Fprintf(o.Stdout, "added the annotation %s: \"true\" to %s\n", config.AnnEnabled, file)
+		}
+	}
+	return warnUnfenced(o, dir, file, cfg)
+}
+
+// warnUnfenced decides as the hook will for the bundle's annotations and
+// says so when the container would start unfenced or be refused: the
+// hook's log is the only other place that tells.
+func warnUnfenced(o cli.IO, dir, file string, cfg *config.Config) int {
+	annotations, err := install.BundleAnnotations(dir)
+	if err != nil {
+		return fail(o, "bundle", err)
+	}
+	d, err := cfg.Decide(annotations)
+	switch {
+	case err != nil:
+		fmt.Fprintf(o.Stderr, "bypass-hook install bundle: WARNING: the hook will refuse this container (runc run fails): %v\n", err)
+	case d.Fence:
+	case cfg.Selection == config.SelectAnnotated && len(cfg.ProxyAddrs()) > 0:
+		fmt.Fprintf(o.Stderr, "bypass-hook install bundle: WARNING: the container will start UNFENCED: the config (%s) has selection: annotated and %s has no annotation %s: \"true\".\n"+
+			"  Opt it in: bypass-hook install bundle --annotate %s\n"+
+			"  (or add \"annotations\": {\"%s\": \"true\"} to %s yourself)\n",
+			config.File(cfg), file, config.AnnEnabled, dir, config.AnnEnabled, file)
+	default:
+		fmt.Fprintf(o.Stderr, "bypass-hook install bundle: WARNING: the container will start unfenced: %s (config %s)\n", d.Reason, config.File(cfg))
+	}
 	return 0
 }
 

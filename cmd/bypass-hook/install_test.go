@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -223,7 +224,7 @@ func TestNoArgumentsWithNRISocketRunsThePlugin(t *testing.T) {
 // that the hook would refuse rather than loosen or tighten it silently.
 func TestInstallStateDir(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: needs root (the state directory must be owned by root)")
+		testnet.RequireRoot(t) // the state directory must be owned by root
 	}
 	dir := filepath.Join(t.TempDir(), "run", "bypass-hook")
 	code, out, errb := runCLI(t, "", "install", "state-dir", dir)

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os/signal"
@@ -105,7 +106,7 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 	return func(now time.Time) {
-		if _, _, err := h.PruneStale(pf.grace, now); err != nil {
+		if _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}
@@ -122,7 +123,11 @@ func serveUntilSignal(m *monitor.Monitor, cfg *config.Config, addr string, log *
 	if addr != "" {
 		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr)
 		if err != nil {
-			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = ` (another process serves there: name another with --metrics-addr ADDR, or none with --metrics-addr "")`
+			}
+			fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v%s\n", err, hint)
 			return 1
 		}
 		fields["metrics"] = bound.String()

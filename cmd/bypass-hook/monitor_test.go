@@ -4,10 +4,13 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The monitor and status commands' argument handling and exit codes; the
@@ -22,9 +25,9 @@ func TestMonitorStatusUsage(t *testing.T) {
 	}{
 		{[]string{"monitor", "--config", cfg, "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"monitor", "--no-such-flag"}, 2, "flag provided but not defined"},
-		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+		{[]string{"monitor", "--config", "/nonexistent/config.yaml"}, 2, "config file /nonexistent/config.yaml does not exist"},
 		{[]string{"status", "--config", cfg, "a", "b"}, 2, "one container at most"},
-		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "cannot be read"},
+		{[]string{"status", "--config", "/nonexistent/config.yaml"}, 2, "config file /nonexistent/config.yaml does not exist"},
 	} {
 		code, stdout, stderr := runCLI(t, "", tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) || stdout != "" {
@@ -35,7 +38,7 @@ func TestMonitorStatusUsage(t *testing.T) {
 
 func TestStatusEmpty(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, out, errb := runCLI(t, "", "status", "--config", cfg); code != 0 || !strings.Contains(out, "no fenced containers") {
@@ -58,7 +61,7 @@ func TestStatusEmpty(t *testing.T) {
 // say that every selected container is fenced: exit 1, not 0.
 func TestStatusUnreadableUnfencedList(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, _, errb := runCLI(t, "", "status", "--config", cfg); code != 0 {
@@ -71,5 +74,21 @@ func TestStatusUnreadableUnfencedList(t *testing.T) {
 	code, out, errb := runCLI(t, "", "status", "--config", cfg)
 	if code != 1 || !strings.Contains(errb, "is corrupt") || !strings.Contains(errb, "unknown") {
 		t.Errorf("status with a corrupt unfenced list: exit %d, stdout %q, stderr %q; want exit 1 and the error", code, out, errb)
+	}
+}
+
+// A metrics address another process serves on (another monitor, the
+// default's) stops the monitor with what to do about it.
+func TestMonitorMetricsAddrInUse(t *testing.T) {
+	testnet.RequireRoot(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nlog: {target: nflog}")
+	code, _, errb := runCLI(t, "", "monitor", "--config", cfg, "--metrics-addr", ln.Addr().String())
+	if code != 1 || !strings.Contains(errb, "address already in use") || !strings.Contains(errb, `--metrics-addr ""`) {
+		t.Errorf("exit %d: %s", code, errb)
 	}
 }

@@ -63,14 +63,14 @@ func runPrune(g *globals, grace time.Duration, asJSON bool, o cli.IO) int {
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 
-	pruned, next, err := h.PruneStale(grace, time.Now())
+	pruned, next, err := h.RemoveAbandonedFences(grace, time.Now())
 	if err == nil && !next.IsZero() {
 		// Seen stale just now (or lately): wait out the grace period and
 		// look again; an owner seen running meanwhile keeps its fence.
 		fmt.Fprintf(o.Stderr, "bypass-hook prune: waiting %s for a poststop on its way (--grace)\n", time.Until(next).Round(time.Second))
 		time.Sleep(time.Until(next))
 		var more []hook.Pruned
-		more, _, err = h.PruneStale(grace, time.Now())
+		more, _, err = h.RemoveAbandonedFences(grace, time.Now())
 		pruned = append(pruned, more...)
 	}
 	switch {

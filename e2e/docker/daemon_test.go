@@ -9,12 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // Where scripts/build-docker-deps.sh and build-k8s-deps.sh put the binaries.
@@ -30,13 +31,39 @@ const (
 // through DOCKER_HOST. The machine's daemon (if any) is never touched.
 type daemon struct {
 	t       *testing.T
+	engine  engine
 	dir     string // everything of this daemon
 	cdiDir  string // --cdi-spec-dir
-	bin     string // the cache's bin directory: dockerd, docker, containerd, shim, runc
+	config  string // --config-file: daemon.json
 	env     []string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	logPath string
+	// containerd is the private containerd that dockerd is pointed at,
+	// where dockerd would otherwise use the machine's.
+	containerd       *exec.Cmd
+	containerdExited chan struct{}
+}
+
+// engine is the Docker a daemon runs.
+type engine struct {
+	dockerd, docker string
+	// path is dockerd's PATH: where it (and the containerd it starts)
+	// find containerd, the shim and runc.
+	path string
+	cdi  bool // the engine reads CDI: --cdi-spec-dir
+	// containerd is a containerd binary to start privately and point
+	// dockerd at; "" lets dockerd start its own.
+	containerd string
+}
+
+// cacheEngine is the Docker with CDI that scripts/build-docker-deps.sh
+// builds into the cache.
+func cacheEngine(bin string) engine {
+	return engine{
+		dockerd: filepath.Join(bin, "dockerd"), docker: filepath.Join(bin, "docker"),
+		path: bin + ":/usr/sbin:/usr/bin:/sbin:/bin", cdi: true,
+	}
 }
 
 // requireDeps finds the cached binaries, or skips (fails under
@@ -76,15 +103,20 @@ func requireDeps(t *testing.T) string {
 // answers. It is stopped, and everything it made removed, at cleanup.
 func startDaemon(t *testing.T) *daemon {
 	t.Helper()
-	bin := requireDeps(t)
+	return startEngine(t, cacheEngine(requireDeps(t)))
+}
+
+// startEngine starts a private dockerd of eng and waits until it answers.
+func startEngine(t *testing.T, eng engine) *daemon {
+	t.Helper()
 	// A short path: containerd's sockets live under the exec root, and a
 	// unix socket path has 108 bytes at most.
 	dir, err := os.MkdirTemp("", "bhd-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, dir: dir, cdiDir: filepath.Join(dir, "cdi"), bin: bin, exited: make(chan struct{}),
-		logPath: filepath.Join(dir, "dockerd.log")}
+	d := &daemon{t: t, engine: eng, dir: dir, cdiDir: filepath.Join(dir, "cdi"), exited: make(chan struct{}),
+		logPath: filepath.Join(dir, "dockerd.log"), config: filepath.Join(dir, "daemon.json")}
 	t.Cleanup(d.stop)
 	if err := os.MkdirAll(d.cdiDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -92,8 +124,11 @@ func startDaemon(t *testing.T) *daemon {
 	// A config file of its own, so the machine's /etc/docker/daemon.json
 	// is not read. CDI is on by default from Docker 28.2; saying so makes
 	// the test mean the same on 25 to 28.1.
-	cfg := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(cfg, []byte(`{"features": {"cdi": true}}`+"\n"), 0o644); err != nil {
+	daemonJSON := `{}`
+	if eng.cdi {
+		daemonJSON = `{"features": {"cdi": true}}`
+	}
+	if err := os.WriteFile(d.config, []byte(daemonJSON+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "docker.sock")
@@ -101,15 +136,14 @@ func startDaemon(t *testing.T) *daemon {
 		"DOCKER_HOST=unix://"+sock,
 		"DOCKER_CONFIG="+filepath.Join(dir, "client"), // the CLI's own config, not root's
 		// dockerd starts containerd, the shim and runc from PATH.
-		"PATH="+bin+":/usr/sbin:/usr/bin:/sbin:/bin",
+		"PATH="+eng.path,
 	)
 	args := []string{
-		"--config-file", cfg,
+		"--config-file", d.config,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"),
 		"--host", "unix://" + sock,
-		"--cdi-spec-dir", d.cdiDir,
 		// Nothing on the host's network: no bridge, no firewall rules, no
 		// forwarding sysctl, no proxies for published ports.
 		"--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
@@ -118,12 +152,18 @@ func startDaemon(t *testing.T) *daemon {
 		"--exec-opt", "native.cgroupdriver=cgroupfs",
 		"--log-level", "debug",
 	}
+	if eng.cdi {
+		args = append(args, "--cdi-spec-dir", d.cdiDir)
+	}
+	if eng.containerd != "" {
+		args = append(args, "--containerd", d.startContainerd())
+	}
 	logf, err := os.Create(d.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	d.cmd = exec.Command(filepath.Join(bin, "dockerd"), args...)
+	d.cmd = exec.Command(eng.dockerd, args...)
 	d.cmd.Env = d.env
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	// Its own process group: stopping it never signals the test.
@@ -157,7 +197,7 @@ func startDaemon(t *testing.T) *daemon {
 func (d *daemon) docker(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "docker"), args...)
+	cmd := exec.CommandContext(ctx, d.engine.docker, args...)
 	cmd.Env = d.env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -230,6 +270,82 @@ func (d *daemon) importBusybox(ref string) {
 	d.must("import", "--change", "CMD [\"/bin/sh\"]", tarball, ref)
 }
 
+// startContainerd starts eng.containerd with a root, state and sockets of
+// the daemon's own and no CRI, and returns its address. dockerd 20.10 uses
+// the machine's containerd whenever its socket exists, which this keeps it
+// from doing.
+func (d *daemon) startContainerd() string {
+	t := d.t
+	cd := filepath.Join(d.dir, "containerd")
+	if err := os.MkdirAll(cd, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(cd, "c.sock")
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = %q
+`, filepath.Join(cd, "root"), filepath.Join(cd, "state"), sock, sock+".ttrpc", filepath.Join(cd, "opt"))
+	cfgPath := filepath.Join(cd, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(cd, "containerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	d.containerd = exec.Command(d.engine.containerd, "--config", cfgPath)
+	d.containerd.Env = []string{"PATH=" + d.engine.path}
+	d.containerd.Stdout, d.containerd.Stderr = logf, logf
+	d.containerd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.containerd.Start(); err != nil {
+		t.Fatalf("starting containerd: %v", err)
+	}
+	d.containerdExited = make(chan struct{})
+	go func() { d.containerd.Wait(); close(d.containerdExited) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		select {
+		case <-d.containerdExited:
+			b, _ := os.ReadFile(filepath.Join(cd, "containerd.log"))
+			t.Fatalf("containerd exited at start: %s", b)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("containerd made no socket within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (d *daemon) stopContainerd() {
+	if d.containerd == nil || d.containerd.Process == nil {
+		return
+	}
+	d.containerd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.containerdExited:
+	case <-time.After(30 * time.Second):
+		d.t.Errorf("containerd did not stop within 30s of SIGTERM; killing it")
+		syscall.Kill(-d.containerd.Process.Pid, syscall.SIGKILL)
+		<-d.containerdExited
+	}
+}
+
 func (d *daemon) log(lines int) string {
 	b, _ := os.ReadFile(d.logPath)
 	s := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
@@ -240,7 +356,7 @@ func (d *daemon) log(lines int) string {
 }
 
 // stop removes every container, stops the daemon (and the containerd it
-// started) and removes its directory; mounts left behind fail the test.
+// started), unmounts what it left and removes its directory.
 func (d *daemon) stop() {
 	t := d.t
 	if d.cmd != nil && d.cmd.Process != nil {
@@ -262,15 +378,27 @@ func (d *daemon) stop() {
 			}
 		}
 	}
+	d.stopContainerd()
 	// dockerd stops the containerd it started; one left over is a bug here.
 	if out, _ := exec.Command("pgrep", "-f", d.dir).Output(); len(out) > 0 {
 		t.Errorf("processes of the private daemon are left: %s", strings.Fields(string(out)))
 	}
+	// Mounts under the daemon's directory are the daemon's own (dockerd
+	// bind-mounts its data root onto itself, and leaves it on a stop): not
+	// the product's to answer for, and cleaned up here so that the
+	// directory can go. Only one that cannot be taken away fails the test.
 	mounts, _ := os.ReadFile("/proc/self/mounts")
+	var left []string
 	for _, line := range strings.Split(string(mounts), "\n") {
 		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], d.dir) {
-			t.Errorf("the private daemon left a mount behind: %s", line)
-			syscall.Unmount(f[1], syscall.MNT_DETACH)
+			left = append(left, f[1])
+		}
+	}
+	slices.SortFunc(left, func(a, b string) int { return len(b) - len(a) }) // the deepest first
+	for _, mp := range left {
+		t.Logf("unmounting what the private daemon left: %s", mp)
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil && err != syscall.EINVAL {
+			t.Errorf("unmounting %s, which the private daemon left: %v", mp, err)
 		}
 	}
 	if t.Failed() {

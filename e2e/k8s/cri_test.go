@@ -68,6 +68,9 @@ type PodConfig struct {
 	HostPID     bool // share the node's pid namespace (hostPID)
 	// Privileged: a container of the pod is privileged (the kubelet then makes the sandbox so).
 	Privileged bool
+	// RuntimeHandler is the CRI runtime of the pod (a RuntimeClass's handler); "" for
+	// containerd's default.
+	RuntimeHandler string
 }
 
 // ContainerConfig is what StartContainer puts into crictl's container config.
@@ -149,7 +152,11 @@ func (e *Env) RunPod(c PodConfig) (*Pod, error) {
 	if err := writeJSON(path, cfg); err != nil {
 		return nil, err
 	}
-	out, err := e.Crictl("runp", path)
+	args := []string{"runp", path}
+	if c.RuntimeHandler != "" {
+		args = []string{"runp", "--runtime", c.RuntimeHandler, path}
+	}
+	out, err := e.Crictl(args...)
 	if err != nil {
 		return nil, err
 	}

@@ -203,6 +203,15 @@ type Options struct {
 	NoServers bool
 	// CDI turns on CRI's CDI injection (enable_cdi), with the spec directory Env.CDIDir.
 	CDI bool
+	// Containerd16 runs Debian 12's containerd 1.6 (/usr/bin/containerd, its shim and ctr,
+	// and runc from /usr/sbin) with a version 2 config instead of the cache's 2.2: no NRI, no
+	// CDI (it implies DisableNRI).
+	Containerd16 bool
+}
+
+// debianContainerd are Debian 12's containerd 1.6 and runc, which Options.Containerd16 runs.
+var debianContainerd = struct{ containerd, shim, ctr, runc string }{
+	"/usr/bin/containerd", "/usr/bin/containerd-shim-runc-v2", "/usr/bin/ctr", "/usr/sbin/runc",
 }
 
 // Env is one node: a network namespace with the CNI bridge, tinyproxy and an HTTP server on
@@ -248,6 +257,12 @@ type Env struct {
 func NewEnv(t *testing.T, opts Options) *Env {
 	t.Helper()
 	d := RequireDeps(t)
+	if opts.Containerd16 {
+		requireDebianContainerd(t)
+		dc := debianContainerd
+		d.Containerd, d.Shim, d.Runc = dc.containerd, dc.shim, dc.runc
+		opts.DisableNRI, opts.CDI = true, false
+	}
 	reapOnce.Do(func() { reapStale(t, d) })
 	e := &Env{T: t, Deps: d, Opts: opts, sandboxes: map[string]bool{}}
 	e.Name = dirPrefix + randHex(3)
@@ -463,8 +478,73 @@ func (e *Env) writeConfigs() error {
 	return os.WriteFile(e.ConfigPath, []byte(e.ContainerdConfig()), 0o644)
 }
 
+// requireDebianContainerd skips (or fails, under BYPASS_HOOK_E2E_REQUIRE=1) without Debian's
+// containerd 1.6.
+func requireDebianContainerd(t *testing.T) {
+	t.Helper()
+	dc := debianContainerd
+	for _, f := range []string{dc.containerd, dc.shim, dc.runc} {
+		if _, err := os.Stat(f); err != nil {
+			msg := "e2e/k8s: Debian's containerd 1.6 needs " + f + " (apt-get install containerd runc)"
+			if os.Getenv(EnvRequire) == "1" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// containerd16Config is the config.toml of Options.Containerd16: version 2, the CRI plugin's
+// keys as containerd 1.6 names them.
+func (e *Env) containerd16Config() string {
+	d := e.Deps
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
+	cri := `plugins."io.containerd.grpc.v1.cri"`
+	p("version = 2")
+	p("root = '%s'", filepath.Join(e.Dir, "root"))
+	p("state = '%s'", filepath.Join(e.Dir, "state"))
+	p("")
+	p("[grpc]")
+	p("  address = '%s'", e.Socket)
+	p("[ttrpc]")
+	p("  address = '%s'", e.Socket+".ttrpc")
+	p("[debug]")
+	p("  level = 'debug'")
+	p("")
+	p("[%s]", cri)
+	p("  sandbox_image = '%s'", d.PauseImage)
+	p("  stream_server_address = '127.0.0.1'")
+	p("  stream_server_port = '0'")
+	p("  restrict_oom_score_adj = true")
+	p("  [%s.containerd]", cri)
+	p("    snapshotter = 'overlayfs'")
+	p("    default_runtime_name = 'runc'")
+	p("    [%s.containerd.runtimes.runc]", cri)
+	p("      runtime_type = 'io.containerd.runc.v2'")
+	p("      [%s.containerd.runtimes.runc.options]", cri)
+	p("        BinaryName = '%s'", d.Runc)
+	p("        Root = '%s'", e.RuncRoot)
+	p("        SystemdCgroup = false")
+	p("  [%s.cni]", cri)
+	p("    bin_dir = '%s'", d.CNIBinDir)
+	p("    conf_dir = '%s'", e.CNIConfDir)
+	p("    max_conf_num = 1")
+	p("  [%s.registry]", cri)
+	p("    config_path = '%s'", filepath.Join(e.Dir, "certs.d"))
+	p("[plugins.\"io.containerd.internal.v1.opt\"]")
+	p("  path = '%s'", filepath.Join(e.Dir, "opt"))
+	if e.Opts.ExtraTOML != "" {
+		p("%s", e.Opts.ExtraTOML)
+	}
+	return b.String()
+}
+
 // ContainerdConfig renders the config.toml for this environment and its Options.
 func (e *Env) ContainerdConfig() string {
+	if e.Opts.Containerd16 {
+		return e.containerd16Config()
+	}
 	d, o := e.Deps, e.Opts
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }

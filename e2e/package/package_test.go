@@ -26,7 +26,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 func TestMain(m *testing.M) { os.Exit(testnet.Main(m, nil)) }
@@ -249,12 +249,27 @@ func TestDebInFreshDebian(t *testing.T) {
 	if !strings.Contains(out, "bypass-hook check") {
 		t.Errorf("the postinst did not tell the next step:\n%s", out)
 	}
+	// With proxies named, the package fences every podman and CRI-O
+	// container: the postinst says so, and how to start with a few.
+	for _, want := range []string{"EVERY podman and CRI-O container", "`selection: all`", "`selection: annotated`",
+		"bypass-hook install hooks-dir", "bypass-hook.io/enabled=true",
+		"bypass-hook: /etc/bypass-hook/config.yaml (the default path): valid; no proxies: it fences nothing"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the postinst does not say %q:\n%s", want, out)
+		}
+	}
 	example, err := os.ReadFile(filepath.Join(repo, "install/config.example.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := r.read(cfgFile); !bytes.Equal(got, example) {
 		t.Errorf("%s is not install/config.example.yaml:\n%s", cfgFile, got)
+	}
+	// Every binary `make build` makes: the CLI, the hook, the runtime wrapper.
+	for _, b := range []string{"usr/bin/bypass-hook", "usr/bin/bypass-hook-oci", "usr/bin/bypass-hook-runtime"} {
+		if !r.exists(b) {
+			t.Errorf("the package did not install %s", b)
+		}
 	}
 	conffiles := r.read("var/lib/dpkg/info/bypass-hook.conffiles")
 	for _, c := range []string{"/" + cfgFile, "/etc/logrotate.d/bypass-hook"} {
@@ -337,7 +352,7 @@ func TestDebInFreshDebian(t *testing.T) {
 	// and the log stay (Debian policy), and so does nothing that points at
 	// the binary that is gone.
 	r.mustRun("apt-get remove -y bypass-hook")
-	for _, gone := range []string{"usr/bin/bypass-hook", hooksFile, cdiFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
+	for _, gone := range []string{"usr/bin/bypass-hook", "usr/bin/bypass-hook-runtime", hooksFile, cdiFile, "usr/lib/systemd/system/" + units[0], "usr/lib/systemd/system/" + units[1],
 		"etc/systemd/system/multi-user.target.wants/" + units[0], "etc/systemd/system/multi-user.target.wants/" + units[1]} {
 		if r.exists(gone) {
 			t.Errorf("after remove, %s is still there", gone)

@@ -105,7 +105,7 @@ type Bundle struct {
 }
 
 // bundleSpec is the part of specs.Spec the hook reads. Decoding into the
-// whole specs.Spec cost about 1 ms per run, a tenth of a create, in
+// whole specs.Spec made a noticeable part of every create (docs/bench.md):
 // encoding/json building its caches for types the hook never looks at.
 type bundleSpec struct {
 	Process *struct {

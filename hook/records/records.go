@@ -318,10 +318,10 @@ type liveness struct {
 	Owners []Owner  `json:"owners"`
 }
 
-// Prune deletes the records of namespaces that no longer exist: a runtime
+// DropGoneNamespaces deletes the records of namespaces that no longer exist: a runtime
 // that crashes never calls poststop. Records locked by a running hook, the
 // one in skip, and those younger than pruneMinAge are left alone.
-func (s *Store) Prune(skip string) (pruned []string) {
+func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
 		k, ok := Key(e.Name())

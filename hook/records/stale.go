@@ -124,13 +124,13 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 	return allStale, due.Add(grace), changed
 }
 
-// PruneStale goes through the records and, under each one's lock, marks
+// ReapAbandoned goes through the records and, under each one's lock, marks
 // owners newly seen stale; where every owner has been stale for grace it
 // calls remove, which takes the fence out and deletes the record. Records
 // a running hook holds are passed over. It returns the keys removed and
 // the earliest time a fence still in its grace period falls due (zero when
 // none is).
-func (s *Store) PruneStale(grace time.Duration, now time.Time, remove func(key string, rec *Record) error) (removed []string, next time.Time, err error) {
+func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, remove func(key string, rec *Record) error) (removed []string, next time.Time, err error) {
 	keys, err := s.Keys()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)

@@ -65,9 +65,18 @@ configure | abort-upgrade | abort-remove | abort-deconfigure | [1-9]*)
 		systemctl try-restart $UNITS || true
 	fi
 	if [ "$1" = configure ] && [ -z "$2" ] || [ "$1" = 1 ]; then
+		# What the config lets out as it is now (a config seeded before the
+		# package may already name proxies).
+		env -u BYPASS_HOOK_CONFIG "$BIN" config validate | sed 's/^/bypass-hook: /' || true
 		cat <<'MSG'
-bypass-hook is installed and fences nothing yet: name your proxies in
+bypass-hook is installed. With no proxies it fences nothing: name your proxies in
 /etc/bypass-hook/config.yaml, then run `bypass-hook check`.
+Once proxies are named, EVERY podman and CRI-O container on this host is fenced at its
+next start: the config's default is `selection: all`, and the hooks.d file runs the
+hook for every container. To start with the containers you choose instead, set
+`selection: annotated` in the config first, write the hooks.d file again
+(`bypass-hook install hooks-dir`), and opt containers in with the annotation
+bypass-hook.io/enabled=true (podman run --annotation bypass-hook.io/enabled=true ...).
 containerd (NRI):  systemctl enable --now bypass-hook-nri
 the monitor:       systemctl enable --now bypass-hook-monitor
 MSG
