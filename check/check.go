@@ -84,6 +84,7 @@ func Run(o Options) *Report {
 	tools := toolItems(kern, backend) // first: the iptables mode decides the pieces it needs
 	add(kern.items(cfg, backend)...)
 	add(logSysctlItem(o.Paths, cfg))
+	add(vsockItem(o.Paths))
 	add(tools...)
 	if cfg != nil {
 		add(stateDirItem(cfg.StateDir))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // cdiKind is the kind of bypass-hook's CDI spec.
@@ -31,7 +32,7 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		for _, f := range files {
 			var e install.HooksDirEntry
-			data, err := os.ReadFile(f)
+			data, err := safefile.Read(f, safefile.MaxConfig, safefile.FollowLink)
 			if err == nil && yaml.Unmarshal(data, &e) == nil && install.IsOurs(e.Hook.Path, "") {
 				it := hookItem("hooks.d", f, e.Hook, cfg, whenOf(e))
 				it = hooksDirSelection(it, e, f, cfg)
@@ -117,7 +118,7 @@ func hookItem(kind, file string, h specs.Hook, cfg *config.Config, detail string
 
 // cdiItems checks a CDI spec file if it is of our kind.
 func cdiItems(file string, cfg *config.Config) []Item {
-	data, err := os.ReadFile(file)
+	data, err := safefile.Read(file, safefile.MaxConfig, safefile.FollowLink)
 	if err != nil || !bytes.Contains(data, []byte(cdiKind)) {
 		return nil
 	}

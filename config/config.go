@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // DefaultPath is the config file used when neither --config nor
@@ -214,7 +215,8 @@ func File(cfg *Config) string {
 // exist; the default one may be absent, and then the defaults apply.
 func (s Source) Load() (*Config, error) {
 	path := s.Path
-	data, err := os.ReadFile(path)
+	// A ConfigMap's file is a symbolic link: followed.
+	data, err := safefile.Read(path, safefile.MaxConfig, safefile.FollowLink)
 	if errors.Is(err, os.ErrNotExist) && !s.Explicit {
 		cfg := Default()
 		return cfg, cfg.Validate()

@@ -68,7 +68,21 @@ type Hook struct {
 	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
+	// Deadline ends every wait of a stage (the record lock, the xtables
+	// lock): set from the stage's start, below the runtime's hook timeout,
+	// so that the hook fails with its own error, never a SIGKILL. Zero
+	// means StageBudget from the start of Run.
+	Deadline time.Time
+	// Netns, when set, is the path of the namespace Create fences in
+	// place of the state's pid's: the NRI plugin's late fence names the
+	// pod's, which the workload cannot move as it can its pid 1.
+	Netns string
 }
+
+// StageBudget is how long a stage may wait in all, from its start: below
+// the 10 s hook timeout with which bypass-hook registers itself, with
+// time left to say why it gave up.
+const StageBudget = 8 * time.Second
 
 // New returns a Hook for cfg that logs to log.
 func New(cfg *config.Config, log logrus.FieldLogger) *Hook {
@@ -77,6 +91,9 @@ func New(cfg *config.Config, log logrus.FieldLogger) *Hook {
 
 // Run runs one stage for the container in st.
 func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
+	if h.Deadline.IsZero() {
+		h.Deadline = time.Now().Add(StageBudget)
+	}
 	if stage == oci.StagePoststop {
 		return h.Poststop(st)
 	}
@@ -105,7 +122,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 
 	nsPath := netns.PidPath(st.Pid)
+	if h.Netns != "" {
+		nsPath = h.Netns
+	}
 	ns, closeNs, err := netns.Open(nsPath)
+	if err != nil && h.Netns != "" {
+		return res, &FenceError{Err: fmt.Errorf("the pod's network namespace: %w", fserr.WithPath(err))}
+	}
 	if err != nil {
 		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, fserr.WithPath(err))}
 	}
@@ -150,6 +173,24 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	return res, err
 }
 
+// deadline is the end of the stage's waits.
+func (h *Hook) deadline() time.Time {
+	if h.Deadline.IsZero() {
+		return time.Now().Add(StageBudget)
+	}
+	return h.Deadline
+}
+
+// backend makes the backend name, whose waits (the xtables lock) end at
+// the stage's deadline.
+func (h *Hook) backend(name string) (backend.Backend, error) {
+	b, err := h.NewBackend(name)
+	if d, ok := b.(interface{ SetDeadline(time.Time) }); ok && err == nil {
+		d.SetDeadline(h.deadline())
+	}
+	return b, err
+}
+
 // checkCapabilities reads the bundle's config.json for the capabilities
 // with which the container process can get past the fence: strict mode
 // refuses them (and a config.json it cannot read), otherwise the hook warns.
@@ -184,7 +225,7 @@ func (h *Hook) loadLocked(key string) (*records.Store, *records.Record, func(), 
 	if pruned := store.DropGoneNamespaces(key); len(pruned) > 0 {
 		h.Log.WithField("records", pruned).Info("pruned records of network namespaces that no longer exist")
 	}
-	unlock, err := store.Lock(key)
+	unlock, err := store.LockBy(key, h.deadline())
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -208,7 +249,7 @@ func (h *Hook) fence(store *records.Store, ns netns.Handle, rec *records.Record,
 		return err == nil
 	})
 	res.Backend = name
-	backend, err := h.NewBackend(name)
+	backend, err := h.backend(name)
 	if err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
@@ -252,7 +293,7 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	case removeThenInstall:
 		// No one else uses the old fence, but another backend made it: it
 		// must go before ours goes in.
-		old, err := h.NewBackend(rec.Backend)
+		old, err := h.backend(rec.Backend)
 		if err == nil {
 			err = old.Remove(ns)
 		}
@@ -317,7 +358,7 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.O
 // gone) is not joined as it is: it is put in again, whole, atomically, and
 // rec takes what the new install made.
 func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) error {
-	backend, err := h.NewBackend(rec.Backend)
+	backend, err := h.backend(rec.Backend)
 	if err != nil {
 		return err
 	}
@@ -402,11 +443,15 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if !ok {
 		// No record names this id with this bundle: never fenced (not
 		// selected, or another runtime's container of the same id), or
-		// already removed by an earlier poststop or a prune.
+		// already removed by an earlier poststop or a prune; or its record
+		// cannot be read, which must not pass in silence.
+		if bad := store.Unreadable(); len(bad) > 0 {
+			return res, fmt.Errorf("no readable record is owned by this container, and %d record(s) cannot be read (%s): one may be its own, whose fence then stays in place; look at them (bypass-hook status), and remove the fence by hand if it is this container's", len(bad), strings.Join(bad, ", "))
+		}
 		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
-	unlock, err := store.Lock(key)
+	unlock, err := store.LockBy(key, h.deadline())
 	if err != nil {
 		return res, err
 	}
@@ -443,7 +488,7 @@ func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, h
 	if err := netns.NotHost(ns.ID); err != nil {
 		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}
-	backend, err := h.NewBackend(rec.Backend)
+	backend, err := h.backend(rec.Backend)
 	if err != nil {
 		return "", err
 	}

@@ -96,8 +96,16 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 	if !ok || why == "" || !m.opts.Repair {
 		return rec, why, false
 	}
-	ns, found := netns.Find(rec.Netns, rec.Hints()...)
+	// As create does: hold the namespace, so that the rules go where the
+	// record says even if the path's pid is reused meanwhile, check that
+	// what is held is the record's namespace, and never the host's.
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
 	if !found {
+		return rec, why, false
+	}
+	defer closeNs()
+	if err := netns.NotHost(ns.ID); err != nil {
+		m.opts.Log.WithError(err).WithField("container", rec.LogID).Error("not putting a fence back: its record names the host's network namespace")
 		return rec, why, false
 	}
 	b, err := m.opts.NewBackend(rec.Backend)

@@ -358,7 +358,7 @@ func writeFence(w io.Writer, f FenceStatus) error {
 func ownerText(o OwnerStatus) string {
 	stale := ""
 	if o.Stale {
-		stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners)"
+		stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners once nothing runs in its namespace)"
 	}
 	pod := ""
 	if !o.Identity.IsZero() {

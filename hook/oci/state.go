@@ -11,13 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // Stage is the hook stage to run.
@@ -122,7 +123,7 @@ func ReadBundle(dir string) (*Bundle, error) {
 	if dir == "" {
 		return nil, errors.New("the OCI state names no bundle")
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	data, err := safefile.Read(filepath.Join(dir, "config.json"), safefile.MaxBundle, safefile.NoFollow)
 	if err != nil {
 		return nil, err
 	}

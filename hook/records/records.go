@@ -22,6 +22,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/oci"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // Record is what the hook installed in one network namespace, and for whom.
@@ -179,7 +180,7 @@ var errLockFileGone = errors.New("lock file removed meanwhile")
 // EWOULDBLOCK (wrapped) when another hook holds the lock.
 func (s *Store) lockOnce(key string, create bool) (func(), error) {
 	p := s.path(key, ".lock")
-	flags := unix.O_RDWR | unix.O_CLOEXEC
+	flags := unix.O_RDWR | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOFOLLOW
 	if create {
 		flags |= unix.O_CREAT
 	}
@@ -205,7 +206,7 @@ func (s *Store) lockOnce(key string, create bool) (func(), error) {
 
 // Load returns the record of namespace key, or nil if there is none.
 func (s *Store) Load(key string) (*Record, error) {
-	data, err := os.ReadFile(s.path(key, ".json"))
+	data, err := safefile.Read(s.path(key, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -352,7 +353,7 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 // reaches the namespace of record k. A record it cannot read counts as
 // living: it is left alone.
 func (s *Store) namespaceLives(k string) bool {
-	data, err := os.ReadFile(s.path(k, ".json"))
+	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return true
@@ -406,7 +407,7 @@ func (s *Store) SaveUnfenced(list []Unfenced) error {
 // Unfenced returns the NRI plugin's list of unfenced containers whose
 // process still runs (the plugin may have gone before they stopped).
 func (s *Store) Unfenced() ([]Unfenced, error) {
-	data, err := os.ReadFile(filepath.Join(s.Dir, unfencedFile))
+	data, err := safefile.Read(filepath.Join(s.Dir, unfencedFile), safefile.MaxRecord, safefile.NoFollow)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -126,14 +126,17 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 
 // ReapAbandoned goes through the records and, under each one's lock, marks
 // owners newly seen stale; where every owner has been stale for grace it
+// asks inUse whether anything still reaches the namespace (netns.InUse:
+// a workload controls its own pid 1, which may exit or move to a namespace
+// of its own while a worker stays), keeps the fence if so, and otherwise
 // calls remove, which takes the fence out and deletes the record. Records
-// a running hook holds are passed over. It returns the keys removed and
-// the earliest time a fence still in its grace period falls due (zero when
-// none is).
-func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, remove func(key string, rec *Record) error) (removed []string, next time.Time, err error) {
+// a running hook holds are passed over. It returns the keys removed, those
+// kept with the reason, and the earliest time a fence still in its grace
+// period falls due (zero when none is).
+func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(netns.ID) string, remove func(key string, rec *Record) error) (removed []string, kept map[string]string, next time.Time, err error) {
 	keys, err := s.Keys()
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
+		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
 	}
 	var errs []error
 	for _, k := range keys {
@@ -147,7 +150,19 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, remove func(ke
 			continue
 		}
 		allStale, due, changed := Prunable(rec, now, grace, Owner.Stale)
+		why := ""
+		if allStale && !now.Before(due) {
+			why = inUse(rec.Netns)
+		}
 		switch {
+		case allStale && !now.Before(due) && why != "":
+			if kept == nil {
+				kept = map[string]string{}
+			}
+			kept[k] = why
+			if changed {
+				errs = append(errs, s.Save(rec))
+			}
 		case allStale && !now.Before(due):
 			if rerr := remove(k, rec); rerr != nil {
 				errs = append(errs, rerr)
@@ -164,5 +179,5 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, remove func(ke
 		}
 		unlock()
 	}
-	return removed, next, errors.Join(errs...)
+	return removed, kept, next, errors.Join(errs...)
 }

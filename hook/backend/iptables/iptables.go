@@ -124,6 +124,15 @@ func (b *Iptables) tool(fam rules.Family, suffix string) string {
 	return filepath.Join(b.Dir, name+suffix)
 }
 
+// SetDeadline ends the tools' waits for the xtables lock at t, if that
+// comes before LockBudget does: a hook stage has one deadline for all its
+// waits.
+func (b *Iptables) SetDeadline(t time.Time) {
+	if t.Before(b.deadline) {
+		b.deadline = t
+	}
+}
+
 // wait is the --wait, in whole seconds, for the next tool: what is left of
 // the budget, and at least one.
 func (b *Iptables) wait() int {
