@@ -14,6 +14,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // A registration is written for the config of its day, and some of what it
@@ -74,9 +75,9 @@ func readsConfig(args []string, checked *config.Config) *config.Config {
 // hooks: a spec of an older version lacks a device a container may ask for
 // (the runtime then refuses the container) or a stage.
 func cdiDevices(file string) []Item {
-	data, err := os.ReadFile(file)
+	data, err := safefile.Read(file, safefile.MaxConfig, safefile.FollowLink)
 	if err != nil {
-		return nil
+		return nil // cdiItems reports a file it cannot read
 	}
 	var spec struct {
 		Kind    string `json:"kind"`
@@ -147,7 +148,7 @@ func nriConfigs(p Paths, checked *config.Config) []Item {
 	}
 	confs, _ := filepath.Glob(filepath.Join(p.NRIConfDir, "*-"+install.BinaryName+".conf"))
 	for _, f := range confs {
-		data, err := os.ReadFile(f)
+		data, err := safefile.Read(f, safefile.MaxConfig, safefile.FollowLink)
 		if err != nil {
 			continue
 		}

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
@@ -117,5 +119,30 @@ func TestRegistrationsAgainstConfig(t *testing.T) {
 	write(filepath.Join(p.NRIConfDir, "10-bypass-hook.conf"), []byte("config: "+all.Path+"\n"))
 	if it, ok := find(registrationItems(p, all), "registration", "nri config"); ok {
 		t.Errorf("an NRI plugin reading the checked config: %+v", it)
+	}
+}
+
+// The comparisons read registration files as the rest of check does: a
+// FIFO in the CDI directory or NRI's conf.d does not hang check.
+func TestRegistrationsAgainstConfigFIFO(t *testing.T) {
+	p := fakeHost(t, "", nil, nil)
+	p.NRIConfDir = filepath.Join(t.TempDir(), "conf.d")
+	for _, f := range []string{filepath.Join(p.CDIDirs[0], install.CDIFileName), filepath.Join(p.NRIConfDir, "10-bypass-hook.conf")} {
+		os.MkdirAll(filepath.Dir(f), 0o755)
+		if err := syscall.Mkfifo(f, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := mustParse(t, "proxies: [198.51.100.1:3128]")
+	cfg.Path = filepath.Join(t.TempDir(), "config.yaml")
+	done := make(chan struct{})
+	go func() {
+		registrationItems(p, cfg)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("check hangs on a FIFO among the registrations")
 	}
 }

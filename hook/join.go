@@ -72,7 +72,7 @@ func sameNarrowing(rec *records.Record, dec config.Decision) bool {
 // updates rec (the caller saves it). The rules keep the first owner's log
 // prefix.
 func (h *Hook) followConfig(ns netns.Handle, rec *records.Record, dec config.Decision, digest string) error {
-	b, err := h.NewBackend(rec.Backend)
+	b, err := h.backend(rec.Backend)
 	if err != nil {
 		return err
 	}
