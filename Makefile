@@ -189,16 +189,19 @@ package: build
 			$(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
 	done
 
-# `make image`: the DaemonSets' image, built from the source by install/Containerfile
-# (its build stage pulls the Go image; GO_IMAGE=... names another).
+# `make image`: the DaemonSets' image, FROM scratch with the binaries `make build` made
+# here (install/Containerfile): nothing is pulled, so it builds offline.
+# CONTAINER_ENGINE=docker builds it with docker.
 CONTAINER_ENGINE ?= podman
 IMAGE            ?= bypass-hook:$(VERSION)
-GO_IMAGE         ?=
+IMAGE_CONTEXT    ?= build/image
 .PHONY: image
-image:
-	$(CONTAINER_ENGINE) build -f install/Containerfile -t $(IMAGE) \
-		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD) \
-		$(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) .
+image: build
+	rm -rf $(IMAGE_CONTEXT) && mkdir -p $(IMAGE_CONTEXT)
+	cp $(BINS) install/Containerfile $(IMAGE_CONTEXT)/
+	$(CONTAINER_ENGINE) build -f $(IMAGE_CONTEXT)/Containerfile -t $(IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		$(IMAGE_CONTEXT)
 
 # The Helm chart (deploy/helm/bypass-hook), with helm run from the Go module proxy
 # at a pinned version. `make chart-template` prints what it renders (the test in
