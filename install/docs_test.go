@@ -176,3 +176,46 @@ func TestReadmeLayoutNamesEveryPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The docs' links to sections (#anchor, file.md#anchor, file.md) lead
+// somewhere: an anchor is the heading as GitHub makes it (lower case,
+// punctuation dropped, spaces as hyphens), so a renamed heading or a
+// mistyped one leaves the reader at the top of the page.
+func TestDocsLinksResolve(t *testing.T) {
+	docs, _ := filepath.Glob("../docs/*.md")
+	docs = append(docs, "../README.md")
+	heading := regexp.MustCompile(`(?m)^#+ (.*)$`)
+	drop := regexp.MustCompile(`[^\p{L}\p{N}_\- ]`)
+	anchors := func(path string) (map[string]bool, error) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		a := map[string]bool{}
+		for _, m := range heading.FindAllStringSubmatch(string(data), -1) {
+			a[strings.ReplaceAll(drop.ReplaceAllString(strings.ToLower(m[1]), ""), " ", "-")] = true
+		}
+		return a, nil
+	}
+	link := regexp.MustCompile(`\]\(([\w./-]*\.md)?(?:#([^)\s]+))?\)`)
+	for _, doc := range docs {
+		data, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range link.FindAllStringSubmatch(string(data), -1) {
+			target := doc
+			if m[1] != "" {
+				target = filepath.Join(filepath.Dir(doc), m[1])
+			}
+			a, err := anchors(target)
+			if err != nil {
+				t.Errorf("%s links to %s, which cannot be read: %v", doc, m[1], err)
+				continue
+			}
+			if m[2] != "" && !a[m[2]] {
+				t.Errorf("%s links to %s#%s: no such heading", doc, filepath.Base(target), m[2])
+			}
+		}
+	}
+}
