@@ -19,7 +19,7 @@ import (
 )
 
 // applyKills is how many applies each backend's sweep kills.
-const applyKills = 24
+const applyKills = 20
 
 // The proxies of the config a fence is created with (newEnvIn's) and of the
 // one apply brings it to: the rules in the kernel name one or the other,
