@@ -261,3 +261,60 @@ func (e *env) wholeIsTrue(t *testing.T, ns *testnet.Netns) bool {
 	}
 	return true
 }
+
+// The moment of TestApplyKilled's "apply after a revert" made certain: an
+// apply killed after it installed the new config's rules and before it
+// saved their record leaves the record of the first config, marked
+// incomplete, over the second's rules. The config goes back to the first:
+// apply must put the first's rules back and complete the record, not call
+// the fence current (the previous bypass-hook did, and left it so).
+func TestApplyAfterRevertCompletes(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b, func(t *testing.T) {
+			e := newEnv(t, b)
+			e.setProxies(proxiesBefore)
+			ns := testnet.NewNetns(t)
+			c := startIn(t, ns)
+			if code, stderr := e.run("create", c.state()); code != 0 {
+				t.Fatalf("create: exit %d: %s", code, stderr)
+			}
+			id, err := netns.Stat(ns.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := e.stateDir + "/" + id.Key() + ".json"
+			first, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.setProxies(proxiesAfter)
+			if out, err := e.cli("apply"); err != nil || !strings.Contains(out, "replaced") {
+				t.Fatalf("apply: %v\n%s", err, out)
+			}
+			var rec map[string]any
+			if err := json.Unmarshal(first, &rec); err != nil {
+				t.Fatal(err)
+			}
+			rec["incomplete"] = "install"
+			data, _ := json.Marshal(rec)
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e.setProxies(proxiesBefore)
+			out, err := e.cli("apply")
+			if err != nil || !strings.Contains(out, "replaced") {
+				t.Errorf("apply after the config went back, over an incomplete record: %v\n%s", err, out)
+			}
+			if l := e.look(ns); !l.fence || !l.record || l.incomplete {
+				t.Errorf("after that apply: %+v, want a fence and a complete record", l)
+			}
+			if st := e.statusOf(t, ns); st.Whole == nil || !*st.Whole || st.Incomplete != "" {
+				t.Errorf("after that apply: status %+v, want whole and complete", st)
+			}
+			if dump, _ := testnet.RulesIn(ns); !ruleBefore.MatchString(dump) || ruleAfter.MatchString(dump) {
+				t.Errorf("after that apply the rules are not the first config's:\n%s", dump)
+			}
+			e.stop(t, ns, c)
+		})
+	}
+}
