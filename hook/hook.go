@@ -303,6 +303,12 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	}
 	p := dec.Policy
 	action := decideJoin(rec, len(others) > 0, want, digest, dec)
+	if action == joinInPlace && len(others) == 0 && rec.LogID != owner.ID {
+		// Its owners are all gone without a poststop: this container is not
+		// theirs (a namespace a bind mount kept, or a new one with the dead
+		// one's inode number), and its attempts are logged under its own id.
+		action = installOver
+	}
 	switch action {
 	case refuseNarrowing:
 		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy, and this one's annotations ask for another (%s)",
