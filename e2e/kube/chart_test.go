@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package kube
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bypass-hook/bypass-hook/internal/testnet"
+)
+
+const (
+	chart       = "../../deploy/helm/bypass-hook"
+	release     = "bypass-hook"
+	dsNamespace = "kube-system"
+	appLabel    = "app.kubernetes.io/name=bypass-hook"
+)
+
+// The plugin's registration with containerd, as containerd logs it.
+var pluginRegistered = regexp.MustCompile(`plugin \\?"[0-9][0-9]-bypass-hook\\?" connected and synchronized`)
+
+// TestHelmChart installs the chart with helm on a real control plane and node: the DaemonSet's
+// pod becomes Ready only once the plugin is registered with containerd; an annotated pod is
+// fenced (a direct connection refused, the proxy reachable), a plain one is not, and
+// `bypass-hook status` on the node names the fenced pod; after helm uninstall the running
+// fenced pod stays fenced until it ends.
+func TestHelmChart(t *testing.T) {
+	c := newCluster(t)
+
+	out, err := c.helm("install", release, chart, "--namespace", dsNamespace,
+		"--set", "image.repository="+strings.Split(hookImage, ":")[0], "--set", "image.tag="+strings.Split(hookImage, ":")[1],
+		"--set", "image.pullPolicy=Never",
+		"--set", fmt.Sprintf("config.proxies={%s:%d}", gateway, proxyPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("helm install:\n%s", out)
+
+	// Ready only once registered: at the first look that finds the pod Ready, containerd has
+	// already logged the plugin's registration.
+	var dsPod string
+	if err := waitFor("the DaemonSet's pod Ready", 4*time.Minute, c.procs["kubelet"], func() error {
+		out, err := c.kubectl("get", "pods", "-n", dsNamespace, "-l", appLabel, "-o",
+			`jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(out)
+		if len(f) != 2 {
+			return fmt.Errorf("pods: %q", out)
+		}
+		registered := pluginRegistered.MatchString(c.containerdLog())
+		if f[1] == "True" {
+			if !registered {
+				t.Errorf("pod %s is Ready but containerd has not logged the plugin's registration", f[0])
+			}
+			dsPod = f[0]
+			return nil
+		}
+		return fmt.Errorf("pod %s Ready=%q, plugin registered: %v", f[0], f[1], registered)
+	}); err != nil {
+		desc, _ := c.kubectl("describe", "pods", "-n", dsNamespace)
+		t.Fatalf("%v\n%s", err, desc)
+	}
+	t.Logf("DaemonSet pod %s Ready", dsPod)
+
+	c.runPod(t, "fenced", true)
+	c.runPod(t, "plain", false)
+	c.requireFenced(t, "fenced")
+	c.requireOpen(t, "plain")
+
+	st, err := c.nodeRun(30*time.Second, hookBin, "status", "--namespace", "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st, "fenced") || strings.Contains(st, "plain") {
+		t.Errorf("bypass-hook status on the node names the pod fenced and not the pod plain:\n%s", st)
+	}
+	t.Logf("bypass-hook status --namespace default, on the node:\n%s", st)
+
+	// helm uninstall: the plugin's pod goes, the running pod keeps its fence until it ends.
+	if _, err := c.helm("uninstall", release, "--namespace", dsNamespace, "--wait", "--timeout", "3m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitFor("the DaemonSet's pod gone", 3*time.Minute, nil, func() error {
+		out, err := c.kubectl("get", "pods", "-n", dsNamespace, "-l", appLabel, "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "" {
+			return fmt.Errorf("still there: %s", out)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after helm uninstall:")
+	c.requireFenced(t, "fenced")
+	c.requireOpen(t, "plain")
+}
+
+// runPod starts a busybox pod in the default namespace, annotated for the hook or not, and
+// waits until it runs.
+func (c *cluster) runPod(t *testing.T, name string, annotated bool) {
+	t.Helper()
+	ann := ""
+	if annotated {
+		ann = `  annotations: {"bypass-hook.io/enabled": "true"}` + "\n"
+	}
+	pod := fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+  namespace: default
+%sspec:
+  nodeName: %s
+  terminationGracePeriodSeconds: 1
+  automountServiceAccountToken: false
+  containers:
+  - name: main
+    image: %s
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+`, name, ann, nodeName, c.d.busyboxImage)
+	f := c.path(name + ".yaml")
+	if err := writeFile(f, pod); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.kubectl("apply", "-f", f); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if out, err := c.kubectl("wait", "--for=condition=Ready", "pod/"+name, "-n", "default", "--timeout=120s"); err != nil {
+		desc, _ := c.kubectl("describe", "pod", name, "-n", "default")
+		t.Fatalf("%v\n%s\n%s", err, out, desc)
+	}
+}
+
+func (c *cluster) podNetns(t *testing.T, name string) *testnet.Netns {
+	t.Helper()
+	pid, err := c.podPID("default", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testnet.Netns{Name: name, Path: fmt.Sprintf("/proc/%d/ns/net", pid)}
+}
+
+// requireFenced: from the pod, a direct connection to the node's HTTP server is refused at
+// once, the same server through the proxy answers.
+func (c *cluster) requireFenced(t *testing.T, name string) {
+	t.Helper()
+	ns := c.podNetns(t, name)
+	direct := fmt.Sprintf("%s:%d", gateway, httpPort)
+	r := testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeTCP, Addr: direct, Timeout: 5 * time.Second})
+	if !errors.Is(r.Err, syscall.ECONNREFUSED) {
+		t.Errorf("pod %s: direct connection to %s: want ECONNREFUSED (fenced), got %v", name, direct, r.Err)
+	} else {
+		t.Logf("pod %s: direct connection to %s refused after %v", name, direct, r.Elapsed)
+	}
+	r = testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeHTTPConnect, Proxy: fmt.Sprintf("%s:%d", gateway, proxyPort),
+		URL: "http://" + direct + "/", Timeout: 10 * time.Second})
+	if r.Err != nil || r.Body != httpBody {
+		t.Errorf("pod %s: through the proxy: %q, %v", name, r.Body, r.Err)
+	} else {
+		t.Logf("pod %s: %s through the proxy answered", name, direct)
+	}
+}
+
+// requireOpen: from the pod, the node's HTTP server answers a direct request.
+func (c *cluster) requireOpen(t *testing.T, name string) {
+	t.Helper()
+	ns := c.podNetns(t, name)
+	r := testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeHTTP, URL: fmt.Sprintf("http://%s:%d/", gateway, httpPort), Timeout: 10 * time.Second})
+	if r.Err != nil || r.Body != httpBody {
+		t.Errorf("pod %s (not annotated): direct request: %q, %v", name, r.Body, r.Err)
+	} else {
+		t.Logf("pod %s (not annotated): direct request answered", name)
+	}
+}
