@@ -5,6 +5,7 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 
 const (
 	chart       = "../../deploy/helm/bypass-hook"
+	manifest    = "../../install/kubernetes/bypass-hook.yaml"
 	release     = "bypass-hook"
 	dsNamespace = "kube-system"
 	appLabel    = "app.kubernetes.io/name=bypass-hook"
@@ -41,6 +43,20 @@ func TestHelmChart(t *testing.T) {
 	}
 	t.Logf("helm install:\n%s", out)
 
+	c.requireInstalled(t)
+
+	// helm uninstall: the plugin's pod goes, the running pod keeps its fence until it ends.
+	if _, err := c.helm("uninstall", release, "--namespace", dsNamespace, "--wait", "--timeout", "3m"); err != nil {
+		t.Fatal(err)
+	}
+	c.requireUninstalled(t)
+}
+
+// requireInstalled waits for the DaemonSet's pod to be Ready, which must come only once the
+// plugin is registered with containerd; then an annotated pod is fenced, a plain one is not, and
+// `bypass-hook status` on the node names the fenced one.
+func (c *cluster) requireInstalled(t *testing.T) {
+	t.Helper()
 	// Ready only once registered: at the first look that finds the pod Ready, containerd has
 	// already logged the plugin's registration.
 	var dsPod string
@@ -82,11 +98,12 @@ func TestHelmChart(t *testing.T) {
 		t.Errorf("bypass-hook status on the node names the pod fenced and not the pod plain:\n%s", st)
 	}
 	t.Logf("bypass-hook status --namespace default, on the node:\n%s", st)
+}
 
-	// helm uninstall: the plugin's pod goes, the running pod keeps its fence until it ends.
-	if _, err := c.helm("uninstall", release, "--namespace", dsNamespace, "--wait", "--timeout", "3m"); err != nil {
-		t.Fatal(err)
-	}
+// requireUninstalled waits until the DaemonSet's pod is gone; the fenced pod, still running,
+// keeps its fence.
+func (c *cluster) requireUninstalled(t *testing.T) {
+	t.Helper()
 	if err := waitFor("the DaemonSet's pod gone", 3*time.Minute, nil, func() error {
 		out, err := c.kubectl("get", "pods", "-n", dsNamespace, "-l", appLabel, "-o", "name")
 		if err != nil {
@@ -99,9 +116,42 @@ func TestHelmChart(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("after helm uninstall:")
+	t.Logf("after the uninstall:")
 	c.requireFenced(t, "fenced")
 	c.requireOpen(t, "plain")
+}
+
+// TestRawManifest applies install/kubernetes/bypass-hook.yaml with kubectl, as its header says
+// to: the image named once, at &image, and the node's proxy in the ConfigMap; it must give what
+// the chart gives, and kubectl delete what helm uninstall does.
+func TestRawManifest(t *testing.T) {
+	c := newCluster(t)
+	b, err := os.ReadFile(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := string(b)
+	for _, r := range []struct{ old, new string }{
+		{"image: &image bypass-hook:latest", "image: &image " + hookImage},
+		{"proxies: []", fmt.Sprintf("proxies: [%q]", fmt.Sprintf("%s:%d", gateway, proxyPort))},
+	} {
+		if strings.Count(m, r.old) != 1 {
+			t.Fatalf("%s: want %q once, as its header says", manifest, r.old)
+		}
+		m = strings.Replace(m, r.old, r.new, 1)
+	}
+	f := c.path("bypass-hook.yaml")
+	if err := writeFile(f, m); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.kubectl("apply", "-f", f); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	c.requireInstalled(t)
+	if out, err := c.kubectl("delete", "-f", f, "--wait=true", "--timeout=3m"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	c.requireUninstalled(t)
 }
 
 // runPod starts a busybox pod in the default namespace, annotated for the hook or not, and
