@@ -2,9 +2,8 @@
 
 // Command bench times whole runs of the hook binary, as a runtime runs it:
 // `create` with an OCI state on stdin for a process in a fresh network
-// namespace, then `poststop`. It compares the iptables backend (on
-// iptables-nft 1.8.9 one netlink transaction of the tools' own objects, else
-// one iptables-restore batch per family), the nftables backend (one netlink
+// namespace, then `poststop`. It compares the iptables backend (one
+// iptables-restore batch per family), the nftables backend (one netlink
 // transaction) and the per-rule way (a binary built with -tags perrule: one
 // go-iptables AppendUnique per rule), on the same namespaces in one run,
 // then runs bursts of parallel creates. Every figure is also given as a
@@ -86,6 +85,10 @@ func main() {
 	pool := flag.Int("namespaces", 10, "namespaces the rounds cycle through")
 	burstSize := flag.Int("burst", 50, "parallel creates in a burst, each in a namespace of its own")
 	bursts := flag.Int("bursts", 3, "bursts per variant")
+	cliBin := flag.String("cli", "bin/bypass-hook", "the bypass-hook command, for status and the monitor at scale")
+	scale := flag.Int("scale", 1000, "live fences for the scale figures (0: none)")
+	scaleRounds := flag.Int("scale-rounds", 20, "rounds of create+poststop per row of the scale figures")
+	monitorWindow := flag.Duration("monitor-window", 30*time.Second, "how long the idle monitor is measured")
 	flag.StringVar(&runtimeBin, "runtime", "", "the runtime wrapper to time against runc (bin/bypass-hook-runtime); empty: not timed")
 	env := flag.String("hookenv", "", "comma-separated VAR=value for the hook processes, to try runtime settings (runtimes give hooks an empty environment)")
 	flag.Parse()
@@ -96,13 +99,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: needs root (it makes network namespaces and fences them)")
 		os.Exit(2)
 	}
-	if err := bench(*hookBin, *perruleBin, *goTool, *n, *pool, *burstSize, *bursts); err != nil {
+	sc := scaleOpts{cli: *cliBin, fences: *scale, rounds: *scaleRounds, window: *monitorWindow}
+	if err := bench(*hookBin, *perruleBin, *goTool, *n, *pool, *burstSize, *bursts, sc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts int) error {
+// scaleOpts are the flags of the scale figures.
+type scaleOpts struct {
+	cli            string
+	fences, rounds int
+	window         time.Duration
+}
+
+func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts int, sc scaleOpts) error {
 	for _, b := range []string{hookBin, perruleBin} {
 		if _, err := os.Stat(b); err != nil {
 			return fmt.Errorf("%v (run `make bench`, which builds both binaries)", err)
@@ -155,6 +166,19 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 		trace: trace, minimalTrace: minTrace, wrapper: rg.wrapper,
 	}
 	r.print(os.Stdout)
+	stop()
+
+	if sc.fences > 0 {
+		cli, err := filepath.Abs(sc.cli)
+		if err != nil {
+			return err
+		}
+		s, err := scaleBench(dir, hookBin, cli, rg.bundle, sc.fences, sc.rounds, sc.window)
+		if err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+		s.print(os.Stdout)
+	}
 	return nil
 }
 

@@ -84,10 +84,12 @@ func Run(o Options) *Report {
 	tools := toolItems(kern, backend) // first: the iptables mode decides the pieces it needs
 	add(kern.items(cfg, backend)...)
 	add(logSysctlItem(o.Paths, cfg))
+	add(vsockItem(o.Paths))
 	add(tools...)
 	if cfg != nil {
 		add(stateDirItem(cfg.StateDir))
 		add(fenceItems(cfg.StateDir)...)
+		add(driftItems(cfg)...)
 	}
 	regs := registrationItems(o.Paths, cfg)
 	add(regs...)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 func TestMain(m *testing.M) { os.Exit(testnet.Main(m, nil)) }
@@ -219,6 +219,16 @@ func TestRunHere(t *testing.T) {
 			var js bytes.Buffer
 			if err := r.WriteJSON(&js); err != nil || json.Unmarshal(js.Bytes(), &back) != nil || back.SelfTest == nil {
 				t.Errorf("--json does not read back: %v\n%s", err, js.String())
+			}
+			// This kernel has what attribution needs: refused attempts
+			// are named after the check's own process.
+			if cfg.Mode == config.ModeEnforce && !strings.HasPrefix(st.Attribution, "refused attempts named after the process") {
+				t.Errorf("attribution: %q; want the attempts named after this process", st.Attribution)
+			}
+			// Where the kernel has AF_VSOCK, the monitor's program sees a
+			// send on it.
+			if !strings.HasPrefix(st.Vsock, "the kernel has no AF_VSOCK") && !strings.Contains(st.Vsock, "the monitor reports them: this check's send") {
+				t.Errorf("AF_VSOCK: %q; want this check's send reported", st.Vsock)
 			}
 			if cfg.Log.Target == config.LogNflog && !st.Logged {
 				t.Errorf("nflog: the log rules counted nothing: %s", st.LogDetail)

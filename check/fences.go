@@ -10,7 +10,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // fenceItems reports the fences already on this node that are not as they
@@ -44,8 +44,8 @@ func fenceItems(stateDir string) []Item {
 			stale++
 			items = append(items, Item{
 				Section: "fences", Name: "fence of " + f.Container, Status: Warn,
-				Detail: fmt.Sprintf("%s is left only to owners whose process is gone", f.Netns),
-				Fix:    "bypass-hook prune",
+				Detail: fmt.Sprintf("%s is left only to stale owners (gone, pid reused, or moved to another namespace)", f.Netns),
+				Fix:    "bypass-hook prune (it keeps the fence while anything still runs in the namespace)",
 			})
 		}
 	}

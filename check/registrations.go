@@ -15,6 +15,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // cdiKind is the kind of bypass-hook's CDI spec.
@@ -31,9 +32,10 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		for _, f := range files {
 			var e install.HooksDirEntry
-			data, err := os.ReadFile(f)
+			data, err := safefile.Read(f, safefile.MaxConfig, safefile.FollowLink)
 			if err == nil && yaml.Unmarshal(data, &e) == nil && install.IsOurs(e.Hook.Path, "") {
 				it := hookItem("hooks.d", f, e.Hook, cfg, whenOf(e))
+				it = hooksDirSelection(it, e, f, cfg)
 				if p.Engines != nil && len(install.Readers("", dir, p.Engines)) == 0 && it.Status != Fail {
 					// podman 4.3 reads only /usr/share/containers/oci/hooks.d:
 					// a file in /etc's fences nothing, in silence.
@@ -53,10 +55,12 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 			files, _ := filepath.Glob(filepath.Join(dir, pattern))
 			for _, f := range files {
 				items = append(items, cdiItems(f, cfg)...)
+				items = append(items, cdiDevices(f)...)
 			}
 		}
 	}
 	items = append(items, nriItems(p)...)
+	items = append(items, nriConfigs(p, cfg)...)
 	items = append(items, runtimeItems(p)...)
 	if len(items) == 0 || onlyInfo(items) {
 		items = append(items, Item{Section: "registration", Name: "none", Status: Warn,
@@ -114,7 +118,7 @@ func hookItem(kind, file string, h specs.Hook, cfg *config.Config, detail string
 
 // cdiItems checks a CDI spec file if it is of our kind.
 func cdiItems(file string, cfg *config.Config) []Item {
-	data, err := os.ReadFile(file)
+	data, err := safefile.Read(file, safefile.MaxConfig, safefile.FollowLink)
 	if err != nil || !bytes.Contains(data, []byte(cdiKind)) {
 		return nil
 	}

@@ -47,6 +47,13 @@ type SelfTest struct {
 	LogDetail string  `json:"logDetail"`
 	RemoveMs  float64 `json:"removeMs"` // the hook's poststop, whole
 	Removed   bool    `json:"removed"`
+	// Attribution says whether the monitor's eBPF programs named this
+	// process for the refused attempts: whether events will name the
+	// process that tried on this node.
+	Attribution string `json:"attribution,omitempty"`
+	// Vsock says whether a fenced namespace can open AF_VSOCK sockets
+	// (which go past the fence), and whether the monitor reports them.
+	Vsock string `json:"vsock,omitempty"`
 	// HookWarnings are what the hook logged at warning level or above.
 	HookWarnings []string `json:"hookWarnings,omitempty"`
 }
@@ -139,11 +146,18 @@ func fenceThrowaway(c *config.Config, bundle string, ns *throwaway, out *SelfTes
 		defer kmsg.Close()
 	}
 	enforce := c.Mode == config.ModeEnforce
+	attr := watchAttempts(ns.path)
+	defer attr.close()
 	first := time.Now()
 	for _, to := range pickTargets(c) {
 		out.Attempts = append(out.Attempts, ns.connect(to, enforce))
 	}
 	items = append(items, attemptItems(out.Attempts, enforce)...)
+	attrItem := attr.item(enforce, len(out.Attempts))
+	out.Attribution = attrItem.Detail
+	vsockItem := attr.vsockItem(ns.path)
+	out.Vsock = vsockItem.Detail
+	items = append(items, attrItem, vsockItem)
 
 	out.Logged, out.LogMs, out.LogDetail = findLogLine(c, prefix, kmsg, kmsgErr, first, rec, ns)
 	items = append(items, logItem(out, c.Log.Required || !enforce, rec.Features.Log))

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/backend/iptables"
 )
 
 // resolveBackend says which backend the config's choice comes to here.
@@ -36,7 +36,7 @@ func resolveBackend(name string, k *kernel) (string, Item) {
 // iptablesTools finds the host's iptables tools as the backend does and
 // reads their mode: "nf_tables" or "legacy".
 func iptablesTools() (dir, version, mode string, err error) {
-	b, err := backend.NewIptables()
+	b, err := iptables.New()
 	if err != nil {
 		return "", "", "", err
 	}

@@ -9,17 +9,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/agnivade/levenshtein"
 	"go.yaml.in/yaml/v4"
 
 	"github.com/bypass-hook/bypass-hook/internal/fserr"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // DefaultPath is the config file used when neither --config nor
@@ -211,7 +215,8 @@ func File(cfg *Config) string {
 // exist; the default one may be absent, and then the defaults apply.
 func (s Source) Load() (*Config, error) {
 	path := s.Path
-	data, err := os.ReadFile(path)
+	// A ConfigMap's file is a symbolic link: followed.
+	data, err := safefile.Read(path, safefile.MaxConfig, safefile.FollowLink)
 	if errors.Is(err, os.ErrNotExist) && !s.Explicit {
 		cfg := Default()
 		return cfg, cfg.Validate()
@@ -254,7 +259,7 @@ func Parse(data []byte) (*Config, error) {
 // The regular expressions are compiled on first use, not at package init:
 // every hook process pays for init, and most never need them.
 var (
-	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type \S+$`) })
+	unknownFieldRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^field (\S+) not found in type (\S+)$`) })
 	constructRe    = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile("^cannot construct !!\\w+ `(.*)` into (\\S+)$") })
 )
 
@@ -287,6 +292,9 @@ func yamlError(err error) error {
 // describeLoadError says what is wrong in the config's terms.
 func describeLoadError(e *yaml.LoadError) string {
 	if m := unknownFieldRe().FindStringSubmatch(e.Message); m != nil {
+		if near := nearestKey(m[1], m[2]); near != "" {
+			return fmt.Sprintf("unknown key %q (did you mean %q?)", m[1], near)
+		}
 		return fmt.Sprintf("unknown key %q", m[1])
 	}
 	if m := constructRe().FindStringSubmatch(e.Message); m != nil {
@@ -295,11 +303,74 @@ func describeLoadError(e *yaml.LoadError) string {
 			kind = "a list"
 			if !strings.HasPrefix(m[2], "[]") {
 				kind = "a mapping of keys"
+				if keys := mappingKeys(m[2]); keys != "" {
+					kind += " (" + keys + ")"
+				}
 			}
 		}
-		return fmt.Sprintf("%q must be %s", m[1], kind)
+		msg := fmt.Sprintf("%q must be %s", m[1], kind)
+		if m[2] == "config.Allow" {
+			msg += `, as "- cidr: 198.51.100.0/24"` + noHostNames
+		}
+		return msg
 	}
 	return e.Message
+}
+
+// Why addresses are asked for where a name was given.
+const (
+	noHostNamesWhy = "host names are not supported: the rules match addresses, and a name's addresses can change after the rules are written"
+	noHostNames    = " (" + noHostNamesWhy + "; reach names through the proxy)"
+)
+
+// keysOf lists the keys of the config's type that the decoder names
+// (config.Allow), none for another.
+func keysOf(typeName string) []string {
+	t, ok := map[string]reflect.Type{
+		"config.Config": reflect.TypeFor[Config](),
+		"config.Allow":  reflect.TypeFor[Allow](),
+		"config.Log":    reflect.TypeFor[Log](),
+		"config.NRI":    reflect.TypeFor[NRI](),
+	}[typeName]
+	if !ok {
+		return nil
+	}
+	var keys []string
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// mappingKeys is keysOf as a list for a message.
+func mappingKeys(typeName string) string { return strings.Join(keysOf(typeName), ", ") }
+
+// nearestKey is the key of the type that an unknown key most likely
+// misspells, or "": case aside, at most two letters off and no more than
+// half the key (not "log" for "foo"), or the key's start but its last
+// letter ("proxies" for "proxy").
+func nearestKey(key, typeName string) string {
+	key = strings.ToLower(key)
+	best, bestDist := "", min(2, len(key)/2)+1
+	for _, k := range keysOf(typeName) {
+		d := levenshtein.ComputeDistance(key, strings.ToLower(k))
+		if len(key) >= 4 && strings.HasPrefix(strings.ToLower(k), key[:len(key)-1]) {
+			d = min(d, 1)
+		}
+		if d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// isHostName reports whether s looks like a DNS name rather than an
+// address: letters, and nothing an address or CIDR would hold instead.
+func isHostName(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err != nil && strings.ContainsAny(strings.ToLower(s), "ghijklmnopqrstuvwxyz") && !strings.ContainsAny(s, "/:[]% ")
 }
 
 var (
@@ -433,6 +504,9 @@ func ParseProxy(s string) (netip.AddrPort, error) {
 		if _, perr := netip.ParseAddr(s); perr == nil {
 			return netip.AddrPort{}, errors.New("has no port: write IP:port, or [IPv6]:port")
 		}
+		if host, _, herr := net.SplitHostPort(strings.TrimSpace(s)); herr == nil && isHostName(host) {
+			return netip.AddrPort{}, errors.New("is not IP:port or [IPv6]:port (" + noHostNamesWhy + ")")
+		}
 		return netip.AddrPort{}, errors.New("is not IP:port or [IPv6]:port")
 	}
 	if ap.Port() == 0 {
@@ -459,6 +533,9 @@ func (a Allow) parse() (AllowRule, *Error) {
 	pfx, err := netip.ParsePrefix(a.CIDR)
 	if err != nil {
 		addr, aerr := netip.ParseAddr(a.CIDR)
+		if isHostName(a.CIDR) {
+			return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is not an address or CIDR" + noHostNames}
+		}
 		if aerr != nil || addr.Zone() != "" {
 			return r, &Error{Key: "cidr", Value: a.CIDR, Msg: "is not an address or CIDR"}
 		}

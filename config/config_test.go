@@ -200,3 +200,57 @@ func TestYAMLErrorLine(t *testing.T) {
 		})
 	}
 }
+
+// A value in the wrong shape says what the key takes: the keys of a mapping,
+// and for allow and proxies that host names are not supported, and why.
+func TestErrorsSayWhatTheKeyTakes(t *testing.T) {
+	const noNames = "host names are not supported: the rules match addresses"
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+		not        string
+	}{
+		{"allow entry as a name", "allow: [api.github.com]", []string{`must be a mapping of keys (cidr, ports, protocol), as "- cidr: `, noNames}, ""},
+		{"allow cidr as a name", "allow: [{cidr: api.github.com}]", []string{`allow[0].cidr: "api.github.com" is not an address or CIDR`, noNames}, ""},
+		{"proxy as a name", "proxies: ['proxy.example:3128']", []string{`proxies[0]: "proxy.example:3128" is not IP:port`, noNames}, ""},
+		{"log as a word", "log: kernel", []string{`"kernel" must be a mapping of keys (target, group, prefix, rate, burst, required)`}, ""},
+		{"nri as a word", "nri: off", []string{`must be a mapping of keys (excludeNamespaces)`}, ""},
+		{"allow cidr malformed", "allow: [{cidr: 10.0.0.0/33}]", []string{"is not an address or CIDR"}, noNames},
+		{"proxy ipv6 without brackets", "proxies: ['2001:db8::1:3128']", []string{"has no port"}, noNames},
+		{"proxy with a bad port", "proxies: ['198.51.100.1:http']", []string{"is not IP:port"}, noNames},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error for %q", tc.yaml)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q: error %q does not say %q", tc.yaml, err, w)
+				}
+			}
+			if tc.not != "" && strings.Contains(err.Error(), tc.not) {
+				t.Errorf("%q: error %q says %q", tc.yaml, err, tc.not)
+			}
+		})
+	}
+}
+
+// An unknown key that misspells one names the key it most likely meant; one
+// that is nothing like a key gets no guess.
+func TestUnknownKeySuggests(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"proxy: [198.51.100.1:3128]", `unknown key "proxy" (did you mean "proxies"?)`},
+		{"allowUIDs: [1337]", `unknown key "allowUIDs" (did you mean "allowUids"?)`},
+		{"mod: audit", `unknown key "mod" (did you mean "mode"?)`},
+		{"log: {prefixx: a}", `unknown key "prefixx" (did you mean "prefix"?)`},
+		{"allow: [{cdir: 10.0.0.0/8}]", `unknown key "cdir" (did you mean "cidr"?)`},
+		{"foo: 1", `unknown key "foo"`},
+		{"x: 1", `unknown key "x"`},
+	} {
+		_, err := Parse([]byte(tc.yaml))
+		if err == nil || !strings.HasSuffix(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want it to end in %s", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -109,6 +109,9 @@ func (c *Config) DecideEnv(annotations map[string]string, env []string) (Decisio
 			merged[ann] = v
 		}
 	}
+	if err := c.envOnlyNarrows(fromEnv, ours); err != nil {
+		return Decision{}, nil, err
+	}
 	dec, err := c.Decide(merged)
 	var annErr *AnnotationError
 	if errors.As(err, &annErr) {
@@ -131,4 +134,29 @@ func envName(annotation string) string {
 		}
 	}
 	return annotation
+}
+
+// envOnlyNarrows holds the variables to the annotations' rules even where
+// trustAnnotations lifts them: an image's ENV sets them as well as the
+// container's creator does, and whoever builds the image may be the tenant
+// the fence is for, while trustAnnotations vouches only for who writes
+// annotations.
+func (c *Config) envOnlyNarrows(fromEnv, ours map[string]string) error {
+	if !c.TrustAnnotations {
+		return nil // Decide applies the rules to the variables already
+	}
+	envOnly := map[string]string{}
+	for ann, v := range fromEnv {
+		if _, set := ours[ann]; !set {
+			envOnly[ann] = v
+		}
+	}
+	strict := *c
+	strict.TrustAnnotations = false
+	_, err := strict.Decide(envOnly)
+	var annErr *AnnotationError
+	if errors.As(err, &annErr) {
+		return &EnvError{envName(annErr.Annotation), annErr.Value, annErr}
+	}
+	return err
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // backend: auto fences a fresh namespace with nftables where the kernel has

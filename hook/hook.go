@@ -68,7 +68,21 @@ type Hook struct {
 	Device string
 	// NewBackend is NewBackend unless a test replaces it.
 	NewBackend func(name string) (backend.Backend, error)
+	// Deadline ends every wait of a stage (the record lock, the xtables
+	// lock): set from the stage's start, below the runtime's hook timeout,
+	// so that the hook fails with its own error, never a SIGKILL. Zero
+	// means StageBudget from the start of Run.
+	Deadline time.Time
+	// Netns, when set, is the path of the namespace Create fences in
+	// place of the state's pid's: the NRI plugin's late fence names the
+	// pod's, which the workload cannot move as it can its pid 1.
+	Netns string
 }
+
+// StageBudget is how long a stage may wait in all, from its start: below
+// the 10 s hook timeout with which bypass-hook registers itself, with
+// time left to say why it gave up.
+const StageBudget = 8 * time.Second
 
 // New returns a Hook for cfg that logs to log.
 func New(cfg *config.Config, log logrus.FieldLogger) *Hook {
@@ -77,6 +91,9 @@ func New(cfg *config.Config, log logrus.FieldLogger) *Hook {
 
 // Run runs one stage for the container in st.
 func (h *Hook) Run(stage oci.Stage, st *specs.State) (Result, error) {
+	if h.Deadline.IsZero() {
+		h.Deadline = time.Now().Add(StageBudget)
+	}
 	if stage == oci.StagePoststop {
 		return h.Poststop(st)
 	}
@@ -105,7 +122,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 
 	nsPath := netns.PidPath(st.Pid)
+	if h.Netns != "" {
+		nsPath = h.Netns
+	}
 	ns, closeNs, err := netns.Open(nsPath)
+	if err != nil && h.Netns != "" {
+		return res, &FenceError{Err: fmt.Errorf("the pod's network namespace: %w", fserr.WithPath(err))}
+	}
 	if err != nil {
 		return res, &FenceError{Err: fmt.Errorf("container process %d: %w (has it exited already?)", st.Pid, fserr.WithPath(err))}
 	}
@@ -128,7 +151,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	recorded := ""
 	if rec != nil {
 		recorded = rec.Backend
-		joined, err := h.join(store, rec, ns, owner, dec.Policy, digest, &res)
+		joined, err := h.join(store, rec, ns, owner, dec, digest, &res)
 		if joined || err != nil {
 			return res, err
 		}
@@ -141,9 +164,31 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Policy: dec.Policy,
 		LogID:  st.ID,
 		Owners: []records.Owner{owner},
+
+		// What the annotations asked for, kept apart from the config's
+		// part so that a config change can be told from them (join, apply).
+		Narrowing: &dec.Narrowing,
 	}
 	err = h.fence(store, ns, rec, recorded, &res)
 	return res, err
+}
+
+// deadline is the end of the stage's waits.
+func (h *Hook) deadline() time.Time {
+	if h.Deadline.IsZero() {
+		return time.Now().Add(StageBudget)
+	}
+	return h.Deadline
+}
+
+// backend makes the backend name, whose waits (the xtables lock) end at
+// the stage's deadline.
+func (h *Hook) backend(name string) (backend.Backend, error) {
+	b, err := h.NewBackend(name)
+	if d, ok := b.(interface{ SetDeadline(time.Time) }); ok && err == nil {
+		d.SetDeadline(h.deadline())
+	}
+	return b, err
 }
 
 // checkCapabilities reads the bundle's config.json for the capabilities
@@ -177,10 +222,10 @@ func (h *Hook) loadLocked(key string) (*records.Store, *records.Record, func(), 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pruned := store.Prune(key); len(pruned) > 0 {
+	if pruned := store.DropGoneNamespaces(key); len(pruned) > 0 {
 		h.Log.WithField("records", pruned).Info("pruned records of network namespaces that no longer exist")
 	}
-	unlock, err := store.Lock(key)
+	unlock, err := store.LockBy(key, h.deadline())
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -204,31 +249,48 @@ func (h *Hook) fence(store *records.Store, ns netns.Handle, rec *records.Record,
 		return err == nil
 	})
 	res.Backend = name
-	backend, err := h.NewBackend(name)
+	backend, err := h.backend(name)
 	if err != nil {
+		return &FenceError{Netns: res.Netns, Err: err}
+	}
+	// The record goes first, marked incomplete: rules without a record
+	// would never be removed, so whatever moment the hook dies from here
+	// (a runtime's timeout, the OOM killer), what it leaves has a record
+	// that status shows and the next create, prune and the monitor resolve.
+	rec.Backend, rec.Incomplete = backend.Name(), records.IncompleteInstall
+	if err := store.Save(rec); err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
 	rs, feat, sums, err := h.install(backend, ns, rec.Policy, rec.LogID)
 	if err != nil {
-		return &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: undo(store, backend, ns, rec, err)}
 	}
-	rec.RulesDigest, rec.Backend, rec.Features, rec.RuleNames = sums, backend.Name(), feat, ruleNames(rs)
-	rec.Installed = time.Now().UTC()
+	rec.RulesDigest, rec.Features, rec.RuleNames = sums, feat, ruleNames(rs)
+	rec.Installed, rec.Incomplete = time.Now().UTC(), ""
 	if err := store.Save(rec); err != nil {
-		// Rules without a record would never be removed by poststop.
-		if rerr := backend.Remove(ns); rerr != nil {
-			err = errors.Join(err, fmt.Errorf("removing the rules again: %w", rerr))
-		}
-		return &FenceError{Netns: res.Netns, Err: err}
+		return &FenceError{Netns: res.Netns, Err: undo(store, backend, ns, rec, err)}
 	}
 	res.Rules, res.Action = rs.Count(), "fenced"
 	return nil
 }
 
+// undo takes out what a create that failed after its record's first save
+// may have put in: the rules, then the record. Where the rules cannot be
+// removed, the record stays, incomplete, for prune or the next create.
+func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records.Record, err error) error {
+	if rerr := b.Remove(ns); rerr != nil {
+		return errors.Join(err, fmt.Errorf("removing the rules again: %w (the record stays, marked incomplete: `bypass-hook prune`, the monitor or the next create in the namespace resolves it)", rerr))
+	}
+	if derr := store.Delete(rec.Netns.Key()); derr != nil {
+		return errors.Join(err, fmt.Errorf("removing the record again: %w", derr))
+	}
+	return err
+}
+
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
-func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
+func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, dec config.Decision, digest string, res *Result) (bool, error) {
 	others := h.otherOwners(rec, owner)
 	// Under auto, the namespace keeps the backend that fenced it.
 	want := rec.Backend
@@ -236,17 +298,29 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		want = h.Cfg.Backend
 	}
 	res.Backend = rec.Backend
-	switch {
-	case len(others) > 0 && rec.Backend != want:
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
-			rec.Netns, rec.Backend, others[0].ID, want)}
-	case len(others) > 0 && rec.Digest != digest:
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
+	if len(others) > 0 && rec.Backend != want {
+		h.Log.WithField("backend", rec.Backend).Infof("the config asks for the %s backend; this namespace keeps %s, which its other containers' fence uses, until they end", want, rec.Backend)
+	}
+	p := dec.Policy
+	action := decideJoin(rec, len(others) > 0, want, digest, dec)
+	if action == joinInPlace && len(others) == 0 && rec.LogID != owner.ID {
+		// Its owners are all gone without a poststop: this container is not
+		// theirs (a namespace a bind mount kept, or a new one with the dead
+		// one's inode number), and its attempts are logged under its own id.
+		action = installOver
+	}
+	switch action {
+	case refuseNarrowing:
+		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy, and this one's annotations ask for another (%s)",
 			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
-	case rec.Backend != want:
+	case removeThenInstall:
 		// No one else uses the old fence, but another backend made it: it
-		// must go before ours goes in.
-		old, err := h.NewBackend(rec.Backend)
+		// must go before ours goes in. The record says so first.
+		old, err := h.backend(rec.Backend)
+		if err == nil {
+			rec.Incomplete = records.IncompleteSwitch
+			err = store.Save(rec)
+		}
 		if err == nil {
 			err = old.Remove(ns)
 		}
@@ -254,20 +328,28 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 			return false, &FenceError{Netns: res.Netns, Err: fmt.Errorf("removing the %s fence no container uses any more: %w", rec.Backend, err)}
 		}
 		return false, nil
-	case rec.Digest != digest:
+	case installOver:
 		return false, nil // no one else uses it: Install replaces it atomically
+	case followConfig:
+		if err := h.followConfig(store, ns, rec, dec, digest); err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: err}
+		}
+	case joinInPlace:
+		if err := h.makeWhole(store, ns, rec, p); err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: err}
+		}
 	}
 
-	if err := h.makeWhole(ns, rec, p); err != nil {
-		return false, &FenceError{Netns: res.Netns, Err: err}
-	}
-	rec.Owners = append(others, owner)
+	rec.Owners, rec.Incomplete = append(others, owner), ""
 	if err := store.Save(rec); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
 	}
 	res.Action = "already fenced"
 	if len(others) > 0 {
 		res.Action = "joined the fence of container " + others[0].ID
+	}
+	if action == followConfig {
+		res.Action += ", replaced with the newest config's"
 	}
 	for _, names := range rec.RuleNames {
 		res.Rules += len(names)
@@ -300,10 +382,11 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.O
 
 // makeWhole checks the fence rec describes against the rules in ns. A fence
 // changed since its install (a rule put in front of it, a rule changed or
-// gone) is not joined as it is: it is put in again, whole, atomically, and
-// rec takes what the new install made.
-func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) error {
-	backend, err := h.NewBackend(rec.Backend)
+// gone), or one a hook that died left incomplete, is not joined as it is:
+// it is put in again, whole, atomically, and rec takes what the new install
+// made (the caller saves it).
+func (h *Hook) makeWhole(store *records.Store, ns netns.Handle, rec *records.Record, p config.Policy) error {
+	backend, err := h.backend(rec.Backend)
 	if err != nil {
 		return err
 	}
@@ -312,13 +395,21 @@ func (h *Hook) makeWhole(ns netns.Handle, rec *records.Record, p config.Policy) 
 		return err
 	}
 	whole, why := seen.Whole(rec.RulesDigest)
-	if whole {
+	switch {
+	case whole && rec.Incomplete == "":
 		return nil
-	}
-	if seen.Present {
+	case rec.Incomplete != "":
+		h.Log.WithField("incomplete", rec.Incomplete).Warn("a hook died while it changed the fence of this namespace; installing it whole")
+	case seen.Present:
 		h.Log.WithField("problem", why).Warn("the fence in this namespace is not whole (" + why + "); installing it whole again")
-	} else {
+	default:
 		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
+	}
+	if rec.Incomplete == "" {
+		rec.Incomplete = records.IncompleteInstall
+		if err := store.Save(rec); err != nil {
+			return err
+		}
 	}
 	rs, feat, sums, err := h.install(backend, ns, p, rec.LogID)
 	if err != nil {
@@ -388,11 +479,18 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if !ok {
 		// No record names this id with this bundle: never fenced (not
 		// selected, or another runtime's container of the same id), or
-		// already removed by an earlier poststop or a prune.
+		// already removed by an earlier poststop or a prune; or a create
+		// killed before its record named it, whose index entry goes now.
+		// A record the index names for it that cannot be read must not
+		// pass in silence.
+		if bad := store.UnreadableFor(st.ID, st.Bundle); len(bad) > 0 {
+			return res, fmt.Errorf("no readable record is owned by this container, and %d record(s) cannot be read (%s): one may be its own, whose fence then stays in place; look at them (bypass-hook status), and remove the fence by hand if it is this container's", len(bad), strings.Join(bad, ", "))
+		}
+		store.Forget(st.ID, st.Bundle)
 		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
-	unlock, err := store.Lock(key)
+	unlock, err := store.LockBy(key, h.deadline())
 	if err != nil {
 		return res, err
 	}
@@ -429,7 +527,7 @@ func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, h
 	if err := netns.NotHost(ns.ID); err != nil {
 		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}
-	backend, err := h.NewBackend(rec.Backend)
+	backend, err := h.backend(rec.Backend)
 	if err != nil {
 		return "", err
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 // fakeBackend fails an install whose rules use a feature it lacks, the way

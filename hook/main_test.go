@@ -21,7 +21,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -114,7 +114,7 @@ func (e *env) runBin(stage string, st specs.State, nsenter ...string) (code int,
 func runHookBin(t *testing.T, cfgPath, stage string, st specs.State, nsenter ...string) (int, string) {
 	t.Helper()
 	if hookBin == "" {
-		t.Skip("skipping: the hook binary is built only as root")
+		testnet.SkipOrFail(t, "the hook binary is built only as root")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -21,9 +21,10 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
@@ -137,7 +138,7 @@ func TestNftExprs(t *testing.T) {
 			cat(v6, &expr.Counter{}, &expr.Reject{Type: unix.NFT_REJECT_ICMP_UNREACH, Code: 1})},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hookbackend.NftExprs(tc.rule, tc.fam)
+			got, err := nftables.Exprs(tc.rule, tc.fam)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -177,7 +178,7 @@ func TestNftExprsRefuses(t *testing.T) {
 		{"reset on udp", nftRule(func(r *rules.Rule) { r.Proto, r.Action = rules.ProtoUDP, rules.RejectTCPReset }), rules.IPv4},
 		{"unknown action", nftRule(func(r *rules.Rule) { r.Action = "drop" }), rules.IPv4},
 	} {
-		if got, err := hookbackend.NftExprs(tc.rule, tc.fam); err == nil {
+		if got, err := nftables.Exprs(tc.rule, tc.fam); err == nil {
 			t.Errorf("%s: %s rendered as %s; want an error", tc.name, tc.rule, dumpExprs(got))
 		}
 	}
@@ -199,7 +200,7 @@ func TestNftExprsCoverRules(t *testing.T) {
 		for _, caps := range []rules.Features{rules.AllFeatures, {Conntrack: true}, {Log: true}, {}} {
 			for _, fam := range rules.Families {
 				for _, r := range rules.Rules(d.Policy, "0123456789abcdef", fam, caps) {
-					es, err := hookbackend.NftExprs(r, fam)
+					es, err := nftables.Exprs(r, fam)
 					if err != nil {
 						t.Errorf("%q %+v %s: %s: %v", extra, caps, fam, r, err)
 						continue
@@ -269,7 +270,7 @@ var nftCounters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 func nftList(t *testing.T, ns *testnet.Netns) string {
 	t.Helper()
 	testnet.RequireTools(t, "nft")
-	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", hookbackend.NftTable).CombinedOutput()
+	out, err := ns.Command(t.Context(), "nft", "list", "table", "inet", nftables.Table).CombinedOutput()
 	if err != nil {
 		if strings.Contains(string(out), "No such file or directory") {
 			return ""
@@ -449,7 +450,7 @@ func TestNftablesLifecycle(t *testing.T) {
 // A rule the kernel refuses, near the end of the set, fails the whole
 // transaction: an empty namespace stays empty, a fenced one keeps its fence.
 // A 200-byte log prefix passes our rendering and the kernel refuses it (127
-// at most). TestRollback covers a rule refused before the kernel sees it.
+// at most). TestRollback covers a bad rule in the middle of each family.
 func TestNftablesPartWayFailure(t *testing.T) {
 	for _, backend := range []string{config.BackendNftables} {
 		t.Run(backend, func(t *testing.T) {
@@ -561,9 +562,11 @@ func TestNftablesKernelLog(t *testing.T) {
 	t.Logf("kernel log: %s", line)
 }
 
-// A namespace fenced by one backend refuses a container that asks for the
-// other, and changes nothing; poststop removes with the backend the record
-// names, whatever the config now says.
+// A namespace fenced by one backend keeps it when the config asks for the
+// other: a container that starts in it afterwards (a restart in a running
+// pod) joins, since a config change must never fail it, and the rules stay
+// as they are; poststop removes with the backend the record names, whatever
+// the config now says.
 func TestBackendConflict(t *testing.T) {
 	for _, first := range []string{config.BackendNftables, config.BackendIptables} {
 		second := config.BackendIptables
@@ -583,25 +586,22 @@ func TestBackendConflict(t *testing.T) {
 			other := *e.cfg
 			other.Backend = second
 			h2 := hook.New(&other, e.log)
-			_, err := h2.Create(c2.state())
-			var refused *hook.RefusedError
-			if !errors.As(err, &refused) || !strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), second) {
-				t.Fatalf("second container asking for %s: %v; want a refusal naming both backends", second, err)
-			}
-			t.Logf("refused: %v", err)
-			if hook.ExitCode(err, config.FailOpen) != 1 {
-				t.Errorf("exit code under failure: open = %d; a refusal is not let through", hook.ExitCode(err, config.FailOpen))
+			res, err := h2.Create(c2.state())
+			if err != nil || res.Backend != first || !strings.Contains(res.Action, c1.id) {
+				t.Fatalf("second container under a config asking for %s: %+v, %v; want it to join the %s fence", second, res, err, first)
 			}
 			if now := rulesIn(t, ns); now != fenced {
-				t.Errorf("the refusal changed the rules:\n%s", testnet.Diff(fenced, now))
+				t.Errorf("joining changed the rules:\n%s", testnet.Diff(fenced, now))
 			}
-			if recs := e.records(); len(recs) != 1 || len(recs[0].Owners) != 1 || recs[0].Backend != first {
-				t.Errorf("records after the refusal: %+v", recs)
+			if recs := e.records(); len(recs) != 1 || len(recs[0].Owners) != 2 || recs[0].Backend != first {
+				t.Errorf("records after the join: %+v", recs)
 			}
 
 			// The operator switched the config; the fence still goes.
-			if _, err := h2.Poststop(&specs.State{ID: c1.id, Status: specs.StateStopped, Bundle: testBundle}); err != nil {
-				t.Fatalf("poststop under a config naming %s: %v", second, err)
+			for _, c := range []*container{c1, c2} {
+				if _, err := h2.Poststop(&specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle}); err != nil {
+					t.Fatalf("poststop under a config naming %s: %v", second, err)
+				}
 			}
 			if now := rulesIn(t, ns); now != empty {
 				t.Errorf("poststop left rules of the %s backend:\n%s", first, testnet.Diff(empty, now))

@@ -3,8 +3,12 @@
 package hook
 
 import (
+	"errors"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )
 
@@ -13,26 +17,48 @@ import (
 // arrive first and remove it as usual.
 const DefaultPruneGrace = 30 * time.Second
 
-// Pruned is a fence that a prune took out.
+// Pruned is a fence that a prune took out, or kept although its owners are
+// all stale.
 type Pruned struct {
 	Netns  string   `json:"netns"`
 	Owners []string `json:"owners"` // the containers whose processes were gone
 	Action string   `json:"action"`
 }
 
-// PruneStale takes out the fences whose every owner's process is gone (or
-// its pid reused) since at least grace, as the last owner's poststop would:
-// a runtime whose start fails (podman) may never call poststop, and the
-// namespace then lives on, fenced for nobody. It returns the fences taken
-// out and when the next one still in its grace period falls due (zero when
-// none is).
-func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Time, error) {
+// RemoveAbandonedFences takes out the fences whose every owner is stale (its process
+// gone, its pid reused, or in another namespace) since at least grace, and
+// whose namespace nothing reaches any more (no thread in it, no socket
+// made in it), as the last owner's poststop would: a runtime whose start
+// fails (podman) may never call poststop, and the namespace then lives on,
+// fenced for nobody. A fence whose namespace still has a process is kept,
+// whatever its owners' pid 1 did: the workload controls its pid 1. So is
+// one whose owner's first process still runs, wherever it went. It
+// returns the fences taken out, those kept, and when the next one still in
+// its grace period falls due (zero when none is).
+func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+	if err := seesHostProcesses(); err != nil {
+		return nil, nil, time.Time{}, err
+	}
 	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, nil, time.Time{}, err
 	}
+	// What hooks killed mid-way left: completed where the fence serves a
+	// live container, else taken out below with the stale.
+	incomplete, serr := store.Sweep()
+	cerr := h.completeInterrupted(store, incomplete)
 	var out []Pruned
-	_, next, err := store.PruneStale(grace, now, func(key string, rec *records.Record) error {
+	var inUse []Pruned
+	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {
+		why := netns.InUse(rec.Netns)
+		if why == "" {
+			why = records.OwnerRuns(rec)
+		}
+		if why != "" {
+			inUse = append(inUse, Pruned{Netns: rec.Netns.String(), Action: "kept: every owner is stale but " + why})
+		}
+		return why
+	}, func(key string, rec *records.Record) error {
 		p := Pruned{Netns: rec.Netns.String()}
 		for _, o := range rec.Owners {
 			p.Owners = append(p.Owners, o.ID)
@@ -48,5 +74,22 @@ func (h *Hook) PruneStale(grace time.Duration, now time.Time) ([]Pruned, time.Ti
 		out = append(out, p)
 		return nil
 	})
-	return out, next, err
+	for _, k := range inUse {
+		h.Log.WithField("netns", k.Netns).Debug("kept a fence whose owners are all stale: " + k.Action[len("kept: "):])
+	}
+	return out, inUse, next, errors.Join(serr, cerr, err)
+}
+
+// seesHostProcesses checks that /proc shows the host's processes. Prune
+// judges owners by their pids and a namespace's use by every thread: in a
+// pid namespace of its own (a container without hostPID or --pid=host)
+// every owner would look gone and nothing in use, and running containers
+// would lose their fences. Kernel threads are seen only from the host's
+// pid namespace, kthreadd at pid 2 first among them.
+func seesHostProcesses() error {
+	comm, err := os.ReadFile("/proc/2/comm")
+	if err != nil || strings.TrimSpace(string(comm)) != "kthreadd" {
+		return errors.New("prune runs in a pid namespace of its own (/proc shows no kthreadd at pid 2): every container would look gone, so nothing is pruned; run it in the host's pid namespace (hostPID: true in Kubernetes, --pid=host with Docker)")
+	}
+	return nil
 }

@@ -40,7 +40,11 @@ func UnpatchBundle(dir, binary string) (changed bool, err error) {
 	return editBundle(dir, binary, nil)
 }
 
-func editBundle(dir, binary string, add map[string]any) (bool, error) {
+// editConfigJSON lets edit change the top-level keys of the config.json of
+// the bundle at dir, and writes the file back (atomically, its mode kept)
+// where that changed anything; every key edit leaves alone is kept as it
+// was written. It reports whether config.json changed.
+func editConfigJSON(dir string, edit func(path string, top map[string]json.RawMessage) error) (bool, error) {
 	path := filepath.Join(dir, "config.json")
 	st, err := os.Stat(path)
 	if err != nil {
@@ -58,39 +62,9 @@ func editBundle(dir, binary string, add map[string]any) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-
-	hooks := map[string]json.RawMessage{}
-	if raw, ok := top["hooks"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &hooks); err != nil {
-			return false, fmt.Errorf("%s: hooks: %w", path, err)
-		}
-	}
-	for _, stage := range hookStages {
-		entries, err := withoutOurs(hooks[stage], binary)
-		if err != nil {
-			return false, fmt.Errorf("%s: hooks.%s: %w", path, stage, err)
-		}
-		if h, ok := add[stage]; ok {
-			b, err := json.Marshal(h)
-			if err != nil {
-				return false, err
-			}
-			entries = append(entries, b)
-		}
-		if len(entries) == 0 {
-			delete(hooks, stage)
-			continue
-		}
-		if hooks[stage], err = json.Marshal(entries); err != nil {
-			return false, err
-		}
-	}
-	if len(hooks) == 0 {
-		delete(top, "hooks")
-	} else if top["hooks"], err = json.Marshal(hooks); err != nil {
+	if err := edit(path, top); err != nil {
 		return false, err
 	}
-
 	after, err := json.MarshalIndent(top, "", "\t")
 	if err != nil {
 		return false, err
@@ -99,6 +73,49 @@ func editBundle(dir, binary string, add map[string]any) (bool, error) {
 		return false, nil
 	}
 	return true, writeFileAtomic(path, append(after, '\n'), st.Mode().Perm())
+}
+
+func editBundle(dir, binary string, add map[string]any) (bool, error) {
+	return editConfigJSON(dir, func(path string, top map[string]json.RawMessage) error {
+		return editHooks(path, top, binary, add)
+	})
+}
+
+// editHooks takes every hook of bypass-hook out of top's hooks and adds add.
+func editHooks(path string, top map[string]json.RawMessage, binary string, add map[string]any) error {
+	hooks := map[string]json.RawMessage{}
+	if raw, ok := top["hooks"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &hooks); err != nil {
+			return fmt.Errorf("%s: hooks: %w", path, err)
+		}
+	}
+	for _, stage := range hookStages {
+		entries, err := withoutOurs(hooks[stage], binary)
+		if err != nil {
+			return fmt.Errorf("%s: hooks.%s: %w", path, stage, err)
+		}
+		if h, ok := add[stage]; ok {
+			b, err := json.Marshal(h)
+			if err != nil {
+				return err
+			}
+			entries = append(entries, b)
+		}
+		if len(entries) == 0 {
+			delete(hooks, stage)
+			continue
+		}
+		if hooks[stage], err = json.Marshal(entries); err != nil {
+			return err
+		}
+	}
+	if len(hooks) == 0 {
+		delete(top, "hooks")
+		return nil
+	}
+	var err error
+	top["hooks"], err = json.Marshal(hooks)
+	return err
 }
 
 // withoutOurs returns the entries of one hook stage that do not run
@@ -151,27 +168,15 @@ func BundleAnnotations(dir string) (map[string]string, error) {
 // of letters, and keeps every other annotation and key as it was. It
 // reports whether config.json changed.
 func AnnotateBundle(dir string) (changed bool, err error) {
-	path := filepath.Join(dir, "config.json")
-	st, err := os.Stat(path)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w (is %s an OCI bundle? `runc spec` makes one)", path, fserr.Cause(err), dir)
-	}
-	orig, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
-	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(orig, &top); err != nil || top == nil {
-		return false, fmt.Errorf("%s is not a JSON object: %v", path, err)
-	}
-	before, err := json.MarshalIndent(top, "", "\t")
-	if err != nil {
-		return false, err
-	}
+	return editConfigJSON(dir, annotate)
+}
+
+// annotate sets bypass-hook.io/enabled to "true" in top's annotations.
+func annotate(path string, top map[string]json.RawMessage) error {
 	annotations := map[string]json.RawMessage{}
 	if raw, ok := top["annotations"]; ok && string(raw) != "null" {
 		if err := json.Unmarshal(raw, &annotations); err != nil {
-			return false, fmt.Errorf("%s: annotations: %w", path, err)
+			return fmt.Errorf("%s: annotations: %w", path, err)
 		}
 	}
 	for k := range annotations {
@@ -180,15 +185,7 @@ func AnnotateBundle(dir string) (changed bool, err error) {
 		}
 	}
 	annotations[config.AnnEnabled] = json.RawMessage(`"true"`)
-	if top["annotations"], err = json.Marshal(annotations); err != nil {
-		return false, err
-	}
-	after, err := json.MarshalIndent(top, "", "\t")
-	if err != nil {
-		return false, err
-	}
-	if bytes.Equal(before, after) {
-		return false, nil
-	}
-	return true, writeFileAtomic(path, append(after, '\n'), st.Mode().Perm())
+	var err error
+	top["annotations"], err = json.Marshal(annotations)
+	return err
 }

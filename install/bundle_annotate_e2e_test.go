@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // Under selection: annotated, runc gives the hook the bundle's annotations

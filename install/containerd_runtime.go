@@ -123,7 +123,10 @@ func WriteContainerdRuntime(path string, r RuntimeRegistration) (ContainerdResul
 }
 
 // RemoveContainerdRuntime takes bypass-hook's block out of the containerd
-// config at path.
+// config at path. Where nothing else changed since the install, the file is
+// as it was to the byte: the backup's text (the install trims the blank
+// lines at its end and makes "version = 2" of an empty file), or no file
+// where the install made it.
 func RemoveContainerdRuntime(path string) (ContainerdResult, error) {
 	orig, exists, err := readOptional(path)
 	if err != nil || !exists {
@@ -135,6 +138,22 @@ func RemoveContainerdRuntime(path string) (ContainerdResult, error) {
 	}
 	if _, err := decodeTOML(path, out); err != nil {
 		return ContainerdResult{}, fmt.Errorf("the removal would break %s: %w", path, err)
+	}
+	before, hadBackup, err := readOptional(path + ".bypass-hook.bak")
+	if err != nil {
+		return ContainerdResult{}, err
+	}
+	const made = "version = 2\n"                                        // what the install starts an empty file with
+	hadBackup = hadBackup && !strings.Contains(before, containerdBegin) // one of a file with the block says nothing of before
+	switch {
+	case hadBackup && (strings.TrimRight(before, "\n") == strings.TrimRight(out, "\n") || strings.TrimSpace(before) == "" && out == made):
+		out = before
+	case !hadBackup && out == made:
+		res, err := writeWithBackup(path, orig, true, out, ContainerdResult{})
+		if err != nil {
+			return res, err
+		}
+		return res, os.Remove(path) // the install made it
 	}
 	return writeWithBackup(path, orig, true, out, ContainerdResult{})
 }

@@ -111,19 +111,85 @@ func WriteDockerRuntime(path string, r RuntimeRegistration, makeDefault bool) (D
 
 // RemoveDockerRuntime takes the runtime wrapper out of the daemon.json at
 // path, and default-runtime where it names it (Docker refuses to start
-// with a default runtime it does not know).
+// with a default runtime it does not know). Where nothing else changed
+// since the install, the file is as it was to the byte: the backup's text
+// (its order of keys and its spacing), or no file where the install made it.
 func RemoveDockerRuntime(path string) (DockerResult, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return DockerResult{}, nil
 	}
-	return editDaemonJSON(path, func(top map[string]json.RawMessage, runtimes map[string]json.RawMessage) error {
-		delete(runtimes, RuntimeName)
-		var def string
-		if json.Unmarshal(top["default-runtime"], &def) == nil && def == RuntimeName {
-			delete(top, "default-runtime")
+	before, hadBackup := daemonJSONBefore(path + ".bypass-hook.bak")
+	res, err := editDaemonJSON(path, withoutDockerRuntime)
+	if err != nil || !res.Changed {
+		return res, err
+	}
+	now, err := os.ReadFile(path)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case hadBackup && sameJSON(now, before):
+		return res, writeFileAtomic(path, before, modeOf(path))
+	case !hadBackup && sameJSON(now, []byte("{}")):
+		return res, os.Remove(path) // the install made it
+	}
+	return res, nil
+}
+
+// withoutDockerRuntime is the edit of daemon.json that --remove makes.
+func withoutDockerRuntime(top, runtimes map[string]json.RawMessage) error {
+	delete(runtimes, RuntimeName)
+	var def string
+	if json.Unmarshal(top["default-runtime"], &def) == nil && def == RuntimeName {
+		delete(top, "default-runtime")
+	}
+	return nil
+}
+
+// daemonJSONBefore is the text of the backup at path when it is a
+// daemon.json as it was before an install: valid, with nothing of ours.
+func daemonJSONBefore(path string) ([]byte, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var top struct {
+		Runtimes map[string]json.RawMessage `json:"runtimes"`
+		Default  string                     `json:"default-runtime"`
+	}
+	if len(bytes.TrimSpace(b)) > 0 && json.Unmarshal(b, &top) != nil {
+		return nil, false
+	}
+	_, ours := top.Runtimes[RuntimeName]
+	return b, !ours && top.Default != RuntimeName
+}
+
+// sameJSON tells whether the daemon.json texts a and b say the same to
+// Docker: an empty text is an empty object, and so is an empty runtimes
+// (which an edit drops).
+func sameJSON(a, b []byte) bool {
+	canon := func(text []byte) ([]byte, bool) {
+		top := map[string]any{}
+		if len(bytes.TrimSpace(text)) > 0 && json.Unmarshal(text, &top) != nil {
+			return nil, false
 		}
-		return nil
-	})
+		if rts, ok := top["runtimes"].(map[string]any); ok && len(rts) == 0 {
+			delete(top, "runtimes")
+		}
+		c, err := json.Marshal(top)
+		return c, err == nil
+	}
+	ca, okA := canon(a)
+	cb, okB := canon(b)
+	return okA && okB && bytes.Equal(ca, cb)
+}
+
+// modeOf is the permission bits of the file at path, 0644 when it has none.
+func modeOf(path string) os.FileMode {
+	if st, err := os.Stat(path); err == nil {
+		return st.Mode().Perm()
+	}
+	return 0o644
 }
 
 // DockerDefaultRuntime reports whether the daemon.json at path makes the

@@ -57,3 +57,27 @@ func TestChartNotesPointToFailOpen(t *testing.T) {
 		t.Errorf("NOTES.txt points to %s for the fail-open choices, which has no table of them (%v)", m[1], err)
 	}
 }
+
+// `help install binary` names the file that `install binary` writes: with
+// bypass-hook-oci beside the CLI (as make build and the image put it), that
+// one.
+func TestInstallBinaryHelpNamesItsFile(t *testing.T) {
+	requireHookBin(t)
+	dir := t.TempDir()
+	out, err := cli(t, "install", "binary", dir)
+	wrote := filepath.Join(dir, install.HookBinaryName)
+	if err != nil || !strings.Contains(out, wrote) {
+		t.Fatalf("install binary %s: %v\n%s", dir, err, out)
+	}
+	if _, err := os.Stat(wrote); err != nil {
+		t.Fatal(err)
+	}
+	help, err := cli(t, "help", "install", "binary")
+	if err != nil || !strings.Contains(help, "DIR/"+install.HookBinaryName) {
+		t.Errorf("help install binary does not name DIR/%s:\n%s", install.HookBinaryName, help)
+	}
+	list, _ := cli(t, "help", "install")
+	if !strings.Contains(list, "DIR/"+install.HookBinaryName) {
+		t.Errorf("help install's summary of binary does not name DIR/%s:\n%s", install.HookBinaryName, list)
+	}
+}

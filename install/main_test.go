@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )
@@ -25,7 +25,7 @@ func requireHookBin(t *testing.T) {
 	t.Helper()
 	testnet.RequireRoot(t)
 	if hookBin == "" {
-		t.Skip("skipping: the hook binary is built only as root")
+		testnet.SkipOrFail(t, "the hook binary is built only as root")
 	}
 }
 

@@ -21,14 +21,15 @@ import (
 	"github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
 	"github.com/coreos/go-systemd/v22/unit"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	k8syaml "sigs.k8s.io/yaml"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/install"
-	"github.com/bypass-hook/bypass-hook/internal/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -438,10 +439,10 @@ func TestShippedHooksDirFile(t *testing.T) {
 // installed; a second run keeps a config the operator changed.
 func TestMakeInstall(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("skipping: make is not installed")
+		testnet.SkipOrFail(t, "make is not installed")
 	}
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("skipping: go is not installed")
+		testnet.SkipOrFail(t, "go is not installed")
 	}
 	dest := t.TempDir()
 	bins := t.TempDir()
@@ -567,5 +568,41 @@ func TestMonitorManifest(t *testing.T) {
 	}
 	if pluginImage := plugin.Spec.Template.Spec.Containers[0].Image; mon.Image != pluginImage || initC.Image != mon.Image {
 		t.Errorf("the monitor runs image %s (init %s), not the plugin DaemonSet's %s", mon.Image, initC.Image, pluginImage)
+	}
+}
+
+// Every container of the manifests runs the image named once at `&image`,
+// as their headers say: one left at a fixed name would pull an image that
+// is not there (the plugin never runs, and NRI fails open).
+func TestManifestsImageSetOnce(t *testing.T) {
+	const image = "registry.invalid/team/bypass-hook:v9.9.9"
+	for _, name := range []string{"kubernetes/bypass-hook.yaml", "kubernetes/bypass-hook-monitor.yaml"} {
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			data := setImageOnce(t, readFile(t, name), image)
+			n := 0
+			for _, doc := range yamlDocSep.Split(string(data), -1) {
+				var meta struct{ Kind string }
+				if err := k8syaml.Unmarshal([]byte(doc), &meta); err != nil {
+					t.Fatal(err)
+				}
+				if meta.Kind != "DaemonSet" {
+					continue
+				}
+				var ds appsv1.DaemonSet
+				if err := k8syaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
+					t.Fatal(err)
+				}
+				spec := ds.Spec.Template.Spec
+				for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+					n++
+					if c.Image != image {
+						t.Errorf("%s: container %s runs image %s, not the one set at &image (%s)", name, c.Name, c.Image, image)
+					}
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s: no container found", name)
+			}
+		})
 	}
 }

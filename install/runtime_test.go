@@ -4,6 +4,7 @@ package install
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,53 @@ func TestDockerRuntime(t *testing.T) {
 	}
 }
 
+// --remove after an install leaves daemon.json as it was to the byte (its
+// order of keys, its spacing), or absent where the install made it; a key the
+// operator added since is kept.
+func TestDockerRuntimeRemoveRestoresTheFile(t *testing.T) {
+	bin := wrapperBinary(t)
+	for _, tc := range []struct {
+		name, orig, edit, want string // orig "" : no file; want "" : no file
+	}{
+		{name: "keys unsorted, tabs", orig: "{\n\t\"log-level\": \"warn\",\n\t\"data-root\": \"/srv/docker\"\n}\n", want: "{\n\t\"log-level\": \"warn\",\n\t\"data-root\": \"/srv/docker\"\n}\n"},
+		{name: "empty runtimes kept", orig: `{"runtimes": {}}`, want: `{"runtimes": {}}`},
+		{name: "an empty object", orig: "{}", want: "{}"},
+		{name: "no file", orig: "", want: ""},
+		{name: "a key added since", orig: `{"b": 1, "a": 2}`, edit: "debug", want: "{\n  \"a\": 2,\n  \"b\": 1,\n  \"debug\": true\n}\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "daemon.json")
+			if tc.orig != "" {
+				os.WriteFile(path, []byte(tc.orig), 0o640)
+			}
+			if _, err := WriteDockerRuntime(path, RuntimeRegistration{Binary: bin}, true); err != nil {
+				t.Fatal(err)
+			}
+			if tc.edit != "" {
+				var top map[string]any
+				b, _ := os.ReadFile(path)
+				json.Unmarshal(b, &top)
+				top[tc.edit] = true
+				b, _ = json.Marshal(top)
+				os.WriteFile(path, b, 0o640)
+			}
+			if res, err := RemoveDockerRuntime(path); err != nil || !res.Changed {
+				t.Fatalf("%+v %v", res, err)
+			}
+			got, err := os.ReadFile(path)
+			switch {
+			case tc.want == "" && !errors.Is(err, os.ErrNotExist):
+				t.Errorf("the daemon.json the install made is still there: %q", got)
+			case tc.want != "" && string(got) != tc.want:
+				t.Errorf("after --remove:\n%q\nwant\n%q", got, tc.want)
+			}
+			if st, err := os.Stat(path); err == nil && st.Mode().Perm() != 0o640 {
+				t.Errorf("mode %v, want 0640 kept", st.Mode().Perm())
+			}
+		})
+	}
+}
+
 func TestDockerRuntimeNewFileAndRefusals(t *testing.T) {
 	bin := wrapperBinary(t)
 	path := filepath.Join(t.TempDir(), "docker", "daemon.json")
@@ -109,6 +157,9 @@ func TestContainerdRuntime(t *testing.T) {
 			table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`, systemd: true},
 		{name: "version 1 (containerd 1.6's default)", orig: "root = \"/var/lib/containerd\"\n", table: "plugins.cri.containerd.runtimes.bypass-hook"},
 		{name: "no file", orig: "", table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`},
+		{name: "no newline at the end", orig: "version = 2\nroot = \"/var/lib/containerd\"", table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`},
+		{name: "blank lines at the end", orig: "version = 2\n\n\n", table: `plugins."io.containerd.grpc.v1.cri".containerd.runtimes.bypass-hook`},
+		{name: "only a comment", orig: "# nothing yet\n", table: "plugins.cri.containerd.runtimes.bypass-hook"},
 		{name: "version 3 is containerd 2's: NRI", orig: "version = 3\n", errHas: "NRI"},
 		{name: "defined by the operator", orig: "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.bypass-hook]\n  runtime_type = \"io.containerd.runc.v2\"\n", errHas: "already defines"},
 		{name: "broken TOML", orig: "version = = 2\n", errHas: "containerd cannot read it"},
@@ -132,7 +183,7 @@ func TestContainerdRuntime(t *testing.T) {
 				t.Fatalf("%+v %v", res, err)
 			}
 			b, _ := os.ReadFile(path)
-			if !strings.HasPrefix(string(b), tc.orig) {
+			if !strings.HasPrefix(string(b), strings.TrimRight(tc.orig, "\n")) {
 				t.Errorf("the operator's file was not kept as it was:\n%s", b)
 			}
 			var doc map[string]any
@@ -162,13 +213,15 @@ func TestContainerdRuntime(t *testing.T) {
 			if err != nil || !res.Changed {
 				t.Fatalf("remove: %+v %v", res, err)
 			}
-			after, _ := os.ReadFile(path)
-			want := tc.orig
-			if want == "" {
-				want = "version = 2\n"
+			after, err := os.ReadFile(path)
+			if tc.orig == "" {
+				if !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("after --remove the file the install made is still there: %q", after)
+				}
+				return
 			}
-			if string(after) != want {
-				t.Errorf("after --remove:\n%q\nwant\n%q", after, want)
+			if string(after) != tc.orig {
+				t.Errorf("after --remove:\n%q\nwant\n%q", after, tc.orig)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,10 +24,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/monitor/attrib/attribtest"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
-	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // The tests in this file run the bypass-hook binary as root: the hook as a
@@ -37,7 +39,10 @@ import (
 // hookBin is the bypass-hook binary, built by TestMain; empty without root.
 var hookBin string
 
-func TestMain(m *testing.M) { os.Exit(testnet.Main(m, &hookBin)) }
+func TestMain(m *testing.M) {
+	attribtest.MaybeAttempt()
+	os.Exit(testnet.Main(m, &hookBin))
+}
 
 // eventWait is how soon an attempt must show as an event.
 const eventWait = 2 * time.Second
@@ -71,7 +76,15 @@ type monitorProc struct {
 // startMonitor runs the monitor and waits until it follows the fences.
 func startMonitor(t *testing.T, cfgPath string, args ...string) *monitorProc {
 	t.Helper()
-	cmd := exec.Command(hookBin, append([]string{"monitor", "--config", cfgPath, "--metrics-addr", "127.0.0.1:0"}, args...)...)
+	return startMonitorUnder(t, nil, cfgPath, args...)
+}
+
+// startMonitorUnder runs the monitor as startMonitor does, under the
+// command prefix (e.g. setpriv and its flags).
+func startMonitorUnder(t *testing.T, prefix []string, cfgPath string, args ...string) *monitorProc {
+	t.Helper()
+	argv := append(append(slices.Clone(prefix), hookBin, "monitor", "--config", cfgPath, "--metrics-addr", "127.0.0.1:0"), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	mp := &monitorProc{cmd: cmd, stderr: &syncBuffer{}}
 	cmd.Stderr = mp.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -58,7 +58,7 @@ func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 		m.opts.Log.WithError(err).WithField("container", f.rec.LogID).Warn("an NFLOG packet that cannot be read")
 		return
 	}
-	m.emit(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), labelsOf(f.rec))
+	m.emit(m.attributed(newEvent(now, flow, p.UID, p.HasUID, f, sourceNflog), f, flow), labelsOf(f.rec))
 }
 
 // emit counts an event under its fence's labels and prints it; counted

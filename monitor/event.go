@@ -21,6 +21,9 @@ const (
 	// ActionUnknown is an attempt whose fence the monitor does not know (any
 	// more): its record was gone before the kernel log line was read.
 	ActionUnknown = "unknown"
+	// ActionBypassed is a send on a socket family that goes past the
+	// network namespace and its fence (AF_VSOCK): seen, not refused.
+	ActionBypassed = "bypassed"
 )
 
 // Event is one attempt to get past a fence: one JSON line on the monitor's
@@ -56,6 +59,23 @@ type Event struct {
 	PodNamespace  string `json:"podNamespace,omitempty"`
 	Pod           string `json:"pod,omitempty"`
 	ContainerName string `json:"containerName,omitempty"`
+	// The process that sent the packet, as the kernel saw it when it made
+	// or used its socket (socket(), connect(), sendto()): right even when
+	// it exited at once. Absent where attribution is off (see the
+	// monitor's log) or the kernel noted nothing for the packet.
+	// Pid is in the host's pid namespace, PidInContainer in the process's
+	// own (the container's); Exe is the executable's file name, Comm the
+	// thread's name; Ppid and ParentComm are its parent's.
+	Pid            *uint32 `json:"pid,omitempty"`
+	PidInContainer uint32  `json:"pidInContainer,omitempty"`
+	Comm           string  `json:"comm,omitempty"`
+	Exe            string  `json:"exe,omitempty"`
+	Ppid           uint32  `json:"ppid,omitempty"`
+	ParentComm     string  `json:"parentComm,omitempty"`
+	// VsockCID and VsockPort are the peer of an AF_VSOCK send (proto
+	// vsock): CID 2 is the host.
+	VsockCID  *uint32 `json:"vsockCid,omitempty"`
+	VsockPort uint32  `json:"vsockPort,omitempty"`
 }
 
 // actionFor is an event's action in a fence of policy mode.

@@ -70,7 +70,7 @@ func testFence(id, mode string, owners ...string) *fence {
 	for _, o := range owners {
 		rec.Owners = append(rec.Owners, records.Owner{ID: o})
 	}
-	return &fence{key: rec.Netns.Key(), rec: rec, prefix: rules.LogPrefix("bypass", id)}
+	return &fence{key: rec.Netns.Key(), rec: rec, prefix: rules.LogPrefix("bypass", id), credit: &credit{}}
 }
 
 func TestNewEvent(t *testing.T) {

@@ -25,6 +25,15 @@ type fence struct {
 	// unreachable: no path leads to the namespace any more (its containers
 	// died without a poststop); no socket is opened for it.
 	unreachable bool
+	// credit is how many kernel log lines its counters vouch for (see
+	// credit.go); shared by the fence's copies, which is why it has a lock.
+	credit *credit
+	// netnsCookie is the namespace's cookie in the attribution programs'
+	// map; 0 when attribution is off or the namespace was not reached.
+	netnsCookie uint64
+	// cookieFailed: the programs could not be given the namespace; said
+	// once, not tried again at every resync.
+	cookieFailed bool
 }
 
 func (f *fence) target() string { return f.rec.Policy.Log.Target }
@@ -43,8 +52,14 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		m.markGone(key)
 		return
 	}
-	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID)}
+	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
+	m.mu.Lock()
+	old := m.fences[key]
+	m.mu.Unlock()
+	if f.netnsCookie, f.cookieFailed = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
+		m.unfence(old)
+	}
 	m.mu.Lock()
 	m.setFence(f, log)
 	sock, closing := m.reuseSocket(f, log)
@@ -52,6 +67,7 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 
 	switch {
 	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
+		m.primeCredit(f)
 		if err := m.startKernel(ctx); err != nil {
 			m.kernelErr = err
 			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
@@ -74,6 +90,7 @@ func (m *Monitor) setFence(f *fence, log *logrus.Entry) {
 	switch {
 	case old != nil && old.rec.Digest == rec.Digest && old.rec.LogID == rec.LogID && old.rec.Backend == rec.Backend:
 		f.unreachable = old.unreachable && sameOwners(old.rec, rec)
+		f.credit = old.credit // the same rules, the same counters
 		m.reindex(old, f)
 	case old != nil:
 		m.retire(old)
@@ -210,6 +227,7 @@ func (m *Monitor) markGone(key string) {
 	}
 	m.retire(f)
 	delete(m.fences, key)
+	m.unfence(f)
 	m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("fence gone")
 }
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
-	"github.com/euank/go-kmsg-parser/kmsgparser"
+	"github.com/bypass-hook/bypass-hook/internal/kmsg"
 )
 
 // startKernel starts reading the kernel log, once.
@@ -41,10 +41,12 @@ func (m *Monitor) startKernel(ctx context.Context) error {
 }
 
 // handleKmsg turns a kernel log line of a fence into an event. Lines of
-// other programs are ignored; a line with a stem of ours whose fence is not
-// known (any more) still makes an event, with the short id as container.
-func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
-	text, _, _ := strings.Cut(msg.Message, "\n")
+// other programs are ignored. A line with a prefix of ours makes an event
+// only where a fence's own counters vouch for it (see credit.go): a line
+// from another namespace, forged with a fence's prefix, is dropped and
+// counted, and so is one whose fence is not known (any more).
+func (m *Monitor) handleKmsg(rec kmsg.Record) {
+	text := rec.Message
 	i := strings.Index(text, ": ")
 	if i < 0 {
 		return
@@ -66,21 +68,24 @@ func (m *Monitor) handleKmsg(msg kmsgparser.Message) {
 		m.opts.Log.WithError(err).WithField("line", text).Warn("a kernel log line of a fence that cannot be read")
 		return
 	}
-	// The time of reading, not the message's: kmsgparser derives that from
-	// a boot time known only to the second.
+	// Containers whose ids are alike in their first 12 characters share a
+	// prefix: any of them may have sent it, and the counters of one vouch.
+	// A line a process wrote to /dev/kmsg carries a user space facility
+	// (the kernel gives it LOG_USER when the writer names none): it is no
+	// netfilter line, whatever it says, and takes no credit.
+	vouched := rec.Priority>>3 == 0 && slices.ContainsFunc(fs, func(f *fence) bool { return m.vouch(f, lf.Proto) })
+	if !vouched {
+		m.unverified(fs)
+		return
+	}
+	// The time of reading, not the message's, which counts from boot.
 	now := time.Now()
 	if len(fs) == 1 {
-		m.emit(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), labelsOf(fs[0].rec))
+		m.emit(m.attributed(newEvent(now, lf.Flow, lf.UID, lf.HasUID, fs[0], sourceKernel), fs[0], lf.Flow), labelsOf(fs[0].rec))
 		return
 	}
 	ev := newEvent(now, lf.Flow, lf.UID, lf.HasUID, nil, sourceKernel)
 	ev.Container = short
-	if len(fs) == 0 {
-		m.emit(ev, seriesLabels{container: unknownContainer})
-		return
-	}
-	// Containers whose ids are alike in their first 12 characters: any of
-	// them may have sent it.
 	ev.Action = actionFor(fs[0].rec.Policy.Mode)
 	for _, f := range fs {
 		ev.Owners = append(ev.Owners, f.rec.LogID)

@@ -4,92 +4,85 @@ package monitor
 
 import (
 	"context"
-	"fmt"
-	"strings"
-	"sync"
+	"errors"
 	"time"
 
-	"github.com/euank/go-kmsg-parser/kmsgparser"
 	"github.com/sirupsen/logrus"
+
+	"github.com/bypass-hook/bypass-hook/internal/kmsg"
 )
 
+// KernelLog is the kernel log as the monitor reads it: *kmsg.Reader, or a
+// stand-in for tests.
+type KernelLog interface {
+	SeekEnd() error
+	Next() (kmsg.Record, error)
+	Close() error
+}
+
+// openKernelLog opens /dev/kmsg.
+func openKernelLog() (KernelLog, error) { return kmsg.Open() }
+
 // kernelSource reads the kernel log (/dev/kmsg) from its end on, and
-// hands each message to handle.
-//
-// kmsgparser stops reading at the first read error, including the EPIPE
-// with which /dev/kmsg says that unread lines were overwritten (it compares
-// the error with == and Go wraps it). So when its channel closes while we
-// still run, we open the log again from its start and skip what we have
-// seen by sequence number; a gap in the sequence counts as lost lines.
+// hands each record to handle. Records the kernel overwrote before we read
+// them show as a gap in the sequence numbers: counted as lost. Should the
+// log fail to read, it is opened again from its oldest record, and what
+// was seen is skipped by sequence number.
 type kernelSource struct {
-	open   func() (kmsgparser.Parser, error)
-	handle func(kmsgparser.Message)
+	open   func() (KernelLog, error)
+	handle func(kmsg.Record)
 	lost   func(n int) // lines the kernel overwrote before we read them
 	log    logrus.FieldLogger
 }
 
-// kmsgLogger passes kmsgparser's messages to our log, keeping its last
-// error to say why it stopped.
-type kmsgLogger struct {
-	log  logrus.FieldLogger
-	mu   sync.Mutex
-	last string
-}
-
-func (l *kmsgLogger) Infof(f string, a ...any)    { l.log.Debugf("kmsgparser: "+f, a...) }
-func (l *kmsgLogger) Warningf(f string, a ...any) { l.log.Warnf("kmsgparser: "+f, a...) }
-func (l *kmsgLogger) Errorf(f string, a ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.last = strings.TrimSpace(strings.TrimPrefix(fmt.Sprintf(f, a...), "error reading /dev/kmsg: "))
-}
-
-func (l *kmsgLogger) lastError() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.last
-}
-
 // start opens the kernel log at its end. It fails when the log cannot be
 // read at all (no root, no CAP_SYSLOG), so the caller can say so at once.
-func (k *kernelSource) start() (kmsgparser.Parser, error) {
-	p, err := k.open()
+func (k *kernelSource) start() (KernelLog, error) {
+	l, err := k.open()
 	if err != nil {
 		return nil, err
 	}
-	if err := p.SeekEnd(); err != nil {
-		p.Close()
+	if err := l.SeekEnd(); err != nil {
+		l.Close()
 		return nil, err
 	}
-	return p, nil
+	return l, nil
 }
 
-// run reads until ctx ends; p comes from start.
-func (k *kernelSource) run(ctx context.Context, p kmsgparser.Parser) {
-	last := -1 // sequence number of the last message handled
+// run reads until ctx ends; l comes from start.
+func (k *kernelSource) run(ctx context.Context, l KernelLog) {
+	var last uint64 // sequence number of the last record handled
+	seen := false
 	backoff := 50 * time.Millisecond
 	for {
-		kl := &kmsgLogger{log: k.log}
-		p.SetLogger(kl)
-		msgs := p.Parse()
-		stop := context.AfterFunc(ctx, func() { p.Close() })
-		for m := range msgs {
-			if m.SequenceNumber <= last {
+		stop := context.AfterFunc(ctx, func() { l.Close() })
+		var err error
+		for {
+			var rec kmsg.Record
+			rec, err = l.Next()
+			if errors.Is(err, kmsg.ErrMalformed) {
+				k.log.WithError(err).Warn("a kernel log record that cannot be parsed")
+				continue
+			}
+			if err != nil {
+				break
+			}
+			backoff = 50 * time.Millisecond
+			if seen && rec.Seq <= last {
 				continue // seen before a reopen
 			}
-			if last >= 0 && m.SequenceNumber > last+1 {
-				k.lost(m.SequenceNumber - last - 1)
+			if seen && rec.Seq > last+1 {
+				k.lost(int(min(rec.Seq-last-1, 1<<31)))
 			}
-			last = m.SequenceNumber
-			k.handle(m)
-			backoff = 50 * time.Millisecond
+			last, seen = rec.Seq, true
+			k.handle(rec)
 		}
 		stop()
-		p.Close()
+		l.Close()
 		if ctx.Err() != nil {
 			return
 		}
-		k.log.WithField("error", kl.lastError()).Warn("the kernel log reader stopped; reading /dev/kmsg again from where it left off")
+		k.log.WithField("error", err.Error()).Warn("the kernel log reader stopped; reading /dev/kmsg again from where it left off")
 		for {
 			select {
 			case <-ctx.Done():
@@ -97,8 +90,7 @@ func (k *kernelSource) run(ctx context.Context, p kmsgparser.Parser) {
 			case <-time.After(backoff):
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			var err error
-			if p, err = k.open(); err == nil {
+			if l, err = k.open(); err == nil {
 				break
 			}
 			k.log.WithError(err).Error("reopening the kernel log /dev/kmsg")

@@ -10,56 +10,58 @@ import (
 	"testing"
 	"time"
 
-	"github.com/euank/go-kmsg-parser/kmsgparser"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/bypass-hook/bypass-hook/internal/kmsg"
 )
 
-// fakeKmsg is a kernel log: Parse sends msgs and then, unless block, ends
-// its channel the way kmsgparser does after a read error.
+// fakeKmsg is a kernel log: Next returns recs and then, unless block, an
+// error as a failing read would.
 type fakeKmsg struct {
-	msgs    []kmsgparser.Message
+	mu      sync.Mutex
+	recs    []kmsg.Record
 	block   bool
 	seeked  bool
 	closed  chan struct{}
 	closeMu sync.Once
-	log     kmsgparser.Logger
 }
 
-func newFakeKmsg(block bool, seqs ...int) *fakeKmsg {
+func newFakeKmsg(block bool, seqs ...uint64) *fakeKmsg {
 	f := &fakeKmsg{block: block, closed: make(chan struct{})}
 	for _, s := range seqs {
-		f.msgs = append(f.msgs, kmsgparser.Message{SequenceNumber: s, Message: "line"})
+		f.recs = append(f.recs, kmsg.Record{Seq: s, Message: "line"})
 	}
 	return f
 }
 
-func (f *fakeKmsg) SeekEnd() error                { f.seeked = true; return nil }
-func (f *fakeKmsg) SetLogger(l kmsgparser.Logger) { f.log = l }
-func (f *fakeKmsg) Close() error                  { f.closeMu.Do(func() { close(f.closed) }); return nil }
-func (f *fakeKmsg) Parse() <-chan kmsgparser.Message {
-	ch := make(chan kmsgparser.Message)
-	go func() {
-		defer close(ch)
-		for _, m := range f.msgs {
-			select {
-			case ch <- m:
-			case <-f.closed:
-				return
-			}
-		}
-		if f.block {
-			<-f.closed
-			return
-		}
-		f.log.Errorf("error reading /dev/kmsg: %v", "read /dev/kmsg: broken pipe")
-	}()
-	return ch
+var errFakeRead = errors.New("read /dev/kmsg: input/output error")
+
+func (f *fakeKmsg) SeekEnd() error { f.seeked = true; return nil }
+func (f *fakeKmsg) Close() error   { f.closeMu.Do(func() { close(f.closed) }); return nil }
+func (f *fakeKmsg) Next() (kmsg.Record, error) {
+	f.mu.Lock()
+	if len(f.recs) > 0 {
+		r := f.recs[0]
+		f.recs = f.recs[1:]
+		f.mu.Unlock()
+		return r, nil
+	}
+	f.mu.Unlock()
+	select {
+	case <-f.closed:
+		return kmsg.Record{}, errors.New("closed")
+	default:
+	}
+	if f.block {
+		<-f.closed
+		return kmsg.Record{}, errors.New("closed")
+	}
+	return kmsg.Record{}, errFakeRead
 }
 
-// The kernel log reader survives kmsgparser giving up (as it does on the
-// EPIPE of an overrun): it opens the log again, skips what it has seen,
-// and counts the gap in sequence numbers as lost.
+// The kernel log reader survives a failing read: it opens the log again,
+// skips what it has seen, and counts the gap in sequence numbers as lost.
 func TestKernelSourceReopens(t *testing.T) {
 	logger, hook := test.NewNullLogger()
 	first := newFakeKmsg(false, 10, 11, 12)
@@ -68,10 +70,10 @@ func TestKernelSourceReopens(t *testing.T) {
 	second := newFakeKmsg(true, 8, 9, 10, 11, 12, 15, 16)
 	opens := []*fakeKmsg{first, second}
 	var mu sync.Mutex
-	var seen []int
+	var seen []uint64
 	lost := 0
 	k := &kernelSource{
-		open: func() (kmsgparser.Parser, error) {
+		open: func() (KernelLog, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			if len(opens) == 0 {
@@ -81,7 +83,7 @@ func TestKernelSourceReopens(t *testing.T) {
 			opens = opens[1:]
 			return p, nil
 		},
-		handle: func(m kmsgparser.Message) { mu.Lock(); seen = append(seen, m.SequenceNumber); mu.Unlock() },
+		handle: func(r kmsg.Record) { mu.Lock(); seen = append(seen, r.Seq); mu.Unlock() },
 		lost:   func(n int) { mu.Lock(); lost += n; mu.Unlock() },
 		log:    logger,
 	}
@@ -114,7 +116,7 @@ func TestKernelSourceReopens(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if want := []int{10, 11, 12, 15, 16}; !slices.Equal(seen, want) {
+	if want := []uint64{10, 11, 12, 15, 16}; !slices.Equal(seen, want) {
 		t.Errorf("handled %v, want %v", seen, want)
 	}
 	if lost != 2 {
@@ -125,12 +127,12 @@ func TestKernelSourceReopens(t *testing.T) {
 	}
 	var warned bool
 	for _, e := range hook.AllEntries() {
-		if e.Level == logrus.WarnLevel && e.Data["error"] == "read /dev/kmsg: broken pipe" {
+		if e.Level == logrus.WarnLevel && e.Data["error"] == errFakeRead.Error() {
 			warned = true
 		}
 	}
 	if !warned {
-		t.Errorf("no warning with kmsgparser's error; log: %v", hook.AllEntries())
+		t.Errorf("no warning with the read's error; log: %v", hook.AllEntries())
 	}
 	select {
 	case <-second.closed:

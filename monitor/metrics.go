@@ -20,6 +20,9 @@ type metrics struct {
 	attempts *prometheus.CounterVec
 	lost     *prometheus.CounterVec
 	errors   *prometheus.CounterVec
+	// unverified counts kernel log lines with a fence's prefix that the
+	// fence's own counters do not vouch for (forged, see credit.go).
+	unverified prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,8 +39,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "bypass_hook_monitor_errors_total",
 			Help: "Errors of the monitor, by kind: parse (a log record it could not read), nflog (a socket it could not open or read), write (an event it could not print).",
 		}, []string{"kind"}),
+		unverified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "bypass_hook_kernel_lines_unverified_total",
+			Help: "Kernel log lines with a fence's prefix that the fence's own log rule counters do not vouch for, dropped: a LOG rule in another namespace forging them (log.target nflog cannot be forged), or lines of a fence gone or unknown.",
+		}),
 	}
-	reg.MustRegister(m.attempts, m.lost, m.errors,
+	reg.MustRegister(m.attempts, m.lost, m.errors, m.unverified,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that should read 0 from the start rather than appear later.
 	for _, s := range []string{sourceKernel, sourceNflog} {

@@ -4,8 +4,8 @@
 // the fences' log rules write (the kernel log for log.target kernel, an
 // NFLOG socket in each fenced namespace for nflog), maps it to the
 // container through the hook's records, prints one JSON event per attempt,
-// and counts them as Prometheus metrics. It also reports a fence's rules
-// and counters (status).
+// and counts them as Prometheus metrics. It also reports a fence that is
+// no longer whole, and with Repair puts it back.
 package monitor
 
 import (
@@ -16,7 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/euank/go-kmsg-parser/kmsgparser"
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
@@ -31,6 +30,7 @@ import (
 const (
 	sourceKernel = "kernel"
 	sourceNflog  = "nflog"
+	sourceEBPF   = "ebpf" // the attribution programs (AF_VSOCK sends)
 )
 
 // Defaults of Options.
@@ -40,11 +40,6 @@ const (
 	// nflogDrain is how long a socket of a fence that is gone still reads
 	// what the kernel queued before its rules went.
 	nflogDrain = 200 * time.Millisecond
-	// unknownContainer labels the attempts of kernel log lines whose fence
-	// the monitor does not know: their prefixes may be anyone's (a late
-	// line, or a container with CAP_NET_ADMIN writing LOG rules of its own),
-	// and a label each would let them grow the metrics without bound.
-	unknownContainer = "unknown"
 )
 
 // Options configure a Monitor.
@@ -62,8 +57,12 @@ type Options struct {
 	// log lines read late still find their container, and its series stay
 	// for Prometheus to scrape a last time.
 	Forget time.Duration
-	// OpenKmsg opens the kernel log; nil means kmsgparser.NewParser.
-	OpenKmsg func() (kmsgparser.Parser, error)
+	// OpenKmsg opens the kernel log; nil means /dev/kmsg.
+	OpenKmsg func() (KernelLog, error)
+	// LoggedCount reads a fence's counters by rule name, in its own
+	// namespace: its log rules' vouch for its kernel log lines (see
+	// credit.go). nil reads them through the backend.
+	LoggedCount func(rec *records.Record) (map[string]uint64, error)
 	// Repair puts a fence that is not whole back, as a create in its
 	// namespace would; without it the monitor only reports it.
 	Repair bool
@@ -72,8 +71,13 @@ type Options struct {
 	// Prune, when set, is called at every resync to take out the fences
 	// left only to stale owners (their processes gone without a poststop),
 	// after their grace period: the monitor is the one process that runs
-	// all along. The command wires it to the hook's PruneStale.
+	// all along. The command wires it to the hook's RemoveAbandonedFences.
 	Prune func(now time.Time)
+	// Attribution loads the eBPF programs that name the process of each
+	// attempt (see package attrib); LoadAttribution, when set, loads them
+	// in place of attrib.Load.
+	Attribution     bool
+	LoadAttribution func() (Attributor, error)
 }
 
 // Monitor follows the fences of one state directory.
@@ -109,6 +113,10 @@ type Monitor struct {
 	// notWhole has the live fences found not whole at the last check, by
 	// namespace key, with what is wrong.
 	notWhole map[string]string
+	// attr names the process of each attempt; nil when attribution is off.
+	attr Attributor
+	// stopVsock stops the reader of AF_VSOCK sends; nil when none runs.
+	stopVsock context.CancelFunc
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -128,7 +136,7 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 		o.Forget = DefaultForget
 	}
 	if o.OpenKmsg == nil {
-		o.OpenKmsg = kmsgparser.NewParser
+		o.OpenKmsg = openKernelLog
 	}
 	if o.NewBackend == nil {
 		o.NewBackend = backend.New
@@ -148,6 +156,9 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 		byPrefix: map[string][]*fence{},
 		sockets:  map[string]*nflogSocket{},
 	}
+	if m.opts.LoggedCount == nil {
+		m.opts.LoggedCount = m.readLogged
+	}
 	o.Registry.MustRegister(fenceGauges{m})
 	return m
 }
@@ -162,6 +173,7 @@ func (m *Monitor) Registry() *prometheus.Registry { return m.registry }
 func (m *Monitor) Run(ctx context.Context, ready func()) error {
 	// First, so that whatever has started stops on every way out.
 	defer m.shutdown()
+	m.startAttribution()
 	if m.opts.Config.Log.Target == config.LogKernel {
 		if err := m.startKernel(ctx); err != nil {
 			return err
@@ -212,7 +224,13 @@ func (m *Monitor) shutdown() {
 		m.kernel()
 	}
 	m.mu.Unlock()
+	if m.stopVsock != nil {
+		m.stopVsock()
+	}
 	m.readers.Wait()
+	if m.attr != nil {
+		m.attr.Close()
+	}
 }
 
 // resync reads every record again; fences without a record are gone.

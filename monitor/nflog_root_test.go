@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
-	"github.com/bypass-hook/bypass-hook/internal/testrecord"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"

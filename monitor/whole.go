@@ -7,6 +7,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
@@ -95,8 +96,16 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 	if !ok || why == "" || !m.opts.Repair {
 		return rec, why, false
 	}
-	ns, found := netns.Find(rec.Netns, rec.Hints()...)
+	// As create does: hold the namespace, so that the rules go where the
+	// record says even if the path's pid is reused meanwhile, check that
+	// what is held is the record's namespace, and never the host's.
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
 	if !found {
+		return rec, why, false
+	}
+	defer closeNs()
+	if err := netns.NotHost(ns.ID); err != nil {
+		m.opts.Log.WithError(err).WithField("container", rec.LogID).Error("not putting a fence back: its record names the host's network namespace")
 		return rec, why, false
 	}
 	b, err := m.opts.NewBackend(rec.Backend)
@@ -115,24 +124,14 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 // it is whole); ok is false when it could not be read (a namespace just
 // gone), which says nothing either way.
 func (m *Monitor) inspect(rec *records.Record) (why string, ok bool) {
-	ns, found := netns.Find(rec.Netns, rec.Hints()...)
-	if !found {
-		return "", false
-	}
-	b, err := m.opts.NewBackend(rec.Backend)
+	r, err := backend.Look(rec.Netns, rec.Hints(), rec.Backend, rec.RulesDigest, m.opts.NewBackend)
 	if err != nil {
+		if r.Backend != nil {
+			m.opts.Log.WithError(err).WithField("container", rec.LogID).Debug("reading a fence's rules")
+		}
 		return "", false
 	}
-	seen, err := b.Inspect(ns)
-	if err != nil {
-		m.opts.Log.WithError(err).WithField("container", rec.LogID).Debug("reading a fence's rules")
-		return "", false
-	}
-	whole, why := seen.Whole(rec.RulesDigest)
-	if whole {
-		return "", true
-	}
-	return why, true
+	return r.Why, true
 }
 
 func ownerIDs(rec *records.Record) []string {

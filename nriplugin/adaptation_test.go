@@ -24,7 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
 )
 
@@ -458,7 +458,7 @@ var (
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("skipping: no go command to build bypass-hook with")
+		testnet.SkipOrFail(t, "no go command to build bypass-hook with")
 	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "bypass-hook-nri-bin-")

@@ -6,7 +6,10 @@ package nriplugin
 // connected starts without the hook. When the plugin connects, the runtime
 // hands it every pod and container (Synchronize); the plugin fences then
 // each running container that the config selects and that started without
-// the hook, from the container's pid, as the create hook would have. NRI
+// the hook, as the create hook would have, in the pod's network namespace
+// as the runtime reports it: never through the container's pid, which the
+// workload controls (its pid 1 may have moved itself into a namespace of
+// its own, leaving a worker in the pod's). NRI
 // cannot add a poststop hook to a container that exists, so the plugin
 // runs the poststop stage itself when such a container stops.
 
@@ -32,6 +35,9 @@ type lateItem struct {
 	// Annotations are those the create hook would have read in its state:
 	// the container's own, with the pod's bypass-hook.io ones carried in.
 	Annotations map[string]string
+	// Netns is the path of the pod's network namespace, as the runtime
+	// reports it: what the late fence goes into.
+	Netns string
 	// Cannot says why the container cannot be fenced; "" when it can.
 	Cannot string
 }
@@ -98,6 +104,10 @@ func lateChoice(cfg *config.Config, broken error, pod *api.PodSandbox, ctr *api.
 		item.Cannot = "the runtime gives no pid for it"
 		return item, true
 	}
+	if item.Netns = lateNetns(pod, ctr); item.Netns == "" {
+		item.Cannot = "the runtime reports no network namespace path for its pod"
+		return item, true
+	}
 	item.Annotations = map[string]string{}
 	for k, v := range ctr.GetAnnotations() {
 		item.Annotations[k] = v
@@ -106,6 +116,22 @@ func lateChoice(cfg *config.Config, broken error, pod *api.PodSandbox, ctr *api.
 		item.Annotations[k] = v
 	}
 	return item, true
+}
+
+// lateNetns is the path of the network namespace a late fence goes into:
+// the pod sandbox's, as the runtime reports it, else the one the runtime
+// put the container into (its spec's); "" when the runtime reports
+// neither. Never /proc/PID/ns/net of the container's process: the
+// workload may have moved its pid 1 elsewhere.
+func lateNetns(pod *api.PodSandbox, ctr *api.Container) string {
+	for _, nss := range [][]*api.LinuxNamespace{pod.GetLinux().GetNamespaces(), ctr.GetLinux().GetNamespaces()} {
+		for _, ns := range nss {
+			if ns.GetType() == "network" && ns.GetPath() != "" {
+				return ns.GetPath()
+			}
+		}
+	}
+	return ""
 }
 
 // lateState is the OCI state the create hook would have read.

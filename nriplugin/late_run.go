@@ -20,6 +20,15 @@ import (
 // late keeps the containers the plugin fenced late, whose poststop stage
 // is the plugin's to run, and those it could not fence.
 type late struct {
+	// pass is held by a late-fencing pass from start to end: the passes
+	// of two synchronizations (a reconnect while one still runs) take
+	// turns, never overlap.
+	pass sync.Mutex
+	// save is held while the unfenced list is written: one writer at a
+	// time, and the last one writes the latest list.
+	save sync.Mutex
+	// testPass, when set, runs inside each pass: tests make passes slow.
+	testPass func()
 	mu       sync.Mutex
 	owned    map[string]string // container id → bundle, as recorded
 	pending  map[string]bool   // in the pass under way
@@ -60,6 +69,11 @@ func (p *Plugin) Synchronize(_ context.Context, pods []*api.PodSandbox, ctrs []*
 // fenceLate fences each container of a synchronization, or reports why it
 // cannot.
 func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
+	p.late.pass.Lock()
+	defer p.late.pass.Unlock()
+	if p.late.testPass != nil {
+		p.late.testPass()
+	}
 	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
 	began := time.Now()
 	fenced := 0
@@ -71,6 +85,7 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		if why == "" {
 			st = lateState(it)
 			t0 := time.Now()
+			h.Netns = it.Netns
 			res, err := h.Create(st)
 			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
 			switch {
@@ -159,6 +174,8 @@ func (p *Plugin) poststop(id, bundle string) {
 // saveUnfenced writes the containers that run without a fence where
 // `status` shows them.
 func (p *Plugin) saveUnfenced(cfg *config.Config) {
+	p.late.save.Lock()
+	defer p.late.save.Unlock()
 	p.late.mu.Lock()
 	list := make([]records.Unfenced, 0, len(p.late.unfenced))
 	for _, u := range p.late.unfenced {

@@ -111,3 +111,46 @@ func TestLateStateAnnotations(t *testing.T) {
 		}
 	}
 }
+
+// A late fence goes into the pod's network namespace as the runtime reports
+// it, never the container process's: a workload's pid 1 may have moved
+// itself into a namespace of its own, leaving its workers in the pod's.
+func TestLateNetns(t *testing.T) {
+	podNet := func(path string) *api.PodSandbox {
+		return &api.PodSandbox{Id: "p", Linux: &api.LinuxPodSandbox{Namespaces: []*api.LinuxNamespace{{Type: "ipc"}, {Type: "network", Path: path}}}}
+	}
+	ctrNet := func(path string) *api.Container {
+		return &api.Container{Id: "c", Pid: 42, Linux: &api.LinuxContainer{Namespaces: []*api.LinuxNamespace{{Type: "pid"}, {Type: "network", Path: path}}}}
+	}
+	for _, tc := range []struct {
+		name string
+		pod  *api.PodSandbox
+		ctr  *api.Container
+		want string
+	}{
+		{"the pod's", podNet("/var/run/netns/cni-pod"), ctrNet("/var/run/netns/cni-ctr"), "/var/run/netns/cni-pod"},
+		{"the container spec's where the pod reports none", &api.PodSandbox{Id: "p"}, ctrNet("/var/run/netns/cni-ctr"), "/var/run/netns/cni-ctr"},
+		{"a pod network namespace without a path", podNet(""), ctrNet("/var/run/netns/cni-ctr"), "/var/run/netns/cni-ctr"},
+		{"none: never the pid's", &api.PodSandbox{Id: "p"}, &api.Container{Id: "c", Pid: 42}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := lateNetns(tc.pod, tc.ctr); got != tc.want {
+				t.Errorf("lateNetns = %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	cfg, err := config.Parse([]byte("proxies: [198.51.100.1:3128]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := &api.Container{Id: "c", PodSandboxId: "p", State: api.ContainerState_CONTAINER_RUNNING, Pid: 42}
+	items := selectLate(cfg, nil, []*api.PodSandbox{{Id: "p"}}, []*api.Container{running}, "/bin/bypass-hook")
+	if len(items) != 1 || !strings.Contains(items[0].Cannot, "no network namespace") {
+		t.Errorf("a container whose pod reports no network namespace: %+v; want it reported unfenceable", items)
+	}
+	items = selectLate(cfg, nil, []*api.PodSandbox{podNet("/var/run/netns/cni-pod")}, []*api.Container{running}, "/bin/bypass-hook")
+	if len(items) != 1 || items[0].Cannot != "" || items[0].Netns != "/var/run/netns/cni-pod" {
+		t.Errorf("got %+v; want it fenced in /var/run/netns/cni-pod", items)
+	}
+}

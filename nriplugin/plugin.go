@@ -30,7 +30,7 @@ import (
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
@@ -141,6 +141,7 @@ func New(opts Options) (*Plugin, error) {
 		opts.Log = logrus.StandardLogger()
 	}
 	p := &Plugin{opts: opts, log: opts.Log, policy: &api.FailurePolicy{}, logFile: func() {}, health: newHealth(), late: newLate()}
+	p.health.rejected = p.rejectedConfig
 	if err := p.load(PluginConfig{}); err != nil {
 		return nil, err
 	}
@@ -367,6 +368,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
 	p.policy.FailRequest = cfg.Failure == config.FailClosed
+	if broken == nil {
+		go p.applyConfig(cfg)
+	}
 	return nil
 }
 

@@ -37,16 +37,23 @@ type Invocation struct {
 	// Command is the runtime's command (create, run, start, delete ...),
 	// "" when there is none (runc --version).
 	Command string
-	// Bundle is the bundle directory of create and run: --bundle or -b,
-	// else the working directory ("").
+	// Bundle is the bundle directory of create, run and restore: --bundle
+	// or -b, else the working directory ("").
 	Bundle string
+	// Spec is crun's --config (-f): the spec file, relative to the bundle,
+	// that crun reads instead of config.json; "" when not given.
+	Spec string
 	// Log and LogFormat are the runtime's --log and --log-format, where the
 	// engine reads the runtime's error from (containerd's shim does).
 	Log, LogFormat string
 }
 
-// Edits tells whether this call may need the bundle's config.json edited.
-func (inv Invocation) Edits() bool { return inv.Command == "create" || inv.Command == "run" }
+// Edits tells whether this call may need the bundle's config.json edited:
+// each command that makes a container from a bundle. restore is one: runc
+// and crun run its createRuntime hooks as create does.
+func (inv Invocation) Edits() bool {
+	return inv.Command == "create" || inv.Command == "run" || inv.Command == "restore"
+}
 
 // globalValueFlags are the global flags of runc and crun that take a value
 // as the next argument (without "="); every other global flag is a switch.
@@ -55,11 +62,13 @@ var globalValueFlags = map[string]bool{
 	"cgroup-manager": true, "log-level": true,
 }
 
-// createValueFlags are the flags of runc's and crun's create and run that
-// take a value as the next argument.
+// createValueFlags are the flags of runc's and crun's create, run and
+// restore that take a value as the next argument.
 var createValueFlags = map[string]bool{
 	"bundle": true, "b": true, "console-socket": true, "pid-file": true,
-	"preserve-fds": true, "pidfd-socket": true,
+	"preserve-fds": true, "pidfd-socket": true, "config": true, "f": true,
+	"image-path": true, "work-path": true, "parent-path": true, "manage-cgroups-mode": true,
+	"empty-ns": true, "lsm-profile": true, "lsm-mount-context": true,
 }
 
 // ParseArgs splits the wrapper's flags from the runtime's arguments and
@@ -124,10 +133,16 @@ func ParseArgs(args []string) (Invocation, error) {
 	if !inv.Edits() {
 		return inv, nil
 	}
+	// Flags may follow the container id: runc (urfave/cli) moves them in
+	// front of it, crun (getopt) permutes them. Only "--" ends them. The
+	// last --bundle wins, in both.
 	for j := i + 1; j < len(args); j++ {
 		a := args[j]
-		if a == "--" || !strings.HasPrefix(a, "-") || a == "-" {
-			break // the container id: the flags end here
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			continue // the container id
 		}
 		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if createValueFlags[name] && !hasValue {
@@ -137,8 +152,11 @@ func ParseArgs(args []string) (Invocation, error) {
 			j++
 			value = args[j]
 		}
-		if name == "bundle" || name == "b" {
+		switch name {
+		case "bundle", "b":
 			inv.Bundle = value
+		case "config", "f":
+			inv.Spec = value
 		}
 	}
 	return inv, nil

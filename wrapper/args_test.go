@@ -14,6 +14,7 @@ func TestParseArgs(t *testing.T) {
 		opts    Options
 		cmd     string
 		bundle  string
+		spec    string
 		log     string
 		rest    []string // the runtime's args; nil means args itself
 		wantErr bool
@@ -28,7 +29,15 @@ func TestParseArgs(t *testing.T) {
 		{name: "a flag's value that looks like -b", args: []string{"create", "--pid-file", "-b", "--bundle", "/b", "id"}, cmd: "create", bundle: "/b"},
 		{name: "switches before the command", args: []string{"--debug", "--systemd-cgroup", "create", "--bundle", "/b", "id"}, cmd: "create", bundle: "/b"},
 		{name: "rootless takes a value", args: []string{"--rootless", "false", "create", "-b", "/b", "id"}, cmd: "create", bundle: "/b"},
-		{name: "bundle after the id is not a flag", args: []string{"create", "id", "--bundle", "/b"}, cmd: "create"},
+		// runc (urfave/cli) moves flags that follow the id in front of it,
+		// crun (getopt) permutes them: both create from /b.
+		{name: "bundle after the id", args: []string{"create", "id", "--bundle", "/b"}, cmd: "create", bundle: "/b"},
+		{name: "bundle given twice: the last", args: []string{"create", "--bundle", "/a", "id", "-b", "/b"}, cmd: "create", bundle: "/b"},
+		{name: "-- ends the flags", args: []string{"run", "-b", "/a", "--", "id", "--bundle", "/b"}, cmd: "run", bundle: "/a"},
+		{name: "detach is a switch", args: []string{"run", "--detach", "--bundle", "/b", "id"}, cmd: "run", bundle: "/b"},
+		{name: "restore makes a container from a bundle", args: []string{"restore", "--image-path", "/ckpt", "--bundle", "/b", "id"}, cmd: "restore", bundle: "/b"},
+		{name: "crun's spec file", args: []string{"create", "-b", "/b", "--config", "/b/other.json", "id"}, cmd: "create", bundle: "/b", spec: "/b/other.json"},
+		{name: "crun's spec file, short", args: []string{"run", "-f", "x.json", "id"}, cmd: "run", spec: "x.json"},
 		{name: "start passes", args: []string{"--root", "/r", "start", "id"}, cmd: "start"},
 		{name: "delete passes", args: []string{"delete", "--force", "id"}, cmd: "delete"},
 		{name: "a value equal to a command", args: []string{"--root", "create", "state", "id"}, cmd: "state"},
@@ -57,8 +66,8 @@ func TestParseArgs(t *testing.T) {
 			if rest == nil {
 				rest = tc.args
 			}
-			if inv.Options != tc.opts || inv.Command != tc.cmd || inv.Bundle != tc.bundle || inv.Log != tc.log || !slices.Equal(inv.Args, rest) {
-				t.Errorf("got %+v\nwant opts %+v cmd %q bundle %q log %q args %q", inv, tc.opts, tc.cmd, tc.bundle, tc.log, rest)
+			if inv.Options != tc.opts || inv.Command != tc.cmd || inv.Bundle != tc.bundle || inv.Spec != tc.spec || inv.Log != tc.log || !slices.Equal(inv.Args, rest) {
+				t.Errorf("got %+v\nwant opts %+v cmd %q bundle %q spec %q log %q args %q", inv, tc.opts, tc.cmd, tc.bundle, tc.spec, tc.log, rest)
 			}
 		})
 	}

@@ -78,7 +78,12 @@ type Outcome struct {
 // second create of the same bundle changes nothing. A refusal (a near miss,
 // a widening) is an error: the container must not start.
 func Prepare(dir string, cfg *config.Config, h Hooks) (Outcome, error) {
-	path := filepath.Join(dir, "config.json")
+	return PrepareSpec(filepath.Join(dir, "config.json"), cfg, h)
+}
+
+// PrepareSpec is Prepare for the spec file at path (crun's --config names
+// one other than the bundle's config.json).
+func PrepareSpec(path string, cfg *config.Config, h Hooks) (Outcome, error) {
 	data, perm, err := readSpec(path)
 	if err != nil {
 		return Outcome{}, err

@@ -132,16 +132,35 @@ func run(inv Invocation, self string) (Plan, error) {
 	if st, err := os.Stat(hooks.Binary); err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
 		return Plan{}, fmt.Errorf("hook binary %s is missing or not executable; install bypass-hook-oci beside the wrapper or name it with %s", hooks.Binary, FlagHook)
 	}
-	dir := inv.Bundle
-	if dir == "" {
-		dir = "."
+	path, err := specPath(inv)
+	if err != nil {
+		return Plan{}, err
 	}
-	out, err := Prepare(dir, cfg, hooks)
+	out, err := PrepareSpec(path, cfg, hooks)
 	if err != nil {
 		return Plan{}, err
 	}
 	plan.Outcome = out
 	return plan, nil
+}
+
+// specPath is the spec file the runtime will read: the bundle's
+// config.json, or the absolute path crun's --config names. A relative one
+// is refused: crun versions disagree on what it is relative to (the bundle,
+// or the working directory), and editing another file than the one crun
+// reads would start the container without its hooks.
+func specPath(inv Invocation) (string, error) {
+	dir := inv.Bundle
+	if dir == "" {
+		dir = "."
+	}
+	switch {
+	case inv.Spec == "" || inv.Spec == "config.json":
+		return filepath.Join(dir, "config.json"), nil
+	case filepath.IsAbs(inv.Spec):
+		return inv.Spec, nil
+	}
+	return "", fmt.Errorf("%s --config %q: name the spec file by its absolute path (or leave --config out for the bundle's config.json)", inv.Command, inv.Spec)
 }
 
 // logError appends err to the runtime's --log as runc writes its own

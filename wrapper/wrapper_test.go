@@ -86,6 +86,43 @@ func TestRun(t *testing.T) {
 			t.Errorf("createRuntime %+v, want %s with --config %s (the wrapper's own config)", c, hookBin, cfgFile)
 		}
 	})
+	// Each way the runtime is told to make a container from a bundle: the
+	// hooks must be in the spec file the runtime reads, or the container
+	// starts unfenced.
+	t.Run("every create of a bundle gets the hooks", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args func(b string) []string
+			spec string // the file the runtime reads, in the bundle
+		}{
+			{"flags after the id, as runc and crun take them", func(b string) []string { return []string{"create", "web", "--bundle", b} }, "config.json"},
+			{"bundle twice", func(b string) []string { return []string{"create", "--bundle", t.TempDir(), "--bundle", b, "web"} }, "config.json"},
+			{"run --detach", func(b string) []string { return []string{"run", "--detach", "-b", b, "web"} }, "config.json"},
+			{"restore from a checkpoint", func(b string) []string {
+				return []string{"--root", "/r", "restore", "--image-path", "/ckpt", "--bundle", b, "web"}
+			}, "config.json"},
+			{"crun's --config", func(b string) []string {
+				return []string{"create", "-b", t.TempDir(), "--config", filepath.Join(b, "config.json"), "web"}
+			}, "config.json"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				b := bundle(t, []string{"BYPASS_HOOK_ENABLED=true"}, nil)
+				if _, err := Run(append([]string{FlagConfig, cfgFile, FlagRuntime, rt}, tc.args(b)...), self); err != nil {
+					t.Fatal(err)
+				}
+				if w, raw := readWritten(t, b); len(w.Hooks["createRuntime"]) != 1 {
+					t.Errorf("the spec the runtime reads has no hook: %s", raw)
+				}
+			})
+		}
+	})
+	t.Run("a relative crun --config is refused", func(t *testing.T) {
+		b := bundle(t, []string{"BYPASS_HOOK_ENABLED=true"}, nil)
+		_, err := Run([]string{FlagConfig, cfgFile, FlagRuntime, rt, "create", "-b", b, "-f", "other.json", "web"}, self)
+		if err == nil || !strings.Contains(err.Error(), "absolute path") {
+			t.Errorf("got %v, want a refusal that asks for an absolute path", err)
+		}
+	})
 	t.Run("the container's BYPASS_HOOK_CONFIG is not the wrapper's", func(t *testing.T) {
 		b := bundle(t, []string{"BYPASS_HOOK_CONFIG=/tmp/open.yaml"}, nil)
 		log := filepath.Join(t.TempDir(), "log.json")

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // build makes the wrapper binary with a bypass-hook-oci beside it, as the
@@ -75,5 +77,49 @@ func TestExecsTheRuntimeUntouched(t *testing.T) {
 	out, err = cmd.Output()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || len(out) != 0 || !strings.Contains(stderr.String(), "bypass-hook-runtime: environment variable bypass_hook_enabled") {
 		t.Errorf("refusal: %v, stdout %q, stderr %q", err, out, stderr.String())
+	}
+}
+
+// runc takes create's flags after the container id too (urfave/cli moves
+// them in front of it): the wrapper must edit the bundle runc creates from,
+// not the one in its working directory (where containerd's shim runs it, a
+// bundle of its own). Real runc, a hook that notes each call.
+func TestRealRuncRunsTheHooksWhereverTheBundleFlagIs(t *testing.T) {
+	bin := build(t)
+	dir := filepath.Dir(bin)
+	marks := filepath.Join(dir, "hook-calls")
+	hook := "#!/bin/sh\ncat >/dev/null\necho \"$@\" >> " + marks + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "bypass-hook-oci"), []byte(hook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("proxies: ['198.51.100.1:3128']\nselection: annotated\n"), 0o600)
+
+	b := testnet.NewBundle(t, testnet.BundleOpts{Env: []string{"BYPASS_HOOK_ENABLED=true"}, Args: []string{"true"}})
+	id := testnet.RandName("wrapped-")
+	b.ID = id
+	b.Spec.Linux.CgroupsPath = "/" + id
+	b.WriteSpec(t)
+	decoy := testnet.NewBundle(t, testnet.BundleOpts{}) // the shim's working directory: not opted in
+	t.Cleanup(func() { b.Runc("delete", "-f", id) })
+
+	out, err := os.Create(filepath.Join(dir, "output.log")) // a file: the container inherits runc's stdio
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, "--bypass-hook-config", cfg, "--root", b.Root, "create", id, "--bundle", b.Dir)
+	cmd.Dir = decoy.Dir
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		log, _ := os.ReadFile(out.Name())
+		t.Fatalf("create through the wrapper: %v\n%s", err, log)
+	}
+	if st := b.State(t); st.Bundle != b.Dir {
+		t.Fatalf("runc created from %s, want %s", st.Bundle, b.Dir)
+	}
+	calls, _ := os.ReadFile(marks)
+	if !strings.Contains(string(calls), "create") {
+		t.Errorf("runc created the opted-in container without running the createRuntime hook (calls: %q)", calls)
 	}
 }

@@ -22,7 +22,9 @@ iptables tools and their mode, nf_log_all_netns, the config (valid? selects
 what?), the state directory, every registration found (hooks.d files, CDI
 specs, the NRI plugin), then a live self-test: it fences a throwaway network
 namespace of its own (a dummy link; no traffic leaves it), sees a direct
-connection refused and its log line, removes the fence and reports the times.
+connection refused and its log line, whether the monitor's eBPF programs name
+the process that made it and report an AF_VSOCK send (a family that goes past
+the fence), removes the fence and reports the times.
 Reads: the config, /proc, /sys, the kernel config, the registration directories.
 Writes: nothing outside the throwaway namespace and a temporary state
 directory; the report on stdout (a table, or JSON with --json).

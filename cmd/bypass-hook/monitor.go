@@ -36,7 +36,8 @@ func monitorCommand(g *globals) *cli.Command {
 		Help: `Watches the fences recorded in the config's stateDir and reads what their log
 rules write (the kernel log for log.target kernel, NFLOG for nflog). Runs until
 SIGTERM or SIGINT.
-Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace.
+Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace,
+and what its eBPF programs note of the process behind each attempt (--attribution).
 Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
 by default, the same fields in text); metrics at http://ADDR/metrics.
 At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
@@ -52,6 +53,7 @@ Example:
 			fs.DurationVar(&o.Resync, "resync", monitor.DefaultResync, "read the whole state directory again this often (inotify does the rest)")
 			fs.DurationVar(&o.Forget, "forget-after", monitor.DefaultForget, "keep a removed container's series and log prefix this long")
 			fs.BoolVar(&o.Repair, "repair", false, "put a fence that is not whole back at once (without it, each resync reports it: an event and bypass_hook_fences_not_whole)")
+			fs.BoolVar(&o.Attribution, "attribution", true, "name the process of each attempt (pid, command, executable), noted in the kernel by eBPF programs; without BTF or the privilege to load them, the monitor says so once and events carry the rest")
 			fs.BoolVar(&pf.on, "prune", true, "at every resync, take out fences whose every owner's process is gone (as 'bypass-hook prune' does)")
 			fs.DurationVar(&pf.grace, "prune-grace", hook.DefaultPruneGrace, "how long a fence's owners must have been seen stale before it is pruned")
 			lf.Register(fs)
@@ -106,7 +108,7 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 	return func(now time.Time) {
-		if _, _, err := h.PruneStale(pf.grace, now); err != nil {
+		if _, _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}

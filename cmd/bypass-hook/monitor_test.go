@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The monitor and status commands' argument handling and exit codes; the
@@ -38,7 +38,7 @@ func TestMonitorStatusUsage(t *testing.T) {
 
 func TestStatusEmpty(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, out, errb := runCLI(t, "", "status", "--config", cfg); code != 0 || !strings.Contains(out, "no fenced containers") {
@@ -61,7 +61,7 @@ func TestStatusEmpty(t *testing.T) {
 // say that every selected container is fenced: exit 1, not 0.
 func TestStatusUnreadableUnfencedList(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("skipping: the state directory must be root's; needs root")
+		testnet.RequireRoot(t) // the state directory must be root's
 	}
 	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
 	if code, _, errb := runCLI(t, "", "status", "--config", cfg); code != 0 {

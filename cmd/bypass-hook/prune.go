@@ -19,14 +19,17 @@ func pruneCommand(g *globals) *cli.Command {
 	var asJSON bool
 	return &cli.Command{
 		Name:    "prune",
-		Summary: "remove fences whose every owner is stale (its process gone without a poststop)",
+		Summary: "remove fences whose every owner is stale and whose namespace no process uses",
 		Help: `Takes out the fences whose owners' processes are all gone (or their pids reused
-by other processes), as the last owner's poststop would: a runtime whose start
-fails (podman) may never call poststop, and the namespace then lives on, fenced
-for nobody. A fence goes once its owners have been seen stale for --grace, time
+by other processes, or moved to another namespace), as the last owner's poststop
+would: a runtime whose start fails (podman) may never call poststop, and the
+namespace then lives on, fenced for nobody. A fence whose namespace still has a
+process in it (any thread, or a socket made in it) is kept and said so,
+whatever its owners did: a workload controls its own pid 1, which can leave
+while a worker stays. A fence goes once its owners have been seen stale for --grace, time
 for a poststop on its way; a fence first seen stale now is waited for here, so
 one run does the job. The monitor prunes the same way as it runs.
-Reads: the config, the state directory, /proc.
+Reads: the config, the state directory, /proc (every process's namespaces and\nsockets, for the fences whose owners are all stale).
 Writes: removes those fences and their records; the hook log.
 Exit: 0 done, 1 a fence could not be removed, 2 usage or config error.
 
@@ -63,29 +66,31 @@ func runPrune(g *globals, grace time.Duration, asJSON bool, o cli.IO) int {
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 
-	pruned, next, err := h.PruneStale(grace, time.Now())
+	pruned, kept, next, err := h.RemoveAbandonedFences(grace, time.Now())
 	if err == nil && !next.IsZero() {
 		// Seen stale just now (or lately): wait out the grace period and
 		// look again; an owner seen running meanwhile keeps its fence.
 		fmt.Fprintf(o.Stderr, "bypass-hook prune: waiting %s for a poststop on its way (--grace)\n", time.Until(next).Round(time.Second))
 		time.Sleep(time.Until(next))
 		var more []hook.Pruned
-		more, _, err = h.PruneStale(grace, time.Now())
+		more, kept, _, err = h.RemoveAbandonedFences(grace, time.Now())
 		pruned = append(pruned, more...)
 	}
 	switch {
 	case asJSON:
-		if pruned == nil {
-			pruned = []hook.Pruned{}
-		}
+		// Kept fences have an action of "kept: ..." beside the removed.
+		all := append(append([]hook.Pruned{}, pruned...), kept...)
 		enc := json.NewEncoder(o.Stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(pruned)
-	case len(pruned) == 0:
+		enc.Encode(all)
+	case len(pruned) == 0 && len(kept) == 0:
 		fmt.Fprintln(o.Stdout, "no fence left only to stale owners")
 	default:
 		for _, p := range pruned {
 			fmt.Fprintf(o.Stdout, "%s: %s (owners %v, their processes gone)\n", p.Netns, p.Action, p.Owners)
+		}
+		for _, p := range kept {
+			fmt.Fprintf(o.Stdout, "%s: %s\n", p.Netns, p.Action)
 		}
 	}
 	if err != nil {

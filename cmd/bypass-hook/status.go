@@ -6,14 +6,15 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/bypass-hook/bypass-hook/check"
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/hook/status"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // statusFlags are the status command's flags.
@@ -78,7 +79,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 	}
 	fences, err := status.Read(store, id, backend.New)
 	if err != nil {
-		fmt.Fprintf(o.Stderr, "bypass-hook status: %v\n", err)
+		fmt.Fprintf(o.Stderr, "bypass-hook status: %v%s\n", err, rootHint("status", err, os.Geteuid()))
 		return 1
 	}
 	fences = status.Filter(fences, f.namespace, f.pod)
@@ -145,6 +146,10 @@ func statusExit(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenc
 	for _, f := range fences {
 		if f.Error != "" {
 			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: %s\n", f.Container, f.Error)
+			code = 1
+		}
+		if f.Incomplete != "" {
+			fmt.Fprintf(o.Stderr, "bypass-hook status: container %s: the record is incomplete: %s\n", f.Container, status.IncompleteText(f.Incomplete))
 			code = 1
 		}
 		if f.Whole != nil && !*f.Whole {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/hook/status"
+	"github.com/bypass-hook/bypass-hook/status"
 )
 
 // status's nf_log_all_netns warning follows the log target of the fences it

@@ -24,7 +24,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 var hookBin string
@@ -203,17 +203,26 @@ func TestDockerStopStartRestart(t *testing.T) {
 	e.expectFenced(t, id, e.plug(t, id))
 	e.expectOwners(t, "after run", id)
 
+	e.expectStopStartRestart(t, id)
+	e.d.must("rm", "--force", id)
+	e.expectOwners(t, "after docker rm --force")
+}
+
+// audit can only narrow: asking for it where the config enforces is
+// refused, and the container does not start.
+// expectStopStartRestart stops the fenced container id, starts it and
+// restarts it: each start fences it again, and one record is left (no
+// stale one of an earlier namespace). It returns the record store.
+func (e *env) expectStopStartRestart(t *testing.T, id string) *records.Store {
+	t.Helper()
 	e.d.must("stop", "--time", "1", id)
 	e.expectOwners(t, "after docker stop")
-
 	e.d.must("start", id)
 	e.expectFenced(t, id, e.plug(t, id))
 	e.expectOwners(t, "after docker start", id)
-
 	e.d.must("restart", "--time", "1", id)
 	e.expectFenced(t, id, e.plug(t, id))
 	e.expectOwners(t, "after docker restart", id)
-
 	store, err := records.Open(e.stateDir)
 	if err != nil {
 		t.Fatal(err)
@@ -221,12 +230,9 @@ func TestDockerStopStartRestart(t *testing.T) {
 	if recs, _ := store.All(); len(recs) != 1 {
 		t.Errorf("%d records after restart, want 1 (no stale one of an earlier namespace)", len(recs))
 	}
-	e.d.must("rm", "--force", id)
-	e.expectOwners(t, "after docker rm --force")
+	return store
 }
 
-// audit can only narrow: asking for it where the config enforces is
-// refused, and the container does not start.
 func TestDockerCDIAuditRefusedUnderEnforce(t *testing.T) {
 	e := setup(t, config.SelectAnnotated)
 	out, err := e.d.docker("run", "--network", "none", "--device", config.CDIKind+"="+config.DeviceAudit, image, "true")

@@ -17,7 +17,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The runtime wrapper end to end with Debian 12's own Docker (docker.io
@@ -195,21 +195,7 @@ func TestDocker20WrapperEnvOptIn(t *testing.T) {
 		t.Logf("near miss refused: %s", out)
 	}
 
-	e.d.must("stop", "--time", "1", id)
-	e.expectOwners(t, "after docker stop")
-	e.d.must("start", id)
-	e.expectFenced(t, id, e.plug(t, id))
-	e.expectOwners(t, "after docker start", id)
-	e.d.must("restart", "--time", "1", id)
-	e.expectFenced(t, id, e.plug(t, id))
-	e.expectOwners(t, "after docker restart", id)
-	store, err := records.Open(e.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if recs, _ := store.All(); len(recs) != 1 {
-		t.Errorf("%d records after restart, want 1", len(recs))
-	}
+	store := e.expectStopStartRestart(t, id)
 
 	e.d.must("rm", "--force", id, plain)
 	e.expectOwners(t, "after docker rm --force")

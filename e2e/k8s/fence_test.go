@@ -3,7 +3,6 @@
 package k8s
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -173,54 +172,4 @@ func sortedCopy(s ...string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
-}
-
-// TestNRIPodStartTimes measures (and logs; speed is never asserted) how long a pod with one
-// container takes to start: with no plugin connected, with the plugin connected and a plain
-// pod it leaves alone, and an annotated pod that the hook fences; and the hook's create
-// stage, from its own log.
-func TestNRIPodStartTimes(t *testing.T) {
-	const n = 5
-	h := newHookNode(t)
-	e := NewEnv(t, Options{})
-	measure := func(label string, pc PodConfig) {
-		t.Helper()
-		var runp, create, start, total, hookMS []float64
-		for i := 0; i < n; i++ {
-			pc.Name = fmt.Sprintf("timed-%d", i)
-			r := startPod(t, e, pc, "app")
-			if c, ok := h.stageResult(r.Ctrs[0], "create"); ok {
-				hookMS = append(hookMS, c.DurationMS)
-			}
-			r.remove(t, h, netnsID(t, r.Status.NetNSPath))
-			for _, x := range []struct {
-				to *[]float64
-				d  time.Duration
-			}{{&runp, r.RunP}, {&create, r.Create}, {&start, r.Start}, {&total, r.Total()}} {
-				*x.to = append(*x.to, float64(x.d.Microseconds())/1000)
-			}
-		}
-		line := fmt.Sprintf("%-40s total %s | runp %s | create %s | start %s", label,
-			stats(total), stats(runp), stats(create), stats(start))
-		if len(hookMS) > 0 {
-			line += " | hook create " + stats(hookMS)
-		}
-		t.Log(line)
-	}
-	// The first pod of a containerd is slower (snapshots, CNI's first run): not counted.
-	warm := startPod(t, e, PodConfig{Name: "warm-up"}, "app")
-	warm.remove(t, h, netnsID(t, warm.Status.NetNSPath))
-
-	t.Logf("pod start times in ms, median [min-max] of %d pods each (runp: sandbox and CNI; create: NRI; start: runc with the hook):", n)
-	measure("no plugin, plain pod", PodConfig{})
-	startPlugin(t, e, h)
-	measure("plugin, plain pod (not selected)", PodConfig{})
-	measure("plugin, annotated pod (fenced)", PodConfig{Annotations: annotated})
-}
-
-// stats is "median [min-max]" of xs, in ms.
-func stats(xs []float64) string {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	return fmt.Sprintf("%.1f [%.1f-%.1f]", s[len(s)/2], s[0], s[len(s)-1])
 }

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // hookBin is the bypass-hook binary built for this run: the NRI plugin and the hook it

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/manifest"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/manifest"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	corev1 "k8s.io/api/core/v1"
 )
 

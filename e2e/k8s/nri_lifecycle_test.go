@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // How the plugin lives with containerd: started by containerd itself, reconnecting after a

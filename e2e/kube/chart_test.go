@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 const (

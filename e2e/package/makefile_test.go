@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The binaries carry `git describe` of the tree they were built from:

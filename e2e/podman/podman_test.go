@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )

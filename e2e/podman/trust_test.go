@@ -17,7 +17,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // podman here needs limits runc may set (it has no CAP_SYS_RESOURCE over

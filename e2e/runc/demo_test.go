@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // TestDemo runs `make demo`'s script as the README's first command runs it,

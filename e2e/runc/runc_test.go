@@ -16,7 +16,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
@@ -151,8 +151,8 @@ func runcEndToEnd(t *testing.T, backend string) {
 	if after != before {
 		t.Errorf("the namespace's rules after runc delete differ from before:\n%s", testnet.Diff(before, after))
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "state")); len(entries) != 0 {
-		t.Errorf("records left after runc delete: %v", entries)
+	if left, _ := filepath.Glob(filepath.Join(dir, "state", "netns-*")); len(left) != 0 {
+		t.Errorf("records left after runc delete: %v", left)
 	}
 	logData, _ = os.ReadFile(filepath.Join(dir, "hook.log"))
 	if !strings.Contains(string(logData), "fence removed") {
@@ -198,7 +198,7 @@ func TestRuncOwnNamespace(t *testing.T) {
 	if strings.Contains(string(logData), `"level":"error"`) {
 		t.Errorf("errors in the hook log:\n%s", logData)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, "state")); len(entries) != 0 {
-		t.Errorf("records left: %v", entries)
+	if left, _ := filepath.Glob(filepath.Join(dir, "state", "netns-*")); len(left) != 0 {
+		t.Errorf("records left: %v", left)
 	}
 }

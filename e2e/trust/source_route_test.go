@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // observer counts, in the lab server's namespace (the proxy's), the packets

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // A tampering is what a careless operator, a CNI plugin or a workload with

@@ -3,11 +3,8 @@
 package backend
 
 import (
-	"fmt"
-
-	"golang.org/x/sys/unix"
-
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 )
 
 // Choose names the backend that fences a namespace. A backend the config
@@ -30,17 +27,5 @@ func Choose(configured, recorded string, kernelHasNftables func() bool) string {
 }
 
 // NftablesAvailable returns nil when the kernel answers nf_tables requests
-// in the namespace at path: one request that lists its inet tables (none,
-// in a fresh namespace). A kernel without nf_tables refuses the netlink
-// socket or the request.
-func NftablesAvailable(path string) error {
-	s, err := openNfSock(path)
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if _, err := s.dump(unix.NFT_MSG_GETTABLE, unix.NFPROTO_INET, nil); err != nil {
-		return fmt.Errorf("listing the nf_tables tables in %s: %w", path, nftErr(err))
-	}
-	return nil
-}
+// in the namespace at path (see nftables.Available).
+func NftablesAvailable(path string) error { return nftables.Available(path) }

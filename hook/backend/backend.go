@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package backend puts a rule set into a network namespace and takes it out
-// again: the Backend interface, its registry, and one file per backend
-// (iptables, nftables).
+// Package backend is what the hook asks of a netfilter backend: the Backend
+// interface, the registry of backends by the config's names, and auto's
+// choice between them. The backends are packages of their own (nftables,
+// iptables); what they share about a fence (Seen, digests, errors) is in
+// package fence, which this package names again for its callers.
 package backend
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,7 +16,9 @@ import (
 	"strings"
 
 	"github.com/bypass-hook/bypass-hook/config"
-
+	"github.com/bypass-hook/bypass-hook/hook/backend/fence"
+	"github.com/bypass-hook/bypass-hook/hook/backend/iptables"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
@@ -37,58 +39,15 @@ type Backend interface {
 	Counters(ns netns.Handle) (map[rules.Family][]uint64, error)
 }
 
-// Seen is what one reading of a namespace's rules shows of a fence.
-//
-// A fence is whole when its chain holds the rules that were installed and
-// nothing is put in front of it: with iptables, OUTPUT (a filter chain on
-// the output hook at priority 0, after nat) has the jump to the chain as
-// its first rule; with nftables, the table holds our one chain as
-// installed and nothing else (an accept in a base chain of another table
-// ends only that chain; a drop there can only refuse more); in both, the
-// table has no flags (dormant). It vouches for the fence's own objects: a
-// chain of another table that rewrites packets after the fence passed them
-// is not looked at.
-type Seen struct {
-	// Present: the fence is there (iptables: the chain and a jump to it,
-	// both families; nftables: the table and its hooked chain).
-	Present bool
-	// Problem says what keeps a present fence from being whole apart from
-	// its rules: something in front of it, a chain or rule not of ours.
-	// Empty when there is nothing of the kind.
-	Problem string
-	// Rules holds, per family, a digest of the fence's rules as the kernel
-	// has them (counters left out): what Whole compares with the digests
-	// taken right after the install.
-	Rules map[rules.Family]string
-}
+// Seen is what one reading of a namespace's rules shows of a fence; see
+// fence.Seen.
+type Seen = fence.Seen
 
-// Whole reports whether s is the fence whose rules had the digests want
-// right after it was installed; if not, why not, in words for a log.
-func (s Seen) Whole(want map[rules.Family]string) (bool, string) {
-	switch {
-	case !s.Present:
-		return false, "the fence is gone"
-	case s.Problem != "":
-		return false, s.Problem
-	case len(want) == 0:
-		return false, "the record has no digest of the rules (it was written by an older bypass-hook), so they cannot be checked"
-	}
-	var changed []string
-	for _, fam := range rules.Families {
-		if s.Rules[fam] != want[fam] {
-			changed = append(changed, fam.String())
-		}
-	}
-	if len(changed) > 0 {
-		for _, fam := range rules.Families {
-			if !strings.HasPrefix(want[fam], digestForm) {
-				return false, "the record's digest of the rules was taken by an older bypass-hook, in another form, so the rules cannot be checked against it; the next container of this namespace, or `bypass-hook monitor --repair`, installs the fence again and records a new one"
-			}
-		}
-		return false, "the " + strings.Join(changed, " and ") + " rules differ from those installed (a rule added, changed or removed)"
-	}
-	return true, ""
-}
+// ErrMissingFeature and ErrLockTimeout: see package fence.
+var (
+	ErrMissingFeature = fence.ErrMissingFeature
+	ErrLockTimeout    = fence.ErrLockTimeout
+)
 
 // ReadBack returns the digests of the rules that Install has just put into
 // ns, as the kernel holds them: from the install's own answer where the
@@ -96,10 +55,10 @@ func (s Seen) Whole(want map[rules.Family]string) (bool, string) {
 // read back with Inspect.
 func ReadBack(b Backend, ns netns.Handle) (map[rules.Family]string, error) {
 	type echoed interface {
-		installedDigests(path string) (map[rules.Family]string, bool)
+		InstalledDigests(path string) (map[rules.Family]string, bool)
 	}
 	if e, ok := b.(echoed); ok {
-		if sums, ok := e.installedDigests(ns.Path); ok {
+		if sums, ok := e.InstalledDigests(ns.Path); ok {
 			return sums, nil
 		}
 	}
@@ -107,37 +66,12 @@ func ReadBack(b Backend, ns netns.Handle) (map[rules.Family]string, error) {
 	return seen.Rules, err
 }
 
-// digestForm tags the digests of this form: the rules as the kernel
-// holds them, every expression with its attributes (nf_tables), or
-// iptables-save's lines (legacy iptables). Digests an older bypass-hook
-// recorded have no tag, and Whole says so rather than "changed".
-const digestForm = "2:"
-
-// digest is the hex SHA-256 of lines, one per rule, in order, tagged.
-func digest(lines []string) string {
-	h := sha256.New()
-	for _, l := range lines {
-		h.Write([]byte(l))
-		h.Write([]byte{'\n'})
-	}
-	return digestForm + hex.EncodeToString(h.Sum(nil))
-}
-
-// ErrMissingFeature means the kernel (or the tools) lack a match or target
-// the rules use: conntrack, LOG, NFLOG, limit. Only this error makes the hook
-// try again with fewer optional features; any other fails the install.
-var ErrMissingFeature = errors.New("the kernel lacks a match or target the rules use")
-
-// ErrLockTimeout means another program held the xtables lock for longer
-// than the hook waits. Trying a smaller rule set would not help.
-var ErrLockTimeout = errors.New("the xtables lock was not free in time")
-
 // backends maps the config's backend names to constructors. A name that is
 // not here (a typo the config check missed, a build without it) is a clear
 // error; the perrule build replaces the iptables entry.
 var backends = map[string]func() (Backend, error){
-	config.BackendIptables: func() (Backend, error) { return NewIptables() },
-	config.BackendNftables: func() (Backend, error) { return &Nftables{}, nil },
+	config.BackendIptables: func() (Backend, error) { return iptables.New() },
+	config.BackendNftables: func() (Backend, error) { return &nftables.Nftables{}, nil },
 }
 
 // Names lists the backends built in, sorted.
@@ -161,4 +95,42 @@ func New(name string) (Backend, error) {
 func KernelLogHidesNamespaces() bool {
 	data, err := os.ReadFile("/proc/sys/net/netfilter/nf_log_all_netns")
 	return err == nil && strings.TrimSpace(string(data)) == "0"
+}
+
+// Reading is one look at the fence of a recorded namespace: the namespace,
+// the backend that reads it, what it saw, and whether that is the fence
+// installed there.
+type Reading struct {
+	NS      netns.Handle
+	Backend Backend // nil when it could not be made
+	Seen    Seen
+	Whole   bool
+	Why     string // why it is not whole
+}
+
+// ErrNetnsGone means the namespace a record names is gone.
+var ErrNetnsGone = errors.New("the network namespace is gone")
+
+// Look finds the namespace id (netns.Find, with hints), makes the backend
+// named, inspects the fence there and checks it against the digests want
+// recorded at its install: what status, check and the monitor each do for
+// a record. On an error, the fields it got to are set: NS once the
+// namespace is found, Backend once it is made.
+func Look(id netns.ID, hints []string, name string, want map[rules.Family]string, newBackend func(string) (Backend, error)) (Reading, error) {
+	var r Reading
+	ns, found := netns.Find(id, hints...)
+	if !found {
+		return r, ErrNetnsGone
+	}
+	r.NS = ns
+	b, err := newBackend(name)
+	if err != nil {
+		return r, err
+	}
+	r.Backend = b
+	if r.Seen, err = b.Inspect(ns); err != nil {
+		return r, err
+	}
+	r.Whole, r.Why = r.Seen.Whole(want)
+	return r, nil
 }

@@ -6,12 +6,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend/iptables"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
 )
 
 // FuzzConfigRules: any config the parser accepts yields, for any annotations,
-// either an error or a rule set every rule of which renders.
+// either an error or a rule set every rule of which renders, for each
+// backend: as iptables arguments none of which can break out of its line
+// in an iptables-restore batch, and as nf_tables expressions the library
+// can marshal.
 func FuzzConfigRules(f *testing.F) {
 	f.Add([]byte("proxies: ['198.51.100.1:3128']\nallow: [{cidr: 10.0.0.0/8, ports: [53]}]\n"), "true", "audit", "198.51.100.1:3128")
 	f.Add([]byte("{\"proxies\": [\"[2001:db8::1]:3128\"], \"mode\": \"audit\"}"), "false", "enforce", "")
@@ -39,10 +47,19 @@ func FuzzConfigRules(f *testing.F) {
 				if r.Dst.IsValid() && rules.FamilyOf(r.Dst.Addr()) != fam {
 					t.Fatalf("rule %s in the %s table", r, fam)
 				}
-				// Nothing from the config can break out of its line in an
-				// iptables-restore batch.
-				if line := ruleLines(fam, []rules.Rule{r})[0]; strings.ContainsAny(line, "\n\r") {
-					t.Fatalf("rule %s renders with a line break: %q", r, line)
+				for _, a := range iptables.Args(r, fam) {
+					if strings.ContainsAny(a, "\n\r") {
+						t.Fatalf("rule %s renders with a line break: %q", r, a)
+					}
+				}
+				exprs, err := nftables.Exprs(r, fam)
+				if err != nil {
+					t.Fatalf("rule %s does not render as nf_tables expressions: %v", r, err)
+				}
+				for _, e := range exprs {
+					if _, err := expr.Marshal(unix.NFPROTO_INET, e); err != nil {
+						t.Fatalf("rule %s: expression %T does not marshal: %v", r, e, err)
+					}
 				}
 			}
 		}

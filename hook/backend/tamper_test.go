@@ -12,13 +12,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/backend/iptables"
+	"github.com/bypass-hook/bypass-hook/hook/backend/nftables"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/nfnl"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
-	"github.com/bypass-hook/bypass-hook/internal/testnet"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 // Tamperings the kernel accepts that open the fence while leaving every
@@ -60,52 +66,75 @@ func refused(t *testing.T, tns *testnet.Netns) bool {
 	return got
 }
 
-// prependExpr replaces a rule (a dump's message) by itself with one more
+// prependExpr replaces a rule (as a dump gave it) by itself with one more
 // expression in front: xfrm, which never matches a packet without IPsec
 // and which google/nftables does not know. The rule keeps its comment.
-func prependExpr(t *testing.T, s *nfSock, pf byte, table, chain string, rule []byte, proto uint32) {
+func prependExpr(t *testing.T, c *nfnl.Conn, pf byte, r nfnl.Rule, proto uint32) {
 	t.Helper()
-	var handle, exprs, comment []byte
-	if err := nlAttrs(rule[4:], func(typ uint16, data []byte) error {
-		switch typ {
-		case unix.NFTA_RULE_HANDLE:
-			handle = data
-		case unix.NFTA_RULE_EXPRESSIONS:
-			exprs = data
-		case unix.NFTA_RULE_USERDATA:
-			comment = data
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	xfrm := nfnl.Attrs(
+		netlink.Attribute{Type: unix.NFTA_EXPR_NAME, Data: nfnl.Cstring("xfrm")},
+		netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: nfnl.Attrs(
+			netlink.Attribute{Type: 1, Data: be32(1)},   // NFTA_XFRM_DREG
+			netlink.Attribute{Type: 2, Data: be32(5)},   // NFTA_XFRM_KEY: reqid
+			netlink.Attribute{Type: 3, Data: []byte{1}}, // NFTA_XFRM_DIR: out
+		)},
+	)
+	list := []netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: xfrm}}
+	for _, e := range r.Exprs {
+		list = append(list, netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: nfnl.Attrs(
+			netlink.Attribute{Type: unix.NFTA_EXPR_NAME, Data: nfnl.Cstring(e.Name)},
+			netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: e.Data},
+		)})
 	}
-	xfrm := mustAttrs([]netlink.Attribute{
-		{Type: unix.NFTA_EXPR_NAME, Data: cstring("xfrm")},
-		{Type: unix.NLA_F_NESTED | unix.NFTA_EXPR_DATA, Data: mustAttrs([]netlink.Attribute{
-			{Type: 1, Data: binary.BigEndian.AppendUint32(nil, 1)}, // NFTA_XFRM_DREG
-			{Type: 2, Data: binary.BigEndian.AppendUint32(nil, 5)}, // NFTA_XFRM_KEY: reqid
-			{Type: 3, Data: []byte{1}},                             // NFTA_XFRM_DIR: out
-		})},
-	})
-	list := append(mustAttrs([]netlink.Attribute{{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: xfrm}}), exprs...)
 	attrs := []netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: cstring(table)},
-		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)},
-		{Type: unix.NFTA_RULE_HANDLE, Data: handle},
-		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: list},
+		{Type: unix.NFTA_RULE_TABLE, Data: nfnl.Cstring(r.Table)},
+		{Type: unix.NFTA_RULE_CHAIN, Data: nfnl.Cstring(r.Chain)},
+		{Type: unix.NFTA_RULE_HANDLE, Data: binary.BigEndian.AppendUint64(nil, r.Handle)},
+		{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: nfnl.Attrs(list...)},
 	}
-	if comment != nil {
-		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: comment})
+	if r.Comment != "" {
+		attrs = append(attrs, netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: userdata.AppendString(nil, userdata.TypeComment, r.Comment)})
 	}
 	if pf != unix.NFPROTO_INET {
-		attrs = append(attrs, netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, Data: mustAttrs([]netlink.Attribute{
-			{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: be32(proto)},
-			{Type: unix.NFTA_RULE_COMPAT_FLAGS, Data: be32(0)},
-		})})
+		attrs = append(attrs, netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_COMPAT, Data: nfnl.Attrs(
+			netlink.Attribute{Type: unix.NFTA_RULE_COMPAT_PROTO, Data: be32(proto)},
+			netlink.Attribute{Type: unix.NFTA_RULE_COMPAT_FLAGS, Data: be32(0)},
+		)})
 	}
-	if _, err := s.transact([]nfMsg{{typ: unix.NFT_MSG_NEWRULE, flags: unix.NLM_F_REPLACE, fam: pf, attrs: mustAttrs(attrs), what: "the tampered rule"}}); err != nil {
+	if _, err := c.Transact([]nfnl.Msg{{Type: unix.NFT_MSG_NEWRULE, Flags: unix.NLM_F_REPLACE, Family: pf, Attrs: nfnl.Attrs(attrs...), What: "the tampered rule"}}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// hostIptables returns the host's iptables tools, or skips.
+func hostIptables(t *testing.T) Backend {
+	t.Helper()
+	testnet.RequireRoot(t)
+	b, err := New(config.BackendIptables)
+	if err != nil {
+		testnet.SkipOrFail(t, "%v", err)
+	}
+	return b
+}
+
+// protoNumber is the IP protocol of -p, as iptables-nft stores it in a
+// rule's NFTA_RULE_COMPAT.
+func protoNumber(p rules.Proto) uint32 {
+	return map[rules.Proto]uint32{rules.ProtoTCP: unix.IPPROTO_TCP, rules.ProtoUDP: unix.IPPROTO_UDP,
+		rules.ProtoICMP: unix.IPPROTO_ICMP, rules.ProtoICMPv6: unix.IPPROTO_ICMPV6}[p]
+}
+
+func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+func testNetns(t *testing.T) (netns.Handle, *testnet.Netns) {
+	t.Helper()
+	testnet.RequireRoot(t)
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netns.Handle{ID: id, Path: ns.Path}, ns
 }
 
 type tampering struct {
@@ -113,26 +142,23 @@ type tampering struct {
 	do   func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet)
 }
 
-func dumpRules(t *testing.T, s *nfSock, pf byte, table, chain string) [][]byte {
+func dumpRules(t *testing.T, c *nfnl.Conn, pf byte, table, chain string) []nfnl.Rule {
 	t.Helper()
-	msgs, err := s.dump(unix.NFT_MSG_GETRULE, pf, mustAttrs([]netlink.Attribute{
-		{Type: unix.NFTA_RULE_TABLE, Data: cstring(table)},
-		{Type: unix.NFTA_RULE_CHAIN, Data: cstring(chain)},
-	}))
+	rs, err := c.ChainRules(pf, table, chain)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return msgs
+	return rs
 }
 
-func withSock(t *testing.T, h netns.Handle, fn func(s *nfSock)) {
+func withConn(t *testing.T, h netns.Handle, fn func(c *nfnl.Conn)) {
 	t.Helper()
-	s, err := openNfSock(h.Path)
+	c, err := nfnl.Open(h.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
-	fn(s)
+	defer c.Close()
+	fn(c)
 }
 
 func nftScript(t *testing.T, tns *testnet.Netns, script string) {
@@ -147,24 +173,24 @@ func nftScript(t *testing.T, tns *testnet.Netns, script string) {
 var tamperings = map[string][]tampering{
 	"iptables": {
 		{"an expression that never matches, in front of each refusing rule", func(t *testing.T, tns *testnet.Netns, h netns.Handle, rs rules.RuleSet) {
-			withSock(t, h, func(s *nfSock) {
-				for i, rule := range dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain) {
+			withConn(t, h, func(c *nfnl.Conn) {
+				for i, rule := range dumpRules(t, c, unix.NFPROTO_IPV4, "filter", iptables.Chain) {
 					if r := rs[rules.IPv4][i]; r.Action != rules.Accept && r.Action != rules.Log {
-						prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, Chain, rule, protoNumber(r.Proto))
+						prependExpr(t, c, unix.NFPROTO_IPV4, rule, protoNumber(r.Proto))
 					}
 				}
 			})
 		}},
 		{"an expression that never matches, in OUTPUT's jump", func(t *testing.T, tns *testnet.Netns, h netns.Handle, _ rules.RuleSet) {
-			withSock(t, h, func(s *nfSock) {
-				prependExpr(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT", dumpRules(t, s, unix.NFPROTO_IPV4, nftnlTable, "OUTPUT")[0], 0)
+			withConn(t, h, func(c *nfnl.Conn) {
+				prependExpr(t, c, unix.NFPROTO_IPV4, dumpRules(t, c, unix.NFPROTO_IPV4, "filter", "OUTPUT")[0], 0)
 			})
 		}},
 		{"OUTPUT on the input hook", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
-			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT { type filter hook input priority 0; policy accept; }\nadd rule ip filter OUTPUT counter jump "+Chain+"\n")
+			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT { type filter hook input priority 0; policy accept; }\nadd rule ip filter OUTPUT counter jump "+iptables.Chain+"\n")
 		}},
 		{"OUTPUT an unhooked chain", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
-			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT\nadd rule ip filter OUTPUT counter jump "+Chain+"\n")
+			nftScript(t, tns, "flush chain ip filter OUTPUT\ndelete chain ip filter OUTPUT\nadd chain ip filter OUTPUT\nadd rule ip filter OUTPUT counter jump "+iptables.Chain+"\n")
 		}},
 		{"the table dormant", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
 			nftScript(t, tns, "add table ip filter { flags dormant; }\n")
@@ -172,20 +198,16 @@ var tamperings = map[string][]tampering{
 	},
 	"nftables": {
 		{"an expression that never matches, in front of each refusing rule", func(t *testing.T, tns *testnet.Netns, h netns.Handle, _ rules.RuleSet) {
-			withSock(t, h, func(s *nfSock) {
-				for _, rule := range dumpRules(t, s, unix.NFPROTO_INET, NftTable, NftChain) {
-					r, err := parseNfRule(rule)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if strings.HasPrefix(r.comment, "ipv4 refuse") {
-						prependExpr(t, s, unix.NFPROTO_INET, NftTable, NftChain, rule, 0)
+			withConn(t, h, func(c *nfnl.Conn) {
+				for _, rule := range dumpRules(t, c, unix.NFPROTO_INET, nftables.Table, nftables.Chain) {
+					if strings.HasPrefix(rule.Comment, "ipv4 refuse") {
+						prependExpr(t, c, unix.NFPROTO_INET, rule, 0)
 					}
 				}
 			})
 		}},
 		{"the table dormant", func(t *testing.T, tns *testnet.Netns, _ netns.Handle, _ rules.RuleSet) {
-			nftScript(t, tns, "add table inet "+NftTable+" { flags dormant; }\n")
+			nftScript(t, tns, "add table inet "+nftables.Table+" { flags dormant; }\n")
 		}},
 	},
 }
@@ -196,9 +218,9 @@ func TestTamperingIsSeen(t *testing.T) {
 	for _, name := range []string{"iptables", "nftables"} {
 		for _, tm := range tamperings[name] {
 			t.Run(name+"/"+tm.name, func(t *testing.T) {
-				var b Backend = &Nftables{}
+				var b Backend = &nftables.Nftables{}
 				if name == "iptables" {
-					b = nftnlHost(t)
+					b = hostIptables(t)
 				}
 				h, tns := testNetns(t)
 				wireOut(t, tns)
@@ -236,7 +258,7 @@ func TestTamperingIsSeen(t *testing.T) {
 // seen by Inspect.
 func TestOutputBeforeNatIsSeen(t *testing.T) {
 	testnet.RequireTools(t, "nft")
-	b := nftnlHost(t)
+	b := hostIptables(t)
 	rs := rules.NewRuleSet(testpolicy.Policy(t, "proxies: ['198.51.100.1:3128']\n"), "0123456789abcdef", rules.AllFeatures)
 	h, tns := testNetns(t)
 	srv := testnet.NewNetns(t)
@@ -276,7 +298,7 @@ func TestOutputBeforeNatIsSeen(t *testing.T) {
 	nftScript(t, tns, `flush chain ip filter OUTPUT
 delete chain ip filter OUTPUT
 add chain ip filter OUTPUT { type filter hook output priority -150; policy accept; }
-add rule ip filter OUTPUT counter jump `+Chain+`
+add rule ip filter OUTPUT counter jump `+iptables.Chain+`
 add table ip nat
 add chain ip nat OUTPUT { type nat hook output priority -100; policy accept; }
 add rule ip nat OUTPUT ip daddr 198.51.100.1 tcp dport 3128 counter dnat to 198.51.100.2:80
@@ -290,5 +312,50 @@ add rule ip nat OUTPUT ip daddr 198.51.100.1 tcp dport 3128 counter dnat to 198.
 	}
 	if whole, _ := seen.Whole(want); whole {
 		t.Errorf("the server answers through the fence and Inspect says it is whole (%+v)", seen)
+	}
+}
+
+// A rule whose user data claims more bytes than it has, which anyone with
+// CAP_NET_ADMIN in the namespace can add to our table: reading the fence
+// says there is a rule not of ours, and does not panic (the library's
+// reader of user data sliced past the end).
+func TestMalformedUserDataIsSeen(t *testing.T) {
+	testnet.RequireRoot(t)
+	h, _ := testNetns(t)
+	b := &nftables.Nftables{}
+	rs := rules.NewRuleSet(testpolicy.Policy(t, "proxies: ['198.51.100.1:3128']\n"), "0123456789abcdef", rules.AllFeatures)
+	if err := b.Install(h, rs); err != nil {
+		t.Fatal(err)
+	}
+	want, err := ReadBack(b, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withConn(t, h, func(c *nfnl.Conn) {
+		accept, err := expr.Marshal(unix.NFPROTO_INET, &expr.Verdict{Kind: expr.VerdictAccept})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.Transact([]nfnl.Msg{{Type: unix.NFT_MSG_NEWRULE, Flags: unix.NLM_F_CREATE, Family: unix.NFPROTO_INET, What: "the rule",
+			Attrs: nfnl.Attrs(
+				netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: nfnl.Cstring(nftables.Table)},
+				netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: nfnl.Cstring(nftables.Chain)},
+				netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_RULE_EXPRESSIONS, Data: nfnl.Attrs(
+					netlink.Attribute{Type: unix.NLA_F_NESTED | unix.NFTA_LIST_ELEM, Data: accept})},
+				netlink.Attribute{Type: unix.NFTA_RULE_USERDATA, Data: []byte{0, 50, 'x'}},
+			)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	seen, err := b.Inspect(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if whole, why := seen.Whole(want); whole || !strings.Contains(why, "did not make") {
+		t.Errorf("Whole = %v, %q; want a rule not of ours", whole, why)
+	}
+	if _, err := b.Counters(h); err == nil {
+		t.Error("Counters read a fence with a rule not of ours")
 	}
 }

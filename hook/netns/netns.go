@@ -178,42 +178,65 @@ func In(path string, fn func() error) error {
 }
 
 // Socket makes a socket in the namespace at path. A socket stays in the
-// namespace it was made in, so only its making needs the namespace: the
-// calling goroutine's thread joins it for that one system call and comes
-// back, with no goroutine or thread of its own, which In would start.
+// namespace it was made in, so only its making needs the namespace: a
+// goroutine of its own, locked to its thread, joins it for that one system
+// call and comes back. Should it fail to come back, the call fails and
+// the thread, still locked, ends with the goroutine: nothing else ever
+// runs in the container's namespace by mistake, and nothing panics (the
+// NRI plugin calls this; a crash there would let containers start
+// unfenced).
 func Socket(path string, domain, typ, proto int) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		fd, err, back := socketIn(path, domain, typ, proto)
+		if back {
+			runtime.UnlockOSThread()
+		}
+		done <- result{fd, err}
+	}()
+	r := <-done
+	return r.fd, r.err
+}
+
+// setns is unix.Setns unless a test makes it fail.
+var setns = unix.Setns
+
+// socketIn makes the socket on the calling thread, which the caller has
+// locked; back is false when the thread could not return to its own
+// namespace, and must then be thrown away.
+func socketIn(path string, domain, typ, proto int) (fd int, err error, back bool) {
 	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("opening network namespace %s: %w", path, err)
+		return -1, fmt.Errorf("opening network namespace %s: %w", path, err), true
 	}
 	defer unix.Close(target)
-	runtime.LockOSThread()
 	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("opening the hook's own network namespace: %w", err)
+		return -1, fmt.Errorf("opening the hook's own network namespace: %w", err), true
 	}
 	defer unix.Close(orig)
 	// Joining the namespace the thread is in already checks, with no
 	// effect, the right to come back to it (a user namespace may grant the
-	// way in and not the way out); without it, the caller would go on in
-	// the container's namespace.
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("checking the hook can return to its own network namespace: %w", err)
+	// way in and not the way out).
+	if err := setns(orig, unix.CLONE_NEWNET); err != nil {
+		return -1, fmt.Errorf("checking the hook can return to its own network namespace: %w", err), true
 	}
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("joining network namespace %s: %w", path, err)
+	if err := setns(target, unix.CLONE_NEWNET); err != nil {
+		return -1, fmt.Errorf("joining network namespace %s: %w", path, err), true
 	}
 	fd, serr := unix.Socket(domain, typ, proto)
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// Checked above, so this does not happen; if it does, the calling
-		// goroutine must not go on in the container's namespace.
-		panic(fmt.Sprintf("netns: cannot return to the hook's own network namespace from %s: %v", path, err))
+	if err := setns(orig, unix.CLONE_NEWNET); err != nil {
+		if serr == nil {
+			unix.Close(fd)
+		}
+		return -1, fmt.Errorf("returning from network namespace %s to the hook's own: %w (the thread is discarded)", path, err), false
 	}
-	runtime.UnlockOSThread()
-	return fd, serr
+	return fd, serr, true
 }
 
 // NotHost refuses the host's namespace: rules there would cut off the host.

@@ -11,13 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // Stage is the hook stage to run.
@@ -105,7 +106,7 @@ type Bundle struct {
 }
 
 // bundleSpec is the part of specs.Spec the hook reads. Decoding into the
-// whole specs.Spec cost about 1 ms per run, a tenth of a create, in
+// whole specs.Spec made a noticeable part of every create (docs/bench.md):
 // encoding/json building its caches for types the hook never looks at.
 type bundleSpec struct {
 	Process *struct {
@@ -122,7 +123,7 @@ func ReadBundle(dir string) (*Bundle, error) {
 	if dir == "" {
 		return nil, errors.New("the OCI state names no bundle")
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	data, err := safefile.Read(filepath.Join(dir, "config.json"), safefile.MaxBundle, safefile.NoFollow)
 	if err != nil {
 		return nil, err
 	}

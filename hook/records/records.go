@@ -22,6 +22,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/oci"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/safefile"
 )
 
 // Record is what the hook installed in one network namespace, and for whom.
@@ -46,7 +47,26 @@ type Record struct {
 	RulesDigest map[rules.Family]string `json:"rulesDigest,omitempty"`
 	Owners      []Owner                 `json:"owners"`
 	Installed   time.Time               `json:"installed"`
+	// Incomplete says what a hook was doing to the namespace's rules when
+	// it wrote this record and went on to change them: a record is saved
+	// so before any rule is touched, and saved again without it after. A
+	// record that still has it when its lock is free belongs to a hook
+	// that died mid-way (killed, out of memory): the rules may be any mix
+	// of before and after, and the next create in the namespace, `prune`
+	// or the monitor puts them right. Empty in a complete record.
+	Incomplete string `json:"incomplete,omitempty"`
+
+	// Narrowing is what the owners' annotations made of the config's policy
+	// (they are alike, or the owners would not share the fence); nil in
+	// records written before it was kept.
+	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
 }
+
+// What a hook was doing when it left a record incomplete.
+const (
+	IncompleteInstall = "install" // putting the fence in (again)
+	IncompleteSwitch  = "switch"  // taking another backend's fence out
+)
 
 // Owner is a container that uses the fence of a namespace. A container is
 // known by its id and its bundle: two runtimes, two runc roots or two
@@ -119,6 +139,8 @@ type Store struct {
 // Open makes the state directory if needed and refuses one that others
 // could write: records decide which rules get removed.
 func Open(dir string) (*Store, error) {
+	_, err := os.Lstat(dir)
+	fresh := errors.Is(err, os.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory %s: %w", dir, err)
 	}
@@ -134,7 +156,15 @@ func Open(dir string) (*Store, error) {
 	case st.Mode&0o077 != 0:
 		return nil, fmt.Errorf("state directory %s has mode %04o; it must not be open to group or others: fix with `chmod 700 %s`", dir, st.Mode&0o7777, dir)
 	}
-	return &Store{Dir: dir}, nil
+	s := &Store{Dir: dir}
+	if fresh {
+		// No record an older bypass-hook wrote can be here: the index is
+		// complete from the start.
+		if err := s.markIndexed(); err != nil {
+			return nil, fmt.Errorf("state directory %s: %w", dir, err)
+		}
+	}
+	return s, nil
 }
 
 func (s *Store) path(key, ext string) string { return filepath.Join(s.Dir, key+ext) }
@@ -174,7 +204,7 @@ var errLockFileGone = errors.New("lock file removed meanwhile")
 // EWOULDBLOCK (wrapped) when another hook holds the lock.
 func (s *Store) lockOnce(key string, create bool) (func(), error) {
 	p := s.path(key, ".lock")
-	flags := unix.O_RDWR | unix.O_CLOEXEC
+	flags := unix.O_RDWR | unix.O_CLOEXEC | unix.O_NONBLOCK | unix.O_NOFOLLOW
 	if create {
 		flags |= unix.O_CREAT
 	}
@@ -200,7 +230,7 @@ func (s *Store) lockOnce(key string, create bool) (func(), error) {
 
 // Load returns the record of namespace key, or nil if there is none.
 func (s *Store) Load(key string) (*Record, error) {
-	data, err := os.ReadFile(s.path(key, ".json"))
+	data, err := safefile.Read(s.path(key, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -214,29 +244,52 @@ func (s *Store) Load(key string) (*Record, error) {
 	return &r, nil
 }
 
-// Save writes the record atomically; the caller holds its lock.
+// Save writes the record atomically and keeps the index by container in
+// step; the caller holds its lock. Each owner's index entry is made before
+// the record names it, and the entries of owners it no longer names are
+// removed after: an entry may outlive its owner (a crash between the two
+// steps; prune sweeps them), but a record never names an owner the index
+// cannot find.
 func (s *Store) Save(r *Record) error {
+	key := r.Netns.Key()
+	final := s.path(key, ".json")
+	prev, _ := s.Load(key) // a corrupt record is replaced; its owners' entries stay until a sweep
+	for _, o := range r.Owners {
+		if err := s.index(o, key); err != nil {
+			return fmt.Errorf("writing record %s: %w", final, err)
+		}
+	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	final := s.path(r.Netns.Key(), ".json")
-	tmp := final + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := writeAtomic(final, data); err != nil {
 		return fmt.Errorf("writing record %s: %w", final, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		return fmt.Errorf("writing record %s: %w", final, err)
+	if prev != nil {
+		for _, o := range prev.Owners {
+			if !r.Owns(o.ID, o.Bundle) {
+				s.unindex(o, key)
+			}
+		}
 	}
 	return nil
 }
 
-// Delete removes a record and its lock file; the caller holds the lock.
+// Delete removes a record, its owners' index entries and its lock file; the
+// caller holds the lock.
 func (s *Store) Delete(key string) error {
+	prev, _ := s.Load(key)
 	err := os.Remove(s.path(key, ".json"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if prev != nil {
+		for _, o := range prev.Owners {
+			s.unindex(o, key)
+		}
+	}
+	_ = os.Remove(s.path(key, ".json.tmp")) // left by a writer killed mid-rename
 	err = os.Remove(s.path(key, ".lock"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -283,18 +336,6 @@ func (s *Store) All() ([]*Record, error) {
 	return out, nil
 }
 
-// FindOwner returns the key of the record that the container with this id
-// and bundle owns.
-func (s *Store) FindOwner(id, bundle string) (string, bool) {
-	recs, _ := s.All()
-	for _, r := range recs {
-		if r.Owns(id, bundle) {
-			return r.Netns.Key(), true
-		}
-	}
-	return "", false
-}
-
 // Alive reports whether owner o's container process still runs in
 // namespace id (see Stale).
 func (o Owner) Alive(id netns.ID) bool {
@@ -302,9 +343,11 @@ func (o Owner) Alive(id netns.ID) bool {
 }
 
 // pruneMinAge spares records written this recently: they belong to a hook
-// that has just run, when their namespace was alive. In a burst of starts
-// this keeps each create from reading every other create's fresh record.
+// that has just run, when their namespace was alive.
 const pruneMinAge = 2 * time.Second
+
+// pruneBatch is how many records a create looks at for pruning.
+const pruneBatch = 4
 
 // liveness is the part of a record that tells whether its namespace lives.
 type liveness struct {
@@ -313,17 +356,19 @@ type liveness struct {
 	Owners []Owner  `json:"owners"`
 }
 
-// Prune deletes the records of namespaces that no longer exist: a runtime
-// that crashes never calls poststop. Records locked by a running hook, the
-// one in skip, and those younger than pruneMinAge are left alone.
-func (s *Store) Prune(skip string) (pruned []string) {
-	entries, _ := os.ReadDir(s.Dir)
-	for _, e := range entries {
-		k, ok := Key(e.Name())
-		if !ok || k == skip {
+// DropGoneNamespaces deletes records of namespaces that no longer exist: a
+// runtime that crashes never calls poststop. A create calls it, so it looks
+// at no more than pruneBatch records: those after the place in the
+// directory where the last create's look stopped, so that creates go round
+// the whole directory in turn and none pays for all of it (`prune` and the
+// monitor look at every record). Records locked by a running hook, the one
+// in skip, and those younger than pruneMinAge are left alone.
+func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
+	for _, k := range s.nextKeys(pruneBatch) {
+		if k == skip {
 			continue
 		}
-		if fi, err := e.Info(); err != nil || time.Since(fi.ModTime()) < pruneMinAge {
+		if fi, err := os.Lstat(s.path(k, ".json")); err != nil || time.Since(fi.ModTime()) < pruneMinAge {
 			continue
 		}
 		if s.namespaceLives(k) {
@@ -347,7 +392,7 @@ func (s *Store) Prune(skip string) (pruned []string) {
 // reaches the namespace of record k. A record it cannot read counts as
 // living: it is left alone.
 func (s *Store) namespaceLives(k string) bool {
-	data, err := os.ReadFile(s.path(k, ".json"))
+	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return true
@@ -388,11 +433,7 @@ func (s *Store) SaveUnfenced(list []Unfenced) error {
 	if err != nil {
 		return err
 	}
-	tmp := final + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("writing %s: %w", final, err)
-	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := writeAtomic(final, data); err != nil {
 		return fmt.Errorf("writing %s: %w", final, err)
 	}
 	return nil
@@ -401,7 +442,7 @@ func (s *Store) SaveUnfenced(list []Unfenced) error {
 // Unfenced returns the NRI plugin's list of unfenced containers whose
 // process still runs (the plugin may have gone before they stopped).
 func (s *Store) Unfenced() ([]Unfenced, error) {
-	data, err := os.ReadFile(filepath.Join(s.Dir, unfencedFile))
+	data, err := safefile.Read(filepath.Join(s.Dir, unfencedFile), safefile.MaxRecord, safefile.NoFollow)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

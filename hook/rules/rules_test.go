@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testpolicy"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testpolicy"
 )
 
 // names renders the rule set as "name action" lines, which is what the

@@ -5,6 +5,7 @@ package cli
 import (
 	"bytes"
 	"flag"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -117,7 +118,7 @@ func TestWalkHelp(t *testing.T) {
 // TestBashCompletion runs the generated script in bash.
 func TestBashCompletion(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
+		testnet.SkipOrFail(t, "bash is not installed")
 	}
 	_, script, _, _ := run(t, "completion", "bash")
 	for _, tc := range []struct {
@@ -154,7 +155,7 @@ func TestBashCompletion(t *testing.T) {
 // _files stubbed: they print what would be offered.
 func TestZshCompletion(t *testing.T) {
 	if _, err := exec.LookPath("zsh"); err != nil {
-		t.Skip("skipping: zsh is not installed")
+		testnet.SkipOrFail(t, "zsh is not installed")
 	}
 	_, script, _, _ := run(t, "completion", "zsh")
 	for _, tc := range []struct {

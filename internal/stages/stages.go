@@ -114,6 +114,7 @@ func run(g *flags, bin, which string, stdin io.Reader, stderr io.Writer) int {
 	if err == nil {
 		h := hook.New(cfg, entry)
 		h.Device = g.device
+		h.Deadline = start.Add(hook.StageBudget)
 		res, err = h.Run(stage, st)
 	}
 

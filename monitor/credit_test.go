@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package monitor
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
+)
+
+// A kernel log line is the fence's only as far as the fence's own log
+// rule for its protocol has counted packets the monitor has not yet taken
+// lines for: lines beyond that (a LOG rule in another namespace with the
+// fence's prefix) are dropped and counted, and a forged line of one
+// protocol never takes the credit of another.
+func TestKernelLinesNeedTheFencesCounters(t *testing.T) {
+	var mu sync.Mutex
+	counters := map[string]uint64{"log-tcp": 7, "log-udp": 3, "log-other": 0}
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return clone(counters), nil
+	}
+	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.resync(ctx) // follows A: its counters so far are no credit
+
+	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
+	const icmp = "IN= OUT=lo SRC=127.0.0.1 DST=127.0.0.1 LEN=84 PROTO=ICMP TYPE=8 CODE=0 ID=1 SEQ=1"
+	for range 5 {
+		m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcp)) // forged: nothing counted since
+	}
+	if n := len(out.events(t)); n != 0 {
+		t.Fatalf("%d events of lines the fence's counters never counted", n)
+	}
+	mu.Lock()
+	counters["log-tcp"] += 2 // two real attempts logged
+	mu.Unlock()
+	for range 3 {
+		m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", icmp)) // forged ICMP: not the TCP rule's credit
+	}
+	for range 3 {
+		m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcp))
+	}
+	evs := out.events(t)
+	if len(evs) != 2 || evs[0].Proto != "tcp" || evs[1].Proto != "tcp" {
+		t.Errorf("events %+v; want the two TCP lines the counters vouch for", evs)
+	}
+	if n := testutil.ToFloat64(m.metrics.unverified); n != 5+3+1 {
+		t.Errorf("unverified lines: %v, want 9", n)
+	}
+}
+
+// A line written to /dev/kmsg (a writer in a container that was given the
+// device, or any process allowed to write it) has a user space facility:
+// it takes none of the credit that the fence's counters give its real
+// lines.
+func TestKernelLinesFromUserSpaceTakeNoCredit(t *testing.T) {
+	counters := map[string]uint64{"log-tcp": 0, "log-udp": 0, "log-other": 0}
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	var mu sync.Mutex
+	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return clone(counters), nil
+	}
+	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.resync(ctx)
+	mu.Lock()
+	counters["log-tcp"] = 2 // two real attempts, whose lines are on their way
+	mu.Unlock()
+
+	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
+	const user = 1 << 3 // LOG_USER, which the kernel gives lines written to /dev/kmsg
+	for range 2 {
+		rec := kline("bypass:aaaaaaaaaaaa: ", strings.Replace(tcp, "203.0.113.7", "192.0.2.66", 1))
+		rec.Priority = user | 4
+		m.handleKmsg(rec)
+	}
+	for range 2 {
+		rec := kline("bypass:aaaaaaaaaaaa: ", tcp)
+		rec.Priority = 4 // KERN_WARNING, facility kern: netfilter's
+		m.handleKmsg(rec)
+	}
+	evs := out.events(t)
+	if len(evs) != 2 || evs[0].Dst != "203.0.113.7" || evs[1].Dst != "203.0.113.7" {
+		t.Errorf("events %+v; want the two kernel lines, not the two written to /dev/kmsg", evs)
+	}
+	if n := testutil.ToFloat64(m.metrics.unverified); n != 2 {
+		t.Errorf("unverified lines: %v, want 2", n)
+	}
+}
