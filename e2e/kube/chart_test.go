@@ -34,10 +34,7 @@ var pluginRegistered = regexp.MustCompile(`plugin \\?"[0-9][0-9]-bypass-hook\\?"
 func TestHelmChart(t *testing.T) {
 	c := newCluster(t)
 
-	out, err := c.helm("install", release, chart, "--namespace", dsNamespace,
-		"--set", "image.repository="+strings.Split(hookImage, ":")[0], "--set", "image.tag="+strings.Split(hookImage, ":")[1],
-		"--set", "image.pullPolicy=Never",
-		"--set", fmt.Sprintf("config.proxies={%s:%d}", gateway, proxyPort))
+	out, err := c.helm(append([]string{"install", release, chart, "--namespace", dsNamespace}, helmValues...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +116,88 @@ func (c *cluster) requireUninstalled(t *testing.T) {
 	t.Logf("after the uninstall:")
 	c.requireFenced(t, "fenced")
 	c.requireOpen(t, "plain")
+}
+
+// helmValues are the chart's values on this node: the image imported into containerd, the
+// node's proxy.
+var helmValues = []string{
+	"--set", "image.repository=" + strings.Split(hookImage, ":")[0], "--set", "image.tag=" + strings.Split(hookImage, ":")[1],
+	"--set", "image.pullPolicy=Never",
+	"--set", fmt.Sprintf("config.proxies={%s:%d}", gateway, proxyPort),
+}
+
+// TestHelmUpgrade: helm upgrade with a bad value fails and leaves the node as it was; with a
+// new allow entry, the running fenced pod follows it without a restart, and a container
+// restart inside that pod (a new container joining the fenced namespace under the newer
+// config) succeeds.
+func TestHelmUpgrade(t *testing.T) {
+	c := newCluster(t)
+	if out, err := c.helm(append([]string{"install", release, chart, "--namespace", dsNamespace}, helmValues...)...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	c.requireInstalled(t)
+	direct := fmt.Sprintf("%s:%d", gateway, httpPort)
+
+	upgrade := append([]string{"upgrade", release, chart, "--namespace", dsNamespace}, helmValues...)
+	if out, err := c.helm(append(upgrade, "--set", "config.selecton=all")...); err == nil {
+		t.Errorf("helm upgrade took config.selecton=all:\n%s", out)
+	} else {
+		t.Logf("helm upgrade with config.selecton refused: %v", err)
+	}
+
+	values := c.path("allow.yaml")
+	if err := writeFile(values, fmt.Sprintf("config:\n  allow:\n    - cidr: %s/32\n      ports: [%d]\n      protocol: tcp\n", gateway, httpPort)); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.helm(append(upgrade, "-f", values, "--wait", "--timeout", "3m")...); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	pid, err := c.podPID("default", "fenced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := &testnet.Netns{Name: "fenced", Path: fmt.Sprintf("/proc/%d/ns/net", pid)}
+	if err := waitFor("the running fenced pod follows the new allow", 2*time.Minute, nil, func() error {
+		return testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeTCP, Addr: direct, Timeout: 2 * time.Second}).Err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pod fenced: after helm upgrade, a direct connection to %s (now allowed) succeeds, the pod not restarted", direct)
+
+	// A container restart inside the running pod: its new container joins the fenced namespace,
+	// whose fence now comes from the newer config.
+	ids, err := c.crictl("ps", "--namespace", "default", "--label", "io.kubernetes.pod.name=fenced", "--name", "^main$", "-q")
+	if err != nil || len(strings.Fields(ids)) != 1 {
+		t.Fatalf("the container of pod fenced: %q, %v", ids, err)
+	}
+	if out, err := c.crictl("stop", strings.Fields(ids)[0]); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if err := waitFor("pod fenced restarted its container", 2*time.Minute, nil, func() error {
+		out, err := c.kubectl("get", "pod", "fenced", "-n", "default", "-o",
+			`jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}`)
+		if err != nil {
+			return err
+		}
+		if f := strings.Fields(out); len(f) != 2 || f[0] == "0" || f[1] != "true" {
+			return fmt.Errorf("restartCount, ready: %q", out)
+		}
+		return nil
+	}); err != nil {
+		desc, _ := c.kubectl("describe", "pod", "fenced", "-n", "default")
+		t.Fatalf("%v\n%s", err, desc)
+	}
+	if p2, err := c.podPID("default", "fenced"); err != nil || p2 != pid {
+		t.Errorf("pod fenced: the sandbox changed (pid %d, now %d, %v): the pod was recreated, not its container restarted", pid, p2, err)
+	}
+	if r := testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeTCP, Addr: direct, Timeout: 5 * time.Second}); r.Err != nil {
+		t.Errorf("pod fenced: after the container restart, direct to %s: %v", direct, r.Err)
+	}
+	if r := testnet.RunProbe(ns, testnet.Probe{Kind: testnet.ProbeHTTPConnect, Proxy: fmt.Sprintf("%s:%d", gateway, proxyPort),
+		URL: "http://" + direct + "/", Timeout: 10 * time.Second}); r.Err != nil {
+		t.Errorf("pod fenced: after the container restart, through the proxy: %v", r.Err)
+	}
+	t.Logf("pod fenced: its container restarted and runs")
 }
 
 // TestRawManifest applies install/kubernetes/bypass-hook.yaml with kubectl, as its header says
