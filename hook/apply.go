@@ -94,7 +94,9 @@ func (h *Hook) applyOne(store *records.Store, key string) (a Applied, ok bool) {
 		return a, true
 	}
 	a.NewDigest = p.Digest()
-	if a.NewDigest == rec.Digest {
+	// An incomplete record's rules may be another policy's, half-way (an
+	// apply killed before its save): it is current only once installed.
+	if a.NewDigest == rec.Digest && rec.Incomplete == "" {
 		a.Action = AppliedCurrent
 		return a, true
 	}
