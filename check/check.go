@@ -89,6 +89,7 @@ func Run(o Options) *Report {
 	if cfg != nil {
 		add(stateDirItem(cfg.StateDir))
 		add(fenceItems(cfg.StateDir)...)
+		add(driftItems(cfg)...)
 	}
 	regs := registrationItems(o.Paths, cfg)
 	add(regs...)

@@ -35,6 +35,7 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 			data, err := safefile.Read(f, safefile.MaxConfig, safefile.FollowLink)
 			if err == nil && yaml.Unmarshal(data, &e) == nil && install.IsOurs(e.Hook.Path, "") {
 				it := hookItem("hooks.d", f, e.Hook, cfg, whenOf(e))
+				it = hooksDirSelection(it, e, f, cfg)
 				if p.Engines != nil && len(install.Readers("", dir, p.Engines)) == 0 && it.Status != Fail {
 					// podman 4.3 reads only /usr/share/containers/oci/hooks.d:
 					// a file in /etc's fences nothing, in silence.
@@ -54,10 +55,12 @@ func registrationItems(p Paths, cfg *config.Config) []Item {
 			files, _ := filepath.Glob(filepath.Join(dir, pattern))
 			for _, f := range files {
 				items = append(items, cdiItems(f, cfg)...)
+				items = append(items, cdiDevices(f)...)
 			}
 		}
 	}
 	items = append(items, nriItems(p)...)
+	items = append(items, nriConfigs(p, cfg)...)
 	items = append(items, runtimeItems(p)...)
 	if len(items) == 0 || onlyInfo(items) {
 		items = append(items, Item{Section: "registration", Name: "none", Status: Warn,

@@ -60,6 +60,9 @@ type Decision struct {
 	Fence  bool
 	Reason string // why it is not fenced, for the hook log
 	Policy Policy
+	// Narrowing is what the container's annotations made of the config's
+	// policy (see Narrowing).
+	Narrowing Narrowing
 }
 
 // AnnotationError refuses a container whose annotations would widen the
@@ -98,7 +101,7 @@ func (c *Config) Decide(annotations map[string]string) (Decision, error) {
 		return Decision{Reason: "selection: annotated and the container has no " + AnnEnabled + "=true"}, nil
 	}
 
-	p := c.basePolicy()
+	p, n := c.basePolicy(), Narrowing{}
 	if m, ok := annotations[AnnMode]; ok {
 		switch {
 		case m != ModeEnforce && m != ModeAudit:
@@ -108,6 +111,7 @@ func (c *Config) Decide(annotations map[string]string) (Decision, error) {
 				"would let traffic through that the configured mode enforce refuses" + trustHint}
 		}
 		p.Mode = m
+		n.Mode = m
 	}
 	if v, ok := annotations[AnnProxies]; ok {
 		proxies, err := c.annotatedProxies(v)
@@ -115,6 +119,8 @@ func (c *Config) Decide(annotations map[string]string) (Decision, error) {
 			return Decision{}, err
 		}
 		p.Proxies = proxies
+		n.Proxies = slices.Clone(proxies)
+		slices.SortFunc(n.Proxies, netip.AddrPort.Compare)
 	}
 	// Order does not change what is allowed, so it must not change the digest.
 	slices.SortFunc(p.Proxies, netip.AddrPort.Compare)
@@ -126,7 +132,7 @@ func (c *Config) Decide(annotations map[string]string) (Decision, error) {
 		}
 		return Decision{Reason: "no proxies configured: nothing is fenced"}, nil
 	}
-	return Decision{Fence: true, Policy: p}, nil
+	return Decision{Fence: true, Policy: p, Narrowing: n}, nil
 }
 
 // ourAnnotations returns the container's bypass-hook annotations under

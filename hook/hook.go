@@ -151,7 +151,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	recorded := ""
 	if rec != nil {
 		recorded = rec.Backend
-		joined, err := h.join(store, rec, ns, owner, dec.Policy, digest, &res)
+		joined, err := h.join(store, rec, ns, owner, dec, digest, &res)
 		if joined || err != nil {
 			return res, err
 		}
@@ -164,6 +164,10 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 		Policy: dec.Policy,
 		LogID:  st.ID,
 		Owners: []records.Owner{owner},
+
+		// What the annotations asked for, kept apart from the config's
+		// part so that a config change can be told from them (join, apply).
+		Narrowing: &dec.Narrowing,
 	}
 	err = h.fence(store, ns, rec, recorded, &res)
 	return res, err
@@ -286,7 +290,7 @@ func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
-func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, p config.Policy, digest string, res *Result) (bool, error) {
+func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, dec config.Decision, digest string, res *Result) (bool, error) {
 	others := h.otherOwners(rec, owner)
 	// Under auto, the namespace keeps the backend that fenced it.
 	want := rec.Backend
@@ -294,14 +298,22 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		want = h.Cfg.Backend
 	}
 	res.Backend = rec.Backend
-	switch {
-	case len(others) > 0 && rec.Backend != want:
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced by the %s backend for container %s; this container asks for %s: containers sharing a namespace need one backend",
-			rec.Netns, rec.Backend, others[0].ID, want)}
-	case len(others) > 0 && rec.Digest != digest:
-		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy (this one: %s)",
+	if len(others) > 0 && rec.Backend != want {
+		h.Log.WithField("backend", rec.Backend).Infof("the config asks for the %s backend; this namespace keeps %s, which its other containers' fence uses, until they end", want, rec.Backend)
+	}
+	p := dec.Policy
+	action := decideJoin(rec, len(others) > 0, want, digest, dec)
+	if action == joinInPlace && len(others) == 0 && rec.LogID != owner.ID {
+		// Its owners are all gone without a poststop: this container is not
+		// theirs (a namespace a bind mount kept, or a new one with the dead
+		// one's inode number), and its attempts are logged under its own id.
+		action = installOver
+	}
+	switch action {
+	case refuseNarrowing:
+		return false, &RefusedError{fmt.Sprintf("network namespace %s is fenced for container %s with another policy (%s); containers that share a network namespace must have the same policy, and this one's annotations ask for another (%s)",
 			rec.Netns, others[0].ID, describe(rec.Policy), describe(p))}
-	case rec.Backend != want:
+	case removeThenInstall:
 		// No one else uses the old fence, but another backend made it: it
 		// must go before ours goes in. The record says so first.
 		old, err := h.backend(rec.Backend)
@@ -316,13 +328,18 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 			return false, &FenceError{Netns: res.Netns, Err: fmt.Errorf("removing the %s fence no container uses any more: %w", rec.Backend, err)}
 		}
 		return false, nil
-	case rec.Digest != digest:
+	case installOver:
 		return false, nil // no one else uses it: Install replaces it atomically
+	case followConfig:
+		if err := h.followConfig(store, ns, rec, dec, digest); err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: err}
+		}
+	case joinInPlace:
+		if err := h.makeWhole(store, ns, rec, p); err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: err}
+		}
 	}
 
-	if err := h.makeWhole(store, ns, rec, p); err != nil {
-		return false, &FenceError{Netns: res.Netns, Err: err}
-	}
 	rec.Owners, rec.Incomplete = append(others, owner), ""
 	if err := store.Save(rec); err != nil {
 		return false, &FenceError{Netns: res.Netns, Err: err}
@@ -330,6 +347,9 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 	res.Action = "already fenced"
 	if len(others) > 0 {
 		res.Action = "joined the fence of container " + others[0].ID
+	}
+	if action == followConfig {
+		res.Action += ", replaced with the newest config's"
 	}
 	for _, names := range rec.RuleNames {
 		res.Rules += len(names)

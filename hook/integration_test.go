@@ -369,28 +369,33 @@ func TestSharedNamespace(t *testing.T) {
 				t.Fatalf("want one record with two owners: %+v", recs)
 			}
 
-			// Another policy in the same namespace is refused, naming the first.
-			audit := newEnv(t, lab, backend, "mode: audit\n")
-			audit.cfg.StateDir = e.cfg.StateDir
+			// A container whose own annotations ask for another policy is
+			// refused, naming the first.
 			third := startIn(t, client.Netns)
-			_, err = audit.create(third.state())
+			narrowed := third.state()
+			narrowed.Annotations = map[string]string{config.AnnProxies: lab.ProxyV4}
+			_, err = e.create(narrowed)
 			var refused *hook.RefusedError
-			if !errors.As(err, &refused) || !strings.Contains(err.Error(), pause.id) {
-				t.Errorf("a conflicting policy: want a refusal naming %s, got %v", pause.id, err)
+			if !errors.As(err, &refused) || !strings.Contains(err.Error(), pause.id) || !strings.Contains(err.Error(), "annotations") {
+				t.Errorf("annotations asking for another policy: want a refusal naming %s, got %v", pause.id, err)
 			}
 			if hook.ExitCode(err, config.FailOpen) != 1 {
 				t.Error("a policy conflict must fail the container even under failure: open")
 			}
-			// And so is another backend.
+			// A config that asks for another backend: the namespace keeps
+			// the one its fence is in, and the container joins.
 			for _, other := range backends(t) {
 				if other == backend {
 					continue
 				}
 				o := newEnv(t, lab, other, "")
 				o.cfg.StateDir = e.cfg.StateDir
-				_, err := o.create(third.state())
-				if !errors.As(err, &refused) || !strings.Contains(err.Error(), backend) {
-					t.Errorf("backend %s over %s: want a refusal, got %v", other, backend, err)
+				res, err := o.create(third.state())
+				if err != nil || res.Backend != backend {
+					t.Errorf("backend %s configured over a %s fence: want to join it, got %+v, %v", other, backend, res, err)
+				}
+				if _, err := o.poststop(third.id); err != nil {
+					t.Fatal(err)
 				}
 			}
 			if now := rulesIn(t, client.Netns); now != fenced {
@@ -407,6 +412,63 @@ func TestSharedNamespace(t *testing.T) {
 			}
 			if after := rulesIn(t, client.Netns); after != before {
 				t.Errorf("rules after the last poststop:\n%s", testnet.Diff(before, after))
+			}
+		})
+	}
+}
+
+// The operator adds an allow entry while a pod runs: a container that
+// starts in the pod's namespace afterwards (a restart, a sidecar) joins, and
+// the namespace's fence follows the newest config, replaced in place.
+func TestConfigChangeInSharedNamespace(t *testing.T) {
+	lab := testnet.NewLab(t)
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			client := lab.AddClient(t)
+			e := newEnv(t, lab, backend, "")
+			pause, app := startIn(t, client.Netns), startIn(t, client.Netns)
+			if _, err := e.create(pause.state()); err != nil {
+				t.Fatal(err)
+			}
+			el, err := testnet.DialTCP(client.Netns, lab.TCPV4, probeTimeout)
+			expectRefused(t, "direct TCP before the allow entry", el, err)
+			old := e.records()[0].Digest
+
+			changed := newEnv(t, lab, backend, fmt.Sprintf("allow: [{cidr: %s/32, ports: [%d], protocol: tcp}]\n", lab.ServerV4, testnet.TCPPort))
+			changed.cfg.StateDir, changed.cfg.HookLog = e.cfg.StateDir, e.cfg.HookLog
+			changed.log = e.log
+			res, err := changed.create(app.state())
+			if err != nil {
+				t.Fatalf("a container joining after a config change: %v", err)
+			}
+			if !strings.Contains(res.Action, pause.id) {
+				t.Errorf("want it to join %s's fence: %+v", pause.id, res)
+			}
+			el, err = testnet.DialTCP(client.Netns, lab.TCPV4, probeTimeout)
+			expectOK(t, "direct TCP to the new allow entry", el, err)
+			el, err = testnet.DialTCP(client.Netns, lab.TCPV6, probeTimeout)
+			expectRefused(t, "direct TCP elsewhere", el, err)
+			recs := changed.records()
+			d, _ := changed.cfg.Decide(nil)
+			if len(recs) != 1 || len(recs[0].Owners) != 2 || recs[0].Digest != d.Policy.Digest() || len(recs[0].Policy.Allow) != 1 {
+				t.Fatalf("want one record of two owners with the new policy %s: %+v", d.Policy.Digest(), recs)
+			}
+			if log := e.hookLog(); !strings.Contains(log, "follows the newest config") || !strings.Contains(log, old) || !strings.Contains(log, d.Policy.Digest()) {
+				t.Errorf("the hook log must say the fence followed the config, with the old and new digests; log:\n%s", log)
+			}
+			// Status's check of the fence: whole as replaced.
+			b, _ := hookbackend.New(backend)
+			seen, err := b.Inspect(nsOf(t, client.Netns))
+			if whole, why := seen.Whole(recs[0].RulesDigest); err != nil || !whole {
+				t.Errorf("the replaced fence is not whole: %s %v", why, err)
+			}
+			for _, id := range []string{pause.id, app.id} {
+				if _, err := changed.poststop(id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if ok, _ := installed(b, nsOf(t, client.Netns)); ok {
+				t.Error("the fence outlived its last owner")
 			}
 		})
 	}

@@ -562,9 +562,11 @@ func TestNftablesKernelLog(t *testing.T) {
 	t.Logf("kernel log: %s", line)
 }
 
-// A namespace fenced by one backend refuses a container that asks for the
-// other, and changes nothing; poststop removes with the backend the record
-// names, whatever the config now says.
+// A namespace fenced by one backend keeps it when the config asks for the
+// other: a container that starts in it afterwards (a restart in a running
+// pod) joins, since a config change must never fail it, and the rules stay
+// as they are; poststop removes with the backend the record names, whatever
+// the config now says.
 func TestBackendConflict(t *testing.T) {
 	for _, first := range []string{config.BackendNftables, config.BackendIptables} {
 		second := config.BackendIptables
@@ -584,25 +586,22 @@ func TestBackendConflict(t *testing.T) {
 			other := *e.cfg
 			other.Backend = second
 			h2 := hook.New(&other, e.log)
-			_, err := h2.Create(c2.state())
-			var refused *hook.RefusedError
-			if !errors.As(err, &refused) || !strings.Contains(err.Error(), first) || !strings.Contains(err.Error(), second) {
-				t.Fatalf("second container asking for %s: %v; want a refusal naming both backends", second, err)
-			}
-			t.Logf("refused: %v", err)
-			if hook.ExitCode(err, config.FailOpen) != 1 {
-				t.Errorf("exit code under failure: open = %d; a refusal is not let through", hook.ExitCode(err, config.FailOpen))
+			res, err := h2.Create(c2.state())
+			if err != nil || res.Backend != first || !strings.Contains(res.Action, c1.id) {
+				t.Fatalf("second container under a config asking for %s: %+v, %v; want it to join the %s fence", second, res, err, first)
 			}
 			if now := rulesIn(t, ns); now != fenced {
-				t.Errorf("the refusal changed the rules:\n%s", testnet.Diff(fenced, now))
+				t.Errorf("joining changed the rules:\n%s", testnet.Diff(fenced, now))
 			}
-			if recs := e.records(); len(recs) != 1 || len(recs[0].Owners) != 1 || recs[0].Backend != first {
-				t.Errorf("records after the refusal: %+v", recs)
+			if recs := e.records(); len(recs) != 1 || len(recs[0].Owners) != 2 || recs[0].Backend != first {
+				t.Errorf("records after the join: %+v", recs)
 			}
 
 			// The operator switched the config; the fence still goes.
-			if _, err := h2.Poststop(&specs.State{ID: c1.id, Status: specs.StateStopped, Bundle: testBundle}); err != nil {
-				t.Fatalf("poststop under a config naming %s: %v", second, err)
+			for _, c := range []*container{c1, c2} {
+				if _, err := h2.Poststop(&specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle}); err != nil {
+					t.Fatalf("poststop under a config naming %s: %v", second, err)
+				}
 			}
 			if now := rulesIn(t, ns); now != empty {
 				t.Errorf("poststop left rules of the %s backend:\n%s", first, testnet.Diff(empty, now))

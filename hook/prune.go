@@ -4,6 +4,8 @@ package hook
 
 import (
 	"errors"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
@@ -29,10 +31,14 @@ type Pruned struct {
 // made in it), as the last owner's poststop would: a runtime whose start
 // fails (podman) may never call poststop, and the namespace then lives on,
 // fenced for nobody. A fence whose namespace still has a process is kept,
-// whatever its owners' pid 1 did: the workload controls its pid 1. It
+// whatever its owners' pid 1 did: the workload controls its pid 1. So is
+// one whose owner's first process still runs, wherever it went. It
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
 func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+	if err := seesHostProcesses(); err != nil {
+		return nil, nil, time.Time{}, err
+	}
 	store, err := records.Open(h.Cfg.StateDir)
 	if err != nil {
 		return nil, nil, time.Time{}, err
@@ -43,10 +49,13 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 	cerr := h.completeInterrupted(store, incomplete)
 	var out []Pruned
 	var inUse []Pruned
-	_, _, next, err = store.ReapAbandoned(grace, now, func(id netns.ID) string {
-		why := netns.InUse(id)
+	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {
+		why := netns.InUse(rec.Netns)
+		if why == "" {
+			why = records.OwnerRuns(rec)
+		}
 		if why != "" {
-			inUse = append(inUse, Pruned{Netns: id.String(), Action: "kept: every owner is stale but " + why})
+			inUse = append(inUse, Pruned{Netns: rec.Netns.String(), Action: "kept: every owner is stale but " + why})
 		}
 		return why
 	}, func(key string, rec *records.Record) error {
@@ -69,4 +78,18 @@ func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned
 		h.Log.WithField("netns", k.Netns).Debug("kept a fence whose owners are all stale: " + k.Action[len("kept: "):])
 	}
 	return out, inUse, next, errors.Join(serr, cerr, err)
+}
+
+// seesHostProcesses checks that /proc shows the host's processes. Prune
+// judges owners by their pids and a namespace's use by every thread: in a
+// pid namespace of its own (a container without hostPID or --pid=host)
+// every owner would look gone and nothing in use, and running containers
+// would lose their fences. Kernel threads are seen only from the host's
+// pid namespace, kthreadd at pid 2 first among them.
+func seesHostProcesses() error {
+	comm, err := os.ReadFile("/proc/2/comm")
+	if err != nil || strings.TrimSpace(string(comm)) != "kthreadd" {
+		return errors.New("prune runs in a pid namespace of its own (/proc shows no kthreadd at pid 2): every container would look gone, so nothing is pruned; run it in the host's pid namespace (hostPID: true in Kubernetes, --pid=host with Docker)")
+	}
+	return nil
 }

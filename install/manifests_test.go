@@ -570,3 +570,39 @@ func TestMonitorManifest(t *testing.T) {
 		t.Errorf("the monitor runs image %s (init %s), not the plugin DaemonSet's %s", mon.Image, initC.Image, pluginImage)
 	}
 }
+
+// Every container of the manifests runs the image named once at `&image`,
+// as their headers say: one left at a fixed name would pull an image that
+// is not there (the plugin never runs, and NRI fails open).
+func TestManifestsImageSetOnce(t *testing.T) {
+	const image = "registry.invalid/team/bypass-hook:v9.9.9"
+	for _, name := range []string{"kubernetes/bypass-hook.yaml", "kubernetes/bypass-hook-monitor.yaml"} {
+		t.Run(filepath.Base(name), func(t *testing.T) {
+			data := setImageOnce(t, readFile(t, name), image)
+			n := 0
+			for _, doc := range yamlDocSep.Split(string(data), -1) {
+				var meta struct{ Kind string }
+				if err := k8syaml.Unmarshal([]byte(doc), &meta); err != nil {
+					t.Fatal(err)
+				}
+				if meta.Kind != "DaemonSet" {
+					continue
+				}
+				var ds appsv1.DaemonSet
+				if err := k8syaml.UnmarshalStrict([]byte(doc), &ds); err != nil {
+					t.Fatal(err)
+				}
+				spec := ds.Spec.Template.Spec
+				for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+					n++
+					if c.Image != image {
+						t.Errorf("%s: container %s runs image %s, not the one set at &image (%s)", name, c.Name, c.Image, image)
+					}
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s: no container found", name)
+			}
+		})
+	}
+}

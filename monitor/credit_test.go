@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -58,5 +59,49 @@ func TestKernelLinesNeedTheFencesCounters(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.metrics.unverified); n != 5+3+1 {
 		t.Errorf("unverified lines: %v, want 9", n)
+	}
+}
+
+// A line written to /dev/kmsg (a writer in a container that was given the
+// device, or any process allowed to write it) has a user space facility:
+// it takes none of the credit that the fence's counters give its real
+// lines.
+func TestKernelLinesFromUserSpaceTakeNoCredit(t *testing.T) {
+	counters := map[string]uint64{"log-tcp": 0, "log-udp": 0, "log-other": 0}
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	var mu sync.Mutex
+	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return clone(counters), nil
+	}
+	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m.resync(ctx)
+	mu.Lock()
+	counters["log-tcp"] = 2 // two real attempts, whose lines are on their way
+	mu.Unlock()
+
+	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
+	const user = 1 << 3 // LOG_USER, which the kernel gives lines written to /dev/kmsg
+	for range 2 {
+		rec := kline("bypass:aaaaaaaaaaaa: ", strings.Replace(tcp, "203.0.113.7", "192.0.2.66", 1))
+		rec.Priority = user | 4
+		m.handleKmsg(rec)
+	}
+	for range 2 {
+		rec := kline("bypass:aaaaaaaaaaaa: ", tcp)
+		rec.Priority = 4 // KERN_WARNING, facility kern: netfilter's
+		m.handleKmsg(rec)
+	}
+	evs := out.events(t)
+	if len(evs) != 2 || evs[0].Dst != "203.0.113.7" || evs[1].Dst != "203.0.113.7" {
+		t.Errorf("events %+v; want the two kernel lines, not the two written to /dev/kmsg", evs)
+	}
+	if n := testutil.ToFloat64(m.metrics.unverified); n != 2 {
+		t.Errorf("unverified lines: %v, want 2", n)
 	}
 }

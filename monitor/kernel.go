@@ -70,7 +70,10 @@ func (m *Monitor) handleKmsg(rec kmsg.Record) {
 	}
 	// Containers whose ids are alike in their first 12 characters share a
 	// prefix: any of them may have sent it, and the counters of one vouch.
-	vouched := slices.ContainsFunc(fs, func(f *fence) bool { return m.vouch(f, lf.Proto) })
+	// A line a process wrote to /dev/kmsg carries a user space facility
+	// (the kernel gives it LOG_USER when the writer names none): it is no
+	// netfilter line, whatever it says, and takes no credit.
+	vouched := rec.Priority>>3 == 0 && slices.ContainsFunc(fs, func(f *fence) bool { return m.vouch(f, lf.Proto) })
 	if !vouched {
 		m.unverified(fs)
 		return

@@ -26,6 +26,9 @@ type health struct {
 	ready    bool
 	why      string // why it is not ready
 	notified bool   // systemd was told READY=1
+	// rejected says why the config rolled out last is not in force, ""
+	// when it is; /readyz fails while it says anything.
+	rejected func() string
 
 	reg        *prometheus.Registry
 	lateFenced prometheus.Counter
@@ -97,6 +100,11 @@ func (h *health) handler() http.Handler {
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		ready, why := h.state()
+		if ready && h.rejected != nil {
+			if r := h.rejected(); r != "" {
+				ready, why = false, r
+			}
+		}
 		if !ready {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready: "+why)

@@ -141,6 +141,7 @@ func New(opts Options) (*Plugin, error) {
 		opts.Log = logrus.StandardLogger()
 	}
 	p := &Plugin{opts: opts, log: opts.Log, policy: &api.FailurePolicy{}, logFile: func() {}, health: newHealth(), late: newLate()}
+	p.health.rejected = p.rejectedConfig
 	if err := p.load(PluginConfig{}); err != nil {
 		return nil, err
 	}
@@ -367,6 +368,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
 	p.policy.FailRequest = cfg.Failure == config.FailClosed
+	if broken == nil {
+		go p.applyConfig(cfg)
+	}
 	return nil
 }
 

@@ -371,7 +371,7 @@ func writeFence(w io.Writer, f FenceStatus) error {
 func ownerText(o OwnerStatus) string {
 	stale := ""
 	if o.Stale {
-		stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners once nothing runs in its namespace)"
+		stale = "; STALE: " + o.StaleReason + " (bypass-hook prune removes a fence left only to stale owners once nothing runs in its namespace and their processes are gone)"
 	}
 	pod := ""
 	if !o.Identity.IsZero() {

@@ -81,6 +81,8 @@ func TestMisappliedFlags(t *testing.T) {
 		{"nri", "--summary"},
 		{"monitor", "--remove"},
 		{"check", "--remove"},
+		{"apply", "extra"},
+		{"apply", "--grace", "1s"},
 		{"completion", "bash", "--debug"},
 		{"nri", "--log-format", "xml"},
 		{"monitor", "--log-level", "loud"},
@@ -276,5 +278,24 @@ func TestStatusWarnsKernelLog(t *testing.T) {
 	nflog, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nlog: {target: nflog}")
 	if _, _, errb := runCLI(t, "", "status", "--config", nflog); strings.Contains(errb, "nf_log_all_netns") {
 		t.Errorf("log.target nflog needs no sysctl: stderr %q", errb)
+	}
+}
+
+// apply on a node without fences says so and exits 0; a broken config is
+// a config error, with nothing changed.
+func TestApplyCommand(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: the state directory must be root's")
+	}
+	cfg, _ := writeConfig(t, "proxies: [198.51.100.1:3128]")
+	if code, out, errb := runCLI(t, "", "apply", "--config", cfg); code != 0 || !strings.Contains(out, "no fence") {
+		t.Errorf("apply with no fences: exit %d\nstdout: %s\nstderr: %s", code, out, errb)
+	}
+	if code, out, _ := runCLI(t, "", "apply", "--config", cfg, "--json"); code != 0 || strings.TrimSpace(out) != "[]" {
+		t.Errorf("apply --json with no fences: exit %d, %q", code, out)
+	}
+	broken, _ := writeConfig(t, "proxies: [proxy.example:3128]")
+	if code, _, errb := runCLI(t, "", "apply", "--config", broken); code != 2 || !strings.Contains(errb, "proxies") {
+		t.Errorf("apply with a broken config: exit %d, %s", code, errb)
 	}
 }

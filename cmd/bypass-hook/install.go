@@ -169,7 +169,10 @@ func (f *installFlags) configCommand() *cli.Command {
 		Args:    "DEST",
 		Help: `Reads the --config FILE (required) and checks it as the hook would; writes it
 to DEST. A broken FILE over a good DEST keeps DEST (exit 0, with a warning), so
-a typo in a ConfigMap never leaves the NRI plugin without a config.
+a typo in a ConfigMap never leaves the NRI plugin without a config, and writes
+DEST.rejected with the reason: the NRI plugin is not ready while it is there,
+so the rollout of a broken config stops visibly at the first node while the
+nodes go on fencing with the config they had. A good FILE removes it.
 
 Example:
   bypass-hook install config --config /etc/config-map/config.yaml /host/etc/bypass-hook/config.yaml`,
@@ -422,12 +425,18 @@ func (f *installFlags) configCopy(o cli.IO, dest string) int {
 		// (NRI would then let containers start unfenced): the node keeps
 		// the config it had, which the plugin keeps using; with none (or a
 		// broken one), the plugin fails closed.
+		if merr := install.MarkRejected(dest, err); merr != nil {
+			fmt.Fprintf(o.Stderr, "bypass-hook install config: WARNING: %v: the NRI plugin cannot report the refused config\n", merr)
+		}
 		if _, lerr := (config.Source{Path: dest, Explicit: true}).Load(); lerr == nil {
 			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nKEEPING the node's current %s; fix the config and roll out again\n", err, dest)
 		} else {
 			fmt.Fprintf(o.Stderr, "bypass-hook install config: %v\nthe node has no good config at %s: the NRI plugin gives every container outside the excluded namespaces a hook that REFUSES it until the config is fixed; fix it and roll out again\n", err, dest)
 		}
 		return 0
+	}
+	if err := install.ClearRejected(dest); err != nil {
+		return fail(o, "config", err)
 	}
 	fmt.Fprintf(o.Stdout, "wrote %s\n", dest)
 	return 0

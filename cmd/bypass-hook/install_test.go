@@ -271,6 +271,17 @@ func TestInstallConfigKeepsLastGood(t *testing.T) {
 	if data, _ := os.ReadFile(dst); string(data) != "proxies: ['198.51.100.1:3128']\n" {
 		t.Errorf("the node's config became %q", data)
 	}
+	// The refusal is marked beside the config, for the plugin's readiness,
+	// until a good config replaces it.
+	if why, err := os.ReadFile(dst + ".rejected"); err != nil || !strings.Contains(string(why), "proxies[0]") {
+		t.Errorf("the refused config is not marked: %q %v", why, err)
+	}
+	if code, _, errb := runCLI(t, "", "--config", good, "install", "config", dst); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	if _, err := os.Stat(dst + ".rejected"); !os.IsNotExist(err) {
+		t.Errorf("a good config left the mark of a refused one: %v", err)
+	}
 }
 
 func TestInstallCDICLI(t *testing.T) {

@@ -56,6 +56,7 @@ func newApp() *cli.App {
 			monitorCommand(g),
 			statusCommand(g),
 			pruneCommand(g),
+			applyCommand(g),
 			checkCommand(g),
 			configCommand(g),
 		),

@@ -29,7 +29,7 @@ whatever its owners did: a workload controls its own pid 1, which can leave
 while a worker stays. A fence goes once its owners have been seen stale for --grace, time
 for a poststop on its way; a fence first seen stale now is waited for here, so
 one run does the job. The monitor prunes the same way as it runs.
-Reads: the config, the state directory, /proc (every process's namespaces and\nsockets, for the fences whose owners are all stale).
+Reads: the config, the state directory, /proc (every process's namespaces and sockets, for the fences whose owners are all stale).
 Writes: removes those fences and their records; the hook log.
 Exit: 0 done, 1 a fence could not be removed, 2 usage or config error.
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Package faults injects the faults a node meets into the built binaries
-// (a hook killed at any moment, a state directory full, read-only or gone,
+// (a hook, apply, the runtime wrapper or the monitor killed at any moment,
+// a state directory full, read-only or gone,
 // containers of one namespace racing, a lock held past the hook's deadline,
 // a full conntrack table) and counts what each leaves behind. Each test
 // logs its counts; the README's "Faults survived" table reports them.

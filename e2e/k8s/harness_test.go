@@ -362,7 +362,10 @@ func (e *Env) setupNetNS() error {
 		// The bridge is made here, not by the CNI plugin at the first pod, so that the proxy
 		// and the HTTP server can listen on the gateway before any pod exists. The plugin
 		// takes it over as it is (same name, same gateway addresses).
-		{ip, "link", "add", BridgeName, "type", "bridge"},
+		// A fixed MAC address: a bridge without one takes the lowest of its ports', so a pod
+		// joining could change it and leave the older pods' neighbour entry for the gateway
+		// (where the proxy listens) stale for seconds.
+		{ip, "link", "add", BridgeName, "address", "02:00:00:b4:0e:01", "type", "bridge"},
 		{ip, "addr", "add", Gateway4 + "/25", "dev", BridgeName},
 	}
 	if !e.Opts.NoIPv6 {

@@ -143,7 +143,14 @@ func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 // in the fenced namespace (only the lab's bind mount holds it). A socket sends through the
 // namespace it was made in, so prune must keep the fence, and the socket's connect straight
 // out is refused.
-func TestTrustSocketHeldAfterLeaving(t *testing.T) {
+func TestTrustSocketHeldAfterLeaving(t *testing.T) { testSocketHeld(t, "make") }
+
+// The socket, once out of the fenced namespace, is parked in flight over a unix socket pair
+// (SCM_RIGHTS) and closed, so that no process's file table shows it; it is taken back after
+// the prune. On main before the fix prune took the fence out and the connect got through.
+func TestTrustSocketInFlightAfterLeaving(t *testing.T) { testSocketHeld(t, "make-inflight") }
+
+func testSocketHeld(t *testing.T, mode string) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
 	helper := filepath.Join(t.TempDir(), "sockhold")
@@ -159,7 +166,7 @@ func TestTrustSocketHeldAfterLeaving(t *testing.T) {
 	b := testnet.NewBundle(t, testnet.BundleOpts{
 		NetnsPath:    ns.Path,
 		Hooks:        e.hooks(),
-		Args:         []string{"/sockhold", "make", e.lab.TCPV4},
+		Args:         []string{"/sockhold", mode, e.lab.TCPV4},
 		Capabilities: []string{},
 	})
 	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
@@ -217,5 +224,114 @@ func TestTrustSocketHeldAfterLeaving(t *testing.T) {
 	t.Logf("the held socket's connect to %s from pid 1's own namespace: %s", e.lab.TCPV4, got)
 	if !strings.Contains(string(got), "refused") {
 		t.Errorf("the held socket's direct connect was not refused: %q", got)
+	}
+}
+
+// prune judges owners by their pids and a namespace's use by every process
+// in /proc. Run in a pid namespace of its own (a monitor container without
+// hostPID, docker run without --pid=host), it sees no container process:
+// every owner looks gone and nothing in use. It must refuse rather than
+// take the fence of a running container out (main did, and the running
+// container's direct connect got through).
+func TestTrustPruneInOwnPidNamespaceRefuses(t *testing.T) {
+	e := newTrustEnv(t, "")
+	testnet.RequireTools(t, "unshare")
+	ns := e.lab.AddClient(t)
+	e.startFenced(t, ns.Netns, testnet.RandName("running-"))
+
+	cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", hookBin, "--config", e.cfgPath, "prune", "--grace", "0s")
+	out, err := cmd.CombinedOutput()
+	t.Logf("prune in a pid namespace of its own: %v\n%s", err, out)
+	if !fencedNs(t, ns.Netns) {
+		t.Fatalf("prune in a pid namespace of its own took out the fence of a running container; hook log:\n%s", e.log())
+	}
+	if err == nil || !strings.Contains(string(out), "pid namespace") {
+		t.Errorf("prune in a pid namespace of its own did not fail naming the pid namespace: %v\n%s", err, out)
+	}
+	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
+}
+
+// hopperScript is the container's pid 1, as uid 65534 with no capability:
+// it starts a chain of processes in the fenced namespace, each of which
+// starts the next and exits at once (so that any pid prune read in /proc
+// is gone when prune looks at it), and each looks for /tmp/go to connect
+// straight to addr; then pid 1 moves into a namespace of its own.
+func hopperScript(addr string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return `cat >/tmp/hop.sh <<'END'
+if [ -e /tmp/go ]; then
+  nc -w 3 ` + host + ` ` + port + ` </dev/null >/tmp/out 2>&1; echo "exit $?" >>/tmp/out
+  mv /tmp/out /tmp/result; rm -f /tmp/go
+fi
+sh /tmp/hop.sh &
+END
+sh /tmp/hop.sh
+exec unshare -Urn sleep 1000`
+}
+
+// A process that never stays: prune lists /proc and then looks at each pid,
+// and a chain of processes that fork and exit is always elsewhere. While the
+// container's own pid 1 still runs (here in a namespace of its own), its
+// fence is not abandoned, whatever prune's scan saw. On main, one of twenty
+// prunes took the fence out and the chain's direct connect got through.
+func TestTrustHoppingProcessesPruneKeepsFence(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"sh", "-c", hopperScript(e.lab.TCPV4)},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.WriteSpec(t)
+	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(t, testnet.RandName("hopper-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	t.Cleanup(func() { b.Runc("kill", b.ID, "KILL") })
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	want, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if got, _ := netns.Peek(netns.PidPath(pid)); got != want && got != (netns.ID{}) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, _ := netns.Peek(netns.PidPath(pid)); got == want || got == (netns.ID{}) {
+		t.Fatalf("pid 1 did not leave the namespace; container output:\n%s", b.Output())
+	}
+	for i := range 20 {
+		code, out := e.cli(t, "prune", "--grace", "0s")
+		if !fencedNs(t, ns.Netns) {
+			t.Errorf("prune %d (exit %d) took the fence out while processes still hop in the namespace:\n%s", i+1, code, out)
+			break
+		}
+		if i == 0 {
+			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
+		}
+	}
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	deadline = time.Now().Add(15 * time.Second)
+	for got == nil && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		got, _ = os.ReadFile(filepath.Join(root, "tmp/result"))
+	}
+	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
+	if !strings.Contains(string(got), "refused") {
+		t.Errorf("the chain's direct connect was not refused: %q", got)
 	}
 }

@@ -144,3 +144,163 @@ func TestInUseThreadHelper(t *testing.T) {
 	os.Stdout.WriteString("ready\n")
 	select {}
 }
+
+// A socket made in the namespace and then found in no process's file
+// table still sends through it once its holder takes it back: here it is
+// in flight over a unix socket (SCM_RIGHTS) that a process elsewhere holds,
+// the way a workload's pid 1 can park it before a prune and pick it up
+// after. InUse keeps the namespace while the socket lives, and not after.
+func TestInUseSocketInFlight(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "sleep")
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := netns.Socket(ns.Path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(tcp), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(tcp)
+	unix.Close(pair[0])
+	end := os.NewFile(uintptr(pair[1]), "unix")
+	holder := exec.Command("sleep", "100")
+	holder.ExtraFiles = []*os.File{end}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	end.Close()
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+
+	if why := netns.InUse(id); !strings.Contains(why, "in flight") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in flight over a unix socket process %d holds", why, holder.Process.Pid)
+	}
+	holder.Process.Kill()
+	holder.Wait()
+	why := "not checked"
+	for range 100 { // the kernel frees the socket shortly after its holder
+		if why = netns.InUse(id); why == "" {
+			break
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
+	}
+	if why != "" {
+		t.Errorf("InUse = %q once the socket in flight is gone", why)
+	}
+}
+
+// The tally of sockets seen counts each socket once: a process that holds
+// one harmless socket of the namespace under many descriptors (dup) must
+// not make up for a TCP socket of it that is in flight.
+func TestInUseDuplicatesDoNotHideASocket(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "sleep")
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := netns.Socket(ns.Path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harmless, err := netns.Socket(ns.Path, unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(tcp), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(tcp)
+	unix.Close(pair[0])
+	files := []*os.File{os.NewFile(uintptr(pair[1]), "unix")}
+	h := os.NewFile(uintptr(harmless), "harmless")
+	for range 4 {
+		files = append(files, h) // the same socket under four descriptors
+	}
+	holder := exec.Command("sleep", "100")
+	holder.ExtraFiles = files
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	files[0].Close()
+	h.Close()
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+
+	if why := netns.InUse(id); !strings.Contains(why, "in flight") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in flight and another socket of it held under four descriptors", why)
+	}
+}
+
+// A thread may unshare its file table (unshare CLONE_FILES, no privilege
+// needed) and keep a socket there once the process's own table has closed
+// it: /proc/PID/fd shows the main thread's table only.
+func TestInUseSocketInAThreadsOwnFileTable(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.NewNetns(t)
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	helper := exec.Command(os.Args[0], "-test.run=^TestInUseThreadFilesHelper$", "-test.count=1")
+	helper.Env = append(os.Environ(), "BH_INUSE_FILES="+ns.Path)
+	stdout, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { helper.Process.Kill(); helper.Wait() })
+	buf := make([]byte, 64)
+	if n, _ := stdout.Read(buf); !strings.Contains(string(buf[:n]), "ready") {
+		t.Fatalf("the helper did not hide its socket in a thread's file table: %q", buf[:n])
+	}
+	if why := netns.InUse(id); !strings.Contains(why, "file table") {
+		t.Errorf("InUse = %q with a TCP socket of the namespace in a thread's own file table of process %d", why, helper.Process.Pid)
+	}
+}
+
+// TestInUseThreadFilesHelper is TestInUseSocketInAThreadsOwnFileTable's
+// helper process: a TCP socket of the namespace stays in one thread's
+// own file table only.
+func TestInUseThreadFilesHelper(t *testing.T) {
+	path := os.Getenv("BH_INUSE_FILES")
+	if path == "" {
+		t.Skip("a helper of TestInUseSocketInAThreadsOwnFileTable")
+	}
+	fd, err := netns.Socket(path, unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unshared := make(chan error)
+	var hide func()
+	hide = func() {
+		runtime.LockOSThread() // never unlocked: the thread keeps its table
+		if unix.Gettid() == unix.Getpid() {
+			go hide() // the main thread's table is the one /proc/PID/fd shows
+			select {}
+		}
+		unshared <- unix.Unshare(unix.CLONE_FILES)
+		select {}
+	}
+	go hide()
+	if err := <-unshared; err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd) // in the table every other thread shares
+	os.Stdout.WriteString("ready\n")
+	select {}
+}

@@ -55,6 +55,11 @@ type Record struct {
 	// of before and after, and the next create in the namespace, `prune`
 	// or the monitor puts them right. Empty in a complete record.
 	Incomplete string `json:"incomplete,omitempty"`
+
+	// Narrowing is what the owners' annotations made of the config's policy
+	// (they are alike, or the owners would not share the fence); nil in
+	// records written before it was kept.
+	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
 }
 
 // What a hook was doing when it left a record incomplete.

@@ -126,14 +126,15 @@ func Prunable(rec *Record, now time.Time, grace time.Duration, stale func(Owner,
 
 // ReapAbandoned goes through the records and, under each one's lock, marks
 // owners newly seen stale; where every owner has been stale for grace it
-// asks inUse whether anything still reaches the namespace (netns.InUse:
-// a workload controls its own pid 1, which may exit or move to a namespace
-// of its own while a worker stays), keeps the fence if so, and otherwise
-// calls remove, which takes the fence out and deletes the record. Records
+// asks inUse whether anything still reaches the record's namespace
+// (netns.InUse, OwnerRuns: a workload controls its own pid 1, which may
+// exit or move to a namespace of its own while a worker stays), keeps the
+// fence if so, and otherwise calls remove, which takes the fence out and
+// deletes the record. Records
 // a running hook holds are passed over. It returns the keys removed, those
 // kept with the reason, and the earliest time a fence still in its grace
 // period falls due (zero when none is).
-func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(netns.ID) string, remove func(key string, rec *Record) error) (removed []string, kept map[string]string, next time.Time, err error) {
+func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Record) string, remove func(key string, rec *Record) error) (removed []string, kept map[string]string, next time.Time, err error) {
 	keys, err := s.Keys()
 	if err != nil {
 		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
@@ -152,7 +153,7 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(net
 		allStale, due, changed := Prunable(rec, now, grace, Owner.Stale)
 		why := ""
 		if allStale && !now.Before(due) {
-			why = inUse(rec.Netns)
+			why = inUse(rec)
 		}
 		switch {
 		case allStale && !now.Before(due) && why != "":
@@ -180,4 +181,29 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(net
 		unlock()
 	}
 	return removed, kept, next, errors.Join(errs...)
+}
+
+// OwnerRuns says which owner's own process (its pid and start time) still
+// runs, in another network namespace, or "" (a zombie has ended: the pid
+// namespace it was the first process of is empty). Such a container is not
+// abandoned: its runtime calls poststop when it exits. A scan of /proc
+// cannot stand in for it: a chain of processes that fork and exit in the
+// namespace is never where the scan looks, and while the container's first
+// process lives, its pid namespace (and the chain in it) lives on.
+func OwnerRuns(rec *Record) string {
+	for _, o := range rec.Owners {
+		if o.Pid <= 0 || o.Start == 0 {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", o.Pid))
+		if err != nil {
+			continue
+		}
+		start, err := startTime(stat)
+		i := bytes.LastIndexByte(stat, ')')
+		if err == nil && start == o.Start && i+3 < len(stat) && !bytes.ContainsAny(stat[i+2:i+3], "ZX") {
+			return fmt.Sprintf("the first process %d of container %s still runs (in another network namespace)", o.Pid, o.ID)
+		}
+	}
+	return ""
 }

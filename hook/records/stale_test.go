@@ -5,8 +5,10 @@ package records
 import (
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/procfs"
 
@@ -88,6 +90,40 @@ func TestStartTime(t *testing.T) {
 		got, err := startTime([]byte(tc.stat))
 		if (err != nil) != tc.bad || got != tc.want {
 			t.Errorf("%s: startTime = %d, %v; want %d, error %v", tc.name, got, err, tc.want, tc.bad)
+		}
+	}
+}
+
+// OwnerRuns: an owner's own process that still runs keeps its fence; a pid
+// now another process's, a gone one, or a zombie (its pid namespace is
+// empty by then) does not.
+func TestOwnerRuns(t *testing.T) {
+	self := os.Getpid()
+	zombie := exec.Command("true")
+	if err := zombie.Start(); err != nil {
+		t.Skip("cannot start true:", err)
+	}
+	defer zombie.Wait()
+	for range 200 { // until it has exited, unreaped
+		if stat, _ := os.ReadFile("/proc/" + strconv.Itoa(zombie.Process.Pid) + "/stat"); strings.Contains(string(stat), ") Z ") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, tc := range []struct {
+		name  string
+		owner Owner
+		runs  bool
+	}{
+		{"own process", Owner{ID: "a", Pid: self, Start: StartOf(self)}, true},
+		{"pid reused", Owner{ID: "a", Pid: self, Start: StartOf(self) + 1}, false},
+		{"start unknown", Owner{ID: "a", Pid: self}, false},
+		{"zombie", Owner{ID: "a", Pid: zombie.Process.Pid, Start: StartOf(zombie.Process.Pid)}, false},
+		{"no pid", Owner{ID: "a"}, false},
+	} {
+		why := OwnerRuns(&Record{Owners: []Owner{tc.owner}})
+		if (why != "") != tc.runs {
+			t.Errorf("%s: OwnerRuns = %q, want runs %v", tc.name, why, tc.runs)
 		}
 	}
 }
