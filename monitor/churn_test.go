@@ -4,7 +4,10 @@ package monitor
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,25 +24,43 @@ import (
 // TestMonitorRunc covers runc.
 
 const (
-	churnWaves   = 10
-	churnPerWave = 10
-	proxyAddr    = "198.51.100.1:3128"
-	refusedAddr  = "198.51.100.1:9090" // on the sleepers' veth: the fence answers first
+	proxyAddr   = "198.51.100.1:3128"
+	refusedAddr = "198.51.100.1:9090" // on the sleepers' veth: the fence answers first
 )
 
-// TestMonitorChurn: 100 fences come and go while the monitor runs, ten at a
-// time; each makes one direct connection, which must show as an event.
-// Afterwards the monitor holds as many files and goroutines as before.
+// The churn's size: `make test` runs the default; the full churn of issue
+// 22 is
+//
+//	go test -count=1 -run TestMonitorChurn ./monitor/ -churn 500 -churn-batch 50
+var (
+	churnTotal = flag.Int("churn", 50, "TestMonitorChurn: containers per backend and log target")
+	churnBatch = flag.Int("churn-batch", 10, "TestMonitorChurn: containers created and removed at once")
+)
+
+// TestMonitorChurn: fences come and go while the monitor runs, a batch at
+// a time, with each backend and log target. Each container makes one
+// direct connection, refused, which must show as exactly one event and
+// count exactly one in the metrics. Each fence is installed (the attempt
+// is refused) and removed (half of them are stopped before their process
+// dies, and the namespace is then seen holding none of the fence's rules),
+// and each record goes. Afterwards the monitor holds as many files and
+// goroutines as before.
 func TestMonitorChurn(t *testing.T) {
 	testnet.RequireRoot(t)
-	for _, target := range []string{config.LogKernel, config.LogNflog} {
-		t.Run(target, func(t *testing.T) { churn(t, target) })
+	testnet.RequireTools(t, "nft", "iptables", "ip6tables")
+	for _, b := range []string{config.BackendNftables, config.BackendIptables} {
+		for _, target := range []string{config.LogKernel, config.LogNflog} {
+			t.Run(b+"/"+target, func(t *testing.T) { churn(t, b, target) })
+		}
 	}
 }
 
-func churn(t *testing.T, target string) {
+func churn(t *testing.T, backend, target string) {
 	prepareTarget(t, target)
-	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: %s, prefix: %s}\n", proxyAddr, target, testnet.RandName("c")))
+	churnPerWave := min(*churnBatch, *churnTotal)
+	churnWaves := *churnTotal / churnPerWave
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nbackend: %s\nlog: {target: %s, prefix: %s}\n", proxyAddr, backend, target, testnet.RandName("c")))
+	stateDir := filepath.Join(filepath.Dir(cfgPath), "state")
 	// Resync each second, so that series of removed containers (kept 1s)
 	// go within the test.
 	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s")
@@ -67,9 +88,9 @@ func churn(t *testing.T, target string) {
 		if t.Failed() {
 			t.FailNow()
 		}
-		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, churnPerWave, eventWait)
+		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, float64(churnPerWave), eventWait)
 		if target == config.LogNflog {
-			mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, churnPerWave, eventWait)
+			mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, float64(churnPerWave), eventWait)
 		}
 		if wave == 0 {
 			peak = mon.usage(t)
@@ -86,10 +107,19 @@ func churn(t *testing.T, target string) {
 				wantEvent(t, evs[0], s.id, "tcp", "198.51.100.1", 9090, 0, ActionRefused)
 			}
 		}
-		// As a runtime does: the process dies (and with it, for want of
-		// other holders, the namespace), then poststop.
+		fams := mon.scrape(t)
 		for _, s := range ss {
-			s.kill()
+			if n := metric(fams, "bypass_hook_attempts_total", map[string]string{"container": s.id, "action": ActionRefused}); n != 1 {
+				t.Errorf("wave %d: bypass_hook_attempts_total of %s is %v, want 1", wave, s.id, n)
+			}
+		}
+		// As a runtime does: the process dies (and with it, for want of
+		// other holders, the namespace), then poststop. Every other one is
+		// stopped first, so that what poststop removes can be looked at.
+		for i, s := range ss {
+			if i%2 == 1 {
+				s.kill()
+			}
 			wg.Go(func() {
 				if err := s.hook("poststop"); err != nil {
 					t.Error(err)
@@ -97,6 +127,17 @@ func churn(t *testing.T, target string) {
 			})
 		}
 		wg.Wait()
+		for i, s := range ss {
+			if i%2 == 0 {
+				if left := fenceRulesIn(t, s.nsPath, backend); left != "" {
+					t.Errorf("wave %d: after poststop the namespace of %s still holds: %s", wave, s.id, left)
+				}
+				s.kill()
+			}
+		}
+		if recs, _ := filepath.Glob(filepath.Join(stateDir, "netns-*")); len(recs) != 0 {
+			t.Errorf("wave %d: after every poststop the state directory holds %v", wave, recs)
+		}
 		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 0, eventWait)
 		mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 0, eventWait)
 	}
@@ -113,8 +154,8 @@ func churn(t *testing.T, target string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	n := churnWaves * churnPerWave
-	t.Logf("%s: %d containers fenced, attempted, removed in %s (%s of hook runs each, %d at a time)",
-		target, n, elapsed.Round(time.Millisecond), ms(hookTime/time.Duration(n)), churnPerWave)
+	t.Logf("%s, %s: %d containers fenced, attempted, removed in %s (%s of hook runs each, %d at a time)",
+		backend, target, n, elapsed.Round(time.Millisecond), ms(hookTime/time.Duration(n)), churnPerWave)
 	t.Logf("%-34s %6s %11s %7s", "monitor", "fds", "goroutines", "series")
 	for _, row := range []struct {
 		what string
@@ -175,4 +216,28 @@ func (mp *monitorProc) settledUsage(t *testing.T) usage {
 		u = next
 	}
 	return u
+}
+
+// fenceRulesIn returns what of a fence of backend the namespace at path
+// holds: "" when nothing.
+func fenceRulesIn(t *testing.T, path, backend string) string {
+	t.Helper()
+	lists := [][]string{{"nft", "list", "ruleset"}}
+	mark := "bypass_hook"
+	if backend == config.BackendIptables {
+		lists, mark = [][]string{{"iptables", "-w", "-S"}, {"ip6tables", "-w", "-S"}}, "BYPASS-HOOK"
+	}
+	var found []string
+	for _, l := range lists {
+		out, err := exec.Command("nsenter", append([]string{"--net=" + path, "--"}, l...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v in %s: %v: %s", l, path, err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, mark) {
+				found = append(found, strings.TrimSpace(line))
+			}
+		}
+	}
+	return strings.Join(found, "; ")
 }

@@ -20,6 +20,7 @@ import (
 type fence struct {
 	key    string
 	rec    *records.Record
+	stamp  stamp     // of the file rec was read from
 	prefix string    // what its log rules write first
 	gone   time.Time // when its record vanished (or was replaced); zero while live
 	// unreachable: no path leads to the namespace any more (its containers
@@ -43,7 +44,7 @@ func (f *fence) logs() bool { return f.rec.Features.Log }
 // follow takes in the record of namespace key as it is now: a new fence is
 // followed (its socket opened), a changed one replaced, a missing one gone.
 func (m *Monitor) follow(ctx context.Context, key string) {
-	rec, err := m.store.Load(key)
+	rec, st, err := m.load(key)
 	if err != nil {
 		m.opts.Log.WithError(err).WithField("record", key).Warn("reading a record")
 		return
@@ -52,7 +53,7 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		m.markGone(key)
 		return
 	}
-	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
+	f := &fence{key: key, rec: rec, stamp: st, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
 	old := m.fences[key]

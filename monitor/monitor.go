@@ -113,6 +113,8 @@ type Monitor struct {
 	// notWhole has the live fences found not whole at the last check, by
 	// namespace key, with what is wrong.
 	notWhole map[string]string
+	// gens spares checkWhole the fences whose rules did not change.
+	gens generations
 	// attr names the process of each attempt; nil when attribution is off.
 	attr Attributor
 	// stopVsock stops the reader of AF_VSOCK sends; nil when none runs.

@@ -36,8 +36,21 @@ func (m *Monitor) checkWhole(now time.Time) {
 
 	notWhole := map[string]string{}
 	var events []Event
+	whole := map[string]readWhole{}
+	m.gens.pass++
 	for _, f := range live {
-		if why, ok := m.inspect(f.rec); !ok || why == "" {
+		// The generation first: a change while the fence is read moves
+		// it past what is kept.
+		gen, known := generation(f.rec)
+		if known && m.gens.unchanged(f.key, f.rec, gen, m.opts.Resync) {
+			whole[f.key] = m.gens.whole[f.key]
+			continue
+		}
+		why, ok := m.inspect(f.rec)
+		if ok && why == "" && known {
+			whole[f.key] = readWhole{gen: gen, digests: f.rec.RulesDigest}
+		}
+		if !ok || why == "" {
 			continue
 		}
 		// A poststop taking the fence out, or a create putting it back,
@@ -54,9 +67,9 @@ func (m *Monitor) checkWhole(now time.Time) {
 		}
 		notWhole[f.key] = why
 		m.mu.Lock()
-		_, known := m.notWhole[f.key]
+		_, said := m.notWhole[f.key]
 		m.mu.Unlock()
-		if known {
+		if said {
 			continue
 		}
 		log.Warn("the fence is not whole: it may let traffic past; the next container to start in the namespace puts it back, or run the monitor with --repair")
@@ -64,6 +77,7 @@ func (m *Monitor) checkWhole(now time.Time) {
 			Owners: ownerIDs(rec), Source: sourceRules,
 			Hint: "the fence is not whole (" + why + "): find who changed the namespace's rules (a CAP_NET_ADMIN workload, a CNI plugin, an operator); the next container to start there, or `bypass-hook monitor --repair`, puts it back"})
 	}
+	m.gens.whole = whole
 	m.mu.Lock()
 	m.notWhole = notWhole
 	m.mu.Unlock()

@@ -231,7 +231,10 @@ func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 	ns, b := r.NS, r.Backend
 	s.NetnsPath = ns.Path
 	s.Whole, s.NotWhole = &r.Whole, r.Why
-	counters, err := b.Counters(ns)
+	counters := r.Seen.Counters
+	if counters == nil {
+		counters, err = b.Counters(ns)
+	}
 	if err != nil {
 		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
 		return

@@ -25,6 +25,7 @@ func FuzzParse(f *testing.F) {
 	))
 	f.Add(inet(netlink.Attribute{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{0, 0, 0, 1}}))
 	f.Add([]byte{1, 0, 0, 0, 8, 0})
+	f.Add(inet(netlink.Attribute{Type: unix.NFTA_GEN_ID, Data: []byte{0, 0, 0, 9}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := ParseRule(b); err == nil {
 			line := r.Line("x")
@@ -39,6 +40,7 @@ func FuzzParse(f *testing.F) {
 		}
 		ParseChain(b)
 		ParseTable(b)
+		ParseGeneration(b)
 		Errno(b)
 		ExtAckMsg(syscall.NetlinkMessage{Header: syscall.NlMsghdr{Flags: unix.NLM_F_ACK_TLVS}, Data: b})
 	})

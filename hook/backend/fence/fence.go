@@ -42,6 +42,12 @@ type Seen struct {
 	// has them (counters left out): what Whole compares with the digests
 	// taken right after the install.
 	Rules map[rules.Family]string
+	// Counters holds, per family, the packets each of the fence's rules
+	// matched, in install order, when the reading already had them (as
+	// Backend.Counters returns them); nil when it did not, or when the
+	// chain holds a rule not of ours. It spares a caller that wants both
+	// a second reading of the namespace.
+	Counters map[rules.Family][]uint64
 }
 
 // Whole reports whether s is the fence whose rules had the digests want

@@ -107,7 +107,7 @@ func (b *Nftables) Install(ns netns.Handle, rs rules.RuleSet) error {
 	if !echo {
 		return nil // InstalledDigests has nothing: the fence is read back
 	}
-	sums, foreign, err := digests(echoes)
+	sums, _, foreign, err := digests(echoes)
 	if err == nil && len(foreign) > 0 {
 		err = fmt.Errorf("a rule that bypass-hook did not make (comment %q)", foreign[0])
 	}
@@ -203,12 +203,13 @@ func batch(ruleMsgs []nfnl.Msg, replace bool) []nfnl.Msg {
 // digests are the digests of each family's rules, from rule messages
 // (echoes or a dump) in chain order, and the comments of the rules among
 // them that bypass-hook did not make, which the digests leave out.
-func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, foreign []string, err error) {
+func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, counters map[rules.Family][]uint64, foreign []string, err error) {
 	lines := map[rules.Family][]string{}
+	counters = map[rules.Family][]uint64{}
 	for i, m := range ruleMsgs {
 		r, err := nfnl.ParseRule(m)
 		if err != nil {
-			return nil, nil, fmt.Errorf("rule %d: %w", i+1, err)
+			return nil, nil, nil, fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		fam, name, ok := commentFamily(r.Comment)
 		if !ok {
@@ -216,12 +217,16 @@ func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, foreign []string,
 			continue
 		}
 		lines[fam] = append(lines[fam], r.Line(name))
+		counters[fam] = append(counters[fam], r.Packets())
 	}
 	sums = map[rules.Family]string{}
 	for _, fam := range rules.Families {
 		sums[fam] = fence.Digest(lines[fam])
 	}
-	return sums, foreign, nil
+	if len(foreign) > 0 || len(ruleMsgs) == 0 {
+		counters = nil // as Counters: no counters from a chain not all ours
+	}
+	return sums, counters, foreign, nil
 }
 
 func tableAttrs() []byte {
@@ -280,11 +285,11 @@ func (b *Nftables) Inspect(ns netns.Handle) (fence.Seen, error) {
 	if err != nil {
 		return fence.Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", Table, ns.Path, fence.NftErr(err))
 	}
-	sums, foreign, err := digests(ruleMsgs)
+	sums, counters, foreign, err := digests(ruleMsgs)
 	if err != nil {
 		return fence.Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", Table, ns.Path, err)
 	}
-	seen.Rules = sums
+	seen.Rules, seen.Counters = sums, counters
 	for _, c := range foreign {
 		problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (comment %q)", Table, c))
 	}
