@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -17,12 +18,21 @@ import (
 )
 
 // sent runs p and returns how many packets of kind reached the proxy's
-// namespace.
+// namespace. A datagram's send returns before the packet is on the wire (a
+// fresh link resolves the neighbour first), so the count is read until it
+// moves or half a second has passed.
 func sent(t *testing.T, obs *observer, kind string, send func() testnet.Result) (uint64, testnet.Result) {
 	t.Helper()
 	before := obs.count()[kind]
 	r := send()
-	return obs.count()[kind] - before, r
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for {
+		n := obs.count()[kind] - before
+		if n != 0 || time.Now().After(deadline) {
+			return n, r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // otherProtocols: accept lets ICMP and ICMPv6 through and nothing else: on
