@@ -203,34 +203,34 @@ func Socket(path string, domain, typ, proto int) (int, error) {
 	return r.fd, r.err
 }
 
-// setns is unix.Setns unless a test makes it fail.
-var setns = unix.Setns
+// setns is netns.Set unless a test makes it fail.
+var setns = netns.Set
 
 // socketIn makes the socket on the calling thread, which the caller has
 // locked; back is false when the thread could not return to its own
 // namespace, and must then be thrown away.
 func socketIn(path string, domain, typ, proto int) (fd int, err error, back bool) {
-	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	target, err := netns.GetFromPath(path)
 	if err != nil {
 		return -1, fmt.Errorf("opening network namespace %s: %w", path, err), true
 	}
-	defer unix.Close(target)
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	defer target.Close()
+	orig, err := netns.Get()
 	if err != nil {
 		return -1, fmt.Errorf("opening the hook's own network namespace: %w", err), true
 	}
-	defer unix.Close(orig)
+	defer orig.Close()
 	// Joining the namespace the thread is in already checks, with no
 	// effect, the right to come back to it (a user namespace may grant the
 	// way in and not the way out).
-	if err := setns(orig, unix.CLONE_NEWNET); err != nil {
+	if err := setns(orig); err != nil {
 		return -1, fmt.Errorf("checking the hook can return to its own network namespace: %w", err), true
 	}
-	if err := setns(target, unix.CLONE_NEWNET); err != nil {
+	if err := setns(target); err != nil {
 		return -1, fmt.Errorf("joining network namespace %s: %w", path, err), true
 	}
 	fd, serr := unix.Socket(domain, typ, proto)
-	if err := setns(orig, unix.CLONE_NEWNET); err != nil {
+	if err := setns(orig); err != nil {
 		if serr == nil {
 			unix.Close(fd)
 		}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"testing"
 
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
@@ -21,14 +22,14 @@ func TestSocketFailsWhereItCannotComeBack(t *testing.T) {
 	}
 	path := testnet.NewNetns(t).Path
 	calls := 0
-	setns = func(fd, nstype int) error {
+	setns = func(h vnetns.NsHandle) error {
 		calls++
 		if calls == 3 {
 			return unix.EPERM
 		}
-		return unix.Setns(fd, nstype)
+		return vnetns.Set(h)
 	}
-	defer func() { setns = unix.Setns }()
+	defer func() { setns = vnetns.Set }()
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -43,7 +44,7 @@ func TestSocketFailsWhereItCannotComeBack(t *testing.T) {
 		t.Errorf("the caller's thread is in %v after Socket, want its own %v", now, own)
 	}
 	// The next call works again, on another thread.
-	setns = unix.Setns
+	setns = vnetns.Set
 	fd, err = Socket(path, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("Socket after a failed one: %v", err)
