@@ -19,13 +19,14 @@ import (
 
 // sent runs p and returns how many packets of kind reached the proxy's
 // namespace. A datagram's send returns before the packet is on the wire (a
-// fresh link resolves the neighbour first), so the count is read until it
-// moves or half a second has passed.
-func sent(t *testing.T, obs *observer, kind string, send func() testnet.Result) (uint64, testnet.Result) {
+// fresh link resolves the neighbour first, and a fresh IPv6 address may
+// still be tentative), so the count is read until it moves or wait has
+// passed: long where a packet is expected, short where none should come.
+func sent(t *testing.T, obs *observer, kind string, wait time.Duration, send func() testnet.Result) (uint64, testnet.Result) {
 	t.Helper()
 	before := obs.count()[kind]
 	r := send()
-	deadline := time.Now().Add(500 * time.Millisecond)
+	deadline := time.Now().Add(wait)
 	for {
 		n := obs.count()[kind] - before
 		if n != 0 || time.Now().After(deadline) {
@@ -46,7 +47,7 @@ func TestOtherProtocolsAcceptIsICMPOnly(t *testing.T) {
 	}
 	open := lab.AddClient(t)
 	for _, p := range probes {
-		if n, r := sent(t, obs, "udplite", func() testnet.Result { return testnet.RunProbeAs(open.Netns, nobody, p) }); n == 0 {
+		if n, r := sent(t, obs, "udplite", 5*time.Second, func() testnet.Result { return testnet.RunProbeAs(open.Netns, nobody, p) }); n == 0 {
 			t.Fatalf("unfenced, UDP-Lite to %s never reached the server (%v): this test cannot tell", p.Addr, r.Err)
 		}
 	}
@@ -56,14 +57,14 @@ func TestOtherProtocolsAcceptIsICMPOnly(t *testing.T) {
 			e := newEnv(t, lab, backend, "otherProtocols: accept\n")
 			e.create(startIn(t, client.Netns))
 			for _, p := range probes {
-				n, r := sent(t, obs, "udplite", func() testnet.Result { return testnet.RunProbeAs(client.Netns, nobody, p) })
+				n, r := sent(t, obs, "udplite", time.Second, func() testnet.Result { return testnet.RunProbeAs(client.Netns, nobody, p) })
 				if n != 0 || r.Err == nil {
 					t.Errorf("UDP-Lite to %s as uid %d under otherProtocols: accept: %d packets reached the server, error %v; want it refused", p.Addr, nobody, n, r.Err)
 				}
 			}
 			// ICMPv6 still passes: ping is what otherProtocols: accept is for.
 			echo := testnet.Probe{Kind: testnet.ProbeICMPv6, Addr: "[2001:db8:1::1]:0", ICMPType: 128, Timeout: probeTimeout}
-			if n, r := sent(t, obs, "echo6", func() testnet.Result { return testnet.RunProbe(client.Netns, echo) }); n == 0 || r.Err != nil {
+			if n, r := sent(t, obs, "echo6", 5*time.Second, func() testnet.Result { return testnet.RunProbe(client.Netns, echo) }); n == 0 || r.Err != nil {
 				t.Errorf("ICMPv6 echo under otherProtocols: accept: %d reached the server, %v; want it through", n, r.Err)
 			}
 		})
@@ -79,7 +80,7 @@ func TestNeighbourDiscoveryHopLimit(t *testing.T) {
 	obs := observe(t, lab)
 	p := testnet.Probe{Kind: testnet.ProbeICMPv6, Addr: "[2001:db8:1::1]:0", ICMPType: 135, HopLimit: 64, Timeout: probeTimeout}
 	open := lab.AddClient(t)
-	if n, r := sent(t, obs, "nd_hoplimit", func() testnet.Result { return testnet.RunProbe(open.Netns, p) }); n == 0 {
+	if n, r := sent(t, obs, "nd_hoplimit", 5*time.Second, func() testnet.Result { return testnet.RunProbe(open.Netns, p) }); n == 0 {
 		t.Fatalf("unfenced, a neighbour solicitation with hop limit 64 never reached the server (%v): this test cannot tell", r.Err)
 	}
 	for _, backend := range backends {
@@ -87,7 +88,7 @@ func TestNeighbourDiscoveryHopLimit(t *testing.T) {
 			client := lab.AddClient(t)
 			e := newEnv(t, lab, backend, "")
 			e.create(startIn(t, client.Netns))
-			if n, r := sent(t, obs, "nd_hoplimit", func() testnet.Result { return testnet.RunProbe(client.Netns, p) }); n != 0 {
+			if n, r := sent(t, obs, "nd_hoplimit", time.Second, func() testnet.Result { return testnet.RunProbe(client.Netns, p) }); n != 0 {
 				t.Errorf("a neighbour solicitation with hop limit 64 left the fence: %d packets reached the server (%v)", n, r.Err)
 			}
 			// Real neighbour discovery (hop limit 255) still works: the
