@@ -36,15 +36,15 @@ func statusCommand(g *globals) *cli.Command {
 		Help: `Lists every fence recorded in the config's stateDir, or the one of CONTAINER
 (an id or a unique prefix of one, or a podman container or pod name), with its
 rules and the packets each matched; marks fences that are not whole and owners
-whose process is gone, and the last attempts the monitor saw in each, with the
-process that made them (asked of the monitor at --monitor; none shown when no
-monitor answers there within a second). Owners are named by their Kubernetes pod where the
-runtime gave it; --namespace and --pod keep those pods' fences. Selected
+whose process is gone; under each, the last attempts the monitor saw, with the
+process that made them (asked of the monitor at --monitor; none are shown when
+no monitor answers there within a second). Owners are named by their Kubernetes
+pod where the runtime gave it; --namespace and --pod keep those pods' fences. Selected
 containers that the NRI plugin found running unfenced and could not fence are
 listed under NOT FENCED (and make the exit 1, as does a list of them that
 cannot be read).
 Reads: the config, the state directory, the rules in each fenced namespace,
-http://MONITOR/attempts.
+the monitor's http://ADDR/attempts.
 Writes: the report on stdout; changes nothing.
 Exit: 0 every fence asked for was read and is whole, 1 one was not found, not
 read or not whole (a rule put in front of it, a rule changed or gone), 2 usage
