@@ -87,17 +87,22 @@ func (r *recentAttempts) keep(known map[string]bool) {
 	}
 }
 
-// forgetRecent drops the recent attempts of fences the monitor forgot;
-// those of fences gone but still remembered (see Options.Forget) stay, so
-// a late line still lands with its fence's.
+// drop forgets the events of netns: its fence went, and a namespace made
+// later may get its inode number, and so its name.
+func (r *recentAttempts) drop(netns string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.byNetns, netns)
+}
+
+// forgetRecent keeps the recent attempts of live fences only: a line of a
+// fence gone, read late, may have made a ring again after markGone dropped
+// it.
 func (m *Monitor) forgetRecent() {
 	known := map[string]bool{}
 	m.mu.Lock()
 	for _, f := range m.fences {
 		known[f.rec.Netns.String()] = true
-	}
-	for _, g := range m.gone {
-		known[g.rec.Netns.String()] = true
 	}
 	m.mu.Unlock()
 	m.recent.keep(known)

@@ -5,6 +5,7 @@ package monitor
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -84,6 +85,21 @@ func statusShowsRecent(t *testing.T, target string) {
 	if err != nil || !strings.Contains(string(out), "no monitor answered at 127.0.0.1:1, so no recent attempts are shown") ||
 		strings.Contains(string(out), "recent attempts:") || strings.Contains(string(out), "try-status") {
 		t.Errorf("status without a monitor: %v:\n%s", err, out)
+	}
+
+	// The fence goes: its attempts go with it.
+	if err := s.hook("poststop"); err != nil {
+		t.Fatal(err)
+	}
+	mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 0, eventWait)
+	resp, err := http.Get("http://" + mon.metrics + AttemptsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var left []Event
+	if err := json.NewDecoder(resp.Body).Decode(&left); err != nil || len(left) != 0 {
+		t.Errorf("GET %s after the fence went: %v, %+v; want no attempts", AttemptsPath, err, left)
 	}
 }
 

@@ -57,6 +57,10 @@ func TestRecentAttemptsRing(t *testing.T) {
 	if len(r.byNetns) != 1 {
 		t.Errorf("%d rings kept, want 1", len(r.byNetns))
 	}
+	r.drop("net:[2]")
+	if got := r.list(""); len(got) != 0 || len(r.byNetns) != 0 {
+		t.Errorf("after the fence of net:[2] went: %v, %d rings", got, len(r.byNetns))
+	}
 }
 
 func equalInts(a, b []int) bool {
