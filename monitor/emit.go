@@ -65,6 +65,7 @@ func (m *Monitor) handleNflog(s *nflogSocket, p nflogPacket, now time.Time) {
 // first, so that whoever sees the line finds it in the metrics.
 func (m *Monitor) emit(ev Event, l seriesLabels) {
 	m.metrics.attempts.WithLabelValues(l.namespace, l.pod, l.container, ev.Proto, ev.Action).Inc()
+	m.recent.add(ev)
 	m.print(ev)
 }
 

@@ -229,6 +229,7 @@ func (m *Monitor) markGone(key string) {
 	m.retire(f)
 	delete(m.fences, key)
 	m.unfence(f)
+	m.recent.drop(f.rec.Netns.String())
 	m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("fence gone")
 }
 

@@ -94,15 +94,25 @@ func (g fenceGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(fencesNotWholeDesc, prometheus.GaugeValue, float64(notWhole))
 }
 
-// ServeMetrics serves reg's metrics at http://addr/metrics until ctx ends
-// and returns the address it listens on (addr may have port 0).
-func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, errc chan<- error) (net.Addr, error) {
+// Route is one more path ServeMetrics serves.
+type Route struct {
+	Path    string
+	Handler http.Handler
+}
+
+// ServeMetrics serves reg's metrics at http://addr/metrics, and routes,
+// until ctx ends and returns the address it listens on (addr may have
+// port 0).
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, errc chan<- error, routes ...Route) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	for _, r := range routes {
+		mux.Handle(r.Path, r.Handler)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)

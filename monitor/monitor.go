@@ -119,6 +119,8 @@ type Monitor struct {
 	attr Attributor
 	// stopVsock stops the reader of AF_VSOCK sends; nil when none runs.
 	stopVsock context.CancelFunc
+	// recent are each fence's last attempts, for status (see recent.go).
+	recent *recentAttempts
 }
 
 // New checks the state directory and prepares a Monitor; Run starts it.
@@ -157,6 +159,7 @@ func newMonitor(o Options, store *records.Store) *Monitor {
 		fences:   map[string]*fence{},
 		byPrefix: map[string][]*fence{},
 		sockets:  map[string]*nflogSocket{},
+		recent:   newRecentAttempts(),
 	}
 	if m.opts.LoggedCount == nil {
 		m.opts.LoggedCount = m.readLogged
@@ -264,4 +267,5 @@ func (m *Monitor) resync(ctx context.Context) {
 	m.releaseDead()
 	m.checkWhole(time.Now())
 	m.expire(time.Now())
+	m.forgetRecent()
 }

@@ -47,6 +47,10 @@ type FenceStatus struct {
 	// Totals is nil when the counters could not be read (see Error).
 	Totals *rules.Tally `json:"totals,omitempty"`
 	Error  string       `json:"error,omitempty"`
+	// Recent are the last attempts the monitor saw in the namespace, with
+	// their process (see recent.go); nil when no monitor was asked or none
+	// answered.
+	Recent []Attempt `json:"recentAttempts,omitzero"`
 }
 
 // OwnerStatus is one owner of a fence, and whether its process is gone
@@ -324,6 +328,9 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 			return err
 		}
 		if err := writeRules(w, f); err != nil {
+			return err
+		}
+		if err := writeRecent(w, f); err != nil {
 			return err
 		}
 	}

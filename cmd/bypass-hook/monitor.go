@@ -39,7 +39,8 @@ SIGTERM or SIGINT.
 Reads: the config, the state directory, /dev/kmsg or NFLOG in each fenced namespace,
 and what its eBPF programs note of the process behind each attempt (--attribution).
 Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
-by default, the same fields in text); metrics at http://ADDR/metrics.
+by default, the same fields in text); metrics at http://ADDR/metrics, each
+fence's last attempts as JSON at http://ADDR/attempts (what status shows).
 At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
 owners' processes have all been gone for --prune-grace is taken out (not where
 the state directory is read-only, as in the shipped DaemonSet).
@@ -123,7 +124,7 @@ func serveUntilSignal(m *monitor.Monitor, cfg *config.Config, addr string, log *
 	fields := logrus.Fields{"stateDir": cfg.StateDir, "target": cfg.Log.Target, "config": cfg.Path}
 	serveErr := make(chan error, 1)
 	if addr != "" {
-		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr)
+		bound, err := monitor.ServeMetrics(ctx, addr, m.Registry(), serveErr, monitor.Route{Path: monitor.AttemptsPath, Handler: m.AttemptsHandler()})
 		if err != nil {
 			hint := ""
 			if errors.Is(err, syscall.EADDRINUSE) {

@@ -3,11 +3,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/check"
 	"github.com/bypass-hook/bypass-hook/config"
@@ -22,6 +24,7 @@ type statusFlags struct {
 	g               *globals
 	asJSON, summary bool
 	namespace, pod  string
+	monitor         string // the monitor's metrics address, "" for none
 }
 
 func statusCommand(g *globals) *cli.Command {
@@ -33,12 +36,15 @@ func statusCommand(g *globals) *cli.Command {
 		Help: `Lists every fence recorded in the config's stateDir, or the one of CONTAINER
 (an id or a unique prefix of one, or a podman container or pod name), with its
 rules and the packets each matched; marks fences that are not whole and owners
-whose process is gone. Owners are named by their Kubernetes pod where the
-runtime gave it; --namespace and --pod keep those pods' fences. Selected
+whose process is gone; under each, the last attempts the monitor saw, with the
+process that made them (asked of the monitor at --monitor; none are shown when
+no monitor answers there within a second). Owners are named by their Kubernetes
+pod where the runtime gave it; --namespace and --pod keep those pods' fences. Selected
 containers that the NRI plugin found running unfenced and could not fence are
 listed under NOT FENCED (and make the exit 1, as does a list of them that
 cannot be read).
-Reads: the config, the state directory, the rules in each fenced namespace.
+Reads: the config, the state directory, the rules in each fenced namespace,
+the monitor's http://ADDR/attempts.
 Writes: the report on stdout; changes nothing.
 Exit: 0 every fence asked for was read and is whole, 1 one was not found, not
 read or not whole (a rule put in front of it, a rule changed or gone), 2 usage
@@ -53,6 +59,7 @@ Examples:
 			fs.BoolVar(&f.summary, "summary", false, "one line per fence instead of its rules")
 			fs.StringVar(&f.namespace, "namespace", "", "only the fences of pods in this Kubernetes namespace")
 			fs.StringVar(&f.pod, "pod", "", "only the fences of the pods of this name")
+			fs.StringVar(&f.monitor, "monitor", DefaultMetricsAddr, `ask the monitor whose metrics are at ADDR for each fence's recent attempts ("" for none; not with --summary)`)
 		},
 		Run: f.run,
 	}
@@ -83,6 +90,7 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 		return 1
 	}
 	fences = status.Filter(fences, f.namespace, f.pod)
+	f.addRecent(o, fences)
 	unfenced, unknown := f.unfenced(o, store, id)
 	if err := f.write(o, fences, unfenced); err != nil {
 		fmt.Fprintf(o.Stderr, "bypass-hook status: writing: %v\n", err)
@@ -96,6 +104,26 @@ func (f *statusFlags) run(o cli.IO, args []string) int {
 		code = 1
 	}
 	return code
+}
+
+// monitorWait is how long status waits for the monitor: one on this node
+// answers at once, and status must not hang on an address nothing serves.
+const monitorWait = time.Second
+
+// addRecent gives the fences the recent attempts the monitor saw; when no
+// monitor answers, one line says why none are shown.
+func (f *statusFlags) addRecent(o cli.IO, fences []status.FenceStatus) {
+	if f.monitor == "" || f.summary || len(fences) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), monitorWait)
+	defer cancel()
+	attempts, err := status.Recent(ctx, f.monitor)
+	if err != nil {
+		fmt.Fprintf(o.Stderr, "bypass-hook status: no monitor answered at %s, so no recent attempts are shown (start 'bypass-hook monitor', or give its --metrics-addr with --monitor ADDR): %v\n", f.monitor, err)
+		return
+	}
+	status.AddRecent(fences, attempts)
 }
 
 // unfenced are the selected containers the NRI plugin could not fence,
