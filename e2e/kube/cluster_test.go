@@ -161,7 +161,16 @@ type cluster struct {
 	kubeconfig string
 	procs      map[string]*proc
 	http       *http.Server
+	// netnsUnderState has containerd bind-mount pods' network namespaces under its state
+	// directory (netns_mounts_under_state_dir) instead of its default, /run/netns.
+	netnsUnderState bool
 }
+
+// clusterOption changes a cluster before it starts.
+type clusterOption func(*cluster)
+
+// defaultNetns leaves containerd's pod network namespaces at its default place, /run/netns.
+func defaultNetns(c *cluster) { c.netnsUnderState = false }
 
 // proc is a daemon of the node, its output in dir/logs/NAME.log.
 type proc struct {
@@ -180,7 +189,7 @@ func randHex(n int) string {
 
 // newCluster starts the node and its control plane and waits until the node is Ready with the
 // images imported. t.Cleanup undoes everything, also after a failure part way.
-func newCluster(t *testing.T) *cluster {
+func newCluster(t *testing.T, opts ...clusterOption) *cluster {
 	t.Helper()
 	d := requireDeps(t)
 	name := "bhkube-" + randHex(3)
@@ -192,7 +201,10 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	c := &cluster{t: t, d: d, dir: dir, netnsName: name, cgroup: "/" + name, procs: map[string]*proc{},
-		netns: &testnet.Netns{Name: name, Path: "/run/netns/" + name}}
+		netns: &testnet.Netns{Name: name, Path: "/run/netns/" + name}, netnsUnderState: true}
+	for _, o := range opts {
+		o(c)
+	}
 	t.Cleanup(c.close)
 	for _, sub := range []string{"logs", "etc/upper", "etc/work", "sysctl", "cni/net.d", "kubelet", "helm", "pki"} {
 		if err := os.MkdirAll(c.path(sub), 0o755); err != nil {
@@ -309,6 +321,10 @@ func (c *cluster) setupMountNS() error {
 		}
 		fmt.Fprintf(&s, "mount --bind %s /proc/sys/%s\n", f, k)
 	}
+	// Shared, as systemd makes a node's mounts: a HostToContainer volume needs its host path
+	// on a shared or slave mount (containerd refuses it otherwise). The peer groups are this
+	// namespace's own: the namespace was made private, so nothing reaches the machine's.
+	fmt.Fprintf(&s, "mount --make-rshared /\n")
 	if out, err := c.nodeRun(30*time.Second, "sh", "-c", s.String()); err != nil {
 		return fmt.Errorf("the node's mounts: %v\n%s", err, out)
 	}
@@ -510,7 +526,7 @@ temp = '%[1]s/containerd/tmp'
   [plugins.'io.containerd.cri.v1.runtime']
     # The kubelet asks for negative scores (node-critical pods) that this machine refuses.
     restrict_oom_score_adj = true
-    netns_mounts_under_state_dir = true
+    netns_mounts_under_state_dir = %[8]t
     [plugins.'io.containerd.cri.v1.runtime'.containerd]
       default_runtime_name = 'runc'
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
@@ -534,7 +550,7 @@ temp = '%[1]s/containerd/tmp'
     socket_path = '%[7]s'
     plugin_path = '%[1]s/nri/plugins'
     plugin_config_path = '%[1]s/nri/conf.d'
-`, c.dir, containerdSock, c.d.pauseImage, c.d.bin["containerd-shim-runc-v2"], c.d.bin["runc"], c.d.cni, nriSock)
+`, c.dir, containerdSock, c.d.pauseImage, c.d.bin["containerd-shim-runc-v2"], c.d.bin["runc"], c.d.cni, nriSock, c.netnsUnderState)
 	if err := os.WriteFile(c.path("containerd.toml"), []byte(cfg), 0o644); err != nil {
 		return err
 	}

@@ -10,7 +10,8 @@
 //
 // The node lives in a network namespace and a private mount namespace the test makes: every
 // daemon listens on its loopback or its CNI bridge only, and the node paths the chart mounts
-// (/var/run/nri, /run/containerd, /run/bypass-hook, /opt/bypass-hook, /etc/bypass-hook) and
+// (/var/run/nri, /run/containerd, /var/run/netns, /run/bypass-hook, /opt/bypass-hook,
+// /etc/bypass-hook; shared, as systemd makes them) and
 // the kernel settings the kubelet would tune are the mount namespace's, so the machine's own
 // containerd, network and files are never touched.
 package kube
