@@ -115,7 +115,7 @@ if done_p "$s" "$BIN/runc"; then log "runc $RUNC_VERSION: cached"; else
 	(cd "$work" && CGO_ENABLED=1 go build -trimpath -tags seccomp \
 		-ldflags "-X main.version=${RUNC_VERSION#v}" -o "$BIN/runc" .)
 	rm -rf "$work"; trap - EXIT
-	"$BIN/runc" --version | head -1 >&2
+	"$BIN/runc" --version | sed -n 1p >&2  # not head: it would close the pipe early, and pipefail takes runc's SIGPIPE for a failure
 	stamp "$s"
 fi
 

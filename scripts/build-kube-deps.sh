@@ -92,7 +92,7 @@ if done_p "$s" "$BIN/etcd"; then log "etcd $ETCD_VERSION: cached"; else
 	(cd "$work/etcd" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null 2>&1 ||
 		go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
 	(cd "$work/etcd" && go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
-	"$BIN/etcd" --version | head -1 >&2
+	"$BIN/etcd" --version | sed -n 1p >&2  # not head: see build-k8s-deps.sh
 	stamp "$s"
 fi
 
