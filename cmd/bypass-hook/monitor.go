@@ -94,6 +94,9 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 	return serveUntilSignal(m, cfg, addr, log, io)
 }
 
+// sweepEvery is how often the monitor's prune tidies the state directory.
+const sweepEvery = time.Minute
+
 // pruner is the monitor's prune at each resync, nil where it does not
 // prune.
 func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Time) {
@@ -107,8 +110,15 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 		return nil
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
+	var swept time.Time
 	return func(now time.Time) {
-		if _, _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
+		// Tidying what hooks killed mid-way left reads the whole state
+		// directory: once a minute, not at every resync.
+		prune := h.ReapAbandonedFences
+		if now.Sub(swept) >= sweepEvery || now.Before(swept) {
+			prune, swept = h.RemoveAbandonedFences, now
+		}
+		if _, _, _, err := prune(pf.grace, now); err != nil {
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}
