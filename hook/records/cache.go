@@ -50,10 +50,11 @@ type cached struct {
 	rec *Record
 }
 
-// peek returns the record of key for reading only (the caller must not
-// change it), from the cache while its file is the version that was
-// parsed. The stamp is taken before the read: a record replaced meanwhile
-// is read again at the next look.
+// peek returns what the prune looks at of the record of key (its
+// namespace, paths, owners, install time and Incomplete; not its rules),
+// for reading only (the caller must not change it), from the cache while
+// its file is the version that was parsed. The stamp is taken before the
+// read: a record replaced meanwhile is read again at the next look.
 func (s *Store) peek(key string) (*Record, error) {
 	path := s.path(key, ".json")
 	st, ok := stampOf(path)
@@ -75,8 +76,11 @@ func (s *Store) peek(key string) (*Record, error) {
 	if s.parsed.recs == nil {
 		s.parsed.recs = map[string]cached{}
 	}
-	s.parsed.recs[key] = cached{st: st, rec: rec}
-	return rec, nil
+	// What the prune's looks read, and no more: the cache then costs a
+	// node of many fences little memory.
+	slim := &Record{Netns: rec.Netns, Paths: rec.Paths, Owners: rec.Owners, Installed: rec.Installed, Incomplete: rec.Incomplete}
+	s.parsed.recs[key] = cached{st: st, rec: slim}
+	return slim, nil
 }
 
 // forget drops from the cache the records whose key is not in keys (a
