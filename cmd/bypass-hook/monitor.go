@@ -42,7 +42,8 @@ Writes: one JSON event per attempt on stdout; its own log lines on stderr (JSON
 by default, the same fields in text); metrics at http://ADDR/metrics.
 At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
 owners' processes have all been gone for --prune-grace is taken out (not where
-the state directory is read-only, as in the shipped DaemonSet).
+the state directory is read-only, as in the shipped DaemonSet); what hooks
+killed mid-way left it tidies once a minute.
 Exit: 0 stopped by a signal, 1 failed, 2 a flag or the config is wrong.
 
 Example:
