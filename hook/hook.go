@@ -77,6 +77,10 @@ type Hook struct {
 	// place of the state's pid's: the NRI plugin's late fence names the
 	// pod's, which the workload cannot move as it can its pid 1.
 	Netns string
+
+	// pruneStore is the state directory's store that prune keeps between
+	// calls (the monitor's, at every resync).
+	pruneStore *records.Store
 }
 
 // StageBudget is how long a stage may wait in all, from its start: below

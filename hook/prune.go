@@ -36,17 +36,36 @@ type Pruned struct {
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
 func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+	return h.prune(grace, now, true)
+}
+
+// ReapAbandonedFences is RemoveAbandonedFences without first tidying what
+// hooks killed mid-way left (Store.Sweep, which reads the whole state
+// directory and takes every record's lock): for the monitor, which reaps at
+// every resync and tidies less often.
+func (h *Hook) ReapAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
+	return h.prune(grace, now, false)
+}
+
+func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, kept []Pruned, next time.Time, err error) {
 	if err := seesHostProcesses(); err != nil {
 		return nil, nil, time.Time{}, err
 	}
-	store, err := records.Open(h.Cfg.StateDir)
-	if err != nil {
-		return nil, nil, time.Time{}, err
+	// One store for every call: its parsed records serve the next.
+	if h.pruneStore == nil || h.pruneStore.Dir != h.Cfg.StateDir {
+		if h.pruneStore, err = records.Open(h.Cfg.StateDir); err != nil {
+			return nil, nil, time.Time{}, err
+		}
 	}
+	store := h.pruneStore
 	// What hooks killed mid-way left: completed where the fence serves a
 	// live container, else taken out below with the stale.
-	incomplete, serr := store.Sweep()
-	cerr := h.completeInterrupted(store, incomplete)
+	var serr, cerr error
+	if sweep {
+		var incomplete []string
+		incomplete, serr = store.Sweep()
+		cerr = h.completeInterrupted(store, incomplete)
+	}
 	var out []Pruned
 	var inUse []Pruned
 	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {

@@ -43,7 +43,8 @@ by default, the same fields in text); metrics at http://ADDR/metrics, each
 fence's last attempts as JSON at http://ADDR/attempts (what status shows).
 At every resync it also prunes, as 'bypass-hook prune' does: a fence whose
 owners' processes have all been gone for --prune-grace is taken out (not where
-the state directory is read-only, as in the shipped DaemonSet).
+the state directory is read-only, as in the shipped DaemonSet); what hooks
+killed mid-way left it tidies once a minute.
 Exit: 0 stopped by a signal, 1 failed, 2 a flag or the config is wrong.
 
 Example:
@@ -95,6 +96,9 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 	return serveUntilSignal(m, cfg, addr, log, io)
 }
 
+// sweepEvery is how often the monitor's prune tidies the state directory.
+const sweepEvery = time.Minute
+
 // pruner is the monitor's prune at each resync, nil where it does not
 // prune.
 func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Time) {
@@ -108,8 +112,15 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 		return nil
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
+	var swept time.Time
 	return func(now time.Time) {
-		if _, _, _, err := h.RemoveAbandonedFences(pf.grace, now); err != nil {
+		// Tidying what hooks killed mid-way left reads the whole state
+		// directory: once a minute, not at every resync.
+		prune := h.ReapAbandonedFences
+		if now.Sub(swept) >= sweepEvery || now.Before(swept) {
+			prune, swept = h.RemoveAbandonedFences, now
+		}
+		if _, _, _, err := prune(pf.grace, now); err != nil {
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"flag"
@@ -147,19 +148,25 @@ func (f *statusFlags) unfenced(o cli.IO, store *records.Store, id string) (list 
 // write prints the fences as JSON, a summary or in detail; the unfenced
 // containers only in the tables, as the JSON is a list of fences.
 func (f *statusFlags) write(o cli.IO, fences []status.FenceStatus, unfenced []records.Unfenced) error {
+	// A node of many fences makes thousands of lines: written a buffer at
+	// a time, not a line at a time.
+	w := bufio.NewWriter(o.Stdout)
 	var err error
 	switch {
 	case f.asJSON:
-		enc := json.NewEncoder(o.Stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		err = enc.Encode(fences)
 	case f.summary:
-		err = status.WriteSummary(o.Stdout, fences)
+		err = status.WriteSummary(w, fences)
 	default:
-		err = status.WriteDetails(o.Stdout, fences)
+		err = status.WriteDetails(w, fences)
 	}
 	if err == nil && !f.asJSON {
-		err = status.WriteUnfenced(o.Stdout, unfenced)
+		err = status.WriteUnfenced(w, unfenced)
+	}
+	if ferr := w.Flush(); err == nil {
+		err = ferr
 	}
 	return err
 }

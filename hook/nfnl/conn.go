@@ -24,6 +24,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"syscall"
 	"time"
 
@@ -101,8 +102,15 @@ func Open(path string) (*Conn, error) {
 	if err != nil {
 		rcvbuf = 0 // then nothing is echoed
 	}
-	return &Conn{fd: fd, seq: uint32(time.Now().UnixNano()), buf: make([]byte, 64<<10), rcvbuf: rcvbuf}, nil
+	return &Conn{fd: fd, seq: uint32(time.Now().UnixNano()), buf: *recvBufs.Get().(*[]byte), rcvbuf: rcvbuf}, nil
 }
+
+// recvBufs keeps receive buffers from one connection to the next: the
+// monitor opens one in each fence's namespace at every resync, mostly for
+// an answer of a few bytes (Generation), and a new buffer each time was
+// most of the garbage it made. Nothing read keeps a part of the buffer:
+// every answer is copied out before the next read.
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // Echoes: an echo the kernel cannot queue on the socket is dropped with the
 // rest of the batch's answer, and the caller could not tell whether its
@@ -122,7 +130,13 @@ func (c *Conn) EchoFits(n int) bool {
 }
 
 // Close closes the socket.
-func (c *Conn) Close() { unix.Close(c.fd) }
+func (c *Conn) Close() {
+	unix.Close(c.fd)
+	if b := c.buf; b != nil {
+		c.buf = nil
+		recvBufs.Put(&b)
+	}
+}
 
 // appendMsg appends one netlink message with its nfgenmsg header.
 func (c *Conn) appendMsg(b []byte, typ, flags uint16, fam byte, resID uint16, attrs []byte) ([]byte, uint32) {

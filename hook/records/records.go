@@ -134,6 +134,9 @@ func (r *Record) Hints() []string {
 // each with a lock file so that hooks of one pod do not race.
 type Store struct {
 	Dir string
+	// parsed serves Sweep and ReapAbandoned, which look at every record
+	// each time they run.
+	parsed parsed
 }
 
 // Open makes the state directory if needed and refuses one that others
@@ -321,13 +324,18 @@ func Key(name string) (string, bool) {
 
 // All returns every record, unlocked: a snapshot for status and lookups.
 func (s *Store) All() ([]*Record, error) {
+	return s.all(s.Load)
+}
+
+// all returns every record as load reads it.
+func (s *Store) all(load func(key string) (*Record, error)) ([]*Record, error) {
 	keys, err := s.Keys()
 	if err != nil {
 		return nil, err
 	}
 	var out []*Record
 	for _, k := range keys {
-		r, err := s.Load(k)
+		r, err := load(k)
 		if err != nil || r == nil {
 			continue // a record deleted or being replaced meanwhile
 		}
