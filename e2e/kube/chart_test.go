@@ -116,6 +116,39 @@ func (c *cluster) requireUninstalled(t *testing.T) {
 	t.Logf("after the uninstall:")
 	c.requireFenced(t, "fenced")
 	c.requireOpen(t, "plain")
+	c.requireOnlyDocumentedLeftovers(t)
+}
+
+// leftAfterUninstall is what docs/kubernetes.md ("Uninstall") says stays on a node: the hook
+// binary that running pods' poststop hooks name, the config they read, the records of their
+// fences, the hook log.
+var leftAfterUninstall = regexp.MustCompile(`^(/opt/bypass-hook(/bin(/bypass-hook-oci)?)?|/etc/bypass-hook(/config\.yaml(\.rejected)?)?|/run/bypass-hook(/.*)?|/var/log/bypass-hook\.log)$`)
+
+// requireOnlyDocumentedLeftovers: after helm uninstall, no object of the chart is left in the
+// cluster, and on the node nothing of ours but what the docs name.
+func (c *cluster) requireOnlyDocumentedLeftovers(t *testing.T) {
+	t.Helper()
+	out, err := c.kubectl("get", "daemonsets,configmaps,serviceaccounts,services", "--all-namespaces", "-o", "name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, obj := range strings.Fields(out) {
+		if strings.Contains(obj, "bypass-hook") {
+			t.Errorf("after helm uninstall the cluster still has %s", obj)
+		}
+	}
+	// /opt, /run and /var/log are the node's own tmpfs, /etc an overlay whose upper layer holds
+	// what the node wrote there.
+	found, err := c.nodeRun(30*time.Second, "sh", "-c", "find /opt /run /var/log /etc/bypass-hook -path /run/containerd -prune -o -print 2>/dev/null | grep -i bypass")
+	if err != nil && strings.TrimSpace(found) != "" {
+		t.Fatalf("listing the node's files: %v", err)
+	}
+	for _, path := range strings.Fields(found) {
+		if !leftAfterUninstall.MatchString(path) {
+			t.Errorf("after helm uninstall the node still has %s, which docs/kubernetes.md does not name", path)
+		}
+	}
+	t.Logf("left on the node after helm uninstall, as docs/kubernetes.md says:\n%s", found)
 }
 
 // helmValues are the chart's values on this node: the image imported into containerd, the
