@@ -43,7 +43,13 @@ func TestNRIKilledDuringLateFence(t *testing.T) {
 		for _, r := range pods {
 			waitRefused(t, r.Status.NetNSPath, e.HTTPAddr4(), time.Now(), 15*time.Second)
 			id := netnsID(t, r.Status.NetNSPath)
-			if rec := h.recordOf(t, id); rec == nil || rec.Incomplete != "" || !rec.HasOwner(r.Ctrs[0]) {
+			// The rules refuse a moment before the create saves the record complete.
+			rec := h.recordOf(t, id)
+			for deadline := time.Now().Add(10 * time.Second); (rec == nil || rec.Incomplete != "") && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond)
+				rec = h.recordOf(t, id)
+			}
+			if rec == nil || rec.Incomplete != "" || !rec.HasOwner(r.Ctrs[0]) {
 				t.Errorf("%s: record of pod %s: %+v, want complete, naming its container", what, r.Pod.Config.Name, rec)
 			}
 			r.remove(t, h, id)
