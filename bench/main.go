@@ -178,6 +178,9 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 			return fmt.Errorf("scale: %w", err)
 		}
 		s.print(os.Stdout)
+		if err := nriSyncFigures(os.Stdout, dir, hookBin); err != nil {
+			return fmt.Errorf("NRI synchronization: %w", err)
+		}
 	}
 	return nil
 }

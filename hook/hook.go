@@ -295,6 +295,15 @@ func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
 func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, dec config.Decision, digest string, res *Result) (bool, error) {
+	// The very process the record names again (the NRI plugin fences the
+	// running containers at every synchronization): it keeps the entry it
+	// has, with the time it was first fenced, which status shows.
+	var again bool
+	for _, o := range rec.Owners {
+		if o.Is(owner.ID, owner.Bundle) && o.Pid == owner.Pid && o.Start == owner.Start && owner.Start != 0 && o.StaleSince.IsZero() {
+			owner, again = o, true
+		}
+	}
 	others := h.otherOwners(rec, owner)
 	// Under auto, the namespace keeps the backend that fenced it.
 	want := rec.Backend
@@ -344,9 +353,14 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		}
 	}
 
+	// Nothing to write when nothing changed: the same owners, the fence
+	// whole as recorded (makeWhole marks a record it installs again).
+	unchanged := again && action == joinInPlace && rec.Incomplete == "" && len(others) == len(rec.Owners)-1
 	rec.Owners, rec.Incomplete = append(others, owner), ""
-	if err := store.Save(rec); err != nil {
-		return false, &FenceError{Netns: res.Netns, Err: err}
+	if !unchanged {
+		if err := store.Save(rec); err != nil {
+			return false, &FenceError{Netns: res.Netns, Err: err}
+		}
 	}
 	res.Action = "already fenced"
 	if len(others) > 0 {

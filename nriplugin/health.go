@@ -85,6 +85,11 @@ func (h *health) set(ready bool, why string) {
 	_, _ = daemon.SdNotify(false, status)
 }
 
+// Synchronized tells whether the plugin is registered with the runtime and
+// its late fencing of the runtime's last synchronization is done, and why
+// not: what /readyz answers, but for a config rolled out and rejected.
+func (p *Plugin) Synchronized() (bool, string) { return p.health.state() }
+
 func (h *health) state() (bool, string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
