@@ -4,6 +4,7 @@ package nriplugin
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -129,13 +130,17 @@ func (p *Plugin) lateDone(it lateItem, st *specs.State, why string) {
 	}
 	p.late.mu.Unlock()
 	if stopped && st != nil && why == "" {
-		p.poststop(id, st.Bundle)
+		// The runtime's request was answered already: the stage's budget.
+		_ = p.poststop(id, st.Bundle, time.Now().Add(hook.StageBudget))
 	}
 }
 
 // StopContainer runs the poststop stage for a container the plugin fenced
-// late: NRI cannot give a running container a poststop hook.
-func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, ctr *api.Container) ([]*api.ContainerUpdate, error) {
+// late: NRI cannot give a running container a poststop hook. Its waits end
+// before the runtime's deadline for the answer (see requestDeadline): a
+// poststop that cannot finish in time ends with its own error, which the
+// runtime logs, and the plugin stays connected.
+func (p *Plugin) StopContainer(ctx context.Context, _ *api.PodSandbox, ctr *api.Container) ([]*api.ContainerUpdate, error) {
 	id := ctr.GetId()
 	p.late.mu.Lock()
 	if p.late.pending[id] {
@@ -148,27 +153,57 @@ func (p *Plugin) StopContainer(_ context.Context, _ *api.PodSandbox, ctr *api.Co
 	_, wasUnfenced := p.late.unfenced[id]
 	delete(p.late.unfenced, id)
 	p.late.mu.Unlock()
+	var err error
 	if owned {
-		p.poststop(id, bundle)
+		err = p.poststop(id, bundle, requestDeadline(ctx))
 	}
 	if wasUnfenced {
 		cfg, _, _ := p.current()
 		p.saveUnfenced(cfg)
 	}
-	return nil, nil
+	return nil, err
 }
 
-// poststop runs the hook's poststop stage for container id.
-func (p *Plugin) poststop(id, bundle string) {
+// requestMargin is the share of a request's time that the plugin keeps
+// for itself after its own waits have ended: to log and answer.
+const requestMargin = 4
+
+// requestDeadline is when the plugin's waits (a record's lock, the xtables
+// lock) end in a request the runtime made with ctx: a quarter of the time
+// it gives before its deadline, and never later than a hook stage's budget.
+// The runtime gives each request its plugin_request_timeout (containerd:
+// 2 s by default) and disconnects a plugin that has not answered by then,
+// which then misses the containers created until it is back; an answer
+// with the plugin's own error keeps it connected.
+func requestDeadline(ctx context.Context) time.Time {
+	runtime, ok := ctx.Deadline()
+	return ownDeadline(time.Now(), runtime, ok)
+}
+
+// ownDeadline is requestDeadline at now, for a request the runtime gives
+// up on at runtime (if has).
+func ownDeadline(now, runtime time.Time, has bool) time.Time {
+	deadline := now.Add(hook.StageBudget)
+	if own := now.Add(runtime.Sub(now) * (requestMargin - 1) / requestMargin); has && own.Before(deadline) {
+		deadline = own
+	}
+	return deadline
+}
+
+// poststop runs the hook's poststop stage for container id, its waits
+// ending at deadline.
+func (p *Plugin) poststop(id, bundle string, deadline time.Time) error {
 	cfg, _, _ := p.current()
 	h := hook.New(cfg, p.log.WithField("stage", "late-poststop"))
+	h.Deadline = deadline
 	res, err := h.Poststop(&specs.State{Version: specs.Version, ID: id, Status: specs.StateStopped, Bundle: bundle})
 	entry := p.log.WithFields(logrus.Fields{"id": id, "netns": res.Netns, "action": res.Action})
 	if err != nil {
-		entry.WithError(err).Error("NRI: the poststop stage of a container fenced late failed")
-		return
+		entry.WithError(err).Error("NRI: the poststop stage of a container fenced late failed; its fence stays until `bypass-hook prune` or the monitor finds its namespace abandoned")
+		return fmt.Errorf("bypass-hook NRI plugin: the poststop stage of container %s, fenced late, failed: %w; its fence stays until `bypass-hook prune` or the monitor finds its namespace abandoned", id, err)
 	}
 	entry.Info("NRI: ran the poststop stage of a container fenced late")
+	return nil
 }
 
 // saveUnfenced writes the containers that run without a fence where
