@@ -4,6 +4,7 @@ package hook_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -214,6 +215,7 @@ func TestIdempotent(t *testing.T) {
 				t.Fatal(err)
 			}
 			once := rulesIn(t, ns)
+			recOnce, _ := json.Marshal(e.records())
 			if code, stderr := e.runBin("create", *c.state()); code != 0 {
 				t.Fatalf("second create through the binary: exit %d: %s", code, stderr)
 			}
@@ -222,6 +224,11 @@ func TestIdempotent(t *testing.T) {
 			}
 			if recs := e.records(); len(recs) != 1 || len(recs[0].Owners) != 1 {
 				t.Errorf("a second create of one container must leave one owner: %+v", recs)
+			}
+			// The same process again (the NRI plugin's synchronization after
+			// a restart): its entry is kept as it was, since when it is fenced.
+			if recTwice, _ := json.Marshal(e.records()); string(recTwice) != string(recOnce) {
+				t.Errorf("a second create of the same process changed the record:\n%s\n%s", recOnce, recTwice)
 			}
 
 			// The backend alone: Install over an installed fence replaces it.
