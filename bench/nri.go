@@ -46,7 +46,7 @@ type nriReport struct {
 }
 
 // nriSyncBench runs, rounds times, a synchronization of the NRI plugin as
-// containerd drives it after the plugin's restart: pods sandboxes in
+// containerd drives it after the plugin's restart: pods pod sandboxes in
 // network namespaces of their own (bind-mounted to a path, as CNI's are,
 // each with a process in it), one running container each that started
 // without the hook, selected by the config (selection: all); then a new
