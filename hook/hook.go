@@ -150,11 +150,15 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
+	// The handle of the namespace held now, in the record whatever it held
+	// before: one of a namespace that is gone, whose inode number this one
+	// reuses, would have the next prune take this one's record.
+	handle := netns.FileHandle(ns)
 	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
-		recorded = rec.Backend
+		recorded, rec.NsHandle = rec.Backend, handle
 		joined, err := h.join(store, rec, ns, owner, dec, digest, &res)
 		if joined || err != nil {
 			return res, err
@@ -162,12 +166,13 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 
 	fresh := &records.Record{
-		Netns:  id,
-		Paths:  compact(nsPath, bundle.NetnsPath),
-		Digest: digest,
-		Policy: dec.Policy,
-		LogID:  st.ID,
-		Owners: []records.Owner{owner},
+		Netns:    id,
+		NsHandle: handle,
+		Paths:    compact(nsPath, bundle.NetnsPath),
+		Digest:   digest,
+		Policy:   dec.Policy,
+		LogID:    st.ID,
+		Owners:   []records.Owner{owner},
 
 		// What the annotations asked for, kept apart from the config's
 		// part so that a config change can be told from them (join, apply).

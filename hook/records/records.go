@@ -28,6 +28,12 @@ import (
 // Record is what the hook installed in one network namespace, and for whom.
 type Record struct {
 	Netns netns.ID `json:"netns"`
+	// NsHandle is the namespace's file handle (netns.FileHandle), set at
+	// each create: with it a create's prune tells in one system call
+	// whether the namespace still exists, also where only a socket made in
+	// it holds it. Empty on kernels before 6.18, and in records written
+	// before it was kept.
+	NsHandle string `json:"nsHandle,omitempty"`
 	// Paths reached the namespace at create: the first owner's
 	// /proc/PID/ns/net and the bundle's namespace path, if any.
 	Paths    []string       `json:"paths"`
@@ -407,9 +413,10 @@ const pruneBatch = 4
 
 // liveness is the part of a record that tells whether its namespace lives.
 type liveness struct {
-	Netns  netns.ID `json:"netns"`
-	Paths  []string `json:"paths"`
-	Owners []Owner  `json:"owners"`
+	Netns    netns.ID `json:"netns"`
+	NsHandle string   `json:"nsHandle"`
+	Paths    []string `json:"paths"`
+	Owners   []Owner  `json:"owners"`
 }
 
 // DropGoneNamespaces deletes records of namespaces that no longer exist: a
@@ -450,14 +457,19 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 	return pruned
 }
 
-// namespaceLives reads record k and reports whether an owner's process, or
-// any path, still reaches its namespace. A record it cannot read counts as
-// living: it is left alone.
+// namespaceLives reads record k and reports whether its namespace still
+// exists: by its file handle where the kernel can tell (whatever holds it,
+// a socket alone too), else by whether an owner's process or any path still
+// reaches it, which cannot see a namespace that only a socket or an open
+// file holds. A record it cannot read counts as living: it is left alone.
 func (s *Store) namespaceLives(k string) (liveness, bool) {
 	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return r, true
+	}
+	if exists, known := netns.Exists(r.Netns, r.NsHandle); known {
+		return r, exists
 	}
 	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
 		return r, true
