@@ -150,30 +150,36 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
+	// The handle of the namespace held now, in the record whatever it held
+	// before: one of a namespace that is gone, whose inode number this one
+	// reuses, would have the next prune take this one's record.
+	handle := netns.FileHandle(ns)
 	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
-		recorded = rec.Backend
+		recorded, rec.NsHandle = rec.Backend, handle
 		joined, err := h.join(store, rec, ns, owner, dec, digest, &res)
 		if joined || err != nil {
 			return res, err
 		}
 	}
 
-	rec = &records.Record{
-		Netns:  id,
-		Paths:  compact(nsPath, bundle.NetnsPath),
-		Digest: digest,
-		Policy: dec.Policy,
-		LogID:  st.ID,
-		Owners: []records.Owner{owner},
+	fresh := &records.Record{
+		Netns:    id,
+		NsHandle: handle,
+		Paths:    compact(nsPath, bundle.NetnsPath),
+		Digest:   digest,
+		Policy:   dec.Policy,
+		LogID:    st.ID,
+		Owners:   []records.Owner{owner},
 
 		// What the annotations asked for, kept apart from the config's
 		// part so that a config change can be told from them (join, apply).
 		Narrowing: &dec.Narrowing,
 	}
-	err = h.fence(store, ns, rec, recorded, &res)
+	fresh.Replaces(rec) // the owners of the record it replaces lose their index entries
+	err = h.fence(store, ns, fresh, recorded, &res)
 	return res, err
 }
 
@@ -257,12 +263,9 @@ func (h *Hook) fence(store *records.Store, ns netns.Handle, rec *records.Record,
 	if err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
-	// The record goes first, marked incomplete: rules without a record
-	// would never be removed, so whatever moment the hook dies from here
-	// (a runtime's timeout, the OOM killer), what it leaves has a record
-	// that status shows and the next create, prune and the monitor resolve.
-	rec.Backend, rec.Incomplete = backend.Name(), records.IncompleteInstall
-	if err := store.Save(rec); err != nil {
+	// The record goes first, marked incomplete (see SaveIntent).
+	rec.Backend = backend.Name()
+	if err := store.SaveIntent(rec, records.IncompleteInstall); err != nil {
 		return &FenceError{Netns: res.Netns, Err: err}
 	}
 	rs, feat, sums, err := h.install(backend, ns, rec.Policy, rec.LogID)
@@ -285,7 +288,7 @@ func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records
 	if rerr := b.Remove(ns); rerr != nil {
 		return errors.Join(err, fmt.Errorf("removing the rules again: %w (the record stays, marked incomplete: `bypass-hook prune`, the monitor or the next create in the namespace resolves it)", rerr))
 	}
-	if derr := store.Delete(rec.Netns.Key()); derr != nil {
+	if derr := store.Drop(rec); derr != nil {
 		return errors.Join(err, fmt.Errorf("removing the record again: %w", derr))
 	}
 	return err
@@ -331,8 +334,7 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 		// must go before ours goes in. The record says so first.
 		old, err := h.backend(rec.Backend)
 		if err == nil {
-			rec.Incomplete = records.IncompleteSwitch
-			err = store.Save(rec)
+			err = store.SaveIntent(rec, records.IncompleteSwitch)
 		}
 		if err == nil {
 			err = old.Remove(ns)
@@ -423,9 +425,8 @@ func (h *Hook) makeWhole(store *records.Store, ns netns.Handle, rec *records.Rec
 	default:
 		h.Log.Warn("the record says this namespace is fenced but the rules are gone; installing them again")
 	}
-	if rec.Incomplete == "" {
-		rec.Incomplete = records.IncompleteInstall
-		if err := store.Save(rec); err != nil {
+	if rec.Incomplete == "" { // else the record says so already
+		if err := store.SaveIntent(rec, records.IncompleteInstall); err != nil {
 			return err
 		}
 	}
@@ -493,8 +494,11 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	key, ok := store.FindOwner(st.ID, st.Bundle)
-	if !ok {
+	rec, unlock, err := store.LockOwned(st.ID, st.Bundle, h.deadline())
+	if err != nil {
+		return res, err
+	}
+	if rec == nil {
 		// No record names this id with this bundle: never fenced (not
 		// selected, or another runtime's container of the same id), or
 		// already removed by an earlier poststop or a prune; or a create
@@ -508,16 +512,7 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 		res.Action = "nothing to do: no record owned by this container (id and bundle)"
 		return res, nil
 	}
-	unlock, err := store.LockBy(key, h.deadline())
-	if err != nil {
-		return res, err
-	}
 	defer unlock()
-	rec, err := store.Load(key)
-	if err != nil || rec == nil || !rec.Owns(st.ID, st.Bundle) {
-		res.Action = "nothing to do: the record changed meanwhile"
-		return res, err
-	}
 	res.Netns, res.Mode, res.Backend = rec.Netns.String(), rec.Policy.Mode, rec.Backend
 	rec.RemoveOwner(st.ID, st.Bundle)
 	if len(rec.Owners) > 0 {
@@ -529,17 +524,17 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 	if b, err := oci.ReadBundle(st.Bundle); err == nil {
 		hints = append(hints, b.NetnsPath)
 	}
-	res.Action, err = h.takeDown(store, key, rec, hints)
+	res.Action, err = h.takeDown(store, rec, hints)
 	return res, err
 }
 
 // takeDown removes the fence of rec, which no container owns any more, if
 // its namespace still exists, and deletes the record. hints are paths that
 // may reach the namespace; the caller holds the record's lock.
-func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, hints []string) (action string, err error) {
+func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []string) (action string, err error) {
 	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
 	if !found {
-		return "namespace gone; record removed", store.Delete(key)
+		return "namespace gone; record removed", store.Drop(rec)
 	}
 	defer closeNs()
 	if err := netns.NotHost(ns.ID); err != nil {
@@ -553,7 +548,7 @@ func (h *Hook) takeDown(store *records.Store, key string, rec *records.Record, h
 	if err := backend.Remove(ns); err != nil {
 		return "", fmt.Errorf("removing the fence from network namespace %s: %w", rec.Netns, err)
 	}
-	return "fence removed", store.Delete(key)
+	return "fence removed", store.Drop(rec)
 }
 
 // logSummary writes the last counters of the fence into the hook log.

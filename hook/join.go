@@ -76,10 +76,7 @@ func (h *Hook) followConfig(store *records.Store, ns netns.Handle, rec *records.
 	if err != nil {
 		return err
 	}
-	// The record says what is under way before the rules change, so that a
-	// hook killed mid-way leaves a record the next create or prune resolves.
-	rec.Incomplete = records.IncompleteInstall
-	if err := store.Save(rec); err != nil {
+	if err := store.SaveIntent(rec, records.IncompleteInstall); err != nil {
 		return err
 	}
 	rs, feat, sums, err := h.install(b, ns, dec.Policy, rec.LogID)

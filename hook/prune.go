@@ -82,7 +82,7 @@ func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, ke
 		for _, o := range rec.Owners {
 			p.Owners = append(p.Owners, o.ID)
 		}
-		action, err := h.takeDown(store, key, rec, rec.Hints())
+		action, err := h.takeDown(store, rec, rec.Hints())
 		p.Action = action
 		log := h.Log.WithField("netns", p.Netns).WithField("owners", p.Owners).WithField("log_id", rec.LogID)
 		if err != nil {

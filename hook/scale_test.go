@@ -3,8 +3,6 @@
 package hook_test
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,23 +11,30 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/fswatch"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
-// readBound is how many other records a create or a poststop may open,
-// whatever the state directory holds: a create's prune looks at a few.
-const readBound = 10
+// pruneShare is how many other records a create may read, each once: the
+// few its prune looks at (records.pruneBatch), whatever the state
+// directory holds.
+const pruneShare = 4
 
-// A create and a poststop, run as the runtime runs the hook, open a bounded
-// number of the other records in the state directory: counted with
-// inotify, with 1,000 records of namespaces that are gone (what a crashed
-// runtime leaves; an hour old, so that a prune looks at them).
+// A create and a poststop, run as the runtime runs the hook, read their own
+// record at most once and a bounded number of the others: counted with
+// inotify, opens of each record file, with 1,000 records of namespaces that
+// are gone (what a crashed runtime leaves: an hour old, each with its lock
+// file, so that a create's prune takes some out). Each way a create meets
+// its namespace is counted: the first container (no record yet: nothing to
+// read, and its two saves read none), one that joins the fence (its record,
+// once), and one that joins after a config change and replaces the fence
+// (the same). A poststop reads its own record once, found through the
+// index, and no other.
 func TestCreateReadsBoundedRecords(t *testing.T) {
 	testnet.RequireRoot(t)
 	e := newEnv(t, nil, config.BackendNftables, "proxies: ['198.51.100.1:3128']\n")
@@ -41,95 +46,84 @@ func TestCreateReadsBoundedRecords(t *testing.T) {
 	old := time.Now().Add(-time.Hour)
 	for i := range many {
 		r := testrecord.New(uint64(900000+i), fmt.Sprintf("gone-%04d", i), config.ModeEnforce, config.LogNflog, fmt.Sprintf("gone-%04d", i))
+		unlock, err := store.Lock(r.Netns.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := store.Save(r); err != nil {
 			t.Fatal(err)
 		}
+		unlock()
 		if err := os.Chtimes(filepath.Join(store.Dir, r.Netns.Key()+".json"), old, old); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := startIn(t, testnet.NewNetns(t))
-	id, err := netns.Stat(netns.PidPath(c.pid()))
+	// The same config with an allow entry: what the operator changed while
+	// the pod ran.
+	cfg, err := os.ReadFile(e.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(e.dir, "changed.yaml")
+	if err := os.WriteFile(changed, append(cfg, "allow: [{cidr: 198.51.100.7/32, ports: [443], protocol: tcp}]\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ns := testnet.NewNetns(t)
+	first, second, third := startIn(t, ns), startIn(t, ns), startIn(t, ns)
+	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	own := id.Key() + ".json"
-
-	opened := watchOpens(t, store.Dir, func() {
-		if code, stderr := e.runBin("create", *c.state()); code != 0 {
-			t.Fatalf("create: exit %d: %s", code, stderr)
-		}
-	})
-	delete(opened, own)
-	t.Logf("create with %d records in the state directory opened %d others", many, len(opened))
-	if len(opened) > readBound {
-		t.Errorf("create opened %d other records (bound %d)", len(opened), readBound)
+	stopped := func(c *container) specs.State {
+		return specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle}
 	}
-
-	c.kill()
-	opened = watchOpens(t, store.Dir, func() {
-		if code, stderr := e.runBin("poststop", specs.State{ID: c.id, Status: specs.StateStopped, Bundle: testBundle}); code != 0 {
-			t.Fatalf("poststop: exit %d: %s", code, stderr)
+	for _, s := range []struct {
+		what, cfg, stage string
+		st               specs.State
+		wantOwn, others  int // reads of its own record; of others, at most
+	}{
+		{"create of the namespace's first container", e.cfgPath, "create", *first.state(), 0, pruneShare},
+		{"create of a container that joins the fence", e.cfgPath, "create", *second.state(), 1, pruneShare},
+		{"create after a config change, which replaces the fence", changed, "create", *third.state(), 1, pruneShare},
+		{"poststop of a container that leaves the fence", changed, "poststop", stopped(third), 1, 0},
+		{"poststop of a container that leaves the fence", changed, "poststop", stopped(second), 1, 0},
+		{"poststop of the last container, which takes the fence out", changed, "poststop", stopped(first), 1, 0},
+		{"poststop of a container never fenced", changed, "poststop", specs.State{ID: "never-fenced", Status: specs.StateStopped, Bundle: testBundle}, 0, 0},
+	} {
+		opened := fswatch.Opens(t, store.Dir, func() {
+			if code, stderr := runHookBin(t, s.cfg, s.stage, s.st); code != 0 {
+				t.Fatalf("%s: exit %d: %s", s.what, code, stderr)
+			}
+		})
+		others := 0
+		for name, n := range opened {
+			if _, ok := records.Key(name); !ok || name == own {
+				continue
+			}
+			others += n
+			if n > 1 {
+				t.Errorf("%s: read record %s %d times; want once at most", s.what, name, n)
+			}
 		}
-	})
-	delete(opened, own)
-	t.Logf("poststop with %d records in the state directory opened %d others", many, len(opened))
-	if len(opened) > 0 {
-		t.Errorf("poststop opened %d other records (want none: the index names its own)", len(opened))
+		t.Logf("%s, with %d records in the state directory: read its own record %d times, others %d times", s.what, many, opened[own], others)
+		if opened[own] != s.wantOwn {
+			t.Errorf("%s: read its own record %d times; want %d", s.what, opened[own], s.wantOwn)
+		}
+		if others > s.others {
+			t.Errorf("%s: read other records %d times; want %d at most", s.what, others, s.others)
+		}
+		if s.cfg == changed && s.stage == "create" && !strings.Contains(e.hookLog(), "follows the newest config") {
+			t.Errorf("%s: the fence was not replaced; hook log:\n%s", s.what, e.hookLog())
+		}
 	}
 	if _, err := os.Stat(filepath.Join(store.Dir, own)); !os.IsNotExist(err) {
-		t.Errorf("poststop left the container's record (%v)", err)
+		t.Errorf("the last poststop left the namespace's record (%v)", err)
 	}
-
-	// The poststop of a container no record names (one the config does
-	// not select): nothing to read either.
-	opened = watchOpens(t, store.Dir, func() {
-		if code, stderr := e.runBin("poststop", specs.State{ID: "never-fenced", Status: specs.StateStopped, Bundle: testBundle}); code != 0 {
-			t.Fatalf("poststop of a container never fenced: exit %d: %s", code, stderr)
-		}
-	})
-	t.Logf("poststop of a container never fenced, with %d records in the state directory, opened %d", many, len(opened))
-	if len(opened) > 0 {
-		t.Errorf("poststop of a container never fenced opened %d records (want none)", len(opened))
+	// The creates' prunes did take records out: the reads counted above
+	// include a prune's.
+	if keys, _ := store.Keys(); len(keys) >= many {
+		t.Errorf("%d records of gone namespaces after three creates; their prunes took none out", len(keys))
 	}
-}
-
-// watchOpens runs fn and returns the records (netns-*.json) opened in dir
-// meanwhile, by name.
-func watchOpens(t *testing.T, dir string, fn func()) map[string]bool {
-	t.Helper()
-	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_OPEN); err != nil {
-		t.Fatal(err)
-	}
-	fn()
-	opened := map[string]bool{}
-	buf := make([]byte, 1<<16)
-	for {
-		n, err := unix.Read(fd, buf)
-		if err == unix.EAGAIN || n <= 0 {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			// struct inotify_event: wd, mask, cookie, len, then the name.
-			mask := binary.NativeEndian.Uint32(buf[off+4:])
-			size := int(binary.NativeEndian.Uint32(buf[off+12:]))
-			name := string(bytes.TrimRight(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+size], "\x00"))
-			if mask&unix.IN_Q_OVERFLOW != 0 {
-				t.Fatal("inotify queue overflowed: the count is not whole")
-			}
-			if strings.HasPrefix(name, "netns-") && strings.HasSuffix(name, ".json") {
-				opened[name] = true
-			}
-			off += unix.SizeofInotifyEvent + size
-		}
-	}
-	return opened
 }

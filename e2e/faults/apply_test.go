@@ -5,11 +5,9 @@ package faults
 import (
 	"encoding/json"
 	"errors"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -49,35 +47,19 @@ func TestApplyKilled(t *testing.T) {
 			e := newEnv(t, b)
 			span := e.fullApply()
 			t.Logf("a whole apply of one fence takes up to %s here; kills are swept across 0-%s", span, span)
-			var killed, unrecorded, incomplete, recorded, falseWhole int
+			var k tally
+			falseWhole := 0
 			resolvedBy := map[string]int{}
 			for i := range applyKills {
-				d := time.Duration(rand.Int64N(int64(span)))
-				if i%2 == 1 {
-					d = span * time.Duration(i) / applyKills
-				}
+				d := killAt(i, applyKills, 0, span)
 				e.setProxies(proxiesBefore)
-				ns := testnet.NewNetns(t)
-				c := startIn(t, ns)
-				if code, stderr := e.run("create", c.state()); code != 0 {
-					t.Fatalf("create: exit %d: %s", code, stderr)
-				}
+				ns, c := e.fenced(t)
 				e.setProxies(proxiesAfter)
 				if !e.killedAfterCLI(d, "apply") {
 					e.stop(t, ns, c)
 					continue
 				}
-				killed++
-				l := e.look(ns)
-				switch {
-				case l.unrecorded():
-					unrecorded++
-					t.Errorf("apply killed after %s: the namespace has a fence that no record names", d)
-				case l.incomplete:
-					incomplete++
-				case l.record:
-					recorded++
-				}
+				k.count(t, e, ns, "apply", d)
 				if !e.wholeIsTrue(t, ns) {
 					falseWhole++
 				}
@@ -116,14 +98,12 @@ func TestApplyKilled(t *testing.T) {
 				}
 				e.stop(t, ns, c)
 			}
-			t.Logf("%s: %d applies killed mid-way: %d left unrecorded rules, %d an incomplete record, %d a complete record; %d times status called a fence whole that was not; resolved by %v",
-				b, killed, unrecorded, incomplete, recorded, falseWhole, resolvedBy)
+			t.Logf("%s: %d applies killed mid-way: %s; %d times status called a fence whole that was not; resolved by %v",
+				b, k.killed, k, falseWhole, resolvedBy)
 			if falseWhole > 0 {
 				t.Errorf("%d times status reported a fence whole whose rules are not its record's policy", falseWhole)
 			}
-			if killed < applyKills/4 {
-				t.Errorf("only %d of %d kills came before the apply's end: the sweep did not sweep", killed, applyKills)
-			}
+			k.swept(t, "apply", applyKills, applyKills/4)
 		})
 	}
 }
@@ -151,31 +131,21 @@ func (e *env) setProxies(proxies string) {
 // returns the median.
 func (e *env) fullApply() time.Duration {
 	e.t.Helper()
-	var took []time.Duration
-	for range 5 {
+	return fullSpan(func() time.Duration {
 		e.setProxies(proxiesBefore)
-		ns := testnet.NewNetns(e.t)
-		c := startIn(e.t, ns)
-		if code, stderr := e.run("create", c.state()); code != 0 {
-			e.t.Fatalf("create: exit %d: %s", code, stderr)
-		}
+		ns, c := e.fenced(e.t)
 		e.setProxies(proxiesAfter)
 		start := time.Now()
 		if out, err := e.cli("apply"); err != nil || !strings.Contains(out, "replaced") {
 			e.t.Fatalf("apply: %v\n%s", err, out)
 		}
-		took = append(took, time.Since(start))
+		took := time.Since(start)
 		if dump, _ := testnet.RulesIn(ns); !ruleAfter.MatchString(dump) || ruleBefore.MatchString(dump) {
 			e.t.Fatalf("after apply the rules are not the new config's:\n%s", dump)
 		}
 		e.stop(e.t, ns, c)
-	}
-	return median(took)
-}
-
-func median(d []time.Duration) time.Duration {
-	slices.Sort(d)
-	return d[len(d)/2]
+		return took
+	})
 }
 
 // stop ends the container and runs its poststop, which leaves nothing.
@@ -273,11 +243,7 @@ func TestApplyAfterRevertCompletes(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			e := newEnv(t, b)
 			e.setProxies(proxiesBefore)
-			ns := testnet.NewNetns(t)
-			c := startIn(t, ns)
-			if code, stderr := e.run("create", c.state()); code != 0 {
-				t.Fatalf("create: exit %d: %s", code, stderr)
-			}
+			ns, c := e.fenced(t)
 			id, err := netns.Stat(ns.Path)
 			if err != nil {
 				t.Fatal(err)

@@ -3,10 +3,8 @@
 package faults
 
 import (
-	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
@@ -26,12 +24,10 @@ func TestCreateKilled(t *testing.T) {
 			e := newEnv(t, b)
 			span := e.fullCreate()
 			t.Logf("a whole create takes up to %s here; kills are swept across 0-%s", span, span)
-			var killed, unrecorded, incomplete, recorded, empty, leftTmp int
+			var k tally
+			leftTmp := 0
 			for i := range createKills {
-				d := time.Duration(rand.Int64N(int64(span)))
-				if i%2 == 1 {
-					d = span * time.Duration(i) / createKills
-				}
+				d := killAt(i, createKills, 0, span)
 				ns := testnet.NewNetns(t)
 				c := startIn(t, ns)
 				if !e.killedAfter("create", c.state(), d) {
@@ -39,30 +35,15 @@ func TestCreateKilled(t *testing.T) {
 					e.run("poststop", c.stopped())
 					continue
 				}
-				killed++
-				l := e.look(ns)
-				switch {
-				case l.unrecorded():
-					unrecorded++
-					t.Errorf("kill %d after %s: the namespace has a fence that no record names", i, d)
-				case l.incomplete:
-					incomplete++
-				case l.record:
-					recorded++
-				default:
-					empty++
-				}
+				k.count(t, e, ns, "create", d)
 				e.resolve(t, ns, c, i%2 == 0)
 				leftTmp += e.tmpFiles()
 			}
-			t.Logf("%s: %d creates killed mid-way: %d left unrecorded rules, %d an incomplete record, %d a record, %d nothing; all resolved, %d temporary files left",
-				b, killed, unrecorded, incomplete, recorded, empty, leftTmp)
+			t.Logf("%s: %d creates killed mid-way: %s; all resolved, %d temporary files left", b, k.killed, k, leftTmp)
 			if leftTmp != 0 {
 				t.Errorf("%d temporary files left in the state directory after resolution", leftTmp)
 			}
-			if killed < createKills/4 {
-				t.Errorf("only %d of %d kills came before the create's end: the sweep did not sweep", killed, createKills)
-			}
+			k.swept(t, "create", createKills, createKills/4)
 		})
 	}
 }
@@ -111,32 +92,16 @@ func TestPoststopKilled(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			e := newEnv(t, b)
 			span := e.fullPoststop()
-			var killed, unrecorded, recorded, empty, locks int
+			var k tally
+			locks := 0
 			for i := range poststopKills {
-				d := time.Duration(rand.Int64N(int64(span)))
-				if i%2 == 1 {
-					d = span * time.Duration(i) / poststopKills
-				}
-				ns := testnet.NewNetns(t)
-				c := startIn(t, ns)
-				if code, stderr := e.run("create", c.state()); code != 0 {
-					t.Fatalf("create: exit %d: %s", code, stderr)
-				}
+				d := killAt(i, poststopKills, 0, span)
+				ns, c := e.fenced(t)
 				c.kill()
 				if !e.killedAfter("poststop", c.stopped(), d) {
 					continue
 				}
-				killed++
-				l := e.look(ns)
-				switch {
-				case l.unrecorded():
-					unrecorded++
-					t.Errorf("poststop killed after %s: the namespace has a fence that no record names", d)
-				case l.record:
-					recorded++
-				default:
-					empty++
-				}
+				k.count(t, e, ns, "poststop", d)
 				if i%2 == 0 {
 					if code, stderr := e.run("poststop", c.stopped()); code != 0 {
 						t.Fatalf("poststop again: exit %d: %s", code, stderr)
@@ -167,11 +132,8 @@ func TestPoststopKilled(t *testing.T) {
 					}
 				}
 			}
-			t.Logf("%s: %d poststops killed mid-way: %d left unrecorded rules, %d a record, %d nothing; all resolved (%d lock files left until a prune)",
-				b, killed, unrecorded, recorded, empty, locks)
-			if killed < poststopKills/4 {
-				t.Errorf("only %d of %d kills came before the poststop's end: the sweep did not sweep", killed, poststopKills)
-			}
+			t.Logf("%s: %d poststops killed mid-way: %s; all resolved (%d lock files left until a prune)", b, k.killed, k, locks)
+			k.swept(t, "poststop", poststopKills, poststopKills/4)
 		})
 	}
 }
@@ -187,33 +149,16 @@ func TestPruneKilled(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			e := newEnv(t, b)
 			span := e.fullPrune()
-			var killed, unrecorded, recorded, empty int
+			var k tally
 			for i := range pruneKills {
-				d := time.Duration(rand.Int64N(int64(span)))
-				if i%2 == 1 {
-					d = span * time.Duration(i) / pruneKills
-				}
-				ns := testnet.NewNetns(t)
-				c := startIn(t, ns)
-				if code, stderr := e.run("create", c.state()); code != 0 {
-					t.Fatalf("create: exit %d: %s", code, stderr)
-				}
+				d := killAt(i, pruneKills, 0, span)
+				ns, c := e.fenced(t)
 				c.kill() // a runtime that never ran poststop
 				if !e.killedAfterCLI(d, "prune", "--grace", "0") {
 					e.cli("prune", "--grace", "0")
 					continue
 				}
-				killed++
-				l := e.look(ns)
-				switch {
-				case l.unrecorded():
-					unrecorded++
-					t.Errorf("prune killed after %s: the namespace has a fence that no record names", d)
-				case l.record:
-					recorded++
-				default:
-					empty++
-				}
+				k.count(t, e, ns, "prune", d)
 				if out, err := e.cli("prune", "--grace", "0"); err != nil {
 					t.Fatalf("prune again: %v\n%s", err, out)
 				}
@@ -224,11 +169,8 @@ func TestPruneKilled(t *testing.T) {
 					t.Errorf("after the next prune the state directory holds %v", f)
 				}
 			}
-			t.Logf("%s: %d prunes killed mid-way: %d left unrecorded rules, %d a record, %d nothing; all cleared by the next prune",
-				b, killed, unrecorded, recorded, empty)
-			if killed < pruneKills/5 {
-				t.Errorf("only %d of %d kills came before the prune's end: the sweep did not sweep", killed, pruneKills)
-			}
+			t.Logf("%s: %d prunes killed mid-way: %s; all cleared by the next prune", b, k.killed, k)
+			k.swept(t, "prune", pruneKills, pruneKills/5)
 		})
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -203,6 +202,18 @@ func (c *container) kill() {
 	}
 }
 
+// fenced starts a container in a fresh namespace and runs its create to
+// the end: a fenced container.
+func (e *env) fenced(t *testing.T) (*testnet.Netns, *container) {
+	t.Helper()
+	ns := testnet.NewNetns(t)
+	c := startIn(t, ns)
+	if code, stderr := e.run("create", c.state()); code != 0 {
+		t.Fatalf("create: exit %d: %s", code, stderr)
+	}
+	return ns, c
+}
+
 // left is what a namespace and the state directory hold after a fault.
 type left struct {
 	fence      bool // a fence of either backend in the namespace
@@ -274,43 +285,34 @@ func (e *env) stateFiles() []string {
 // returns the median: the span a kill is swept across.
 func (e *env) fullCreate() time.Duration {
 	e.t.Helper()
-	var took []time.Duration
-	for range 5 {
+	return fullSpan(func() time.Duration {
 		ns := testnet.NewNetns(e.t)
 		c := startIn(e.t, ns)
 		start := time.Now()
 		if code, stderr := e.run("create", c.state()); code != 0 {
 			e.t.Fatalf("create: exit %d: %s", code, stderr)
 		}
-		took = append(took, time.Since(start))
+		took := time.Since(start)
 		if code, stderr := e.run("poststop", c.stopped()); code != 0 {
 			e.t.Fatalf("poststop: exit %d: %s", code, stderr)
 		}
-	}
-	slices.Sort(took)
-	return took[len(took)/2]
+		return took
+	})
 }
 
 // fullPoststop times whole poststops (the last owner's: the rules come
 // out) and returns the median.
 func (e *env) fullPoststop() time.Duration {
 	e.t.Helper()
-	var took []time.Duration
-	for range 5 {
-		ns := testnet.NewNetns(e.t)
-		c := startIn(e.t, ns)
-		if code, stderr := e.run("create", c.state()); code != 0 {
-			e.t.Fatalf("create: exit %d: %s", code, stderr)
-		}
+	return fullSpan(func() time.Duration {
+		_, c := e.fenced(e.t)
 		c.kill()
 		start := time.Now()
 		if code, stderr := e.run("poststop", c.stopped()); code != 0 {
 			e.t.Fatalf("poststop: exit %d: %s", code, stderr)
 		}
-		took = append(took, time.Since(start))
-	}
-	slices.Sort(took)
-	return took[len(took)/2]
+		return time.Since(start)
+	})
 }
 
 // killedAfterCLI runs the bypass-hook command and SIGKILLs it after d;
@@ -325,23 +327,17 @@ func (e *env) killedAfterCLI(d time.Duration, args ...string) bool {
 // gone, and returns the median.
 func (e *env) fullPrune() time.Duration {
 	e.t.Helper()
-	var took []time.Duration
-	for range 5 {
-		ns := testnet.NewNetns(e.t)
-		c := startIn(e.t, ns)
-		if code, stderr := e.run("create", c.state()); code != 0 {
-			e.t.Fatalf("create: exit %d: %s", code, stderr)
-		}
+	return fullSpan(func() time.Duration {
+		ns, c := e.fenced(e.t)
 		c.kill()
 		start := time.Now()
 		if out, err := e.cli("prune", "--grace", "0"); err != nil {
 			e.t.Fatalf("prune: %v\n%s", err, out)
 		}
-		took = append(took, time.Since(start))
+		took := time.Since(start)
 		if l := e.look(ns); l.fence || l.record {
 			e.t.Fatalf("prune left %+v", l)
 		}
-	}
-	slices.Sort(took)
-	return took[len(took)/2]
+		return took
+	})
 }

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
-	"math/rand/v2"
 	"os/exec"
 	"syscall"
 	"testing"
@@ -93,12 +92,7 @@ func (e *env) restartUntil(t *testing.T, done func() bool, args ...string) bool 
 // last three quarters of span, where the monitor has started and repairs
 // or prunes (its start before that is the same whatever it is about to do).
 func sweep(i, n int, span time.Duration) time.Duration {
-	from := span / 4
-	width := span - from + span/10
-	if i%2 == 1 {
-		return from + width*time.Duration(i)/time.Duration(n)
-	}
-	return from + time.Duration(rand.Int64N(int64(width)))
+	return killAt(i, n, span/4, span+span/10)
 }
 
 // tamper opens the fence of ns: an accept before its rules.
@@ -120,11 +114,7 @@ func TestMonitorKilledDuringRepair(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b, func(t *testing.T) {
 			e := newEnv(t, b)
-			ns := testnet.NewNetns(t)
-			c := startIn(t, ns)
-			if code, stderr := e.run("create", c.state()); code != 0 {
-				t.Fatalf("create: exit %d: %s", code, stderr)
-			}
+			ns, c := e.fenced(t)
 			notWhole := func() bool {
 				st := e.statusOf(t, ns)
 				return st.Whole != nil && !*st.Whole
@@ -187,11 +177,7 @@ func TestMonitorKilledDuringPrune(t *testing.T) {
 		t.Run(b, func(t *testing.T) {
 			e := newEnv(t, b)
 			abandoned := func() *testnet.Netns {
-				ns := testnet.NewNetns(t)
-				c := startIn(t, ns)
-				if code, stderr := e.run("create", c.state()); code != 0 {
-					t.Fatalf("create: exit %d: %s", code, stderr)
-				}
+				ns, c := e.fenced(t)
 				c.kill() // a runtime that never ran poststop
 				return ns
 			}
@@ -205,24 +191,15 @@ func TestMonitorKilledDuringPrune(t *testing.T) {
 			}
 			span := median(took)
 			t.Logf("the monitor prunes an abandoned fence %s after its start here; kills are swept across %s-%s", span, span/4, span+span/10)
-			var killed, unrecorded, recorded, empty, notPruned int
+			var k tally
+			notPruned := 0
 			for i := range monitorKills {
 				ns := abandoned()
 				d := sweep(i, monitorKills, span)
 				if !e.killAfter(e.monitorCmd("--prune-grace", "0"), d) {
 					continue
 				}
-				killed++
-				l := e.look(ns)
-				switch {
-				case l.unrecorded():
-					unrecorded++
-					t.Errorf("monitor killed after %s: the namespace has a fence that no record names", d)
-				case l.record:
-					recorded++
-				default:
-					empty++
-				}
+				k.count(t, e, ns, "monitor", d)
 				gone := func() bool { l := e.look(ns); return !l.fence && !l.record }
 				if !e.restartUntil(t, gone, "--prune-grace", "0") {
 					notPruned++
@@ -232,11 +209,9 @@ func TestMonitorKilledDuringPrune(t *testing.T) {
 					t.Errorf("monitor killed after %s, then started again: the state directory holds %v", d, f)
 				}
 			}
-			t.Logf("%s: %d monitors killed around a prune: %d left unrecorded rules, %d the record, %d nothing; the monitor started again took out what was left %d of %d times",
-				b, killed, unrecorded, recorded, empty, killed-notPruned, killed)
-			if killed < monitorKills/2 {
-				t.Errorf("only %d of %d kills came before the monitor's end", killed, monitorKills)
-			}
+			t.Logf("%s: %d monitors killed around a prune: %s; the monitor started again took out what was left %d of %d times",
+				b, k.killed, k, k.killed-notPruned, k.killed)
+			k.swept(t, "monitor", monitorKills, monitorKills/2)
 		})
 	}
 }

@@ -190,11 +190,7 @@ func TestStateDirRemoved(t *testing.T) {
 			e := newEnv(t, b)
 			var unrecorded, recovered int
 			for range stateRounds {
-				ns := testnet.NewNetns(t)
-				c := startIn(t, ns)
-				if code, stderr := e.run("create", c.state()); code != 0 {
-					t.Fatalf("create: exit %d: %s", code, stderr)
-				}
+				ns, c := e.fenced(t)
 				if err := os.RemoveAll(e.stateDir); err != nil {
 					t.Fatal(err)
 				}

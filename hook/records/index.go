@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -105,6 +106,41 @@ func (s *Store) FindOwner(id, bundle string) (string, bool) {
 		}
 	}
 	return best, best != ""
+}
+
+// LockOwned finds the record that the container with this id and bundle
+// owns and returns it locked, as read under its lock; the caller unlocks.
+// Where the index names one record for the container (the usual case) it
+// reads that one only, once, under its lock; where it names more (the
+// container created again elsewhere before a prune took the old record) it
+// reads each to find the one the container joined last (FindOwner). rec is
+// nil, and nothing stays locked, when no record the container could be
+// found by names it now, or it cannot be read (UnreadableFor says which).
+func (s *Store) LockOwned(id, bundle string, deadline time.Time) (rec *Record, unlock func(), err error) {
+	names, err := readNames(s.ownerDir(id, bundle))
+	var key string
+	switch {
+	case err == nil && len(names) == 1 && strings.HasPrefix(names[0], "netns-"):
+		key = names[0]
+	case err != nil && s.indexed():
+		return nil, nil, nil // never fenced, or its record is gone
+	default:
+		var ok bool
+		if key, ok = s.FindOwner(id, bundle); !ok {
+			return nil, nil, nil
+		}
+	}
+	unlock, err = s.LockBy(key, deadline)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err = s.Load(key)
+	if err != nil || rec == nil || !rec.Owns(id, bundle) {
+		s.forgetLock(key) // LockBy made one for a record that is gone
+		unlock()
+		return nil, nil, nil
+	}
+	return rec, unlock, nil
 }
 
 // Forget removes the container's index entries that name records which do

@@ -3,6 +3,8 @@
 package records
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/fswatch"
 )
 
 func rec(ino uint64, owners ...string) *Record {
@@ -137,5 +140,124 @@ func TestSweep(t *testing.T) {
 	}
 	if k, ok := s.FindOwner("a", "/b/a"); !ok || k != live.Netns.Key() {
 		t.Error("the sweep lost a live owner's entry")
+	}
+}
+
+// Save and Drop read no record: the owners the file names are those the
+// record was loaded or last saved with, and a record made afresh takes them
+// from the one it replaces. The index follows all the same.
+func TestSaveReadsNoRecord(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	key := rec(1).Netns.Key()
+	var loaded *Record
+	opened := fswatch.Opens(t, s.Dir, func() {
+		r := rec(1, "a", "b")
+		if err := s.SaveIntent(r, IncompleteInstall); err != nil {
+			t.Fatal(err)
+		}
+		r.Incomplete = ""
+		if err := s.Save(r); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if loaded, err = s.Load(key); err != nil || loaded == nil || loaded.Incomplete != "" {
+			t.Fatalf("Load after two saves: %+v, %v", loaded, err)
+		}
+		loaded.RemoveOwner("b", "/b/b")
+		if err := s.Save(loaded); err != nil {
+			t.Fatal(err)
+		}
+		if got := entries(t, s); !slices.Equal(got, []string{filepath.Join(ownersDir, ownerHash("a", "/b/a"), key)}) {
+			t.Errorf("after b left, entries %v; want a's only", got)
+		}
+		fresh := rec(1, "c")
+		fresh.Replaces(loaded)
+		if err := s.Save(fresh); err != nil {
+			t.Fatal(err)
+		}
+		if got := entries(t, s); !slices.Equal(got, []string{filepath.Join(ownersDir, ownerHash("c", "/b/c"), key)}) {
+			t.Errorf("after a record made afresh replaced a's, entries %v; want c's only", got)
+		}
+		// An owner whose entry was made but whose save failed goes too.
+		fresh.Owners = append(fresh.Owners, Owner{ID: "d", Bundle: "/b/d"})
+		if err := s.index(fresh.Owners[1], key); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Drop(fresh); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if got := entries(t, s); len(got) != 0 {
+		t.Errorf("after Drop, entries %v; want none", got)
+	}
+	if names, _ := readNames(s.Dir); !slices.Equal(names, []string{ownersDir}) {
+		t.Errorf("after Drop the state directory holds %v", names)
+	}
+	if n := opened[key+".json"]; n != 1 {
+		t.Errorf("the record was opened %d times; want 1 (the Load): Save and Drop read no record", n)
+	}
+}
+
+// A create's prune looks at pruneBatch records at most and reads each
+// once: those of namespaces that are gone go with their index entries;
+// young ones, the create's own and those a hook holds stay.
+func TestDropGoneNamespacesReadsEachOnce(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	old := time.Now().Add(-time.Hour)
+	var keys []string
+	for i := range 3 * pruneBatch {
+		// Dev 4 is no nsfs: no path reaches these namespaces.
+		r := rec(uint64(100+i), fmt.Sprintf("c%d", i))
+		unlock, err := s.Lock(r.Netns.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(r); err != nil {
+			t.Fatal(err)
+		}
+		unlock()
+		if i != 1 { // 1 stays young
+			if err := os.Chtimes(s.path(r.Netns.Key(), ".json"), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+		keys = append(keys, r.Netns.Key())
+	}
+	held, err := s.Lock(keys[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	var pruned []string
+	opened := fswatch.Opens(t, s.Dir, func() { pruned = s.DropGoneNamespaces(keys[0]) })
+	reads := 0
+	for name, n := range opened {
+		if _, ok := Key(name); ok {
+			reads += n
+			if n > 1 {
+				t.Errorf("%s read %d times; want once", name, n)
+			}
+		}
+	}
+	if reads > pruneBatch {
+		t.Errorf("the prune read %d records; at most %d", reads, pruneBatch)
+	}
+	// The directory's order is the file system's: which of the records the
+	// look reached is not known, only what became of each.
+	for i, k := range keys {
+		_, err := os.Lstat(s.path(k, ".json"))
+		gone := errors.Is(err, os.ErrNotExist)
+		if i <= 2 && gone {
+			t.Errorf("record %d (%s) was pruned; the create's own, a young one and a held one stay", i, k)
+		}
+		if gone != slices.Contains(pruned, k) {
+			t.Errorf("record %d: gone %v, reported pruned %v", i, gone, slices.Contains(pruned, k))
+		}
+		if names, _ := readNames(s.ownerDir(fmt.Sprintf("c%d", i), fmt.Sprintf("/b/c%d", i))); gone == (len(names) > 0) {
+			t.Errorf("record %d: gone %v, index entries %v", i, gone, names)
+		}
+	}
+	if len(pruned) == 0 {
+		t.Error("the prune took out no record of a gone namespace")
 	}
 }

@@ -28,6 +28,12 @@ import (
 // Record is what the hook installed in one network namespace, and for whom.
 type Record struct {
 	Netns netns.ID `json:"netns"`
+	// NsHandle is the namespace's file handle (netns.FileHandle), set at
+	// each create: with it a create's prune tells in one system call
+	// whether the namespace still exists, also where only a socket made in
+	// it holds it. Empty on kernels before 6.18, and in records written
+	// before it was kept.
+	NsHandle string `json:"nsHandle,omitempty"`
 	// Paths reached the namespace at create: the first owner's
 	// /proc/PID/ns/net and the bundle's namespace path, if any.
 	Paths    []string       `json:"paths"`
@@ -60,6 +66,22 @@ type Record struct {
 	// (they are alike, or the owners would not share the fence); nil in
 	// records written before it was kept.
 	Narrowing *config.Narrowing `json:"narrowing,omitempty"`
+
+	// onDisk are the owners that the record's file names, as this value
+	// last read it (Load) or wrote it (Save) under the record's lock: Save
+	// and Drop take the index entries of owners that left from it, without
+	// reading the file again. Nil for a record never loaded or saved.
+	onDisk []Owner
+}
+
+// Replaces says that r, made afresh, is to be saved over old, the record
+// of the same namespace that the caller loaded under the lock it still
+// holds (nil when there was none): old's owners that r does not name then
+// lose their index entries at r's first save, as if r had been loaded.
+func (r *Record) Replaces(old *Record) {
+	if old != nil {
+		r.onDisk = old.onDisk
+	}
 }
 
 // What a hook was doing when it left a record incomplete.
@@ -244,19 +266,22 @@ func (s *Store) Load(key string) (*Record, error) {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return nil, fmt.Errorf("record %s is corrupt: %w", s.path(key, ".json"), err)
 	}
+	r.onDisk = slices.Clone(r.Owners)
 	return &r, nil
 }
 
 // Save writes the record atomically and keeps the index by container in
-// step; the caller holds its lock. Each owner's index entry is made before
-// the record names it, and the entries of owners it no longer names are
-// removed after: an entry may outlive its owner (a crash between the two
-// steps; prune sweeps them), but a record never names an owner the index
-// cannot find.
+// step; the caller holds its lock, and r is the record as it loaded it
+// (Load), saved it (Save), or made it afresh (see Replaces). Save reads no
+// record: the owners that the file names until now are those r was loaded
+// or last saved with. Each owner's index entry is made before the record
+// names it, and the entries of owners it no longer names are removed
+// after: an entry may outlive its owner (a crash between the two steps, a
+// corrupt record replaced; prune sweeps them), but a record never names an
+// owner the index cannot find.
 func (s *Store) Save(r *Record) error {
 	key := r.Netns.Key()
 	final := s.path(key, ".json")
-	prev, _ := s.Load(key) // a corrupt record is replaced; its owners' entries stay until a sweep
 	for _, o := range r.Owners {
 		if err := s.index(o, key); err != nil {
 			return fmt.Errorf("writing record %s: %w", final, err)
@@ -269,28 +294,57 @@ func (s *Store) Save(r *Record) error {
 	if err := writeAtomic(final, data); err != nil {
 		return fmt.Errorf("writing record %s: %w", final, err)
 	}
-	if prev != nil {
-		for _, o := range prev.Owners {
-			if !r.Owns(o.ID, o.Bundle) {
-				s.unindex(o, key)
-			}
+	for _, o := range r.onDisk {
+		if !r.Owns(o.ID, o.Bundle) {
+			s.unindex(o, key)
 		}
 	}
+	r.onDisk = slices.Clone(r.Owners)
 	return nil
 }
 
-// Delete removes a record, its owners' index entries and its lock file; the
-// caller holds the lock.
+// SaveIntent saves r marked incomplete with what (IncompleteInstall,
+// IncompleteSwitch) before the caller touches the namespace's rules: a hook
+// that dies from there on (a runtime's timeout, the OOM killer) leaves a
+// record that says its rules may be any mix of before and after, which
+// status shows and the next create, prune and the monitor resolve; rules
+// without a record would never be removed. The caller saves r again with
+// Incomplete cleared once the rules are as r says, or takes rules and
+// record out (Drop); it holds the lock throughout.
+func (s *Store) SaveIntent(r *Record, what string) error {
+	r.Incomplete = what
+	return s.Save(r)
+}
+
+// Delete removes the record of key, its owners' index entries and its lock
+// file; the caller holds the lock. It reads the record for its owners: a
+// caller that has the record uses Drop.
 func (s *Store) Delete(key string) error {
 	prev, _ := s.Load(key)
+	var owners []Owner
+	if prev != nil {
+		owners = prev.Owners
+	}
+	return s.delete(key, owners)
+}
+
+// Drop removes r's record, its owners' index entries and its lock file
+// without reading the record: r is the record as the caller loaded or saved
+// it under the lock it holds. Owners r names that were never saved (a save
+// that failed after their entries were made) lose their entries too.
+func (s *Store) Drop(r *Record) error {
+	return s.delete(r.Netns.Key(), append(slices.Clone(r.onDisk), r.Owners...))
+}
+
+// delete removes the record of key, the index entries of owners and the
+// lock file; the caller holds the lock.
+func (s *Store) delete(key string, owners []Owner) error {
 	err := os.Remove(s.path(key, ".json"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if prev != nil {
-		for _, o := range prev.Owners {
-			s.unindex(o, key)
-		}
+	for _, o := range owners {
+		s.unindex(o, key)
 	}
 	_ = os.Remove(s.path(key, ".json.tmp")) // left by a writer killed mid-rename
 	err = os.Remove(s.path(key, ".lock"))
@@ -359,36 +413,43 @@ const pruneBatch = 4
 
 // liveness is the part of a record that tells whether its namespace lives.
 type liveness struct {
-	Netns  netns.ID `json:"netns"`
-	Paths  []string `json:"paths"`
-	Owners []Owner  `json:"owners"`
+	Netns    netns.ID `json:"netns"`
+	NsHandle string   `json:"nsHandle"`
+	Paths    []string `json:"paths"`
+	Owners   []Owner  `json:"owners"`
 }
 
 // DropGoneNamespaces deletes records of namespaces that no longer exist: a
 // runtime that crashes never calls poststop. A create calls it, so it looks
-// at no more than pruneBatch records: those after the place in the
-// directory where the last create's look stopped, so that creates go round
-// the whole directory in turn and none pays for all of it (`prune` and the
-// monitor look at every record). Records locked by a running hook, the one
-// in skip, and those younger than pruneMinAge are left alone.
+// at no more than pruneBatch records, and reads each once: those after the
+// place in the directory where the last create's look stopped, so that
+// creates go round the whole directory in turn and none pays for all of it
+// (`prune` and the monitor look at every record). Records locked by a
+// running hook, the one in skip, and those written less than pruneMinAge
+// ago are left alone.
 func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 	for _, k := range s.nextKeys(pruneBatch) {
 		if k == skip {
 			continue
 		}
-		if fi, err := os.Lstat(s.path(k, ".json")); err != nil || time.Since(fi.ModTime()) < pruneMinAge {
+		st, ok := stampOf(s.path(k, ".json"))
+		if !ok || time.Since(time.Unix(st.mtime.Unix())) < pruneMinAge {
 			continue
 		}
-		if s.namespaceLives(k) {
+		r, lives := s.namespaceLives(k)
+		if lives {
 			continue
 		}
 		unlock, ok := s.tryLock(k)
 		if !ok {
 			continue
 		}
-		// Look again under the lock: a create may have written a new record
-		// for a new namespace that reuses the inode number meanwhile.
-		if !s.namespaceLives(k) && s.Delete(k) == nil {
+		// Under the lock, the record must still be the version judged: a
+		// create may have written a new one meanwhile, for a new namespace
+		// that reuses the inode number. A new version is a new file written
+		// now, and the one judged was written pruneMinAge ago at least: the
+		// same stamp is the same version.
+		if now, ok := stampOf(s.path(k, ".json")); ok && now == st && s.delete(k, r.Owners) == nil {
 			pruned = append(pruned, k)
 		}
 		unlock()
@@ -396,20 +457,25 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 	return pruned
 }
 
-// namespaceLives reports whether an owner's process, or any path, still
-// reaches the namespace of record k. A record it cannot read counts as
-// living: it is left alone.
-func (s *Store) namespaceLives(k string) bool {
+// namespaceLives reads record k and reports whether its namespace still
+// exists: by its file handle where the kernel can tell (whatever holds it,
+// a socket alone too), else by whether an owner's process or any path still
+// reaches it, which cannot see a namespace that only a socket or an open
+// file holds. A record it cannot read counts as living: it is left alone.
+func (s *Store) namespaceLives(k string) (liveness, bool) {
 	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
 	if err != nil || json.Unmarshal(data, &r) != nil {
-		return true
+		return r, true
+	}
+	if exists, known := netns.Exists(r.Netns, r.NsHandle); known {
+		return r, exists
 	}
 	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
-		return true
+		return r, true
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)
-	return ok
+	return r, ok
 }
 
 // Unfenced is a running container that the config selects and that the

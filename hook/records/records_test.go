@@ -4,10 +4,13 @@ package records
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
@@ -91,4 +94,73 @@ func TestStoreLockAndDelete(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// A create's prune keeps the record of a namespace that exists although no
+// path reaches it (here an open file holds it; a socket made in it would
+// do the same, see netns.Exists), where the kernel gives file handles of
+// namespaces, and takes it out once the namespace is gone.
+func TestDropGoneNamespacesKeepsAnUnreachableNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: making a network namespace needs root")
+	}
+	child := exec.Command("unshare", "--net", "sleep", "3600")
+	if err := child.Start(); err != nil {
+		t.Skipf("skipping: unshare: %v", err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	path := netns.PidPath(child.Process.Pid)
+	own, _ := netns.Peek("/proc/self/ns/net")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got, ok := netns.Peek(path); ok && got != own {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare --net did not make a namespace")
+		}
+	}
+	ns, closeNs, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { closeNs() }()
+	fh := netns.FileHandle(ns)
+	if fh == "" {
+		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
+	}
+	s := &Store{Dir: t.TempDir()}
+	r := &Record{Netns: ns.ID, NsHandle: fh, Paths: []string{path}, Owners: []Owner{{ID: "c", Bundle: "/b/c", Pid: child.Process.Pid, Start: StartOf(child.Process.Pid)}}}
+	unlock, err := s.Lock(r.Netns.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(r); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(s.path(r.Netns.Key(), ".json"), old, old); err != nil {
+		t.Fatal(err)
+	}
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	if _, found := netns.Find(ns.ID, path); found {
+		t.Fatal("a path still reaches the namespace: the test does not test")
+	}
+	if pruned := s.DropGoneNamespaces(""); len(pruned) > 0 {
+		t.Errorf("the prune took out %v, the record of a namespace that exists", pruned)
+	}
+	closeNs()
+	closeNs = func() {}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if pruned := s.DropGoneNamespaces(""); slices.Contains(pruned, r.Netns.Key()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("10 s after the namespace was let go, the prune still keeps its record")
+		}
+	}
+	if names, _ := readNames(s.ownerDir("c", "/b/c")); len(names) > 0 {
+		t.Errorf("the pruned record's index entries stay: %v", names)
+	}
 }
