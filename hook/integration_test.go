@@ -683,6 +683,9 @@ func TestPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 	dead.kill()
+	// The kernel frees a namespace a moment after its last process is
+	// reaped; until then it exists, and its record rightly stays.
+	waitNamespaceFreed(t, e.records())
 	// Records younger than a couple of seconds are spared; age this one.
 	old := time.Now().Add(-time.Minute)
 	for _, r := range e.records() {
@@ -698,6 +701,23 @@ func TestPrune(t *testing.T) {
 	recs := e.records()
 	if len(recs) != 1 || recs[0].Owners[0].ID != live.id {
 		t.Errorf("want only the live container's record, got %+v", recs)
+	}
+}
+
+// waitNamespaceFreed waits up to 5 s until the kernel has freed the
+// namespace of each record (its file handle no longer opens).
+func waitNamespaceFreed(t *testing.T, recs []*records.Record) {
+	t.Helper()
+	for _, r := range recs {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			exists, known := netns.Exists(r.Netns, r.NsHandle)
+			if !exists || !known {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %s still exists 5 s after its last process was killed", r.Netns.Key())
+			}
+		}
 	}
 }
 
