@@ -398,14 +398,18 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 
 // namespaceLives reports whether an owner's process, or any path, still
 // reaches the namespace of record k. A record it cannot read counts as
-// living: it is left alone.
+// living: it is left alone. So does one whose owner's first process still
+// runs elsewhere: it may have left its workers in the namespace, held by
+// threads or sockets that no path shows (only prune looks for those), and
+// a record deleted under them would let a later container of the
+// namespace take the fence out with its poststop.
 func (s *Store) namespaceLives(k string) bool {
 	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return true
 	}
-	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
+	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Runs() }) {
 		return true
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)
