@@ -150,7 +150,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	}
 	defer unlock()
 
-	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Cgroup: records.CgroupOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
@@ -366,9 +366,11 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 // its id and bundle has a new pid); owners whose process is gone leave.
 // Another runtime's container of the same id has another bundle: it stays
 // an owner. So does one whose first process still runs in another network
-// namespace while the fence is still in this one: a workload controls its
-// pid 1, which may have moved into a namespace of its own and left its
-// workers here, and its runtime calls its poststop when it ends; dropped,
+// namespace, or whose cgroup still holds a process, while the fence is
+// still in this one: a workload controls its pid 1, which may have moved
+// into a namespace of its own, or exited (in a container without a pid
+// namespace of its own), and left its workers here, and its runtime calls
+// its poststop when it ends; dropped,
 // the poststop of this container would take the fence out from under the
 // workers. Where no fence is left in the namespace, it is not the one that
 // owner left (a new namespace with the old one's inode number): it leaves.
@@ -381,7 +383,7 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner, ns netns.Ha
 		case o.Is(owner.ID, owner.Bundle):
 		case o.Alive(rec.Netns):
 			others = append(others, o)
-		case o.Runs() && fenced():
+		case o.Remains() && fenced():
 			others = append(others, o)
 			away++
 		default:
@@ -392,7 +394,7 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner, ns netns.Ha
 		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
 	}
 	if away > 0 {
-		h.Log.WithField("owners", away).Warn("kept owners whose first process runs in another network namespace now: their workers may still run in this one")
+		h.Log.WithField("owners", away).Warn("kept owners whose first process runs in another network namespace now, or whose cgroup still holds processes: their workers may still run in this one")
 	}
 	return others
 }

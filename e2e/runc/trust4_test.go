@@ -8,10 +8,13 @@ package runc
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
@@ -100,4 +103,92 @@ func TestTrustJoinerKeepsOwnerWhosePid1Left(t *testing.T) {
 		t.Errorf("the worker's direct connect was not refused: %q", got)
 	}
 	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
+}
+
+// chainScript is the container's pid 1, as uid 65534 with no capability,
+// in the host's pid namespace (no pid namespace of its own): it starts a
+// chain of processes in the fenced namespace, each of which starts the
+// next and exits at once, each looking for /tmp/go to connect straight to
+// addr; then pid 1 exits. No runtime calls poststop (the container is
+// never deleted): prune is what decides.
+func chainScript(addr string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return `cat >/tmp/hop.sh <<'END'
+if [ -e /tmp/go ]; then
+  nc -w 3 ` + host + ` ` + port + ` </dev/null >/tmp/out 2>&1; echo "exit $?" >>/tmp/out
+  mv /tmp/out /tmp/result; rm -f /tmp/go
+fi
+sh /tmp/hop.sh &
+END
+sh /tmp/hop.sh
+touch /tmp/started`
+}
+
+// A container without a pid namespace of its own whose pid 1 exits while a
+// chain of processes that fork and exit goes on in its network namespace,
+// and whose runtime never calls poststop. prune's look through /proc is
+// always behind the chain, and the owner's first process is gone: on main
+// prune took the fence out and the chain's direct connect got through.
+func TestTrustChainOutlivesPid1PruneKeepsFence(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"sh", "-c", chainScript(e.lab.TCPV4)},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.Spec.Linux.Namespaces = slices.DeleteFunc(b.Spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })
+	for i, m := range b.Spec.Mounts {
+		if m.Destination == "/tmp" {
+			b.Spec.Mounts[i] = specs.Mount{Destination: "/tmp", Type: "bind", Source: tmp, Options: []string{"rbind", "rw"}}
+		}
+	}
+	b.WriteSpec(t)
+	if err := b.Create(t, testnet.RandName("chain-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	t.Cleanup(func() { b.Runc("kill", "--all", b.ID, "KILL") })
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "started")); err != nil {
+		t.Fatalf("pid 1 did not start its chain; container output:\n%s", b.Output())
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+		t.Fatalf("pid 1 (%d) did not exit", pid)
+	}
+	for i := range 20 {
+		code, out := e.cli(t, "prune", "--grace", "0s")
+		if !fencedNs(t, ns.Netns) {
+			t.Errorf("prune %d (exit %d) took the fence out while processes still hop in the namespace:\n%s", i+1, code, out)
+			break
+		}
+		if i == 0 {
+			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
+		}
+	}
+	os.Remove(filepath.Join(tmp, "result"))
+	if err := os.WriteFile(filepath.Join(tmp, "go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for deadline := time.Now().Add(15 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got, _ = os.ReadFile(filepath.Join(tmp, "result"))
+	}
+	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
+	if !strings.Contains(string(got), "refused") {
+		t.Errorf("the chain's direct connect was not refused: %q", got)
+	}
 }

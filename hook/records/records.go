@@ -78,8 +78,11 @@ type Owner struct {
 	// Start is when the process of Pid started, in clock ticks after boot
 	// (/proc/PID/stat): a pid that another process reuses has another
 	// start. 0 in records written before it was kept.
-	Start uint64    `json:"start,omitempty"`
-	Since time.Time `json:"since"`
+	Start uint64 `json:"start,omitempty"`
+	// Cgroup is the cgroup v2 group of that process at create; nil where
+	// there is none to tell by, and in records written before it was kept.
+	Cgroup *Cgroup   `json:"cgroup,omitempty"`
+	Since  time.Time `json:"since"`
 	// StaleSince is when a prune first saw the owner's process gone; a
 	// fence whose owners are all stale goes a grace period after that.
 	StaleSince time.Time `json:"staleSince,omitzero"`
@@ -398,8 +401,9 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 
 // namespaceLives reports whether an owner's process, or any path, still
 // reaches the namespace of record k. A record it cannot read counts as
-// living: it is left alone. So does one whose owner's first process still
-// runs elsewhere: it may have left its workers in the namespace, held by
+// living: it is left alone. So does one whose owner's first process, or a
+// process of its cgroup, still runs elsewhere: it may have left its
+// workers in the namespace, held by
 // threads or sockets that no path shows (only prune looks for those), and
 // a record deleted under them would let a later container of the
 // namespace take the fence out with its poststop.
@@ -409,7 +413,7 @@ func (s *Store) namespaceLives(k string) bool {
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return true
 	}
-	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Runs() }) {
+	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Remains() }) {
 		return true
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)
