@@ -44,7 +44,8 @@ func cgroup2Root() string {
 }
 
 // CgroupOf returns the cgroup v2 group of pid, or nil where there is no v2
-// hierarchy or pid is in its root (no group of its own to tell by).
+// hierarchy, or pid is in its root or in the caller's group (no group of
+// its own to tell by).
 func CgroupOf(pid int) *Cgroup {
 	if pid <= 0 {
 		return nil
@@ -53,17 +54,13 @@ func CgroupOf(pid int) *Cgroup {
 	if root == "" {
 		return nil
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if err != nil {
+	path := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
 		return nil
 	}
-	var path string
-	for line := range strings.Lines(string(data)) {
-		if p, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "0::"); ok {
-			path = p
-		}
-	}
-	if path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
+	// A group the hook shares (the runtime's, its caller's) is not the
+	// container's own: its other processes would keep the fence forever.
+	if path == unifiedPath("/proc/self/cgroup") {
 		return nil
 	}
 	var st unix.Stat_t
@@ -71,6 +68,21 @@ func CgroupOf(pid int) *Cgroup {
 		return nil
 	}
 	return &Cgroup{Path: path, ID: st.Ino}
+}
+
+// unifiedPath reads the cgroup v2 path (the "0::" line) of a
+// /proc/PID/cgroup file; "" when it has none.
+func unifiedPath(file string) string {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(data)) {
+		if p, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "0::"); ok {
+			return p
+		}
+	}
+	return ""
 }
 
 // GroupRuns reports whether the owner's cgroup (the same group, not another

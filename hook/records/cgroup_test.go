@@ -43,6 +43,9 @@ func TestOwnerGroupRuns(t *testing.T) {
 	if cg == nil || cg.Path != "/"+filepath.Base(dir) {
 		t.Fatalf("CgroupOf(%d) = %+v; want the group %s", first.Process.Pid, cg, dir)
 	}
+	if own := CgroupOf(os.Getpid()); own != nil {
+		t.Errorf("CgroupOf(the caller) = %+v; want nil: a group the hook shares is not a container's own", own)
+	}
 	o := Owner{ID: "c", Pid: first.Process.Pid, Start: StartOf(first.Process.Pid), Cgroup: cg}
 	first.Process.Kill()
 	first.Wait()
