@@ -154,7 +154,7 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	// before: one of a namespace that is gone, whose inode number this one
 	// reuses, would have the next prune take this one's record.
 	handle := netns.FileHandle(ns)
-	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
+	owner := records.Owner{ID: st.ID, Pid: st.Pid, Bundle: st.Bundle, Start: records.StartOf(st.Pid), Cgroup: records.CgroupOf(st.Pid), Since: time.Now().UTC(), Identity: oci.IdentityOf(st.Annotations)}
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
@@ -307,7 +307,7 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 			owner, again = o, true
 		}
 	}
-	others := h.otherOwners(rec, owner)
+	others := h.otherOwners(rec, owner, ns)
 	// Under auto, the namespace keeps the backend that fenced it.
 	want := rec.Backend
 	if h.Cfg.Backend != config.BackendAuto {
@@ -381,15 +381,27 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 // container replaces any entry of its own (a container created again under
 // its id and bundle has a new pid); owners whose process is gone leave.
 // Another runtime's container of the same id has another bundle: it stays
-// an owner.
-func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.Owner {
+// an owner. So does one whose first process still runs in another network
+// namespace, or whose cgroup still holds a process, while the fence is
+// still in this one: a workload controls its pid 1, which may have moved
+// into a namespace of its own, or exited (in a container without a pid
+// namespace of its own), and left its workers here, and its runtime calls
+// its poststop when it ends; dropped,
+// the poststop of this container would take the fence out from under the
+// workers. Where no fence is left in the namespace, it is not the one that
+// owner left (a new namespace with the old one's inode number): it leaves.
+func (h *Hook) otherOwners(rec *records.Record, owner records.Owner, ns netns.Handle) []records.Owner {
 	var others []records.Owner
-	dead := 0
+	dead, away := 0, 0
+	fenced := func() bool { return h.fencePresent(rec, ns) }
 	for _, o := range rec.Owners {
 		switch {
 		case o.Is(owner.ID, owner.Bundle):
 		case o.Alive(rec.Netns):
 			others = append(others, o)
+		case o.Remains() && fenced():
+			others = append(others, o)
+			away++
 		default:
 			dead++
 		}
@@ -397,7 +409,21 @@ func (h *Hook) otherOwners(rec *records.Record, owner records.Owner) []records.O
 	if dead > 0 {
 		h.Log.WithField("owners", dead).Info("dropped owners whose process is gone without a poststop")
 	}
+	if away > 0 {
+		h.Log.WithField("owners", away).Warn("kept owners whose first process runs in another network namespace now, or whose cgroup still holds processes: their workers may still run in this one")
+	}
 	return others
+}
+
+// fencePresent reports whether the namespace holds a fence of rec's
+// backend, whole or not; true where it cannot be read, which keeps owners.
+func (h *Hook) fencePresent(rec *records.Record, ns netns.Handle) bool {
+	b, err := h.backend(rec.Backend)
+	if err != nil {
+		return true
+	}
+	seen, err := b.Inspect(ns)
+	return err != nil || seen.Present
 }
 
 // makeWhole checks the fence rec describes against the rules in ns. A fence

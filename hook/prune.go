@@ -32,7 +32,10 @@ type Pruned struct {
 // fails (podman) may never call poststop, and the namespace then lives on,
 // fenced for nobody. A fence whose namespace still has a process is kept,
 // whatever its owners' pid 1 did: the workload controls its pid 1. So is
-// one whose owner's first process still runs, wherever it went. It
+// one whose owner's first process still runs, wherever it went, or whose
+// owner's cgroup still holds a process (a chain of processes that fork and
+// exit is never where the scan of /proc looks, and in a container without
+// a pid namespace of its own it outlives pid 1). It
 // returns the fences taken out, those kept, and when the next one still in
 // its grace period falls due (zero when none is).
 func (h *Hook) RemoveAbandonedFences(grace time.Duration, now time.Time) (pruned, kept []Pruned, next time.Time, err error) {
@@ -72,6 +75,9 @@ func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, ke
 		why := netns.InUse(rec.Netns)
 		if why == "" {
 			why = records.OwnerRuns(rec)
+		}
+		if why == "" {
+			why = records.OwnerGroupRuns(rec)
 		}
 		if why != "" {
 			inUse = append(inUse, Pruned{Netns: rec.Netns.String(), Action: "kept: every owner is stale but " + why})

@@ -293,3 +293,37 @@ func TestMonitorNamesAuditedTCP(t *testing.T) {
 	}
 	wantProcess(t, evs[0], pid, pid, "try-audited")
 }
+
+// TestMonitorNamesTheSenderOfAHandedSocket: a UDP socket connected by one
+// program and sent on by another (handed over across an exec, or over a
+// unix socket). A send on a connected UDP socket runs no cgroup sendmsg
+// program (the kernel runs it only for a send that names an address), so
+// the note the drop finds is the connector's: the event names a program
+// that never sent. A workload can so put its attempts under the name of an
+// innocent executable. Known limit until the programs note the sender at
+// the send (docs/monitor.md); unskip with that fix.
+func TestMonitorNamesTheSenderOfAHandedSocket(t *testing.T) {
+	testnet.RequireRoot(t)
+	if os.Getenv("BYPASS_HOOK_KNOWN_LIMITS") == "" {
+		t.Skip("skipping: a known limit (docs/monitor.md: a connected UDP socket handed to another program names the one that connected); BYPASS_HOOK_KNOWN_LIMITS=1 runs it")
+	}
+	prepareTarget(t, config.LogNflog)
+	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: nflog, prefix: %s}\n", proxyAddr, testnet.RandName("h")))
+	mon := startMonitor(t, cfgPath)
+	if !strings.Contains(mon.stderr.String(), "attribution on") {
+		t.Fatalf("the monitor did not start attribution on a kernel that has it; stderr:\n%s", mon.stderr.String())
+	}
+	s := newSleeper(t, cfgPath)
+	ns := &testnet.Netns{Name: s.id, Path: s.nsPath}
+	if err := s.hook("create"); err != nil {
+		t.Fatal(err)
+	}
+	mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 1, eventWait)
+	sender := attribtest.NewProgram(t, "try-sender")
+	pid := attribtest.NewProgram(t, "try-connector").Run(t, ns, "udp-exec", "198.51.100.1:53 "+sender.Path)
+	evs := mon.waitEvents(s.id, 1, eventWait)
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1; monitor stderr:\n%s", len(evs), mon.stderr.String())
+	}
+	wantProcess(t, evs[0], pid, pid, "try-sender")
+}

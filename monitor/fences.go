@@ -261,8 +261,13 @@ func (m *Monitor) releaseDead() {
 	}
 }
 
+// anyOwnerAlive reports whether an owner's process runs in the namespace,
+// or its first process or a process of its cgroup still runs: a pid 1 that
+// moved into a
+// namespace of its own may have left workers in this one, held by threads
+// or sockets that no path shows, whose attempts must still be seen.
 func anyOwnerAlive(rec *records.Record) bool {
-	return slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) })
+	return slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) || o.Remains() })
 }
 
 // expire forgets fences gone for longer than Forget, and their series.

@@ -100,8 +100,11 @@ type Owner struct {
 	// Start is when the process of Pid started, in clock ticks after boot
 	// (/proc/PID/stat): a pid that another process reuses has another
 	// start. 0 in records written before it was kept.
-	Start uint64    `json:"start,omitempty"`
-	Since time.Time `json:"since"`
+	Start uint64 `json:"start,omitempty"`
+	// Cgroup is the cgroup v2 group of that process at create; nil where
+	// there is none to tell by, and in records written before it was kept.
+	Cgroup *Cgroup   `json:"cgroup,omitempty"`
+	Since  time.Time `json:"since"`
 	// StaleSince is when a prune first saw the owner's process gone; a
 	// fence whose owners are all stale goes a grace period after that.
 	StaleSince time.Time `json:"staleSince,omitzero"`
@@ -462,6 +465,11 @@ func (s *Store) DropGoneNamespaces(skip string) (pruned []string) {
 // a socket alone too), else by whether an owner's process or any path still
 // reaches it, which cannot see a namespace that only a socket or an open
 // file holds. A record it cannot read counts as living: it is left alone.
+// Without a handle, so does one whose owner's first process, or a process
+// of its cgroup, still runs elsewhere: it may have left its workers in the
+// namespace, held by threads or sockets that no path shows, and a record
+// deleted under them would let a later container of the namespace take the
+// fence out with its poststop.
 func (s *Store) namespaceLives(k string) (liveness, bool) {
 	data, err := safefile.Read(s.path(k, ".json"), safefile.MaxRecord, safefile.NoFollow)
 	var r liveness
@@ -471,7 +479,7 @@ func (s *Store) namespaceLives(k string) (liveness, bool) {
 	if exists, known := netns.Exists(r.Netns, r.NsHandle); known {
 		return r, exists
 	}
-	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) }) {
+	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Remains() }) {
 		return r, true
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)

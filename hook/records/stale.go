@@ -210,18 +210,28 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 // process lives, its pid namespace (and the chain in it) lives on.
 func OwnerRuns(rec *Record) string {
 	for _, o := range rec.Owners {
-		if o.Pid <= 0 || o.Start == 0 {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", o.Pid))
-		if err != nil {
-			continue
-		}
-		start, err := startTime(stat)
-		i := bytes.LastIndexByte(stat, ')')
-		if err == nil && start == o.Start && i+3 < len(stat) && !bytes.ContainsAny(stat[i+2:i+3], "ZX") {
+		if o.Runs() {
 			return fmt.Sprintf("the first process %d of container %s still runs (in another network namespace)", o.Pid, o.ID)
 		}
 	}
 	return ""
+}
+
+// Runs reports whether the owner's first process (its pid with the start
+// time recorded) still runs, in whatever network namespace: a workload
+// controls its pid 1, which can move into a namespace of its own while its
+// workers stay, and the container has not ended until it exits (its
+// runtime calls poststop then). False for a zombie, and for records made
+// before the start time was kept.
+func (o Owner) Runs() bool {
+	if o.Pid <= 0 || o.Start == 0 {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", o.Pid))
+	if err != nil {
+		return false
+	}
+	start, err := startTime(stat)
+	i := bytes.LastIndexByte(stat, ')')
+	return err == nil && start == o.Start && i+3 < len(stat) && !bytes.ContainsAny(stat[i+2:i+3], "ZX")
 }

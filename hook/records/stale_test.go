@@ -5,6 +5,8 @@ package records
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,5 +127,44 @@ func TestOwnerRuns(t *testing.T) {
 		if (why != "") != tc.runs {
 			t.Errorf("%s: OwnerRuns = %q, want runs %v", tc.name, why, tc.runs)
 		}
+	}
+}
+
+// A create's look at records of namespaces that no path reaches deletes
+// those whose owners are gone, and keeps one whose owner's first process
+// still runs elsewhere: its pid 1 may have left workers in the namespace,
+// held by threads or sockets that no path shows, and a container joining
+// there later (with no record to name the first as an owner) would take
+// the fence out with its poststop. On main the record went.
+func TestDropGoneNamespacesKeepsOwnerThatRuns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root (the state directory must be owned by root)")
+	}
+	s, err := Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := os.Getpid()
+	// Namespaces of inode numbers no namespace has: no path reaches them.
+	away := &Record{Netns: netns.ID{Dev: 4, Ino: 1}, Owners: []Owner{{ID: "away", Pid: self, Start: StartOf(self)}}}
+	gone := &Record{Netns: netns.ID{Dev: 4, Ino: 2}, Owners: []Owner{{ID: "gone", Pid: self, Start: StartOf(self) + 1}}}
+	old := time.Now().Add(-time.Minute)
+	for _, r := range []*Record{away, gone} {
+		unlock, err := s.Lock(r.Netns.Key())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = s.Save(r)
+		unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(s.path(r.Netns.Key(), ".json"), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pruned := s.DropGoneNamespaces("")
+	if !slices.Equal(pruned, []string{gone.Netns.Key()}) {
+		t.Errorf("pruned %v; want only %s, whose owner's process is gone (%s's runs)", pruned, gone.Netns.Key(), away.Netns.Key())
 	}
 }

@@ -61,6 +61,32 @@ func MaybeAttempt() {
 			_, err = c.Write([]byte("attempt"))
 			c.Close()
 		}
+	case "udp-exec":
+		// "ADDR PROGRAM": connect a UDP socket to ADDR and hand it, across
+		// an exec, to PROGRAM, which sends on it ("udp-fd"): the process
+		// that connected is not the one that sends.
+		next := ""
+		addr, next, _ = strings.Cut(addr, " ")
+		var c net.Conn
+		if c, err = net.Dial("udp", addr); err == nil {
+			var f *os.File
+			if f, err = c.(*net.UDPConn).File(); err == nil {
+				fd := int(f.Fd())
+				if _, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0); err == nil { // kept across the exec
+					env := []string{fmt.Sprintf("%s=udp-fd %d", attemptEnv, fd)}
+					for _, kv := range os.Environ() {
+						if !strings.HasPrefix(kv, attemptEnv+"=") {
+							env = append(env, kv)
+						}
+					}
+					err = syscall.Exec(next, []string{next, "-test.run=^$"}, env)
+				}
+			}
+		}
+	case "udp-fd":
+		var fd int
+		fmt.Sscan(addr, &fd)
+		_, err = unix.Write(fd, []byte("attempt"))
 	case "vsock":
 		// "CID:port": connect, and send whether or not it connected (a send
 		// on a socket that is not connected fails, and is seen all the same).

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package runc
+
+// Red team of 2026-12-07: a workload controls its own pid 1, so no stage
+// may decide from pid 1 alone that a container has left its namespace.
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+)
+
+// startLeaver runs workerScript as the container's pid 1 (uid 65534, no
+// capability) in ns, fenced, and waits until pid 1 has moved into a
+// namespace of its own while its worker stays in ns. It returns the
+// container and the path of its root filesystem as the host sees it.
+func startLeaver(t *testing.T, e *trustEnv, ns *testnet.Netns) (*testnet.Bundle, string) {
+	t.Helper()
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"sh", "-c", workerScript(e.lab.TCPV4)},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.WriteSpec(t)
+	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Create(t, testnet.RandName("leaver-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	want, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := "/proc/" + strconv.Itoa(pid) + "/root"
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		got, _ := netns.Peek(netns.PidPath(pid))
+		if _, err := os.Stat(filepath.Join(root, "tmp/worker")); err == nil && got != want && got != (netns.ID{}) {
+			return b, root
+		}
+	}
+	t.Fatalf("pid 1 did not leave the namespace or fork its worker (unprivileged user namespaces off?); container output:\n%s", b.Output())
+	return nil, ""
+}
+
+// workerConnect has the worker that stayed in the fenced namespace connect
+// straight to the lab's server and returns what it reported.
+func workerConnect(t *testing.T, b *testnet.Bundle, root string) string {
+	t.Helper()
+	result := filepath.Join(root, "tmp/result")
+	os.Remove(result)
+	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, err := os.ReadFile(result); err == nil {
+			return string(got)
+		}
+	}
+	t.Fatalf("the worker did not report; container output:\n%s", b.Output())
+	return ""
+}
+
+// Pid 1 forks a worker and leaves the namespace; a second container then
+// joins the namespace (a pod's sidecar, `--network container:X`) and
+// stops. The first container still runs (its pid 1 elsewhere, its worker
+// in the namespace) and its runtime will call its poststop when it ends:
+// it is still an owner, and the second one's poststop must not take the
+// fence out. On main the join dropped it as "gone without a poststop", the
+// second container's poststop removed the fence as the last owner's, and
+// the worker's direct connect got through.
+func TestTrustJoinerKeepsOwnerWhosePid1Left(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	leaver, root := startLeaver(t, e, ns.Netns)
+
+	joiner := e.startFenced(t, ns.Netns, testnet.RandName("joiner-"))
+	if err := joiner.Delete(t); err != nil {
+		t.Fatalf("runc delete of the joiner: %v", err)
+	}
+	if !fencedNs(t, ns.Netns) {
+		t.Errorf("the joiner's poststop took the fence out while the first container's worker still runs in the namespace; hook log:\n%s", e.log())
+	}
+	got := workerConnect(t, leaver, root)
+	t.Logf("the worker's direct connect to %s: %s", e.lab.TCPV4, got)
+	if !strings.Contains(got, "refused") {
+		t.Errorf("the worker's direct connect was not refused: %q", got)
+	}
+	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
+}
+
+// chainScript is the container's pid 1, as uid 65534 with no capability,
+// in the host's pid namespace (no pid namespace of its own): it starts a
+// chain of processes in the fenced namespace, each of which starts the
+// next and exits at once, each looking for /tmp/go to connect straight to
+// addr; then pid 1 exits. No runtime calls poststop (the container is
+// never deleted): prune is what decides.
+func chainScript(addr string) string {
+	host, port, _ := strings.Cut(addr, ":")
+	return `cat >/tmp/hop.sh <<'END'
+if [ -e /tmp/go ]; then
+  nc -w 3 ` + host + ` ` + port + ` </dev/null >/tmp/out 2>&1; echo "exit $?" >>/tmp/out
+  mv /tmp/out /tmp/result; rm -f /tmp/go
+fi
+sh /tmp/hop.sh &
+END
+sh /tmp/hop.sh
+touch /tmp/started`
+}
+
+// A container without a pid namespace of its own whose pid 1 exits while a
+// chain of processes that fork and exit goes on in its network namespace,
+// and whose runtime never calls poststop. prune's look through /proc is
+// always behind the chain, and the owner's first process is gone: on main
+// prune took the fence out and the chain's direct connect got through.
+func TestTrustChainOutlivesPid1PruneKeepsFence(t *testing.T) {
+	e := newTrustEnv(t, "")
+	ns := e.lab.AddClient(t)
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	b := testnet.NewBundle(t, testnet.BundleOpts{
+		NetnsPath:    ns.Path,
+		Hooks:        e.hooks(),
+		Args:         []string{"sh", "-c", chainScript(e.lab.TCPV4)},
+		Capabilities: []string{},
+	})
+	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
+	b.Spec.Linux.Namespaces = slices.DeleteFunc(b.Spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })
+	for i, m := range b.Spec.Mounts {
+		if m.Destination == "/tmp" {
+			b.Spec.Mounts[i] = specs.Mount{Destination: "/tmp", Type: "bind", Source: tmp, Options: []string{"rbind", "rw"}}
+		}
+	}
+	b.WriteSpec(t)
+	if err := b.Create(t, testnet.RandName("chain-")); err != nil {
+		t.Fatalf("%v\nhook log:\n%s", err, e.log())
+	}
+	pid := b.State(t).Pid
+	t.Cleanup(func() { b.Runc("kill", "--all", b.ID, "KILL") })
+	if err := b.Start(t); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "started")); err != nil {
+		t.Fatalf("pid 1 did not start its chain; container output:\n%s", b.Output())
+	}
+	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
+		t.Fatalf("pid 1 (%d) did not exit", pid)
+	}
+	for i := range 20 {
+		code, out := e.cli(t, "prune", "--grace", "0s")
+		if !fencedNs(t, ns.Netns) {
+			t.Errorf("prune %d (exit %d) took the fence out while processes still hop in the namespace:\n%s", i+1, code, out)
+			break
+		}
+		if i == 0 {
+			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
+		}
+	}
+	os.Remove(filepath.Join(tmp, "result"))
+	if err := os.WriteFile(filepath.Join(tmp, "go"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for deadline := time.Now().Add(15 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		got, _ = os.ReadFile(filepath.Join(tmp, "result"))
+	}
+	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
+	if !strings.Contains(string(got), "refused") {
+		t.Errorf("the chain's direct connect was not refused: %q", got)
+	}
+}
