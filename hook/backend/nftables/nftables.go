@@ -204,8 +204,12 @@ func batch(ruleMsgs []nfnl.Msg, replace bool) []nfnl.Msg {
 // (echoes or a dump) in chain order, and the comments of the rules among
 // them that bypass-hook did not make, which the digests leave out.
 func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, counters map[rules.Family][]uint64, foreign []string, err error) {
-	lines := map[rules.Family][]string{}
+	digesters := map[rules.Family]fence.Digester{}
+	for _, fam := range rules.Families {
+		digesters[fam] = fence.NewDigester()
+	}
 	counters = map[rules.Family][]uint64{}
+	var line []byte // one rule's line at a time, in one buffer
 	for i, m := range ruleMsgs {
 		r, err := nfnl.ParseRule(m)
 		if err != nil {
@@ -216,12 +220,13 @@ func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, counters map[rule
 			foreign = append(foreign, r.Comment)
 			continue
 		}
-		lines[fam] = append(lines[fam], r.Line(name))
+		line = r.AppendLine(line[:0], name)
+		digesters[fam].Add(line)
 		counters[fam] = append(counters[fam], r.Packets())
 	}
 	sums = map[rules.Family]string{}
 	for _, fam := range rules.Families {
-		sums[fam] = fence.Digest(lines[fam])
+		sums[fam] = digesters[fam].Sum()
 	}
 	if len(foreign) > 0 || len(ruleMsgs) == 0 {
 		counters = nil // as Counters: no counters from a chain not all ours
@@ -307,8 +312,13 @@ func chainAttrs() []byte {
 
 func commentFamily(comment string) (rules.Family, string, bool) {
 	famName, name, _ := strings.Cut(comment, " ")
-	fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
-	return fam, name, ok
+	switch famName {
+	case "ipv4":
+		return rules.IPv4, name, true
+	case "ipv6":
+		return rules.IPv6, name, true
+	}
+	return 0, name, false
 }
 
 // Installed reports whether the fence is there, whole or not.
