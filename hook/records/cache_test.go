@@ -20,16 +20,16 @@ func TestPeekReadsRenamedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := rec(1).Netns.Key()
-	first, err := s.peek(key)
+	first, err := s.Cached(key)
 	if err != nil || first == nil {
-		t.Fatalf("peek = %v, %v", first, err)
+		t.Fatalf("Cached = %v, %v", first, err)
 	}
-	if again, _ := s.peek(key); again == first {
-		t.Fatal("a record written less than settled ago was taken from the cache")
+	if again, _ := s.Cached(key); again == first {
+		t.Fatal("a record written less than Settled ago was taken from the cache")
 	}
-	time.Sleep(settled + 100*time.Millisecond)
-	cachedRec, _ := s.peek(key)
-	if again, _ := s.peek(key); again != cachedRec {
+	time.Sleep(Settled + 100*time.Millisecond)
+	cachedRec, _ := s.Cached(key)
+	if again, _ := s.Cached(key); again != cachedRec {
 		t.Fatal("an unchanged, settled record was parsed again: no cache")
 	}
 	before, _ := os.Stat(s.path(key, ".json"))
@@ -39,15 +39,15 @@ func TestPeekReadsRenamedRecord(t *testing.T) {
 	if after, _ := os.Stat(s.path(key, ".json")); after.Size() != before.Size() {
 		t.Fatalf("the test wants two versions of one size, got %d and %d bytes", before.Size(), after.Size())
 	}
-	got, err := s.peek(key)
+	got, err := s.Cached(key)
 	if err != nil || got == nil || len(got.Owners) != 1 || got.Owners[0].ID != "b" {
-		t.Fatalf("after a rename in place, peek = %+v, %v; want the record of owner b", got, err)
+		t.Fatalf("after a rename in place, Cached = %+v, %v; want the record of owner b", got, err)
 	}
 	if err := s.Delete(key); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.peek(key); got != nil || err != nil {
-		t.Fatalf("after Delete, peek = %+v, %v; want nothing", got, err)
+	if got, err := s.Cached(key); got != nil || err != nil {
+		t.Fatalf("after Delete, Cached = %+v, %v; want nothing", got, err)
 	}
 }
 
@@ -104,7 +104,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 		return r.Owners[0].StaleSince
 	}
 
-	time.Sleep(settled + 100*time.Millisecond)
+	time.Sleep(Settled + 100*time.Millisecond)
 	now := time.Now()
 	if next := reap(now); !next.IsZero() || len(removed) != 0 || !staleSince().IsZero() {
 		t.Fatalf("owner running: next %v, removed %v, stale since %v; want nothing done", next, removed, staleSince())
@@ -127,7 +127,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 	if len(removed) != 0 || !staleSince().IsZero() {
 		t.Fatalf("live owner: removed %v, stale since %v; want it kept, not marked", removed, staleSince())
 	}
-	time.Sleep(settled + 100*time.Millisecond)
+	time.Sleep(Settled + 100*time.Millisecond)
 	reap(now.Add(10 * grace)) // cached now
 
 	// Replaced again, by the gone owner's: marked at the next look, then

@@ -134,8 +134,8 @@ func (r *Record) Hints() []string {
 // each with a lock file so that hooks of one pod do not race.
 type Store struct {
 	Dir string
-	// parsed serves Sweep and ReapAbandoned, which look at every record
-	// each time they run.
+	// parsed serves Cached: the monitor, Sweep and ReapAbandoned look at
+	// every record each time they run.
 	parsed parsed
 }
 
@@ -300,7 +300,8 @@ func (s *Store) Delete(key string) error {
 	return nil
 }
 
-// Keys lists the namespaces that have records.
+// Keys lists the namespaces that have records; the cache lets go of the
+// records not listed (deleted since).
 func (s *Store) Keys() ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
@@ -312,6 +313,7 @@ func (s *Store) Keys() ([]string, error) {
 			keys = append(keys, k)
 		}
 	}
+	s.forget(keys)
 	return keys, nil
 }
 

@@ -140,7 +140,6 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 	if err != nil {
 		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
 	}
-	s.forget(keys)
 	var errs []error
 	for _, k := range keys {
 		// A first look, without the lock, at the parsed record: most
@@ -148,7 +147,7 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 		// period as already marked), and are then left at that. What needs
 		// something is decided again under the lock on the record as read
 		// then.
-		if look, err := s.peek(k); err == nil && look != nil {
+		if look, err := s.Cached(k); err == nil && look != nil {
 			rec := *look
 			rec.Owners = slices.Clone(look.Owners) // Prunable marks them; the cached record stays as read
 			allStale, due, changed := Prunable(&rec, now, grace, Owner.Stale)

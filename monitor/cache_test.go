@@ -5,14 +5,16 @@ package monitor
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
-// A resync takes an unchanged record as it was read before, and reads a
-// changed one again.
+// A resync takes an unchanged record as it was read before (from the
+// store's cache, once its file has settled), and reads a changed one
+// again.
 func TestResyncReadsChangedRecordsOnly(t *testing.T) {
 	m, store, _ := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
 	t.Cleanup(m.shutdown)
@@ -21,6 +23,7 @@ func TestResyncReadsChangedRecordsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := rec.Netns.Key()
+	time.Sleep(records.Settled + 100*time.Millisecond) // a file just written is not cached
 	held := func() *records.Record {
 		m.mu.Lock()
 		defer m.mu.Unlock()
