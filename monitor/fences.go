@@ -224,6 +224,7 @@ func (m *Monitor) markGone(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.drain(key)
+	m.gens.drop(key)
 	f := m.fences[key]
 	if f == nil {
 		return

@@ -232,6 +232,7 @@ func (m *Monitor) shutdown() {
 	for _, s := range m.draining {
 		s.stop(0)
 	}
+	m.gens.keepOnly(nil)
 	if m.kernel != nil {
 		m.kernel()
 	}
