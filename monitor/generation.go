@@ -12,6 +12,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/nfnl"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/fdlimit"
 )
 
 // fullReadEvery is how often every fence is read in full even when its
@@ -76,10 +77,16 @@ func (g *generations) read(f *fence, fresh bool) (gen uint32, ok bool) {
 		if err != nil {
 			return 0, false
 		}
-		if g.kept == nil {
-			g.kept = map[string]*nfnl.Conn{}
+		if len(g.kept) >= fdlimit.Quarter() {
+			// Past the monitor's share of descriptors: made for this
+			// read only, as the rest must not fail for want of one.
+			defer c.Close()
+		} else {
+			if g.kept == nil {
+				g.kept = map[string]*nfnl.Conn{}
+			}
+			g.kept[f.key] = c
 		}
-		g.kept[f.key] = c
 	}
 	gen, err := c.Generation()
 	if err != nil {

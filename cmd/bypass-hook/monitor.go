@@ -93,6 +93,7 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
 		return 1
 	}
+	o.Store.KeepPidfds = true // it prunes at every resync, all along
 	o.Prune = pruner(cfg, log, pf, o.Store)
 	m, err := monitor.New(o)
 	if err != nil {

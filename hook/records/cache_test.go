@@ -54,8 +54,15 @@ func TestPeekReadsRenamedRecord(t *testing.T) {
 // ReapAbandoned, whose first look is at the cached record, still sees an
 // owner whose process ended after that look, a record replaced since, and
 // removes a fence only when its owners have been gone for the grace
-// period; a live owner's fence stays.
+// period; a live owner's fence stays; with pidfds kept of the owners
+// (the monitor's store) as without.
 func TestReapAbandonedWithCache(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "proc", true: "pidfds"}[keep], func(t *testing.T) { testReapAbandonedWithCache(t, keep) })
+	}
+}
+
+func testReapAbandonedWithCache(t *testing.T, keepPidfds bool) {
 	own, ok := netns.Peek(netns.PidPath(os.Getpid()))
 	if !ok {
 		t.Skip("cannot read this process's network namespace")
@@ -65,7 +72,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 		t.Skip("cannot start sleep:", err)
 	}
 	defer sleeper.Process.Kill()
-	s := &Store{Dir: t.TempDir()}
+	s := &Store{Dir: t.TempDir(), KeepPidfds: keepPidfds}
 	owner := func(id string, pid int) *Record {
 		return &Record{Netns: own, Owners: []Owner{{ID: id, Pid: pid, Start: StartOf(pid)}}}
 	}

@@ -137,6 +137,12 @@ type Store struct {
 	// parsed serves Cached: the monitor, Sweep and ReapAbandoned look at
 	// every record each time they run.
 	parsed parsed
+	// KeepPidfds makes ReapAbandoned keep a pidfd of each owner process
+	// it finds running, for its next looks (see pidfds): for a store that
+	// lives as long as the process and prunes again and again, the
+	// monitor's.
+	KeepPidfds bool
+	pidfds     pidfds
 }
 
 // Open makes the state directory if needed and refuses one that others

@@ -141,6 +141,7 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
 	}
 	var errs []error
+	defer s.closeUnseen()
 	for _, k := range keys {
 		// A first look, without the lock, at the parsed record: most
 		// records need nothing (their owners run, or are in their grace
@@ -150,7 +151,7 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 		if look, err := s.Cached(k); err == nil && look != nil {
 			rec := *look
 			rec.Owners = slices.Clone(look.Owners) // Prunable marks them; the cached record stays as read
-			allStale, due, changed := Prunable(&rec, now, grace, Owner.Stale)
+			allStale, due, changed := Prunable(&rec, now, grace, s.stale)
 			if !changed && (!allStale || now.Before(due)) {
 				if allStale && (next.IsZero() || due.Before(next)) {
 					next = due
