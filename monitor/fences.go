@@ -55,6 +55,9 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		m.markGone(key)
 		return
 	}
+	if m.settled(key, rec) {
+		return
+	}
 	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
@@ -81,6 +84,33 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		}
 		m.openSocket(f)
 	}
+}
+
+// settled says whether the fence of key is followed from record rec, the
+// very version the store parsed last time, with nothing left to retry (a
+// socket to open, a namespace to give the attribution programs, the
+// kernel log or its credit to start): a resync then has nothing to do for
+// it, and a node of many fences pays nothing per fence but the look at its
+// file.
+func (m *Monitor) settled(key string, rec *records.Record) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.fences[key]
+	switch {
+	case f == nil || f.rec != rec:
+		return false
+	case m.attr != nil && f.netnsCookie == 0 && !f.cookieFailed:
+		return false
+	case f.needsSocket():
+		s := m.sockets[key]
+		return s != nil && s.fence == f && s.group == rec.Policy.Log.Group && !s.stopped()
+	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
+		f.credit.mu.Lock()
+		primed := f.credit.primed
+		f.credit.mu.Unlock()
+		return primed && m.kernel != nil
+	}
+	return true
 }
 
 // setFence makes f the fence of its namespace, in place of the one followed
