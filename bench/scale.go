@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,8 +34,9 @@ type scaleReport struct {
 
 // idle is a monitor's cost over a window while nothing happens.
 type idle struct {
-	cpu float64 // share of one core
-	rss int64   // KiB at the window's end
+	cpu    float64       // share of one core
+	rss    int64         // KiB at the window's end
+	resync time.Duration // median of its resyncs (bypass_hook_resync_seconds)
 }
 
 // scaleBench fences count namespaces (processes sleeping in them, records
@@ -150,7 +153,11 @@ func fenceAll(v *variant, nss []ns, bundle string) error {
 // every record, and measures its CPU over window (which holds resyncs)
 // and its RSS at the end.
 func monitorIdle(cliBin, cfg string, window time.Duration) (idle, error) {
-	cmd := exec.Command(cliBin, "--config", cfg, "monitor")
+	addr, err := freeAddr()
+	if err != nil {
+		return idle{}, err
+	}
+	cmd := exec.Command(cliBin, "--config", cfg, "monitor", "--metrics-addr", addr)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return idle{}, err
@@ -169,7 +176,45 @@ func monitorIdle(cliBin, cfg string, window time.Duration) (idle, error) {
 	}
 	const clkTck = 100 // USER_HZ on Linux
 	cpu := float64(t1-t0) / clkTck / time.Since(start).Seconds()
-	return idle{cpu: cpu, rss: vmRSS(cmd.Process.Pid)}, nil
+	resync, err := resyncMedian(addr)
+	if err != nil {
+		return idle{}, fmt.Errorf("monitor: %w", err)
+	}
+	return idle{cpu: cpu, rss: vmRSS(cmd.Process.Pid), resync: resync}, nil
+}
+
+// freeAddr is a loopback address no one listens on now, for the monitor's
+// metrics: not the default one, which a monitor of the machine may serve.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// resyncMedian reads the median of the monitor's resyncs from its metrics
+// at addr (bypass_hook_resync_seconds; the first resync, which reads
+// every fence in full, is one of those).
+func resyncMedian(addr string) (time.Duration, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	const series = `bypass_hook_resync_seconds{quantile="0.5"} `
+	for l := range strings.Lines(string(body)) {
+		if v, ok := strings.CutPrefix(l, series); ok {
+			sec, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return time.Duration(sec * float64(time.Second)), err
+		}
+	}
+	return 0, fmt.Errorf("no %s in the metrics at %s", strings.TrimSpace(series), addr)
 }
 
 // cpuTicks is utime+stime of pid (proc(5): fields 14 and 15).
@@ -223,6 +268,7 @@ func (r *scaleReport) print(w io.Writer) {
 	r.check.print(w, r.fences)
 	fmt.Fprintf(w, "monitor idle over %s (log target kernel, resync every %s, prune on): %.2f%% of a core with %d fences, %.2f%% with none; RSS %.1f MB against %.1f MB: %.1f KB per fence\n",
 		r.window, r.resync, 100*many.cpu, r.fences, 100*none.cpu, float64(many.rss)/1024, float64(none.rss)/1024, perFence)
+	fmt.Fprintf(w, "resync: %s median with %d fences, %s with none (bypass_hook_resync_seconds)\n", ms(many.resync), r.fences, ms(none.resync))
 
 	fmt.Fprintln(w, "\nScale targets (reported, not asserted):")
 	target := func(what string, got, limit float64) {

@@ -50,6 +50,10 @@ func (h *Hook) ReapAbandonedFences(grace time.Duration, now time.Time) (pruned, 
 	return h.prune(grace, now, false)
 }
 
+// UseStore makes prune use s, the monitor's store of the same state
+// directory: each record is then parsed, and held, once for both.
+func (h *Hook) UseStore(s *records.Store) { h.pruneStore = s }
+
 func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, kept []Pruned, next time.Time, err error) {
 	if err := seesHostProcesses(); err != nil {
 		return nil, nil, time.Time{}, err

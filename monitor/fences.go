@@ -19,10 +19,9 @@ import (
 // made: a changed record makes a new fence, so readers need no lock.
 type fence struct {
 	key    string
-	rec    *records.Record
-	stamp  stamp     // of the file rec was read from
-	prefix string    // what its log rules write first
-	gone   time.Time // when its record vanished (or was replaced); zero while live
+	rec    *records.Record // shared with the store's cache: never changed
+	prefix string          // what its log rules write first
+	gone   time.Time       // when its record vanished (or was replaced); zero while live
 	// unreachable: no path leads to the namespace any more (its containers
 	// died without a poststop); no socket is opened for it.
 	unreachable bool
@@ -44,7 +43,10 @@ func (f *fence) logs() bool { return f.rec.Features.Log }
 // follow takes in the record of namespace key as it is now: a new fence is
 // followed (its socket opened), a changed one replaced, a missing one gone.
 func (m *Monitor) follow(ctx context.Context, key string) {
-	rec, st, err := m.load(key)
+	// The store's cached record while the file is unchanged: a resync of
+	// a node of many fences otherwise parses every record again though
+	// none changed. The monitor never changes a record it holds.
+	rec, err := m.store.Cached(key)
 	if err != nil {
 		m.opts.Log.WithError(err).WithField("record", key).Warn("reading a record")
 		return
@@ -53,7 +55,10 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		m.markGone(key)
 		return
 	}
-	f := &fence{key: key, rec: rec, stamp: st, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
+	if m.settled(key, rec) {
+		return
+	}
+	f := &fence{key: key, rec: rec, prefix: rules.LogPrefix(rec.Policy.Log.Prefix, rec.LogID), credit: &credit{}}
 	log := m.opts.Log.WithFields(logrus.Fields{"container": rec.LogID, "netns": rec.Netns.String()})
 	m.mu.Lock()
 	old := m.fences[key]
@@ -79,6 +84,33 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		}
 		m.openSocket(f)
 	}
+}
+
+// settled says whether the fence of key is followed from record rec, the
+// very version the store parsed last time, with nothing left to retry (a
+// socket to open, a namespace to give the attribution programs, the
+// kernel log or its credit to start): a resync then has nothing to do for
+// it, and a node of many fences pays nothing per fence but the look at its
+// file.
+func (m *Monitor) settled(key string, rec *records.Record) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f := m.fences[key]
+	switch {
+	case f == nil || f.rec != rec:
+		return false
+	case m.attr != nil && f.netnsCookie == 0 && !f.cookieFailed:
+		return false
+	case f.needsSocket():
+		s := m.sockets[key]
+		return s != nil && s.fence == f && s.group == rec.Policy.Log.Group && !s.stopped()
+	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
+		f.credit.mu.Lock()
+		primed := f.credit.primed
+		f.credit.mu.Unlock()
+		return primed && m.kernel != nil
+	}
+	return true
 }
 
 // setFence makes f the fence of its namespace, in place of the one followed
@@ -222,6 +254,7 @@ func (m *Monitor) markGone(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.drain(key)
+	m.gens.drop(key)
 	f := m.fences[key]
 	if f == nil {
 		return

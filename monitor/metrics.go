@@ -23,6 +23,9 @@ type metrics struct {
 	// unverified counts kernel log lines with a fence's prefix that the
 	// fence's own counters do not vouch for (forged, see credit.go).
 	unverified prometheus.Counter
+	// resync is how long each resync took: what a node's number of fences
+	// costs the monitor while nothing happens.
+	resync prometheus.Summary
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -43,8 +46,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "bypass_hook_kernel_lines_unverified_total",
 			Help: "Kernel log lines with a fence's prefix that the fence's own log rule counters do not vouch for, dropped: a LOG rule in another namespace forging them (log.target nflog cannot be forged), or lines of a fence gone or unknown.",
 		}),
+		resync: prometheus.NewSummary(prometheus.SummaryOpts{
+			Name:       "bypass_hook_resync_seconds",
+			Help:       "How long the monitor's resyncs took (reading the state directory again, the prune, the check that each fence is whole), over the last 10 minutes; the count is of resyncs since the start.",
+			Objectives: map[float64]float64{0.5: 0.05, 0.9: 0.01, 0.99: 0.001},
+		}),
 	}
-	reg.MustRegister(m.attempts, m.lost, m.errors, m.unverified,
+	reg.MustRegister(m.attempts, m.lost, m.errors, m.unverified, m.resync,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Series that should read 0 from the start rather than appear later.
 	for _, s := range []string{sourceKernel, sourceNflog} {

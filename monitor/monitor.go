@@ -45,8 +45,12 @@ const (
 // Options configure a Monitor.
 type Options struct {
 	Config *config.Config
-	Out    io.Writer // events, one JSON line each
-	Log    logrus.FieldLogger
+	// Store is the state directory's store; nil opens one. The command
+	// shares it with the prune, so that each record is parsed, and held,
+	// once (records.Store.Cached).
+	Store *records.Store
+	Out   io.Writer // events, one JSON line each
+	Log   logrus.FieldLogger
 	// Registry gets the metrics; nil makes a new one (see Monitor.Registry).
 	Registry *prometheus.Registry
 	// Resync is how often the whole state directory is read again, on top
@@ -125,9 +129,12 @@ type Monitor struct {
 
 // New checks the state directory and prepares a Monitor; Run starts it.
 func New(o Options) (*Monitor, error) {
-	store, err := records.Open(o.Config.StateDir)
-	if err != nil {
-		return nil, err
+	store := o.Store
+	if store == nil {
+		var err error
+		if store, err = records.Open(o.Config.StateDir); err != nil {
+			return nil, err
+		}
 	}
 	return newMonitor(o, store), nil
 }
@@ -225,6 +232,7 @@ func (m *Monitor) shutdown() {
 	for _, s := range m.draining {
 		s.stop(0)
 	}
+	m.gens.keepOnly(nil)
 	if m.kernel != nil {
 		m.kernel()
 	}
@@ -240,6 +248,7 @@ func (m *Monitor) shutdown() {
 
 // resync reads every record again; fences without a record are gone.
 func (m *Monitor) resync(ctx context.Context) {
+	defer func(start time.Time) { m.metrics.resync.Observe(time.Since(start).Seconds()) }(time.Now())
 	keys, err := m.store.Keys()
 	if err != nil {
 		m.opts.Log.WithError(err).Error("listing the state directory")

@@ -38,10 +38,12 @@ func (m *Monitor) checkWhole(now time.Time) {
 	var events []Event
 	whole := map[string]readWhole{}
 	m.gens.pass++
+	read := make(map[string]bool, len(live))
 	for _, f := range live {
 		// The generation first: a change while the fence is read moves
 		// it past what is kept.
-		gen, known := generation(f.rec)
+		read[f.key] = true
+		gen, known := m.gens.read(f, m.gens.fullTurn(f.key, m.opts.Resync))
 		if known && m.gens.unchanged(f.key, f.rec, gen, m.opts.Resync) {
 			whole[f.key] = m.gens.whole[f.key]
 			continue
@@ -78,6 +80,7 @@ func (m *Monitor) checkWhole(now time.Time) {
 			Hint: "the fence is not whole (" + why + "): find who changed the namespace's rules (a CAP_NET_ADMIN workload, a CNI plugin, an operator); the next container to start there, or `bypass-hook monitor --repair`, puts it back"})
 	}
 	m.gens.whole = whole
+	m.gens.keepOnly(read)
 	m.mu.Lock()
 	m.notWhole = notWhole
 	m.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/cli"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/monitor"
@@ -87,7 +88,13 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 		return cli.ExitUsage
 	}
 	o.Config, o.Out, o.Log = cfg, io.Stdout, log
-	o.Prune = pruner(cfg, log, pf)
+	// One store for the monitor and its prune: each record parsed once.
+	if o.Store, err = records.Open(cfg.StateDir); err != nil {
+		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
+		return 1
+	}
+	o.Store.KeepPidfds = true // it prunes at every resync, all along
+	o.Prune = pruner(cfg, log, pf, o.Store)
 	m, err := monitor.New(o)
 	if err != nil {
 		fmt.Fprintf(io.Stderr, "bypass-hook monitor: %v\n", err)
@@ -100,8 +107,8 @@ func runMonitor(g *globals, addr string, o monitor.Options, lf logging.Flags, pf
 const sweepEvery = time.Minute
 
 // pruner is the monitor's prune at each resync, nil where it does not
-// prune.
-func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Time) {
+// prune; it reads the records through store, the monitor's.
+func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags, store *records.Store) func(time.Time) {
 	if pf.on && unix.Access(cfg.StateDir, unix.W_OK) != nil {
 		// The shipped DaemonSet mounts the node's state directory
 		// read-only: there the monitor watches and does not prune.
@@ -112,6 +119,7 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags) func(time.Tim
 		return nil
 	}
 	h := hook.New(cfg, log.WithField("stage", "prune"))
+	h.UseStore(store)
 	var swept time.Time
 	return func(now time.Time) {
 		// Tidying what hooks killed mid-way left reads the whole state

@@ -75,6 +75,23 @@ func NotSupported(err error) bool {
 // path. The error of making the socket is returned as it is, for the caller
 // to say what to do about it.
 func Open(path string) (*Conn, error) {
+	c, err := dial(path, true)
+	if err != nil {
+		return nil, err
+	}
+	c.buf = *recvBufs.Get().(*[]byte)
+	return c, nil
+}
+
+// OpenKept makes a socket as Open does, for a caller that keeps it open
+// between small requests (the monitor reads each fence's Generation on one
+// at every resync): it holds no receive buffer between its calls and asks
+// for no room for echoes. Only Generation may be called on it.
+func OpenKept(path string) (*Conn, error) {
+	return dial(path, false)
+}
+
+func dial(path string, echoes bool) (*Conn, error) {
 	fd, err := netns.Socket(path, unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_NETFILTER)
 	if err != nil {
 		return nil, err
@@ -83,11 +100,13 @@ func Open(path string) (*Conn, error) {
 	// queue is lost, and a transaction whose answer is lost cannot tell
 	// whether it was applied. The kernel answers before sendmsg returns, so
 	// the timeout only bounds a wait for an answer that never comes.
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20) // up to net.core.rmem_max
-	}
-	if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
+	if echoes {
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 8<<20) // up to net.core.rmem_max
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 8<<20) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<20)
+		}
 	}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
 	// An error answer then carries the kernel's reason as text, and only
@@ -98,11 +117,13 @@ func Open(path string) (*Conn, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("binding a netlink socket in %s: %w", path, err)
 	}
-	rcvbuf, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
-	if err != nil {
-		rcvbuf = 0 // then nothing is echoed
+	rcvbuf := 0 // then nothing is echoed
+	if echoes {
+		if n, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF); err == nil {
+			rcvbuf = n
+		}
 	}
-	return &Conn{fd: fd, seq: uint32(time.Now().UnixNano()), buf: *recvBufs.Get().(*[]byte), rcvbuf: rcvbuf}, nil
+	return &Conn{fd: fd, seq: uint32(time.Now().UnixNano()), rcvbuf: rcvbuf}, nil
 }
 
 // recvBufs keeps receive buffers from one connection to the next: the

@@ -14,6 +14,11 @@ import (
 // legacy iptables, nor packet counters). An unchanged generation means an
 // unchanged ruleset.
 func (c *Conn) Generation() (uint32, error) {
+	if c.buf == nil { // a kept socket (OpenKept): a buffer for this call only
+		b := recvBufs.Get().(*[]byte)
+		c.buf = *b
+		defer func() { c.buf = nil; recvBufs.Put(b) }()
+	}
 	b, seq := c.appendMsg(nil, Type(unix.NFT_MSG_GETGEN), unix.NLM_F_REQUEST, unix.AF_UNSPEC, 0, nil)
 	if err := c.send(b); err != nil {
 		return 0, err

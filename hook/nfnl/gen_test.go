@@ -7,6 +7,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // The generation stays while nothing changes (a dump changes nothing) and
@@ -40,5 +42,38 @@ func TestParseGeneration(t *testing.T) {
 	}
 	if _, err := ParseGeneration([]byte{1}); err == nil {
 		t.Error("a message shorter than its header parsed")
+	}
+}
+
+// A kept socket (OpenKept) reads the generation again and again, each
+// time as it is then, and holds no receive buffer between its reads.
+func TestGenerationKept(t *testing.T) {
+	testnet.RequireRoot(t)
+	ns := testnet.NewNetns(t)
+	c, err := Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	k, err := OpenKept(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	for range 2 {
+		want, err := c.Generation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.Generation()
+		if err != nil || got != want {
+			t.Fatalf("kept socket: generation %d, %v; want %d", got, err, want)
+		}
+		if k.buf != nil {
+			t.Fatal("a kept socket holds a receive buffer between its reads")
+		}
+		if _, err := c.Transact(tableChainRules(t, 1, "c")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

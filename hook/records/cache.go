@@ -27,19 +27,20 @@ func stampOf(path string) (stamp, bool) {
 	return stamp{ino: int64(st.Ino), size: st.Size, mtime: st.Mtim, ctime: st.Ctim}, true
 }
 
-// settled is how old a file's last change must be before its stamp is
+// Settled is how old a file's last change must be before its stamp is
 // trusted. A file's times have the kernel's tick for resolution: a version
 // written in the same tick as the one read, in a reused inode of the same
 // size, would have the same stamp. A version written after the read has a
 // later ctime than one that was already this old when read, so a match
 // is then the same file (as git does for its index's "racy" entries).
-const settled = time.Second
+const Settled = time.Second
 
-// parsed keeps the records read for the prune's looks, by namespace key,
-// each with the stamp of the file it was parsed from: `prune` and the
-// monitor look at every record at every resync, and parsing them all is
-// most of what an idle monitor of many fences does. The records it holds
-// are shared: never changed.
+// parsed keeps the records read through Cached, by namespace key, each
+// with the stamp of the file it was parsed from: the monitor (its resync
+// and its prune) and `prune` look at every record at every pass, and
+// parsing them all is most of what an idle monitor of many fences would
+// do. The records it holds are shared: never changed. One store serves
+// the monitor and its prune, so that a record is parsed, and held, once.
 type parsed struct {
 	mu   sync.Mutex
 	recs map[string]cached
@@ -50,12 +51,12 @@ type cached struct {
 	rec *Record
 }
 
-// peek returns what the prune looks at of the record of key (its
-// namespace, paths, owners, install time and Incomplete; not its rules),
-// for reading only (the caller must not change it), from the cache while
-// its file is the version that was parsed. The stamp is taken before the
-// read: a record replaced meanwhile is read again at the next look.
-func (s *Store) peek(key string) (*Record, error) {
+// Cached returns the record of key as Load does, for reading only (the
+// caller must not change it: it is shared), from the cache while its file
+// is the version that was parsed. The stamp is taken before the read: a
+// record replaced meanwhile is read again at the next look. A file changed
+// less than Settled ago is read but not kept.
+func (s *Store) Cached(key string) (*Record, error) {
 	path := s.path(key, ".json")
 	st, ok := stampOf(path)
 	if ok {
@@ -69,22 +70,19 @@ func (s *Store) peek(key string) (*Record, error) {
 	rec, err := s.Load(key)
 	s.parsed.mu.Lock()
 	defer s.parsed.mu.Unlock()
-	if err != nil || rec == nil || !ok || time.Since(time.Unix(st.ctime.Unix())) < settled {
+	if err != nil || rec == nil || !ok || time.Since(time.Unix(st.ctime.Unix())) < Settled {
 		delete(s.parsed.recs, key)
 		return rec, err
 	}
 	if s.parsed.recs == nil {
 		s.parsed.recs = map[string]cached{}
 	}
-	// What the prune's looks read, and no more: the cache then costs a
-	// node of many fences little memory.
-	slim := &Record{Netns: rec.Netns, Paths: rec.Paths, Owners: rec.Owners, Installed: rec.Installed, Incomplete: rec.Incomplete}
-	s.parsed.recs[key] = cached{st: st, rec: slim}
-	return slim, nil
+	s.parsed.recs[key] = cached{st: st, rec: rec}
+	return rec, nil
 }
 
 // forget drops from the cache the records whose key is not in keys (a
-// listing of the state directory): those deleted since.
+// listing of the state directory, Keys): those deleted since.
 func (s *Store) forget(keys []string) {
 	present := make(map[string]bool, len(keys))
 	for _, k := range keys {

@@ -20,16 +20,16 @@ func TestPeekReadsRenamedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := rec(1).Netns.Key()
-	first, err := s.peek(key)
+	first, err := s.Cached(key)
 	if err != nil || first == nil {
-		t.Fatalf("peek = %v, %v", first, err)
+		t.Fatalf("Cached = %v, %v", first, err)
 	}
-	if again, _ := s.peek(key); again == first {
-		t.Fatal("a record written less than settled ago was taken from the cache")
+	if again, _ := s.Cached(key); again == first {
+		t.Fatal("a record written less than Settled ago was taken from the cache")
 	}
-	time.Sleep(settled + 100*time.Millisecond)
-	cachedRec, _ := s.peek(key)
-	if again, _ := s.peek(key); again != cachedRec {
+	time.Sleep(Settled + 100*time.Millisecond)
+	cachedRec, _ := s.Cached(key)
+	if again, _ := s.Cached(key); again != cachedRec {
 		t.Fatal("an unchanged, settled record was parsed again: no cache")
 	}
 	before, _ := os.Stat(s.path(key, ".json"))
@@ -39,23 +39,30 @@ func TestPeekReadsRenamedRecord(t *testing.T) {
 	if after, _ := os.Stat(s.path(key, ".json")); after.Size() != before.Size() {
 		t.Fatalf("the test wants two versions of one size, got %d and %d bytes", before.Size(), after.Size())
 	}
-	got, err := s.peek(key)
+	got, err := s.Cached(key)
 	if err != nil || got == nil || len(got.Owners) != 1 || got.Owners[0].ID != "b" {
-		t.Fatalf("after a rename in place, peek = %+v, %v; want the record of owner b", got, err)
+		t.Fatalf("after a rename in place, Cached = %+v, %v; want the record of owner b", got, err)
 	}
 	if err := s.Delete(key); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.peek(key); got != nil || err != nil {
-		t.Fatalf("after Delete, peek = %+v, %v; want nothing", got, err)
+	if got, err := s.Cached(key); got != nil || err != nil {
+		t.Fatalf("after Delete, Cached = %+v, %v; want nothing", got, err)
 	}
 }
 
 // ReapAbandoned, whose first look is at the cached record, still sees an
 // owner whose process ended after that look, a record replaced since, and
 // removes a fence only when its owners have been gone for the grace
-// period; a live owner's fence stays.
+// period; a live owner's fence stays; with pidfds kept of the owners
+// (the monitor's store) as without.
 func TestReapAbandonedWithCache(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "proc", true: "pidfds"}[keep], func(t *testing.T) { testReapAbandonedWithCache(t, keep) })
+	}
+}
+
+func testReapAbandonedWithCache(t *testing.T, keepPidfds bool) {
 	own, ok := netns.Peek(netns.PidPath(os.Getpid()))
 	if !ok {
 		t.Skip("cannot read this process's network namespace")
@@ -65,7 +72,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 		t.Skip("cannot start sleep:", err)
 	}
 	defer sleeper.Process.Kill()
-	s := &Store{Dir: t.TempDir()}
+	s := &Store{Dir: t.TempDir(), KeepPidfds: keepPidfds}
 	owner := func(id string, pid int) *Record {
 		return &Record{Netns: own, Owners: []Owner{{ID: id, Pid: pid, Start: StartOf(pid)}}}
 	}
@@ -104,7 +111,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 		return r.Owners[0].StaleSince
 	}
 
-	time.Sleep(settled + 100*time.Millisecond)
+	time.Sleep(Settled + 100*time.Millisecond)
 	now := time.Now()
 	if next := reap(now); !next.IsZero() || len(removed) != 0 || !staleSince().IsZero() {
 		t.Fatalf("owner running: next %v, removed %v, stale since %v; want nothing done", next, removed, staleSince())
@@ -127,7 +134,7 @@ func TestReapAbandonedWithCache(t *testing.T) {
 	if len(removed) != 0 || !staleSince().IsZero() {
 		t.Fatalf("live owner: removed %v, stale since %v; want it kept, not marked", removed, staleSince())
 	}
-	time.Sleep(settled + 100*time.Millisecond)
+	time.Sleep(Settled + 100*time.Millisecond)
 	reap(now.Add(10 * grace)) // cached now
 
 	// Replaced again, by the gone owner's: marked at the next look, then

@@ -245,7 +245,7 @@ func (s *Store) Sweep() (incomplete []string, err error) {
 		_, err := s.indexAll()
 		errs = append(errs, err)
 	}
-	recs, err := s.all(s.peek) // read only
+	recs, err := s.all(s.Cached) // read only
 	if err != nil {
 		return nil, err
 	}

@@ -159,9 +159,15 @@ func (r *Record) Hints() []string {
 // each with a lock file so that hooks of one pod do not race.
 type Store struct {
 	Dir string
-	// parsed serves Sweep and ReapAbandoned, which look at every record
-	// each time they run.
+	// parsed serves Cached: the monitor, Sweep and ReapAbandoned look at
+	// every record each time they run.
 	parsed parsed
+	// KeepPidfds makes ReapAbandoned keep a pidfd of each owner process
+	// it finds running, for its next looks (see pidfds): for a store that
+	// lives as long as the process and prunes again and again, the
+	// monitor's.
+	KeepPidfds bool
+	pidfds     pidfds
 }
 
 // Open makes the state directory if needed and refuses one that others
@@ -357,7 +363,8 @@ func (s *Store) delete(key string, owners []Owner) error {
 	return nil
 }
 
-// Keys lists the namespaces that have records.
+// Keys lists the namespaces that have records; the cache lets go of the
+// records not listed (deleted since).
 func (s *Store) Keys() ([]string, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if err != nil {
@@ -369,6 +376,7 @@ func (s *Store) Keys() ([]string, error) {
 			keys = append(keys, k)
 		}
 	}
+	s.forget(keys)
 	return keys, nil
 }
 

@@ -140,18 +140,18 @@ func (s *Store) ReapAbandoned(grace time.Duration, now time.Time, inUse func(*Re
 	if err != nil {
 		return nil, nil, time.Time{}, fmt.Errorf("reading the state directory %s: %w", s.Dir, err)
 	}
-	s.forget(keys)
 	var errs []error
+	defer s.closeUnseen()
 	for _, k := range keys {
 		// A first look, without the lock, at the parsed record: most
 		// records need nothing (their owners run, or are in their grace
 		// period as already marked), and are then left at that. What needs
 		// something is decided again under the lock on the record as read
 		// then.
-		if look, err := s.peek(k); err == nil && look != nil {
+		if look, err := s.Cached(k); err == nil && look != nil {
 			rec := *look
 			rec.Owners = slices.Clone(look.Owners) // Prunable marks them; the cached record stays as read
-			allStale, due, changed := Prunable(&rec, now, grace, Owner.Stale)
+			allStale, due, changed := Prunable(&rec, now, grace, s.stale)
 			if !changed && (!allStale || now.Before(due)) {
 				if allStale && (next.IsZero() || due.Before(next)) {
 					next = due
