@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/churnreport"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
@@ -61,12 +64,24 @@ func churn(t *testing.T, backend, target string) {
 	churnWaves := *churnTotal / churnPerWave
 	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nbackend: %s\nlog: {target: %s, prefix: %s}\n", proxyAddr, backend, target, testnet.RandName("c")))
 	stateDir := filepath.Join(filepath.Dir(cfgPath), "state")
+	store := &records.Store{Dir: stateDir}
 	// Resync each second, so that series of removed containers (kept 1s)
 	// go within the test.
 	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s")
 	base := mon.settledUsage(t)
 	var peak, after usage
+	// What the churn lost, left or doubled is counted, not only failed on,
+	// and logged as one line for `make bench` (churnreport), even when the
+	// test stops early (then Completed is false).
+	sum := churnreport.Summary{Backend: backend, Target: target, Batch: churnPerWave}
+	var ids []string
 	start := time.Now()
+	defer func() {
+		sum.Seconds = time.Since(start).Seconds()
+		sum.FDsBefore, sum.FDsPeak, sum.FDsAfter = base.fds, peak.fds, after.fds
+		sum.GoroutinesBefore, sum.GoroutinesPeak, sum.GoroutinesAfter = base.goroutines, peak.goroutines, after.goroutines
+		t.Log(sum.Line())
+	}()
 	var hookTime time.Duration
 	for wave := range churnWaves {
 		ss := make([]*sleeper, churnPerWave)
@@ -74,6 +89,7 @@ func churn(t *testing.T, backend, target string) {
 		var mu sync.Mutex
 		for i := range ss {
 			ss[i] = newSleeper(t, cfgPath)
+			ids = append(ids, ss[i].id)
 			wg.Go(func() {
 				t0 := time.Now()
 				if err := ss[i].hook("create"); err != nil {
@@ -88,6 +104,16 @@ func churn(t *testing.T, backend, target string) {
 		if t.Failed() {
 			t.FailNow()
 		}
+		recs, err := store.All()
+		if err != nil {
+			t.Fatalf("reading the records: %v", err)
+		}
+		for _, s := range ss {
+			if !slices.ContainsFunc(recs, func(r *records.Record) bool { return r.HasOwner(s.id) }) {
+				sum.MissingRecords++
+				t.Errorf("wave %d: the create of %s exited 0 and left no record of it", wave, s.id)
+			}
+		}
 		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, float64(churnPerWave), eventWait)
 		if target == config.LogNflog {
 			mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, float64(churnPerWave), eventWait)
@@ -101,17 +127,24 @@ func churn(t *testing.T, backend, target string) {
 			}
 		}
 		for _, s := range ss {
+			// Lost and doubled events are counted at the end, when any
+			// late one has had its time to come.
 			if evs := mon.waitEvents(s.id, 1, eventWait); len(evs) != 1 {
-				t.Fatalf("wave %d: %d events of %s within %v, want 1: %+v", wave, len(evs), s.id, eventWait, evs)
+				t.Errorf("wave %d: %d events of %s within %v, want 1: %+v", wave, len(evs), s.id, eventWait, evs)
 			} else {
 				wantEvent(t, evs[0], s.id, "tcp", "198.51.100.1", 9090, 0, ActionRefused)
 			}
 		}
 		fams := mon.scrape(t)
 		for _, s := range ss {
-			if n := metric(fams, "bypass_hook_attempts_total", map[string]string{"container": s.id, "action": ActionRefused}); n != 1 {
+			n := metric(fams, "bypass_hook_attempts_total", map[string]string{"container": s.id, "action": ActionRefused})
+			if n != 1 {
 				t.Errorf("wave %d: bypass_hook_attempts_total of %s is %v, want 1", wave, s.id, n)
 			}
+			if n == 0 {
+				sum.LostCounts++
+			}
+			sum.DoubledCounts += max(int(n)-1, 0)
 		}
 		// As a runtime does: the process dies (and with it, for want of
 		// other holders, the namespace), then poststop. Every other one is
@@ -130,16 +163,19 @@ func churn(t *testing.T, backend, target string) {
 		for i, s := range ss {
 			if i%2 == 0 {
 				if left := fenceRulesIn(t, s.nsPath, backend); left != "" {
+					sum.LeftRules++
 					t.Errorf("wave %d: after poststop the namespace of %s still holds: %s", wave, s.id, left)
 				}
 				s.kill()
 			}
 		}
 		if recs, _ := filepath.Glob(filepath.Join(stateDir, "netns-*")); len(recs) != 0 {
+			sum.LeftRecords += len(recs)
 			t.Errorf("wave %d: after every poststop the state directory holds %v", wave, recs)
 		}
 		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 0, eventWait)
 		mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 0, eventWait)
+		sum.Containers += churnPerWave
 	}
 	elapsed := time.Since(start)
 
@@ -172,15 +208,23 @@ func churn(t *testing.T, backend, target string) {
 	if target == config.LogNflog && peak.fds < base.fds+churnPerWave-1 {
 		t.Errorf("with %d nflog fences the monitor holds %d files, before %d: where are the sockets?", churnPerWave, peak.fds, base.fds)
 	}
-	events := 0
+	// Every container's events, late ones included: exactly one each.
+	perContainer := map[string]int{}
 	for _, ev := range mon.eventsSnapshot() {
-		if strings.HasPrefix(ev.Container, "sleeper-") {
-			events++
+		perContainer[ev.Container]++
+	}
+	for _, id := range ids {
+		switch got := perContainer[id]; {
+		case got == 0:
+			sum.LostEvents++
+		case got > 1:
+			sum.DoubledEvents += got - 1
 		}
 	}
-	if events != n {
-		t.Errorf("%d events, want %d", events, n)
+	if sum.LostEvents+sum.DoubledEvents > 0 {
+		t.Errorf("of %d containers' attempts, %d events lost and %d doubled", len(ids), sum.LostEvents, sum.DoubledEvents)
 	}
+	sum.Completed = true
 }
 
 func (mp *monitorProc) eventsSnapshot() []Event {
