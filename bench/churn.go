@@ -69,6 +69,9 @@ func failureLines(out string) string {
 	for _, l := range strings.Split(out, "\n") {
 		t := strings.TrimSpace(l)
 		if strings.HasPrefix(t, "--- FAIL") || strings.HasPrefix(t, "FAIL") || strings.Contains(t, "_test.go:") && !strings.Contains(t, churnreport.Prefix) {
+			if len(t) > 300 {
+				t = t[:300] + "..."
+			}
 			keep = append(keep, "    "+t)
 		}
 	}

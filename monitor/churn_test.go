@@ -74,10 +74,26 @@ func churn(t *testing.T, backend, target string) {
 	// and logged as one line for `make bench` (churnreport), even when the
 	// test stops early (then Completed is false).
 	sum := churnreport.Summary{Backend: backend, Target: target, Batch: churnPerWave}
-	var ids []string
+	var ids []string // the containers that made their attempt
 	start := time.Now()
 	defer func() {
 		sum.Seconds = time.Since(start).Seconds()
+		// Every container's events, late ones included: exactly one each.
+		perContainer := map[string]int{}
+		for _, ev := range mon.eventsSnapshot() {
+			perContainer[ev.Container]++
+		}
+		for _, id := range ids {
+			switch got := perContainer[id]; {
+			case got == 0:
+				sum.LostEvents++
+			case got > 1:
+				sum.DoubledEvents += got - 1
+			}
+		}
+		if sum.LostEvents+sum.DoubledEvents > 0 {
+			t.Errorf("of %d containers' attempts, %d events lost and %d doubled", len(ids), sum.LostEvents, sum.DoubledEvents)
+		}
 		sum.FDsBefore, sum.FDsPeak, sum.FDsAfter = base.fds, peak.fds, after.fds
 		sum.GoroutinesBefore, sum.GoroutinesPeak, sum.GoroutinesAfter = base.goroutines, peak.goroutines, after.goroutines
 		t.Log(sum.Line())
@@ -87,21 +103,25 @@ func churn(t *testing.T, backend, target string) {
 		ss := make([]*sleeper, churnPerWave)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
+		createFailed := false
 		for i := range ss {
 			ss[i] = newSleeper(t, cfgPath)
-			ids = append(ids, ss[i].id)
 			wg.Go(func() {
 				t0 := time.Now()
-				if err := ss[i].hook("create"); err != nil {
+				err := ss[i].hook("create")
+				if err != nil {
 					t.Error(err)
 				}
 				mu.Lock()
 				hookTime += time.Since(t0)
+				createFailed = createFailed || err != nil
 				mu.Unlock()
 			})
 		}
 		wg.Wait()
-		if t.Failed() {
+		// A create that failed stops the churn; what earlier waves lost
+		// (counted, and failed on) does not.
+		if createFailed {
 			t.FailNow()
 		}
 		recs, err := store.All()
@@ -125,6 +145,7 @@ func churn(t *testing.T, backend, target string) {
 			if err := s.dial(refusedAddr); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Fatalf("direct TCP from %s: %v, want ECONNREFUSED", s.id, err)
 			}
+			ids = append(ids, s.id) // an attempt made: its event is due
 		}
 		for _, s := range ss {
 			// Lost and doubled events are counted at the end, when any
@@ -207,22 +228,6 @@ func churn(t *testing.T, backend, target string) {
 	// monitor may not have closed yet when its files are counted.
 	if target == config.LogNflog && peak.fds < base.fds+churnPerWave-1 {
 		t.Errorf("with %d nflog fences the monitor holds %d files, before %d: where are the sockets?", churnPerWave, peak.fds, base.fds)
-	}
-	// Every container's events, late ones included: exactly one each.
-	perContainer := map[string]int{}
-	for _, ev := range mon.eventsSnapshot() {
-		perContainer[ev.Container]++
-	}
-	for _, id := range ids {
-		switch got := perContainer[id]; {
-		case got == 0:
-			sum.LostEvents++
-		case got > 1:
-			sum.DoubledEvents += got - 1
-		}
-	}
-	if sum.LostEvents+sum.DoubledEvents > 0 {
-		t.Errorf("of %d containers' attempts, %d events lost and %d doubled", len(ids), sum.LostEvents, sum.DoubledEvents)
 	}
 	sum.Completed = true
 }
