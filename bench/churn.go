@@ -89,10 +89,10 @@ func (r *churnReport) print(w io.Writer) {
 		if !s.Completed {
 			done = fmt.Sprintf(" (STOPPED EARLY, of %d)", r.total)
 		}
-		fmt.Fprintf(w, "churn: %d containers%s created and removed in parallel batches of %d, %s, log target %s, monitor running, %.0f s: %d lost records (%d missing after create, %d left after poststop), %d fence rules left, %d lost events, %d doubled events (JSON output); %d lost, %d doubled counts (bypass_hook_attempts_total); monitor goroutines %d before / %d with a batch / %d after, fds %d / %d / %d\n",
+		fmt.Fprintf(w, "churn: %d containers%s created and removed in parallel batches of %d, %s, log target %s, monitor running, %.0f s: %d lost records (%d missing after create, %d left after poststop), %d fence rules left, %d lost events, %d doubled events (JSON output); %d lost, %d doubled counts (bypass_hook_attempts_total); monitor goroutines %d before / %d with a batch / %d after, fds %d / %d / %d; the monitor let go of a batch's fences within %.1f s after their poststops (slowest batch)\n",
 			s.Containers, done, s.Batch, s.Backend, s.Target, s.Seconds,
 			s.MissingRecords+s.LeftRecords, s.MissingRecords, s.LeftRecords, s.LeftRules, s.LostEvents, s.DoubledEvents, s.LostCounts, s.DoubledCounts,
-			s.GoroutinesBefore, s.GoroutinesPeak, s.GoroutinesAfter, s.FDsBefore, s.FDsPeak, s.FDsAfter)
+			s.GoroutinesBefore, s.GoroutinesPeak, s.GoroutinesAfter, s.FDsBefore, s.FDsPeak, s.FDsAfter, s.LetGoSeconds)
 		lost += s.Lost()
 		if !s.Completed {
 			lost++ // an early stop lost what it did not run

@@ -33,16 +33,19 @@ const (
 
 // churnWait is how long the churn waits for the monitor to catch up with a
 // wave (its fences followed and let go, its events out): not a latency
-// target, which the churn does not measure, but the bound on "never". On a
-// two-core machine at load 30, the monitor took more than 2 s (eventWait)
-// to let go of 50 fences removed at once, and the churn failed with nothing
-// lost.
-const churnWait = 30 * time.Second
+// target but the bound on "never"; how long the monitor took to let go of
+// a wave's fences is reported (LetGoSeconds). On a two-core machine at load
+// 30-45 with 2,000 other processes, the monitor took more than 30 s to let
+// go of 50 fences removed at once (for each fence whose processes died
+// before its poststop, it looks through every process in /proc for one
+// still in the namespace, in its main loop), and the churn failed with
+// nothing lost.
+const churnWait = 2 * time.Minute
 
 // The churn's size: `make test` runs the default; the full churn of issue
 // 22 is
 //
-//	go test -count=1 -run TestMonitorChurn ./monitor/ -churn 500 -churn-batch 50
+//	go test -count=1 -timeout 60m -run TestMonitorChurn ./monitor/ -churn 500 -churn-batch 50
 var (
 	churnTotal = flag.Int("churn", 50, "TestMonitorChurn: containers per backend and log target")
 	churnBatch = flag.Int("churn-batch", 10, "TestMonitorChurn: containers created and removed at once")
@@ -203,8 +206,10 @@ func churn(t *testing.T, backend, target string) {
 			sum.LeftRecords += len(recs)
 			t.Errorf("wave %d: after every poststop the state directory holds %v", wave, recs)
 		}
+		letGo := time.Now()
 		mon.waitMetric(t, "bypass_hook_fenced_namespaces", nil, 0, churnWait)
 		mon.waitMetric(t, "bypass_hook_nflog_sockets", nil, 0, churnWait)
+		sum.LetGoSeconds = max(sum.LetGoSeconds, time.Since(letGo).Seconds())
 		sum.Containers += churnPerWave
 	}
 	elapsed := time.Since(start)

@@ -41,6 +41,11 @@ type Summary struct {
 	LostCounts    int `json:"lostCounts"`
 	DoubledCounts int `json:"doubledCounts"`
 
+	// The longest the monitor took, in a wave, to let go of the wave's
+	// fences (its gauges back to 0) after their last poststop: a lag, not
+	// a loss, while it lasts the monitor follows no new fence.
+	LetGoSeconds float64 `json:"letGoSeconds"`
+
 	// The monitor's open files and goroutines before the churn, with a
 	// batch fenced, and after it settled.
 	FDsBefore        int `json:"fdsBefore"`
