@@ -9,8 +9,10 @@
 // then runs bursts of parallel creates. Every figure is also given as a
 // ratio to a minimal static Go binary (a hello world), which the bench
 // builds and times in the same run, interleaved with the hooks, so the
-// ratios hold whatever else the machine is doing. It needs root; `make
-// bench` builds the binaries and runs it.
+// ratios hold whatever else the machine is doing. Then the scale figures
+// (scale.go) and the churn, which it runs as the monitor's test
+// (churn.go). It needs root; `make bench` builds the binaries and runs it,
+// from the module's root.
 package main
 
 import (
