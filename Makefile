@@ -113,8 +113,10 @@ clean:
 # binary (built by the bench), bursts of parallel creates, peak RSS, and the
 # hook binary's package initialisation; the scale figures (create and
 # poststop beside 1,000 live fences, status over them, the monitor idle, the
-# NRI plugin's synchronization with 100 running pods);
-# then what the monitor's attribution costs per attempt and in map memory.
+# NRI plugin's synchronization with 100 running pods); the churn
+# (TestMonitorChurn, 500 containers per backend and log target, its counts of
+# what was lost or doubled); then what the monitor's attribution costs per
+# attempt and in map memory.
 # Needs root; see docs/bench.md.
 # BENCHFLAGS passes flags, e.g. BENCHFLAGS='-n 100'.
 BENCHFLAGS ?=

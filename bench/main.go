@@ -9,8 +9,10 @@
 // then runs bursts of parallel creates. Every figure is also given as a
 // ratio to a minimal static Go binary (a hello world), which the bench
 // builds and times in the same run, interleaved with the hooks, so the
-// ratios hold whatever else the machine is doing. It needs root; `make
-// bench` builds the binaries and runs it.
+// ratios hold whatever else the machine is doing. Then the scale figures
+// (scale.go) and the churn, which it runs as the monitor's test
+// (churn.go). It needs root; `make bench` builds the binaries and runs it,
+// from the module's root.
 package main
 
 import (
@@ -89,6 +91,8 @@ func main() {
 	scale := flag.Int("scale", 1000, "live fences for the scale figures (0: none)")
 	scaleRounds := flag.Int("scale-rounds", 20, "rounds of create+poststop per row of the scale figures")
 	monitorWindow := flag.Duration("monitor-window", 30*time.Second, "how long the idle monitor is measured")
+	churn := flag.Int("churn", 500, "containers per backend and log target in the churn (TestMonitorChurn; 0: none)")
+	churnBatch := flag.Int("churn-batch", 50, "containers created and removed at once in the churn")
 	flag.StringVar(&runtimeBin, "runtime", "", "the runtime wrapper to time against runc (bin/bypass-hook-runtime); empty: not timed")
 	env := flag.String("hookenv", "", "comma-separated VAR=value for the hook processes, to try runtime settings (runtimes give hooks an empty environment)")
 	flag.Parse()
@@ -99,7 +103,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: needs root (it makes network namespaces and fences them)")
 		os.Exit(2)
 	}
-	sc := scaleOpts{cli: *cliBin, fences: *scale, rounds: *scaleRounds, window: *monitorWindow}
+	sc := scaleOpts{cli: *cliBin, fences: *scale, rounds: *scaleRounds, window: *monitorWindow, churn: *churn, churnBatch: *churnBatch}
 	if err := bench(*hookBin, *perruleBin, *goTool, *n, *pool, *burstSize, *bursts, sc); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -111,6 +115,8 @@ type scaleOpts struct {
 	cli            string
 	fences, rounds int
 	window         time.Duration
+	// The churn's size: TestMonitorChurn's -churn and -churn-batch.
+	churn, churnBatch int
 }
 
 func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts int, sc scaleOpts) error {
@@ -181,6 +187,13 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 		if err := nriSyncFigures(os.Stdout, dir, hookBin); err != nil {
 			return fmt.Errorf("NRI synchronization: %w", err)
 		}
+	}
+	if sc.churn > 0 {
+		c, err := churnBench(goTool, sc.churn, sc.churnBatch)
+		if err != nil {
+			return fmt.Errorf("churn: %w", err)
+		}
+		c.print(os.Stdout)
 	}
 	return nil
 }

@@ -245,7 +245,7 @@ func vmRSS(pid int) int64 {
 }
 
 func (r *scaleReport) print(w io.Writer) {
-	fmt.Fprintf(w, "\nScale: %d live fences (nftables; each owner's process running in its namespace, records an hour old), %d rounds of create+poststop in a fresh namespace per row, rotating:\n\n", r.fences, r.rounds)
+	fmt.Fprintf(w, "\nScale, on %s: %d live fences (nftables; each owner's process running in its namespace, records an hour old), %d rounds of create+poststop in a fresh namespace per row, rotating:\n\n", machine(), r.fences, r.rounds)
 	fmt.Fprintln(w, "Medians of whole-process time, and of the process's CPU time (user+system), which other load on the machine moves less.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| backend | create, none | create, with fences | ratio | CPU ratio | poststop, none | poststop, with fences | ratio | CPU ratio |")
@@ -270,7 +270,7 @@ func (r *scaleReport) print(w io.Writer) {
 		r.window, r.resync, 100*many.cpu, r.fences, 100*none.cpu, float64(many.rss)/1024, float64(none.rss)/1024, perFence)
 	fmt.Fprintf(w, "resync: %s median with %d fences, %s with none (bypass_hook_resync_seconds)\n", ms(many.resync), r.fences, ms(none.resync))
 
-	fmt.Fprintln(w, "\nScale targets (reported, not asserted):")
+	fmt.Fprintf(w, "\nScale targets (reported, not asserted), on %s:\n", hostName())
 	target := func(what string, got, limit float64) {
 		verdict := "met"
 		if got > limit {

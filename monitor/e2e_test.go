@@ -323,7 +323,12 @@ func newSleeper(t *testing.T, cfgPath string) *sleeper {
 	testnet.RequireTools(t, "unshare", "sleep", "ip", "nsenter")
 	unshare, _ := testnet.Tool("unshare")
 	sleep, _ := testnet.Tool("sleep")
-	s := &sleeper{id: testnet.RandName("sleeper-") + "-0123456789", cfgPath: cfgPath, bundle: t.TempDir()}
+	// Random in its first 12 characters, which are all the kernel log
+	// prefix carries: two sleepers alike in them share their events
+	// (TestMonitorAlikeIDs). As "sleeper-" and 4 random hex digits, two of
+	// the churn's 50 at a time were alike about once a run, and their
+	// events, named by the 12 characters, counted as lost.
+	s := &sleeper{id: testnet.RandName("sl") + testnet.RandName("") + "-sleeper", cfgPath: cfgPath, bundle: t.TempDir()}
 	if err := os.WriteFile(filepath.Join(s.bundle, "config.json"), []byte(`{"ociVersion":"1.0.2"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
