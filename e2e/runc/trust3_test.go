@@ -46,46 +46,10 @@ exec unshare -Urn sleep 1000`
 func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
-	hooks := e.hooks()
-	b := testnet.NewBundle(t, testnet.BundleOpts{
-		NetnsPath:    ns.Path,
-		Hooks:        hooks,
-		Args:         []string{"sh", "-c", workerScript(e.lab.TCPV4)},
-		Capabilities: []string{},
-	})
-	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
-	b.WriteSpec(t)
-	// runc gives the tmpfs on /tmp the mode of the directory under it.
-	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Create(t, testnet.RandName("leaver-")); err != nil {
-		t.Fatalf("%v\nhook log:\n%s", err, e.log())
-	}
-	pid := b.State(t).Pid
-	if err := b.Start(t); err != nil {
-		t.Fatal(err)
-	}
+	b, root := startLeaver(t, e, ns.Netns)
 	want, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
-	}
-	// Wait for pid 1 to leave and its worker to run (the pid it wrote is
-	// the container's, only a sign that the fork happened).
-	root := "/proc/" + strconv.Itoa(pid) + "/root"
-	var worker int
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		got, _ := netns.Peek(netns.PidPath(pid))
-		data, _ := os.ReadFile(filepath.Join(root, "tmp/worker"))
-		worker, _ = strconv.Atoi(strings.TrimSpace(string(data)))
-		if got != want && got != (netns.ID{}) && worker > 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got, _ := netns.Peek(netns.PidPath(pid)); got == want || worker == 0 {
-		t.Fatalf("pid 1 did not leave the namespace or fork its worker (unprivileged user namespaces off?); container output:\n%s", b.Output())
 	}
 	if stale := e.staleOwners(t); len(stale) != 1 || stale[0] != b.ID {
 		t.Fatalf("status marks %v stale, want [%s] (pid 1 moved away)", stale, b.ID)
@@ -104,22 +68,9 @@ func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 	}
 
 	// The worker, in the fenced namespace, connects straight out.
-	result := filepath.Join(root, "tmp/result")
-	os.Remove(result)
-	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	deadline = time.Now().Add(15 * time.Second)
-	for got == nil && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		got, _ = os.ReadFile(result)
-	}
+	got := workerConnect(t, b, root)
 	t.Logf("the worker's direct connect to %s: %s", e.lab.TCPV4, got)
-	switch {
-	case got == nil:
-		t.Fatalf("the worker did not report; container output:\n%s", b.Output())
-	case !strings.Contains(string(got), "refused"):
+	if !strings.Contains(got, "refused") {
 		t.Errorf("the worker's direct connect was not refused: %s", got)
 	}
 	testnet.ExpectRefusedAs(t, ns.Netns, e.lab, testnet.Nobody)
@@ -129,8 +80,7 @@ func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 	if out, err := b.Runc("kill", b.ID, "KILL"); err != nil {
 		t.Fatalf("runc kill: %v %s", err, out)
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for netns.InUse(want) != "" && time.Now().Before(deadline) {
+	for deadline := time.Now().Add(10 * time.Second); netns.InUse(want) != "" && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if code, out := e.cli(t, "prune", "--grace", "0s"); code != 0 || fencedNs(t, ns.Netns) {
