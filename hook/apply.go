@@ -100,7 +100,7 @@ func (h *Hook) applyOne(store *records.Store, key string) (a Applied, ok bool) {
 		a.Action = AppliedCurrent
 		return a, true
 	}
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !found {
 		a.Action = AppliedGone // the next create or prune removes the record
 		return a, true

@@ -558,7 +558,7 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 // its namespace still exists, and deletes the record. hints are paths that
 // may reach the namespace; the caller holds the record's lock.
 func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []string) (action string, err error) {
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, hints)
 	if !found {
 		return "namespace gone; record removed", store.Drop(rec)
 	}

@@ -44,10 +44,11 @@ func generation(rec *records.Record) (gen uint32, ok bool) {
 	if rec.Backend != config.BackendNftables {
 		return 0, false
 	}
-	ns, found := netns.Find(rec.Netns, rec.Hints()...)
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !found {
 		return 0, false
 	}
+	defer closeNs()
 	gen, err := nftables.Generation(ns)
 	return gen, err == nil
 }

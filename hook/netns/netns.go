@@ -251,9 +251,17 @@ func NotHost(id ID) error {
 	return nil
 }
 
-// OpenKnown finds and holds the namespace of a record, checking that what
-// it holds is that namespace and not whatever a path leads to by now.
-func OpenKnown(id ID, hints []string) (Handle, func(), bool) {
+// OpenKnown holds the namespace of a record, checking that what it holds
+// is that namespace and not whatever a path leads to by now: by its file
+// handle fh (OpenHandle: one system call, and it reaches a namespace that
+// only a thread or a socket holds), else through a path (Find, with hints).
+func OpenKnown(id ID, fh string, hints []string) (Handle, func(), bool) {
+	switch fd, err := openHandle(id, fh); {
+	case err == nil:
+		return Handle{ID: id, Path: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }, true
+	case errors.Is(err, unix.ESTALE):
+		return Handle{}, nil, false // gone: no look through every process
+	}
 	at, ok := Find(id, hints...)
 	if !ok {
 		return Handle{}, nil, false
