@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseState$$' -fuzztime 15s ./hook/oci/
 	$(GO) test -run '^$$' -fuzz '^FuzzConfigRules$$' -fuzztime 15s ./hook/backend/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 15s ./hook/nfnl/
+	$(GO) test -run '^$$' -fuzz '^FuzzAttrsAsNetlink$$' -fuzztime 15s ./hook/nfnl/
 	$(GO) test -run '^$$' -fuzz '^FuzzParsePacket$$' -fuzztime 15s ./monitor/
 	$(GO) test -run '^$$' -fuzz '^FuzzAddHooks$$' -fuzztime 15s ./wrapper/
 	$(GO) test -run '^$$' -fuzz '^FuzzProcessOf$$' -fuzztime 15s ./monitor/attrib/

@@ -25,6 +25,7 @@ type scaleReport struct {
 	// without ("empty").
 	create, poststop map[string][]run
 	status           []time.Duration
+	check            checkScale
 	monitor          [2]idle // with none, with the fences
 	window, resync   time.Duration
 }
@@ -112,6 +113,9 @@ func scaleBench(dir, hookBin, cliBin, bundle string, count, rounds int, window t
 			return nil, fmt.Errorf("status: %w", err)
 		}
 		r.status = append(r.status, time.Since(start))
+	}
+	if r.check, err = checkBench(cliBin, variants[0].cfg, variants[1].cfg); err != nil {
+		return nil, err
 	}
 
 	for i, v := range []*variant{variants[1], variants[0]} {
@@ -216,6 +220,7 @@ func (r *scaleReport) print(w io.Writer) {
 	none, many := r.monitor[0], r.monitor[1]
 	perFence := float64(many.rss-none.rss) / float64(r.fences)
 	fmt.Fprintf(w, "\n`bypass-hook status` over %d fences: median %s of %d runs\n", r.fences, ms(median(st)), len(st))
+	r.check.print(w, r.fences)
 	fmt.Fprintf(w, "monitor idle over %s (log target kernel, resync every %s, prune on): %.2f%% of a core with %d fences, %.2f%% with none; RSS %.1f MB against %.1f MB: %.1f KB per fence\n",
 		r.window, r.resync, 100*many.cpu, r.fences, 100*none.cpu, float64(many.rss)/1024, float64(none.rss)/1024, perFence)
 

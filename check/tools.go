@@ -108,7 +108,10 @@ func logSysctlTarget(p Paths, target string) Item {
 // logged nowhere (the kernel target with nf_log_all_netns 0), for status to
 // print; "" when nothing is wrong.
 func KernelLogWarning(target string) string {
-	it := logSysctlTarget(DefaultPaths(), target)
+	// Only /proc is read: DefaultPaths would also ask dockerd and
+	// containerd for their versions, two processes started for nothing
+	// at each status.
+	it := logSysctlTarget(Paths{Proc: "/proc"}, target)
 	if it.Status != Warn {
 		return ""
 	}

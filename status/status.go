@@ -321,14 +321,18 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		_, err := fmt.Fprintln(w, "no fenced containers")
 		return err
 	}
+	// One tabwriter for every table: its Flush ends a table and keeps its
+	// buffers, which a new one for each table of a thousand fences made
+	// again.
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for i, f := range fences {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		if err := writeFence(w, f); err != nil {
+		if err := writeFence(tw, f); err != nil {
 			return err
 		}
-		if err := writeRules(w, f); err != nil {
+		if err := writeRules(tw, f); err != nil {
 			return err
 		}
 		if err := writeRecent(w, f); err != nil {
@@ -348,9 +352,9 @@ func shownPath(r backend.Reading) string {
 	return r.NS.Path
 }
 
-// writeFence writes what status knows of one fence, a line a key.
-func writeFence(w io.Writer, f FenceStatus) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+// writeFence writes what status knows of one fence, a line a key, through
+// tw, and flushes it.
+func writeFence(tw *tabwriter.Writer, f FenceStatus) error {
 	fmt.Fprintf(tw, "container\t%s\n", f.Container)
 	where := f.Netns
 	if f.NetnsPath != "" {
@@ -399,9 +403,8 @@ func ownerText(o OwnerStatus) string {
 }
 
 // writeRules writes the table of a fence's rules, numbered within each
-// family.
-func writeRules(w io.Writer, f FenceStatus) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+// family, through tw, and flushes it.
+func writeRules(tw *tabwriter.Writer, f FenceStatus) error {
 	fmt.Fprintln(tw, "  FAMILY\t#\tPACKETS\tRULE")
 	n := 0
 	last := ""

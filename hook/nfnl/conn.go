@@ -245,27 +245,49 @@ func (c *Conn) Transact(msgs []Msg) ([][]byte, error) {
 // attributes) of the messages of its answer. A dump that a change in the
 // kernel interrupted is asked for again.
 func (c *Conn) Dump(typ uint16, fam byte, attrs []byte) ([][]byte, error) {
+	var out [][]byte
+	err := c.DumpEach(typ, fam, attrs, func() { out = nil }, func(payload []byte) error {
+		// The next read overwrites the buffer the message is in.
+		out = append(out, append([]byte(nil), payload...))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DumpEach is Dump for a reader that keeps nothing of a message but what
+// it takes out of it: each gets each message's payload where it was
+// received, valid until each returns, and no copy is made (a status over
+// a thousand fences copied some 40 MB of rules otherwise). start is called
+// before each try: a dump that a change interrupted is read again from
+// the beginning, and what each took of it must be dropped. An error of
+// each ends the dump (its answer is still read to the end) and is
+// returned.
+func (c *Conn) DumpEach(typ uint16, fam byte, attrs []byte, start func(), each func(payload []byte) error) error {
 	for try := 0; ; try++ {
-		msgs, intr, err := c.dumpOnce(typ, fam, attrs)
+		start()
+		intr, err := c.dumpOnce(typ, fam, attrs, each)
 		if err != nil || !intr {
-			return msgs, err
+			return err
 		}
 		if try == 3 {
-			return nil, errors.New("the dump was interrupted by changes four times over; try again")
+			return errors.New("the dump was interrupted by changes four times over; try again")
 		}
 	}
 }
 
-func (c *Conn) dumpOnce(typ uint16, fam byte, attrs []byte) (payloads [][]byte, intr bool, err error) {
+func (c *Conn) dumpOnce(typ uint16, fam byte, attrs []byte, each func(payload []byte) error) (intr bool, err error) {
 	b, seq := c.appendMsg(nil, Type(typ), unix.NLM_F_REQUEST|unix.NLM_F_DUMP, fam, 0, attrs)
 	if err := c.send(b); err != nil {
-		return nil, false, err
+		return false, err
 	}
-	var out [][]byte
+	var failed error // each's, once it failed: the rest is read and dropped
 	for {
 		replies, err := c.recv(0)
 		if err != nil {
-			return nil, false, err
+			return false, err
 		}
 		for _, m := range replies {
 			if m.Header.Seq != seq {
@@ -274,14 +296,18 @@ func (c *Conn) dumpOnce(typ uint16, fam byte, attrs []byte) (payloads [][]byte, 
 			intr = intr || m.Header.Flags&unix.NLM_F_DUMP_INTR != 0
 			switch m.Header.Type {
 			case unix.NLMSG_DONE:
-				return out, intr, nil
+				if failed != nil && !intr {
+					return false, failed
+				}
+				return intr, nil // read again when interrupted, as Dump's caller would
 			case unix.NLMSG_ERROR:
 				if errno := Errno(m.Data); errno != 0 {
-					return nil, false, errno
+					return false, errno
 				}
 			default:
-				// The next read overwrites the buffer the message is in.
-				out = append(out, append([]byte(nil), m.Data...))
+				if failed == nil {
+					failed = each(m.Data)
+				}
 			}
 		}
 	}

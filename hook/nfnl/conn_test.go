@@ -169,3 +169,36 @@ func TestCommitFailure(t *testing.T) {
 		t.Errorf("%d tables (%v) after a failed commit, want none", len(tables), derr)
 	}
 }
+
+// DumpEach hands over each message where it was received; a reader that
+// stops at the first still leaves the socket ready for the next dump: the
+// rest of the answer (here some parts of it, a thousand rules) is read and
+// dropped, not left to the next request, which the kernel would refuse
+// while the first dump runs (EBUSY) or answer after it.
+func TestDumpEachStopsEarly(t *testing.T) {
+	c := open(t)
+	const n = 1000
+	if _, err := c.Transact(tableChainRules(t, n, "c")); err != nil {
+		t.Fatal(err)
+	}
+	attrs := Attrs(netlink.Attribute{Type: unix.NFTA_RULE_TABLE, Data: Cstring("t")},
+		netlink.Attribute{Type: unix.NFTA_RULE_CHAIN, Data: Cstring("c")})
+	stop := errors.New("enough")
+	seen := 0
+	err := c.DumpEach(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, attrs, func() { seen = 0 }, func(payload []byte) error {
+		seen++
+		if _, err := ParseRule(payload); err != nil {
+			t.Error(err)
+		}
+		return stop
+	})
+	if !errors.Is(err, stop) || seen != 1 {
+		t.Fatalf("DumpEach: %v after %d messages, want the reader's error after 1", err, seen)
+	}
+	for range 2 {
+		rules, err := c.ChainRules(unix.NFPROTO_INET, "t", "c")
+		if err != nil || len(rules) != n {
+			t.Fatalf("the next dump on the socket: %d rules, %v; want %d", len(rules), err, n)
+		}
+	}
+}

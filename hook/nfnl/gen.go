@@ -5,7 +5,6 @@ package nfnl
 import (
 	"errors"
 
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -44,10 +43,12 @@ func (c *Conn) Generation() (uint32, error) {
 func ParseGeneration(payload []byte) (uint32, error) {
 	var id uint32
 	found := false
-	err := decode(payload, "generation", func(ad *netlink.AttributeDecoder) {
-		if ad.Type() == unix.NFTA_GEN_ID {
-			id, found = ad.Uint32(), true
+	err := decode(payload, "generation", func(typ uint16, data []byte) (err error) {
+		if typ == unix.NFTA_GEN_ID {
+			id, err = u32(typ, data)
+			found = true
 		}
+		return err
 	})
 	if err == nil && !found {
 		err = errors.New("a generation message without its id")

@@ -7,45 +7,106 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"syscall"
 
 	"github.com/google/nftables/userdata"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
 // decode calls fn for each attribute of a message's payload (nfgenmsg, then
-// attributes), with integers read big-endian, as nf_tables sends them.
-func decode(payload []byte, what string, fn func(ad *netlink.AttributeDecoder)) error {
+// attributes).
+func decode(payload []byte, what string, fn func(typ uint16, data []byte) error) error {
 	if len(payload) < 4 {
 		return errors.New("a " + what + " message shorter than its header")
 	}
 	return attrs(payload[4:], fn)
 }
 
-// attrs calls fn for each attribute in b; fn reads the current one.
-func attrs(b []byte, fn func(ad *netlink.AttributeDecoder)) error {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return err
+// attrs calls fn for each netlink attribute in b with its type (the
+// nested and byte-order flags masked off) and its data, a part of b, not a
+// copy: a status over a thousand fences parses some hundred thousand
+// attributes, and a copy of each (as mdlayher/netlink's AttributeDecoder
+// makes) was most of its garbage. It reads b as that decoder does, which
+// FuzzAttrsAsNetlink checks: every header is looked at before fn is
+// called; an attribute longer than what is left, or shorter than its
+// header (but not 0), ends the walk with an error; fn's error ends it too.
+func attrs(b []byte, fn func(typ uint16, data []byte) error) error {
+	for i := 0; i < len(b); i += attrStep(b[i:]) {
+		if len(b)-i < attrHeader {
+			return errBadAttr
+		}
 	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		fn(ad)
+	for i := 0; i < len(b); i += attrStep(b[i:]) {
+		l := int(binary.NativeEndian.Uint16(b[i:]))
+		switch {
+		case l > len(b)-i, l != 0 && l < attrHeader:
+			return errBadAttr
+		}
+		data := b[i : i : i+attrHeader] // empty, for an attribute of length 0
+		if l != 0 {
+			data = b[i+attrHeader : i+l : i+l]
+		}
+		if err := fn(binary.NativeEndian.Uint16(b[i+2:])&attrTypeMask, data); err != nil {
+			return err
+		}
 	}
-	return ad.Err()
+	return nil
 }
 
-// nested reads the current attribute of ad as nested attributes, each
-// passed to fn; an error stops ad.
-func nested(ad *netlink.AttributeDecoder, fn func(nad *netlink.AttributeDecoder)) {
-	ad.Nested(func(nad *netlink.AttributeDecoder) error {
-		for nad.Next() {
-			fn(nad)
-		}
-		return nad.Err()
-	})
+const (
+	attrHeader   = 4      // length and type, 16 bits each
+	attrTypeMask = 0x3fff // without NLA_F_NESTED and NLA_F_NET_BYTEORDER
+)
+
+var errBadAttr = errors.New("invalid attribute; length too short or too large")
+
+// attrStep is how far the attribute at the start of b reaches, aligned to
+// 4 bytes; a header's length at least.
+func attrStep(b []byte) int {
+	l := max(int(binary.NativeEndian.Uint16(b)), attrHeader)
+	return (l + 3) &^ 3
 }
+
+// Integers are big-endian, as nf_tables sends them; an attribute of
+// another size than the integer is an error, and reads as 0.
+func u32(typ uint16, b []byte) (uint32, error) {
+	if len(b) != 4 {
+		return 0, fmt.Errorf("netlink: attribute %d is not a uint32; length: %d", typ, len(b))
+	}
+	return binary.BigEndian.Uint32(b), nil
+}
+
+func i32(typ uint16, b []byte) (int32, error) {
+	if len(b) != 4 {
+		return 0, fmt.Errorf("netlink: attribute %d is not a int32; length: %d", typ, len(b))
+	}
+	return int32(binary.BigEndian.Uint32(b)), nil
+}
+
+func u64(typ uint16, b []byte) (uint64, error) {
+	if len(b) != 8 {
+		return 0, fmt.Errorf("netlink: attribute %d is not a uint64; length: %d", typ, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
+}
+
+// str is a string attribute without its trailing NULs.
+func str(b []byte) string { return string(bytes.TrimRight(b, "\x00")) }
+
+// exprName is an expression's name; the names the fences use are not
+// allocated again for each expression of each rule.
+func exprName(b []byte) string {
+	b = bytes.TrimRight(b, "\x00")
+	for _, n := range knownExprs {
+		if string(b) == n {
+			return n
+		}
+	}
+	return string(b)
+}
+
+var knownExprs = []string{"counter", "immediate", "meta", "cmp", "payload", "log", "reject", "ct", "bitwise", "limit", "exthdr", "lookup", "match", "target"}
 
 // Rule is a rule as the kernel sends it (a dump or an echo): where it is,
 // its comment, and its expressions, each a name and its attributes.
@@ -63,33 +124,42 @@ type Expr struct {
 	Data []byte
 }
 
-// ParseRule reads a NEWRULE message's payload (nfgenmsg, attributes).
+// ParseRule reads a NEWRULE message's payload (nfgenmsg, attributes). The
+// expressions' data are parts of payload, which the caller leaves as it is.
 func ParseRule(payload []byte) (Rule, error) {
 	var r Rule
-	err := decode(payload, "rule", func(ad *netlink.AttributeDecoder) {
-		switch ad.Type() {
+	err := decode(payload, "rule", func(typ uint16, data []byte) (err error) {
+		switch typ {
 		case unix.NFTA_RULE_TABLE:
-			r.Table = ad.String()
+			r.Table = str(data)
 		case unix.NFTA_RULE_CHAIN:
-			r.Chain = ad.String()
+			r.Chain = str(data)
 		case unix.NFTA_RULE_HANDLE:
-			r.Handle = ad.Uint64()
+			r.Handle, err = u64(typ, data)
 		case unix.NFTA_RULE_USERDATA:
-			r.Comment = comment(ad.Bytes())
+			r.Comment = comment(data)
 		case unix.NFTA_RULE_EXPRESSIONS:
-			nested(ad, func(elem *netlink.AttributeDecoder) {
+			n := 0
+			_ = attrs(data, func(uint16, []byte) error { n++; return nil })
+			if n > 0 {
+				r.Exprs = make([]Expr, 0, n) // one allocation, not one per doubling
+			}
+			err = attrs(data, func(_ uint16, elem []byte) error {
 				var e Expr
-				nested(elem, func(nad *netlink.AttributeDecoder) {
-					switch nad.Type() {
+				err := attrs(elem, func(typ uint16, data []byte) error {
+					switch typ {
 					case unix.NFTA_EXPR_NAME:
-						e.Name = nad.String()
+						e.Name = exprName(data)
 					case unix.NFTA_EXPR_DATA:
-						e.Data = nad.Bytes()
+						e.Data = data
 					}
+					return nil
 				})
 				r.Exprs = append(r.Exprs, e)
+				return err
 			})
 		}
+		return err
 	})
 	return r, err
 }
@@ -117,15 +187,18 @@ func comment(b []byte) string {
 
 // Line renders the rule for a digest: name and each expression as the
 // kernel holds it, counters left out (they change as packets pass).
-func (r Rule) Line(name string) string {
-	b := []byte(name)
+func (r Rule) Line(name string) string { return string(r.AppendLine(nil, name)) }
+
+// AppendLine appends the rule's Line to b.
+func (r Rule) AppendLine(b []byte, name string) []byte {
+	b = append(b, name...)
 	for _, e := range r.Exprs {
 		b = append(append(b, ' '), e.Name...)
 		if e.Name != "counter" {
 			b = hex.AppendEncode(append(b, ':'), e.Data)
 		}
 	}
-	return string(b)
+	return b
 }
 
 // Packets is the packet count of the rule's last counter expression; 0
@@ -136,10 +209,11 @@ func (r Rule) Packets() uint64 {
 		if e.Name != "counter" {
 			continue
 		}
-		_ = attrs(e.Data, func(ad *netlink.AttributeDecoder) {
-			if ad.Type() == unix.NFTA_COUNTER_PACKETS {
-				n = ad.Uint64()
+		_ = attrs(e.Data, func(typ uint16, data []byte) (err error) {
+			if typ == unix.NFTA_COUNTER_PACKETS {
+				n, err = u64(typ, data)
 			}
+			return err
 		})
 	}
 	return n
@@ -152,22 +226,25 @@ func (e Expr) Verdict() (code int32, chain string, ok bool) {
 	if e.Name != "immediate" {
 		return 0, "", false
 	}
-	err := attrs(e.Data, func(ad *netlink.AttributeDecoder) {
-		if ad.Type() != unix.NFTA_IMMEDIATE_DATA {
-			return
+	err := attrs(e.Data, func(typ uint16, data []byte) error {
+		if typ != unix.NFTA_IMMEDIATE_DATA {
+			return nil
 		}
-		nested(ad, func(data *netlink.AttributeDecoder) {
-			if data.Type() != unix.NFTA_DATA_VERDICT {
-				return
+		return attrs(data, func(typ uint16, data []byte) error {
+			if typ != unix.NFTA_DATA_VERDICT {
+				return nil
 			}
 			ok = true
-			nested(data, func(v *netlink.AttributeDecoder) {
-				switch v.Type() {
+			return attrs(data, func(typ uint16, data []byte) (err error) {
+				switch typ {
 				case unix.NFTA_VERDICT_CODE:
-					code = int32(v.Uint32())
+					var c uint32
+					c, err = u32(typ, data)
+					code = int32(c)
 				case unix.NFTA_VERDICT_CHAIN:
-					chain = v.String()
+					chain = str(data)
 				}
+				return err
 			})
 		})
 	})
@@ -183,13 +260,14 @@ type Table struct {
 // ParseTable reads a NEWTABLE message's payload.
 func ParseTable(payload []byte) (Table, error) {
 	var t Table
-	err := decode(payload, "table", func(ad *netlink.AttributeDecoder) {
-		switch ad.Type() {
+	err := decode(payload, "table", func(typ uint16, data []byte) (err error) {
+		switch typ {
 		case unix.NFTA_TABLE_NAME:
-			t.Name = ad.String()
+			t.Name = str(data)
 		case unix.NFTA_TABLE_FLAGS:
-			t.Flags = ad.Uint32()
+			t.Flags, err = u32(typ, data)
 		}
+		return err
 	})
 	return t, err
 }
@@ -206,28 +284,31 @@ type Chain struct {
 // ParseChain reads a NEWCHAIN message's payload.
 func ParseChain(payload []byte) (Chain, error) {
 	var c Chain
-	err := decode(payload, "chain", func(ad *netlink.AttributeDecoder) {
-		switch ad.Type() {
+	err := decode(payload, "chain", func(typ uint16, data []byte) (err error) {
+		switch typ {
 		case unix.NFTA_CHAIN_TABLE:
-			c.Table = ad.String()
+			c.Table = str(data)
 		case unix.NFTA_CHAIN_NAME:
-			c.Name = ad.String()
+			c.Name = str(data)
 		case unix.NFTA_CHAIN_TYPE:
-			c.Type = ad.String()
+			c.Type = str(data)
 		case unix.NFTA_CHAIN_POLICY:
-			p := ad.Uint32()
+			var p uint32
+			p, err = u32(typ, data)
 			c.Policy = &p
 		case unix.NFTA_CHAIN_HOOK:
 			c.Hooked = true
-			nested(ad, func(nad *netlink.AttributeDecoder) {
-				switch nad.Type() {
+			err = attrs(data, func(typ uint16, data []byte) (err error) {
+				switch typ {
 				case unix.NFTA_HOOK_HOOKNUM:
-					c.Hooknum = nad.Uint32()
+					c.Hooknum, err = u32(typ, data)
 				case unix.NFTA_HOOK_PRIORITY:
-					c.Priority = nad.Int32()
+					c.Priority, err = i32(typ, data)
 				}
+				return err
 			})
 		}
+		return err
 	})
 	return c, err
 }
@@ -251,10 +332,11 @@ func ExtAckMsg(m syscall.NetlinkMessage) string {
 		return ""
 	}
 	var msg string
-	_ = attrs(m.Data[skip:], func(ad *netlink.AttributeDecoder) {
-		if ad.Type() == unix.NLMSGERR_ATTR_MSG {
-			msg = " (" + ad.String() + ")"
+	_ = attrs(m.Data[skip:], func(typ uint16, data []byte) error {
+		if typ == unix.NLMSGERR_ATTR_MSG {
+			msg = " (" + str(data) + ")"
 		}
+		return nil
 	})
 	return msg
 }

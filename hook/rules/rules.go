@@ -5,7 +5,6 @@
 package rules
 
 import (
-	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -120,7 +119,7 @@ func ptr[T any](v T) *T { return &v }
 // Rules builds the fence for one family, in order. It is a pure function of
 // the policy, the container (for the log prefix) and the kernel's caps.
 func Rules(p config.Policy, containerID string, fam Family, caps Features) []Rule {
-	b := &builder{}
+	b := &builder{rs: make([]Rule, 0, 24)} // a family has about 20 rules: one allocation
 	if caps.Log {
 		b.logSpec = newLogSpec(p.Log, containerID)
 	}
@@ -314,41 +313,44 @@ func host(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a, a.BitLen()) }
 
 // String renders a rule for humans (status, test failures).
 func (r Rule) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s:", r.Name)
+	// Appended, not printed with fmt: status writes one for each rule of
+	// each fence.
+	b := make([]byte, 0, 96)
+	b = append(append(b, r.Name...), ':')
 	if r.SourceRouted {
-		b.WriteString(" source-routed")
+		b = append(b, " source-routed"...)
 	}
 	if r.OutIface != "" {
-		fmt.Fprintf(&b, " out=%s", r.OutIface)
+		b = append(append(b, " out="...), r.OutIface...)
 	}
 	if r.Proto != ProtoAny {
-		fmt.Fprintf(&b, " proto=%s", r.Proto)
+		b = append(append(b, " proto="...), r.Proto...)
 	}
 	if r.Dst.IsValid() {
-		fmt.Fprintf(&b, " dst=%s", r.Dst)
+		b = r.Dst.AppendTo(append(b, " dst="...))
 	}
 	if r.DPort != 0 {
-		fmt.Fprintf(&b, " dport=%d", r.DPort)
+		b = strconv.AppendUint(append(b, " dport="...), uint64(r.DPort), 10)
 	}
 	if r.ICMPv6Type != nil {
-		fmt.Fprintf(&b, " icmpv6-type=%d", *r.ICMPv6Type)
+		b = strconv.AppendUint(append(b, " icmpv6-type="...), uint64(*r.ICMPv6Type), 10)
 	}
 	if r.HopLimit != 0 {
-		fmt.Fprintf(&b, " hop-limit=%d", r.HopLimit)
+		b = strconv.AppendUint(append(b, " hop-limit="...), uint64(r.HopLimit), 10)
 	}
 	if r.Established {
-		b.WriteString(" ct=established,related")
+		b = append(b, " ct=established,related"...)
 	}
 	if r.TCPSyn {
-		b.WriteString(" syn")
+		b = append(b, " syn"...)
 	}
 	if r.UID != nil {
-		fmt.Fprintf(&b, " uid=%d", *r.UID)
+		b = strconv.AppendUint(append(b, " uid="...), uint64(*r.UID), 10)
 	}
-	fmt.Fprintf(&b, " -> %s", r.Action)
+	b = append(append(b, " -> "...), r.Action...)
 	if r.Log != nil {
-		fmt.Fprintf(&b, " %s prefix=%q", r.Log.Target, r.Log.Prefix)
+		b = append(append(append(b, ' '), r.Log.Target...), " prefix="...)
+		b = strconv.AppendQuote(b, r.Log.Prefix)
 	}
-	return b.String()
+	return string(b)
 }

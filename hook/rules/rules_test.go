@@ -3,6 +3,7 @@
 package rules
 
 import (
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -131,6 +132,32 @@ func TestLogPrefix(t *testing.T) {
 		}
 		if len(got) > config.MaxLogPrefix {
 			t.Errorf("LogPrefix(%q, %q) is %d characters, more than the LOG target keeps", tc.stem, tc.id, len(got))
+		}
+	}
+}
+
+// A rule's text, which status shows, names every match it has, in one
+// order, and quotes the log prefix.
+func TestRuleString(t *testing.T) {
+	icmp, uid := uint8(135), uint32(1337)
+	for _, tc := range []struct {
+		r    Rule
+		want string
+	}{
+		{Rule{Name: "refuse-other", Action: RejectAdminProhibited}, "refuse-other: -> reject-admin-prohibited"},
+		{Rule{Name: "log-source-route", SourceRouted: true, Action: Log, Log: &LogSpec{Target: config.LogKernel, Prefix: "bypass:abc: "}},
+			`log-source-route: source-routed -> log kernel prefix="bypass:abc: "`},
+		{Rule{Name: "loopback", OutIface: "lo", Action: Accept}, "loopback: out=lo -> accept"},
+		{Rule{Name: "proxy", Proto: ProtoTCP, Dst: netip.MustParsePrefix("2001:db8:1::1/128"), DPort: 3128, Action: Accept},
+			"proxy: proto=tcp dst=2001:db8:1::1/128 dport=3128 -> accept"},
+		{Rule{Name: "neighbour-discovery", Proto: ProtoICMPv6, ICMPv6Type: &icmp, HopLimit: 255, Action: Accept},
+			"neighbour-discovery: proto=ipv6-icmp icmpv6-type=135 hop-limit=255 -> accept"},
+		{Rule{Name: "established", Established: true, Action: Accept}, "established: ct=established,related -> accept"},
+		{Rule{Name: "x", Proto: ProtoTCP, TCPSyn: true, UID: &uid, Action: Log, Log: &LogSpec{Target: config.LogNflog, Prefix: "a\"b\t"}},
+			`x: proto=tcp syn uid=1337 -> log nflog prefix="a\"b\t"`},
+	} {
+		if got := tc.r.String(); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.r, got, tc.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -86,12 +87,30 @@ const DigestForm = "2:"
 
 // Digest is the hex SHA-256 of lines, one per rule, in order, tagged.
 func Digest(lines []string) string {
-	h := sha256.New()
+	d := NewDigester()
 	for _, l := range lines {
-		h.Write([]byte(l))
-		h.Write([]byte{'\n'})
+		d.Add([]byte(l))
 	}
-	return DigestForm + hex.EncodeToString(h.Sum(nil))
+	return d.Sum()
+}
+
+// Digester takes the Digest of lines given one at a time, for a reader
+// that renders each rule's line into one buffer rather than keeping them.
+type Digester struct{ h hash.Hash }
+
+// NewDigester starts a Digest.
+func NewDigester() Digester { return Digester{sha256.New()} }
+
+// Add adds one rule's line.
+func (d Digester) Add(line []byte) {
+	d.h.Write(line)
+	d.h.Write([]byte{'\n'})
+}
+
+// Sum is the Digest of the lines added.
+func (d Digester) Sum() string {
+	var sum [sha256.Size]byte
+	return DigestForm + hex.EncodeToString(d.h.Sum(sum[:0]))
 }
 
 // ErrMissingFeature means the kernel (or the tools) lack a match or target

@@ -204,29 +204,64 @@ func batch(ruleMsgs []nfnl.Msg, replace bool) []nfnl.Msg {
 // (echoes or a dump) in chain order, and the comments of the rules among
 // them that bypass-hook did not make, which the digests leave out.
 func digests(ruleMsgs [][]byte) (sums map[rules.Family]string, counters map[rules.Family][]uint64, foreign []string, err error) {
-	lines := map[rules.Family][]string{}
-	counters = map[rules.Family][]uint64{}
-	for i, m := range ruleMsgs {
-		r, err := nfnl.ParseRule(m)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("rule %d: %w", i+1, err)
+	d := newRuleDigests()
+	for _, m := range ruleMsgs {
+		if err := d.add(m); err != nil {
+			return nil, nil, nil, err
 		}
-		fam, name, ok := commentFamily(r.Comment)
-		if !ok {
-			foreign = append(foreign, r.Comment)
-			continue
-		}
-		lines[fam] = append(lines[fam], r.Line(name))
-		counters[fam] = append(counters[fam], r.Packets())
 	}
+	sums, counters, foreign = d.result()
+	return sums, counters, foreign, nil
+}
+
+// ruleDigests takes digests one rule message at a time, keeping nothing of
+// a message but its packets and, for a rule not of ours, its comment: a
+// dump's messages are read where they were received (nfnl.DumpEach).
+type ruleDigests struct {
+	digesters map[rules.Family]fence.Digester
+	counters  map[rules.Family][]uint64
+	foreign   []string
+	n         int    // messages added
+	line      []byte // one rule's line at a time, in one buffer
+	err       error  // the message that could not be read
+}
+
+func newRuleDigests() *ruleDigests {
+	d := &ruleDigests{digesters: map[rules.Family]fence.Digester{}, counters: map[rules.Family][]uint64{}}
+	for _, fam := range rules.Families {
+		d.digesters[fam] = fence.NewDigester()
+	}
+	return d
+}
+
+func (d *ruleDigests) add(m []byte) error {
+	d.n++
+	r, err := nfnl.ParseRule(m)
+	if err != nil {
+		d.err = fmt.Errorf("rule %d: %w", d.n, err)
+		return d.err
+	}
+	fam, name, ok := commentFamily(r.Comment)
+	if !ok {
+		d.foreign = append(d.foreign, r.Comment)
+		return nil
+	}
+	d.line = r.AppendLine(d.line[:0], name)
+	d.digesters[fam].Add(d.line)
+	d.counters[fam] = append(d.counters[fam], r.Packets())
+	return nil
+}
+
+func (d *ruleDigests) result() (sums map[rules.Family]string, counters map[rules.Family][]uint64, foreign []string) {
 	sums = map[rules.Family]string{}
 	for _, fam := range rules.Families {
-		sums[fam] = fence.Digest(lines[fam])
+		sums[fam] = d.digesters[fam].Sum()
 	}
-	if len(foreign) > 0 || len(ruleMsgs) == 0 {
+	counters = d.counters
+	if len(d.foreign) > 0 || d.n == 0 {
 		counters = nil // as Counters: no counters from a chain not all ours
 	}
-	return sums, counters, foreign, nil
+	return sums, counters, d.foreign
 }
 
 func tableAttrs() []byte {
@@ -281,14 +316,17 @@ func (b *Nftables) Inspect(ns netns.Handle) (fence.Seen, error) {
 	if flags != 0 {
 		problems = append(problems, fmt.Sprintf("table inet %s has flags %#x (dormant: its rules do nothing)", Table, flags))
 	}
-	ruleMsgs, err := c.Dump(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, chainAttrs())
-	if err != nil {
+	// Each rule is digested where the kernel's answer was received: a
+	// copy of every rule of every fence was most of what status allocated.
+	var d *ruleDigests
+	err = c.DumpEach(unix.NFT_MSG_GETRULE, unix.NFPROTO_INET, chainAttrs(), func() { d = newRuleDigests() }, func(m []byte) error { return d.add(m) })
+	switch {
+	case d.err != nil:
+		return fence.Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", Table, ns.Path, d.err)
+	case err != nil:
 		return fence.Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", Table, ns.Path, fence.NftErr(err))
 	}
-	sums, counters, foreign, err := digests(ruleMsgs)
-	if err != nil {
-		return fence.Seen{}, fmt.Errorf("reading the rules of table inet %s in %s: %w", Table, ns.Path, err)
-	}
+	sums, counters, foreign := d.result()
 	seen.Rules, seen.Counters = sums, counters
 	for _, c := range foreign {
 		problems = append(problems, fmt.Sprintf("table inet %s has a rule that bypass-hook did not make (comment %q)", Table, c))
@@ -307,8 +345,13 @@ func chainAttrs() []byte {
 
 func commentFamily(comment string) (rules.Family, string, bool) {
 	famName, name, _ := strings.Cut(comment, " ")
-	fam, ok := map[string]rules.Family{"ipv4": rules.IPv4, "ipv6": rules.IPv6}[famName]
-	return fam, name, ok
+	switch famName {
+	case "ipv4":
+		return rules.IPv4, name, true
+	case "ipv6":
+		return rules.IPv6, name, true
+	}
+	return 0, name, false
 }
 
 // Installed reports whether the fence is there, whole or not.
