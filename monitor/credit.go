@@ -126,7 +126,7 @@ func (m *Monitor) unverified(fs []*fence) {
 func (m *Monitor) readLogged(rec *records.Record) (map[string]uint64, error) {
 	ns, closeNs, ok := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !ok {
-		return nil, errors.New("no path reaches the fence's namespace")
+		return nil, errors.New("the fence's namespace is gone: neither its file handle nor a path reaches it")
 	}
 	defer closeNs()
 	b, err := m.opts.NewBackend(rec.Backend)
