@@ -57,7 +57,13 @@ func OpenHandle(id ID, fh string) (ns Handle, closeNs func(), ok bool) {
 	if err != nil {
 		return Handle{}, nil, false
 	}
-	return Handle{ID: id, Path: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }, true
+	ns, closeNs = heldBy(id, fd)
+	return ns, closeNs, true
+}
+
+// heldBy is the Handle of namespace id through our descriptor fd.
+func heldBy(id ID, fd int) (Handle, func()) {
+	return Handle{ID: id, Path: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }
 }
 
 // openHandle opens namespace id by its file handle fh: the one place that

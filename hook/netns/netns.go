@@ -70,8 +70,8 @@ func Open(path string) (ns Handle, closeNs func(), err error) {
 		unix.Close(fd)
 		return Handle{}, nil, fmt.Errorf("%s is not a network namespace", path)
 	}
-	ns = Handle{ID: ID{Dev: st.Dev, Ino: st.Ino}, Path: "/proc/self/fd/" + strconv.Itoa(fd)}
-	return ns, func() { unix.Close(fd) }, nil
+	ns, closeNs = heldBy(ID{Dev: st.Dev, Ino: st.Ino}, fd)
+	return ns, closeNs, nil
 }
 
 // Peek identifies a namespace path without opening it; good enough to
@@ -258,7 +258,8 @@ func NotHost(id ID) error {
 func OpenKnown(id ID, fh string, hints []string) (Handle, func(), bool) {
 	switch fd, err := openHandle(id, fh); {
 	case err == nil:
-		return Handle{ID: id, Path: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }, true
+		ns, closeNs := heldBy(id, fd)
+		return ns, closeNs, true
 	case errors.Is(err, unix.ESTALE):
 		return Handle{}, nil, false // gone: no look through every process
 	}
