@@ -35,8 +35,10 @@ const (
 // under its record's lock and replaced atomically, as a container that
 // joins after a config change would: the owners' narrowing (what their
 // annotations asked for) is kept, the rest is the config's. A namespace is
-// reached only through the record's paths and its owners' processes, held
-// open and checked to be the recorded one, never the host's. It never
+// reached only through its record: the namespace's file handle (which
+// reaches one that only a thread or a socket holds), else its paths and its
+// owners' processes; held open and checked to be the recorded one, never
+// the host's. It never
 // removes a fence; one whose narrowing the config no longer allows (a proxy
 // the annotations named is gone) is left as it was, with the reason.
 func (h *Hook) Apply() ([]Applied, error) {
@@ -100,7 +102,7 @@ func (h *Hook) applyOne(store *records.Store, key string) (a Applied, ok bool) {
 		a.Action = AppliedCurrent
 		return a, true
 	}
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !found {
 		a.Action = AppliedGone // the next create or prune removes the record
 		return a, true

@@ -558,7 +558,12 @@ func (h *Hook) Poststop(st *specs.State) (Result, error) {
 // its namespace still exists, and deletes the record. hints are paths that
 // may reach the namespace; the caller holds the record's lock.
 func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []string) (action string, err error) {
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, hints)
+	// By a path only, never the file handle: a namespace that only the
+	// handle reaches is held by a socket or a thread that no container of
+	// the record accounts for (a pid 1 that moved away, a socket passed on),
+	// which would send unfenced once the rules went. Its rules stay and go
+	// with it; the record goes.
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, "", hints)
 	if !found {
 		return "namespace gone; record removed", store.Drop(rec)
 	}

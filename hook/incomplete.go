@@ -24,7 +24,7 @@ func (h *Hook) completeInterrupted(store *records.Store, keys []string) error {
 			return nil
 		}
 		log := h.Log.WithField("netns", rec.Netns.String()).WithField("log_id", rec.LogID).WithField("incomplete", rec.Incomplete)
-		ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
+		ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 		if !found {
 			return nil
 		}

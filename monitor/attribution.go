@@ -107,7 +107,7 @@ func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) (cookie uint
 	if old != nil && old.rec.Netns == f.rec.Netns && (old.netnsCookie != 0 || old.cookieFailed) {
 		return old.netnsCookie, old.cookieFailed
 	}
-	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.Hints())
+	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.NsHandle, f.rec.Hints())
 	if !ok {
 		return 0, false
 	}

@@ -124,9 +124,9 @@ func (m *Monitor) unverified(fs []*fence) {
 // readLogged reads, in the fence's own namespace, how many packets each of
 // its rules has counted, by the rule's name.
 func (m *Monitor) readLogged(rec *records.Record) (map[string]uint64, error) {
-	ns, closeNs, ok := netns.OpenKnown(rec.Netns, rec.Hints())
+	ns, closeNs, ok := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !ok {
-		return nil, errors.New("no path reaches the fence's namespace")
+		return nil, errors.New("the fence's namespace is gone: neither its file handle nor a path reaches it")
 	}
 	defer closeNs()
 	b, err := m.opts.NewBackend(rec.Backend)

@@ -280,6 +280,8 @@ func (m *Monitor) releaseDead() {
 		if f == nil || anyOwnerAlive(f.rec) {
 			continue
 		}
+		// A path, not the file handle: our own NFLOG socket holds the
+		// namespace, so it always opens by its handle.
 		if _, ok := netns.Find(f.rec.Netns, f.rec.Paths...); ok {
 			continue
 		}

@@ -66,8 +66,15 @@ func (g *generations) read(f *fence, fresh bool) (gen uint32, ok bool) {
 	if c == nil {
 		// Held while the socket is made, and checked to be the record's:
 		// a /proc/PID path could lead to another namespace by then, and
-		// the socket stays in the one it was made in.
-		ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
+		// the socket stays in the one it was made in. By the record's file
+		// handle too (a namespace that only a thread or a socket holds),
+		// but not at the fence's fresh turn: the socket just closed may
+		// have been all that held it, and the handle would open it again.
+		handle := rec.NsHandle
+		if fresh {
+			handle = ""
+		}
+		ns, closeNs, found := netns.OpenKnown(rec.Netns, handle, rec.Hints())
 		if !found {
 			return 0, false
 		}

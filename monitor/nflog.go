@@ -153,8 +153,8 @@ func openNflog(ns netns.Handle, group uint16) (*netlink.Conn, error) {
 		return nil, fmt.Errorf("opening network namespace %s: %w", ns.Path, err)
 	}
 	defer unix.Close(fd)
-	// The path was checked by netns.Find, but a process may have exited and
-	// its pid been reused since: check the namespace we hold.
+	// A path that is not held (a /proc/PID one) may lead elsewhere once
+	// its process exits and the pid is reused: check the namespace we hold.
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil || st.Dev != ns.ID.Dev || st.Ino != ns.ID.Ino {
 		return nil, fmt.Errorf("%s is no longer network namespace %s", ns.Path, ns.ID)

@@ -25,7 +25,7 @@ func (m *Monitor) bindSocket(s *nflogSocket, f *fence) {
 // path leads to its namespace any more.
 func (m *Monitor) openSocket(f *fence) {
 	log := m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()})
-	ns, ok := netns.Find(f.rec.Netns, f.rec.Hints()...)
+	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.NsHandle, f.rec.Hints())
 	if !ok && deniedAny(f.rec.Hints()) {
 		// Not gone: hidden from us. Say so rather than give up on it.
 		m.metrics.errors.WithLabelValues("nflog").Inc()
@@ -37,7 +37,10 @@ func (m *Monitor) openSocket(f *fence) {
 		log.Info("the fence's namespace cannot be reached (its containers are gone); no NFLOG socket for it")
 		return
 	}
+	// The socket stays in the namespace it is made in: the descriptor,
+	// which would keep the namespace alive, goes at once.
 	conn, err := openNflog(ns, f.rec.Policy.Log.Group)
+	closeNs()
 	if err != nil {
 		m.metrics.errors.WithLabelValues("nflog").Inc()
 		log.WithError(err).Error("opening the NFLOG socket; trying again at the next resync")

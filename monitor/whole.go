@@ -116,7 +116,7 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 	// As create does: hold the namespace, so that the rules go where the
 	// record says even if the path's pid is reused meanwhile, check that
 	// what is held is the record's namespace, and never the host's.
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.Hints())
+	ns, closeNs, found := netns.OpenKnown(rec.Netns, rec.NsHandle, rec.Hints())
 	if !found {
 		return rec, why, false
 	}
@@ -141,7 +141,8 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 // it is whole); ok is false when it could not be read (a namespace just
 // gone), which says nothing either way.
 func (m *Monitor) inspect(rec *records.Record) (why string, ok bool) {
-	r, err := backend.Look(rec.Netns, rec.Hints(), rec.Backend, rec.RulesDigest, m.opts.NewBackend)
+	r, err := backend.Look(rec.Netns, rec.NsHandle, rec.Hints(), rec.Backend, rec.RulesDigest, m.opts.NewBackend)
+	defer r.Close()
 	if err != nil {
 		if r.Backend != nil {
 			m.opts.Log.WithError(err).WithField("container", rec.LogID).Debug("reading a fence's rules")

@@ -218,22 +218,23 @@ func ruleStatuses(rec *records.Record) []RuleStatus {
 func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 	// Whether the fence is whole is read before the counters, which a
 	// fence changed by other hands may not give.
-	r, err := backend.Look(rec.Netns, rec.Hints(), rec.Backend, rec.RulesDigest, newBackend)
+	r, err := backend.Look(rec.Netns, rec.NsHandle, rec.Hints(), rec.Backend, rec.RulesDigest, newBackend)
+	defer r.Close()
 	switch {
 	case errors.Is(err, backend.ErrNetnsGone):
 		s.Error = "the network namespace is gone (its containers exited; poststop removes the record): no counters"
 		return
 	case err != nil && r.Backend == nil:
-		s.NetnsPath = r.NS.Path
+		s.NetnsPath = shownPath(r)
 		s.Error = fmt.Sprintf("reading the counters: %v", err)
 		return
 	case err != nil:
-		s.NetnsPath = r.NS.Path
+		s.NetnsPath = shownPath(r)
 		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, r.NS.Path, err)
 		return
 	}
 	ns, b := r.NS, r.Backend
-	s.NetnsPath = ns.Path
+	s.NetnsPath = shownPath(r)
 	s.Whole, s.NotWhole = &r.Whole, r.Why
 	counters := r.Seen.Counters
 	if counters == nil {
@@ -339,6 +340,16 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		}
 	}
 	return nil
+}
+
+// shownPath is the path status names for the namespace: none when only
+// its file handle reached it (a /proc/self/fd path means nothing once
+// status exits).
+func shownPath(r backend.Reading) string {
+	if r.ByHandle {
+		return ""
+	}
+	return r.NS.Path
 }
 
 // writeFence writes what status knows of one fence, a line a key, through

@@ -101,26 +101,42 @@ func KernelLogHidesNamespaces() bool {
 // the backend that reads it, what it saw, and whether that is the fence
 // installed there.
 type Reading struct {
-	NS      netns.Handle
-	Backend Backend // nil when it could not be made
-	Seen    Seen
-	Whole   bool
-	Why     string // why it is not whole
+	NS       netns.Handle
+	ByHandle bool    // NS was reached by the namespace's file handle and is held until Close
+	Backend  Backend // nil when it could not be made
+	Seen     Seen
+	Whole    bool
+	Why      string // why it is not whole
+
+	closeNs func()
+}
+
+// Close lets go of the namespace, which Look holds when it reached it by
+// its file handle: the descriptor would keep it alive.
+func (r Reading) Close() {
+	if r.closeNs != nil {
+		r.closeNs()
+	}
 }
 
 // ErrNetnsGone means the namespace a record names is gone.
 var ErrNetnsGone = errors.New("the network namespace is gone")
 
-// Look finds the namespace id (netns.Find, with hints), makes the backend
+// Look finds the namespace id (netns.Find, with hints; else by its file
+// handle fh, which reaches one that only a thread or a socket holds: then
+// call Close when done with NS), makes the backend
 // named, inspects the fence there and checks it against the digests want
 // recorded at its install: what status, check and the monitor each do for
 // a record. On an error, the fields it got to are set: NS once the
 // namespace is found, Backend once it is made.
-func Look(id netns.ID, hints []string, name string, want map[rules.Family]string, newBackend func(string) (Backend, error)) (Reading, error) {
+func Look(id netns.ID, fh string, hints []string, name string, want map[rules.Family]string, newBackend func(string) (Backend, error)) (Reading, error) {
 	var r Reading
 	ns, found := netns.Find(id, hints...)
 	if !found {
-		return r, ErrNetnsGone
+		if ns, r.closeNs, found = netns.OpenHandle(id, fh); !found {
+			return r, ErrNetnsGone
+		}
+		r.ByHandle = true
 	}
 	r.NS = ns
 	b, err := newBackend(name)

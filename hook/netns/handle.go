@@ -35,28 +35,66 @@ func FileHandle(ns Handle) string {
 // the kernel cannot tell: no handle, a kernel before 6.18, no privilege to
 // open by handle. One system call, whatever runs on the host.
 func Exists(id ID, fh string) (exists, known bool) {
-	t, b, ok := strings.Cut(fh, ":")
-	typ, terr := strconv.ParseInt(t, 16, 32)
-	data, herr := hex.DecodeString(b)
-	if !ok || terr != nil || herr != nil || len(data) == 0 {
-		return false, false
-	}
-	fd, err := unix.OpenByHandleAt(fdNsfsRoot, unix.NewFileHandle(int32(typ), data), unix.O_RDONLY|unix.O_CLOEXEC)
+	fd, err := openHandle(id, fh)
 	if errors.Is(err, unix.ESTALE) {
 		return false, true // freed: nothing holds it any more
 	}
 	if err != nil {
 		return false, false
 	}
-	defer unix.Close(fd)
+	unix.Close(fd)
+	return true, true
+}
+
+// OpenHandle opens namespace id by its file handle fh and holds it, as
+// Open does a path: the Handle reaches it through /proc/self/fd until
+// closeNs. It reaches a namespace that no path does: one that only a
+// thread other than its process's first, or only a socket, holds. The
+// descriptor keeps the namespace alive while open, so close it promptly.
+// ok is false where Exists would not say true.
+func OpenHandle(id ID, fh string) (ns Handle, closeNs func(), ok bool) {
+	fd, err := openHandle(id, fh)
+	if err != nil {
+		return Handle{}, nil, false
+	}
+	ns, closeNs = heldBy(id, fd)
+	return ns, closeNs, true
+}
+
+// heldBy is the Handle of namespace id through our descriptor fd.
+func heldBy(id ID, fd int) (Handle, func()) {
+	return Handle{ID: id, Path: "/proc/self/fd/" + strconv.Itoa(fd)}, func() { unix.Close(fd) }
+}
+
+// openHandle opens namespace id by its file handle fh: the one place that
+// does. The error is ESTALE when the namespace is gone; any other means
+// the kernel cannot tell.
+func openHandle(id ID, fh string) (int, error) {
+	t, b, ok := strings.Cut(fh, ":")
+	typ, terr := strconv.ParseInt(t, 16, 32)
+	data, herr := hex.DecodeString(b)
+	if !ok || terr != nil || herr != nil || len(data) == 0 {
+		return -1, errNoHandle
+	}
+	fd, err := unix.OpenByHandleAt(fdNsfsRoot, unix.NewFileHandle(int32(typ), data), unix.O_RDONLY|unix.O_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return false, false
+		unix.Close(fd)
+		return -1, err
 	}
 	// The handle names the namespace by its id and inode number both; a
 	// handle from before a reboot could name another that has them too.
 	if (ID{Dev: st.Dev, Ino: st.Ino}) != id {
-		return false, false
+		unix.Close(fd)
+		return -1, errNotThatNamespace
 	}
-	return true, true
+	return fd, nil
 }
+
+var (
+	errNoHandle         = errors.New("no file handle of the namespace")
+	errNotThatNamespace = errors.New("the file handle opens another namespace")
+)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 // A namespace that only a socket made in it holds still exists by its file
@@ -82,5 +83,80 @@ func TestExistsWhileOnlyASocketHoldsIt(t *testing.T) {
 		if ok, known := netns.Exists(id, fh); ok || known {
 			t.Errorf("Exists(%q) = %v, %v; want false, false", fh, ok, known)
 		}
+	}
+}
+
+// A namespace that only a thread other than its process's first holds is
+// reached by OpenKnown through its file handle, where Find sees no path;
+// the descriptor it holds is the caller's own, which InUse (prune's check)
+// does not count as a use. Once the thread ends and the kernel frees the
+// namespace, OpenKnown says it is gone.
+func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "unshare")
+	child := exec.Command("unshare", "--net", "sleep", "3600")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	path := netns.PidPath(child.Process.Pid)
+	own, _ := netns.Peek("/proc/self/ns/net")
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if got, ok := netns.Peek(path); ok && got != own {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare --net did not make a namespace")
+		}
+	}
+	ns, closeNs, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh := netns.FileHandle(ns)
+	closeNs()
+	if fh == "" {
+		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
+	}
+	id := ns.ID
+	release := testnet.HoldInThread(t, path)
+	_ = child.Process.Kill()
+	_ = child.Wait()
+	if _, found := netns.Find(id); found {
+		t.Fatal("Find reached a namespace only a non-first thread holds: the case is not made")
+	}
+	if _, _, ok := netns.OpenKnown(id, "", nil); ok {
+		t.Error("OpenKnown without a handle reached a namespace no path reaches")
+	}
+	if _, _, ok := netns.OpenKnown(netns.ID{Dev: id.Dev, Ino: id.Ino + 1}, fh, nil); ok {
+		t.Error("OpenKnown reached another namespace's handle as the one asked for")
+	}
+	got, closeGot, ok := netns.OpenKnown(id, fh, nil)
+	if !ok {
+		t.Fatal("OpenKnown did not reach the namespace by its file handle")
+	}
+	if at, err := netns.Stat(got.Path); err != nil || at != id || got.ID != id {
+		t.Errorf("OpenKnown's %s is %v (%v); want %v", got.Path, at, err, id)
+	}
+	// Our thread is skipped (the caller's own), our descriptor too.
+	if why := netns.InUse(id); why != "" {
+		t.Errorf("InUse = %q while only the caller holds the namespace (a thread, and OpenKnown's descriptor)", why)
+	}
+	release()
+	// The descriptor alone keeps it; once closed, the kernel frees it.
+	if ok, known := netns.Exists(id, fh); !ok || !known {
+		t.Errorf("held by OpenKnown's descriptor: Exists = %v, %v", ok, known)
+	}
+	closeGot()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, known := netns.Exists(id, fh); !ok && known {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("10 s after the last thread and descriptor let go, the namespace still opens by its handle")
+		}
+	}
+	if _, _, ok := netns.OpenKnown(id, fh, []string{path}); ok {
+		t.Error("OpenKnown reached a namespace that is gone")
 	}
 }

@@ -70,8 +70,8 @@ func Open(path string) (ns Handle, closeNs func(), err error) {
 		unix.Close(fd)
 		return Handle{}, nil, fmt.Errorf("%s is not a network namespace", path)
 	}
-	ns = Handle{ID: ID{Dev: st.Dev, Ino: st.Ino}, Path: "/proc/self/fd/" + strconv.Itoa(fd)}
-	return ns, func() { unix.Close(fd) }, nil
+	ns, closeNs = heldBy(ID{Dev: st.Dev, Ino: st.Ino}, fd)
+	return ns, closeNs, nil
 }
 
 // Peek identifies a namespace path without opening it; good enough to
@@ -251,9 +251,18 @@ func NotHost(id ID) error {
 	return nil
 }
 
-// OpenKnown finds and holds the namespace of a record, checking that what
-// it holds is that namespace and not whatever a path leads to by now.
-func OpenKnown(id ID, hints []string) (Handle, func(), bool) {
+// OpenKnown holds the namespace of a record, checking that what it holds
+// is that namespace and not whatever a path leads to by now: by its file
+// handle fh (OpenHandle: one system call, and it reaches a namespace that
+// only a thread or a socket holds), else through a path (Find, with hints).
+func OpenKnown(id ID, fh string, hints []string) (Handle, func(), bool) {
+	switch fd, err := openHandle(id, fh); {
+	case err == nil:
+		ns, closeNs := heldBy(id, fd)
+		return ns, closeNs, true
+	case errors.Is(err, unix.ESTALE):
+		return Handle{}, nil, false // gone: no look through every process
+	}
 	at, ok := Find(id, hints...)
 	if !ok {
 		return Handle{}, nil, false
