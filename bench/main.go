@@ -94,6 +94,7 @@ func main() {
 	churn := flag.Int("churn", 500, "containers per backend and log target in the churn (TestMonitorChurn; 0: none)")
 	churnBatch := flag.Int("churn-batch", 50, "containers created and removed at once in the churn")
 	flag.StringVar(&runtimeBin, "runtime", "", "the runtime wrapper to time against runc (bin/bypass-hook-runtime); empty: not timed")
+	nriDir := flag.String("nri-only", "", "run only the NRI synchronization figures, in DIR (what nriSyncFigures runs, in a binary built with -tags nribench)")
 	env := flag.String("hookenv", "", "comma-separated VAR=value for the hook processes, to try runtime settings (runtimes give hooks an empty environment)")
 	flag.Parse()
 	if *env != "" {
@@ -102,6 +103,18 @@ func main() {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "bench: needs root (it makes network namespaces and fences them)")
 		os.Exit(2)
+	}
+	if *nriDir != "" {
+		if nriOnly == nil {
+			fmt.Fprintln(os.Stderr, "bench: -nri-only needs a binary built with -tags nribench")
+			os.Exit(2)
+		}
+		hook, _ := filepath.Abs(*hookBin)
+		if err := nriOnly(os.Stdout, *nriDir, hook); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	sc := scaleOpts{cli: *cliBin, fences: *scale, rounds: *scaleRounds, window: *monitorWindow, churn: *churn, churnBatch: *churnBatch}
 	if err := bench(*hookBin, *perruleBin, *goTool, *n, *pool, *burstSize, *bursts, sc); err != nil {
@@ -184,7 +197,7 @@ func bench(hookBin, perruleBin, goTool string, n, poolSize, burstSize, bursts in
 			return fmt.Errorf("scale: %w", err)
 		}
 		s.print(os.Stdout)
-		if err := nriSyncFigures(os.Stdout, dir, hookBin); err != nil {
+		if err := nriSyncFigures(os.Stdout, goTool, dir, hookBin); err != nil {
 			return fmt.Errorf("NRI synchronization: %w", err)
 		}
 	}
