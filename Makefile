@@ -44,6 +44,8 @@ $(RUNTIMEBIN): $(SOURCES)
 
 vet:
 	$(GO) vet ./...
+	@# The bench's NRI figures build only with this tag (bench/nri_exec.go).
+	$(GO) vet -tags nribench ./bench/
 
 # The monitor's eBPF programs, compiled ahead and committed (the build and
 # the hosts need no clang). Needs clang, llvm and libbpf-dev; the sum lets
