@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -92,10 +94,23 @@ func Read(store *records.Store, id string, newBackend NewBackendFunc) ([]FenceSt
 		recs = found
 	}
 	slices.SortFunc(recs, func(a, b *records.Record) int { return a.Installed.Compare(b.Installed) })
-	out := make([]FenceStatus, 0, len(recs))
-	for _, r := range recs {
-		out = append(out, statusOf(r, newBackend))
+	// One reader per core: most of a fence's reading is the kernel's dump
+	// of its rules, which runs on the reader's core.
+	out := make([]FenceStatus, len(recs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(recs)) {
+		wg.Go(func() {
+			for i := range next {
+				out[i] = statusOf(recs[i], newBackend)
+			}
+		})
 	}
+	for i := range recs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return out, nil
 }
 
