@@ -79,15 +79,15 @@ func waitIn(t *testing.T, pid int, path string) {
 
 // synchronize starts a plugin as a restart does (New, the runtime's
 // Configure), hands it the runtime's account, and waits for its late
-// fencing to end.
-func synchronize(t *testing.T, f fixture, pods []latePod) {
+// fencing to end. It returns the plugin's log.
+func synchronize(t *testing.T, f fixture, pods []latePod) *syncBuffer {
 	t.Helper()
 	log := logrus.New()
-	var buf syncBuffer
-	log.SetOutput(&buf)
+	buf := &syncBuffer{}
+	log.SetOutput(buf)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("plugin log:\n%s", &buf)
+			t.Logf("plugin log:\n%s", buf)
 		}
 	})
 	p, err := nriplugin.New(nriplugin.Options{Binary: f.binary, Config: f.cfgPath, Log: log})
@@ -116,8 +116,9 @@ func synchronize(t *testing.T, f fixture, pods []latePod) {
 		}
 	}
 	if strings.Contains(buf.String(), "cannot be fenced") {
-		t.Errorf("a container could not be fenced:\n%s", &buf)
+		t.Errorf("a container could not be fenced:\n%s", buf)
 	}
+	return buf
 }
 
 // fences reads every record of the state directory: the key of each
@@ -190,8 +191,18 @@ func TestSynchronizeFencesRunningPods(t *testing.T) {
 		t.Errorf("%d containers own a record, want %d", len(first), n)
 	}
 
-	synchronize(t, f, pods)
+	log := synchronize(t, f, pods)
 	second := fences(t, stateDir)
+	// The plugin loads its config at its start and again at the runtime's
+	// Configure: the running fences are brought to it once, not twice.
+	const applied = "brought the running fences to the config"
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), applied) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if n := strings.Count(log.String(), applied); n != 1 {
+		t.Errorf("the config was applied to the running fences %d times at a start, want once:\n%s", n, log)
+	}
 	for _, lp := range pods {
 		id := lp.ctr.Id
 		if got := rulesIn(t, lp.ns); got != rules[id] {

@@ -102,6 +102,9 @@ type Plugin struct {
 	cfg    *config.Config // the config in force
 	target install.Registration
 	stamp  fileStamp // of the config file cfg was read from
+	// applied is the stamp of the config last applied to the running
+	// fences (applyConfig).
+	applied fileStamp
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
 	// default excluded namespaces the hook, which refuses it with the
@@ -368,7 +371,11 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
 	p.policy.FailRequest = cfg.Failure == config.FailClosed
-	if broken == nil {
+	// Once per version of the file: a start loads it twice (the plugin's
+	// own start, then the runtime's Configure), and each apply reads every
+	// fence.
+	if broken == nil && p.stamp != p.applied {
+		p.applied = p.stamp
 		go p.applyConfig(cfg)
 	}
 	return nil
