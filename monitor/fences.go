@@ -276,13 +276,20 @@ func (m *Monitor) releaseDead() {
 		check = append(check, m.fences[key])
 	}
 	m.mu.Unlock()
+	var reached map[netns.ID]bool // one look through every process, for all
 	for _, f := range check {
 		if f == nil || anyOwnerAlive(f.rec) {
 			continue
 		}
 		// A path, not the file handle: our own NFLOG socket holds the
 		// namespace, so it always opens by its handle.
-		if _, ok := netns.Find(f.rec.Netns, f.rec.Paths...); ok {
+		if pathReaches(f.rec) {
+			continue
+		}
+		if reached == nil {
+			reached = netns.Reached()
+		}
+		if reached[f.rec.Netns] {
 			continue
 		}
 		m.markUnreachable(f)
@@ -294,6 +301,15 @@ func (m *Monitor) releaseDead() {
 		m.mu.Unlock()
 		m.opts.Log.WithFields(logrus.Fields{"container": f.rec.LogID, "netns": f.rec.Netns.String()}).Info("the fence's containers are gone without a poststop; closed its NFLOG socket")
 	}
+}
+
+// pathReaches says whether one of the record's own paths still reaches its
+// namespace.
+func pathReaches(rec *records.Record) bool {
+	return slices.ContainsFunc(rec.Paths, func(p string) bool {
+		id, ok := netns.Peek(p)
+		return ok && id == rec.Netns
+	})
 }
 
 // anyOwnerAlive reports whether an owner's process runs in the namespace,

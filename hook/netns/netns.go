@@ -106,6 +106,31 @@ func Host() ([]ID, error) {
 	return append(ids, init), nil
 }
 
+// Reached lists the namespaces that a path of /run/netns or a process's
+// /proc/PID/ns/net reaches now: one look through every process for many
+// namespaces, where Find looks once for each.
+func Reached() map[ID]bool {
+	out := map[ID]bool{}
+	for _, dir := range []string{"/run/netns", "/var/run/netns"} {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if id, ok := Peek(filepath.Join(dir, e.Name())); ok {
+				out[id] = true
+			}
+		}
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if id, ok := Peek("/proc/" + e.Name() + "/ns/net"); ok {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // Find looks for a path that reaches namespace id: first the hints,
 // then /run/netns, then every process. ok is false when the namespace is gone
 // (or pinned only by an open file descriptor, which no path reaches).

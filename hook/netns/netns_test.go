@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -113,5 +114,40 @@ func socketChild() {
 		fmt.Printf("refused (%v); thread left home: in %s, home %s\n", err, now, home)
 	default:
 		fmt.Printf("refused; thread at home (%v)\n", err)
+	}
+}
+
+// Reached sees a namespace through a process in it, and no longer once
+// that process is gone; it agrees with Find.
+func TestReached(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "unshare", "sleep")
+	cmd := exec.Command("unshare", "--net", "sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	path := netns.PidPath(cmd.Process.Pid)
+	own, _ := netns.Stat("/proc/self/ns/net")
+	var id netns.ID
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if got, ok := netns.Peek(path); ok && got != own {
+			id = got
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unshare did not enter a namespace of its own in 5 s")
+		}
+	}
+	if r := netns.Reached(); !r[id] || !r[own] {
+		t.Fatalf("Reached: the sleeper's namespace %v, our own %v; want both", r[id], r[own])
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if netns.Reached()[id] {
+		t.Error("Reached still lists the namespace of a process that is gone")
+	}
+	if _, ok := netns.Find(id); ok {
+		t.Error("Find still finds the namespace of a process that is gone")
 	}
 }
