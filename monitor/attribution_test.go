@@ -298,15 +298,13 @@ func TestMonitorNamesAuditedTCP(t *testing.T) {
 // program and sent on by another (handed over across an exec, or over a
 // unix socket). A send on a connected UDP socket runs no cgroup sendmsg
 // program (the kernel runs it only for a send that names an address), so
-// the note the drop finds is the connector's: the event names a program
-// that never sent. A workload can so put its attempts under the name of an
-// innocent executable. Known limit until the programs note the sender at
-// the send (docs/monitor.md); unskip with that fix.
+// the connector's note is all the socket has: the drop program names the
+// task it runs in instead, the sender, for a datagram socket (whose packet
+// the fence drops in the sending system call). Named after the connector,
+// a workload could put its attempts under the name of an innocent
+// executable.
 func TestMonitorNamesTheSenderOfAHandedSocket(t *testing.T) {
 	testnet.RequireRoot(t)
-	if os.Getenv("BYPASS_HOOK_KNOWN_LIMITS") == "" {
-		t.Skip("skipping: a known limit (docs/monitor.md: a connected UDP socket handed to another program names the one that connected); BYPASS_HOOK_KNOWN_LIMITS=1 runs it")
-	}
 	prepareTarget(t, config.LogNflog)
 	cfgPath, _ := writeConfig(t, fmt.Sprintf("proxies: [%q]\nlog: {target: nflog, prefix: %s}\n", proxyAddr, testnet.RandName("h")))
 	mon := startMonitor(t, cfgPath)

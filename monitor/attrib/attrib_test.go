@@ -157,6 +157,54 @@ func TestNamesWhoTried(t *testing.T) {
 	}
 }
 
+// TestNamesTheSenderOfAHandedSocket: a UDP socket connected by one program
+// and handed to another that sends on it, across an exec (the same pid) or
+// over a unix socket (a child): the send names no address, so no cgroup
+// sendmsg program notes the sender; the attempt is named after it all the
+// same, not after the program that connected.
+func TestNamesTheSenderOfAHandedSocket(t *testing.T) {
+	tr := loadTracer(t)
+	ns := refusingNetns(t)
+	cookie, err := NetnsCookie(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Fence(cookie); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"udp-exec", "udp-unix"} {
+		for _, addr := range []string{"198.51.100.9:53", "[2001:db8:a7::9]:53"} {
+			t.Run(mode+" "+addr, func(t *testing.T) {
+				sender := attribtest.NewProgram(t, "try-sender")
+				dst := netip.MustParseAddrPort(addr)
+				before := tr.attemptsTo(dst.Addr())
+				pid := attribtest.NewProgram(t, "try-connector").Run(t, ns, mode, addr+" "+sender.Path)
+				var filed []Flow
+				for _, f := range tr.attemptsTo(dst.Addr()) {
+					if !slices.Contains(before, f) {
+						filed = append(filed, f)
+					}
+				}
+				if len(filed) != 1 || filed[0].Proto != 17 || filed[0].Dport != 53 {
+					t.Fatalf("filed %+v; want one UDP attempt to port 53", filed)
+				}
+				p, ok := tr.Lookup(filed[0])
+				if !ok {
+					t.Fatalf("Lookup(%+v) found nothing", filed[0])
+				}
+				if mode == "udp-exec" {
+					checkProcess(t, p, pid, "try-sender")
+					return
+				}
+				// The connector's child, of the sender's name.
+				if p.Exe != "try-sender" || p.Ppid != uint32(pid) || p.Pid == uint32(pid) || p.UID != testnet.Nobody {
+					t.Errorf("attempt named %+v; want exe try-sender, a child of %d, uid %d", p, pid, testnet.Nobody)
+				}
+			})
+		}
+	}
+}
+
 func checkProcess(t *testing.T, p Process, pid int, exe string) {
 	t.Helper()
 	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {

@@ -83,6 +83,29 @@ func MaybeAttempt() {
 				}
 			}
 		}
+	case "udp-unix":
+		// "ADDR PROGRAM": connect a UDP socket to ADDR and hand it over a
+		// unix socket to PROGRAM, started as a child, which sends on it
+		// ("udp-recv"): the sender is another process, of another name.
+		next := ""
+		addr, next, _ = strings.Cut(addr, " ")
+		err = handOver(addr, next)
+	case "udp-recv":
+		var fd int
+		fmt.Sscan(addr, &fd)
+		buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+		var oobn int
+		if _, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, 0); err == nil {
+			var msgs []unix.SocketControlMessage
+			var fds []int
+			if msgs, err = unix.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+				if fds, err = unix.ParseUnixRights(&msgs[0]); err == nil && len(fds) == 1 {
+					_, err = unix.Write(fds[0], []byte("attempt"))
+				}
+			} else if err == nil {
+				err = fmt.Errorf("%d control messages, want the one socket", len(msgs))
+			}
+		}
 	case "udp-fd":
 		var fd int
 		fmt.Sscan(addr, &fd)
@@ -107,6 +130,47 @@ func MaybeAttempt() {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// handOver connects a UDP socket to addr and passes it over a unix socket
+// to program, started as a child ("udp-recv"), and waits for the child.
+func handOver(addr, program string) error {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	f, err := c.(*net.UDPConn).File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	mine, theirs := os.NewFile(uintptr(pair[0]), "mine"), os.NewFile(uintptr(pair[1]), "theirs")
+	defer mine.Close()
+	cmd := exec.Command(program, "-test.run=^$")
+	cmd.Env = []string{attemptEnv + "=udp-recv 3"}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, attemptEnv+"=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.Stderr = os.Stderr
+	err = cmd.Start()
+	theirs.Close()
+	if err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(int(f.Fd())), nil, 0); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return err
+	}
+	return cmd.Wait()
 }
 
 // Program is a copy of the running test binary under a name of its own.
@@ -150,7 +214,8 @@ func NewProgram(t testing.TB, name string) Program {
 }
 
 // Start runs p inside ns as uid testnet.Nobody, to make one attempt of
-// proto ("tcp", "udp", or "vsock" to "CID:port") to addr, at the moment at if not zero. Wait for it
+// proto ("tcp", "udp", or "vsock" to "CID:port"; "udp-exec" or "udp-unix"
+// to "ADDR PROGRAM", handing a UDP socket to PROGRAM) to addr, at the moment at if not zero. Wait for it
 // with Cmd.Wait; its pid is Cmd.Process.Pid.
 func (p Program) Start(ns *testnet.Netns, proto, addr string, at time.Time) (*exec.Cmd, error) {
 	cmd := exec.Command(p.Path, "-test.run=^$")

@@ -9,10 +9,12 @@
 //    sendto(): they note the process against the socket's cookie. They
 //    never refuse anything (they return 1), the fence does.
 //  - a BTF tracepoint on kfree_skb sees the packet the fence dropped, with
-//    its socket. It runs in no reliable process (a SYN retransmitted from
-//    a timer runs in none), so it takes the process noted for the socket and
-//    files it under the namespace and the packet's addresses and ports, as
-//    the monitor finds them in the log record.
+//    its socket. For TCP it runs in no reliable process (a SYN retransmitted
+//    from a timer runs in none), so it takes the process noted for the
+//    socket; a datagram or raw socket's packet is dropped in its sender's
+//    system call, which it takes instead. It files it under the namespace
+//    and the packet's addresses and ports, as the monitor finds them in the
+//    log record.
 //
 //  - a sock_ops program at the same root files a TCP connection of a noted
 //    socket under its addresses and ports as it sends its SYN (the ports
@@ -236,8 +238,11 @@ static __always_inline void file_attempt(struct flow *f, struct ident *who)
 	bpf_map_update_elem(&attempts, f, &a, BPF_ANY);
 }
 
+#define SOCK_DGRAM 2
+#define SOCK_RAW 3
+
 // The fence drops what it refuses (a reject sends its answer, then drops):
-// file the dropped packet's flow under the process noted for its socket.
+// file the dropped packet's flow under the process that sent it.
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(dropped, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {
@@ -259,6 +264,34 @@ int BPF_PROG(dropped, struct sk_buff *skb, void *location, enum skb_drop_reason 
 	struct ident *who = bpf_map_lookup_elem(&sockets, &cookie);
 	if (!who)
 		return 0;
+	// A datagram or raw socket's packet leaves in the system call that
+	// sends it, and the fence drops it there (OUTPUT runs synchronously in
+	// ip_local_out): the current task is the sender. It is taken over the
+	// note, which a send that names no address does not refresh (no
+	// sendmsg program runs): a connected UDP socket handed to another
+	// program (across an exec, over a unix socket) would otherwise name
+	// the one that connected. TCP (a SYN retransmitted from a timer) and
+	// SCTP (stream and seqpacket sockets, sent from timers too) keep the
+	// note. What else may be current here: a task that did not send, when
+	// a packet of such a socket goes out from a softirq (a UDP
+	// encapsulation's) on the stack of whatever task was running, or is
+	// reinjected by an NFQUEUE verdict in the queue's reader; both need
+	// CAP_NET_ADMIN in the namespace to set up. So the task is taken only
+	// when it is in the packet's namespace (the idle task and the host's
+	// are not), and only for a noted socket (the kernel's own sockets,
+	// which send ICMP answers from a softirq, never are). A sender in
+	// another namespace (a host process given the socket) keeps the note.
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+	if (type == SOCK_DGRAM || type == SOCK_RAW) {
+		struct task_struct *task = bpf_get_current_task_btf();
+		if (BPF_CORE_READ(task, nsproxy, net_ns, net_cookie) == f.netns) {
+			struct ident *me = whoami();
+			if (me) {
+				me->netns = f.netns;
+				who = me;
+			}
+		}
+	}
 
 	unsigned char *l3 = BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, network_header);
 	__u8 first = 0;

@@ -31,6 +31,7 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	__u16 sk_type;
 };
 
 struct sockaddr_vm {
@@ -80,6 +81,10 @@ struct pid {
 	struct upid numbers[1];
 };
 
+struct nsproxy {
+	struct net *net_ns;
+};
+
 struct task_struct {
 	int pid;
 	int tgid;
@@ -87,6 +92,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	struct pid *thread_pid;
+	struct nsproxy *nsproxy;
 	char comm[16];
 };
 
