@@ -158,8 +158,11 @@ func (h *Hook) Create(st *specs.State) (Result, error) {
 	digest := dec.Policy.Digest()
 	recorded := ""
 	if rec != nil {
+		// A record written before it had the handle (or of a namespace
+		// whose inode number this one reuses) is saved with it.
+		handleMoved := rec.NsHandle != handle
 		recorded, rec.NsHandle = rec.Backend, handle
-		joined, err := h.join(store, rec, ns, owner, dec, digest, &res)
+		joined, err := h.join(store, rec, ns, owner, dec, digest, handleMoved, &res)
 		if joined || err != nil {
 			return res, err
 		}
@@ -297,7 +300,7 @@ func undo(store *records.Store, b backend.Backend, ns netns.Handle, rec *records
 // join handles a namespace that has a record already. It returns joined
 // when the container now shares (or again owns) a fence that is in place,
 // and false when the caller is to install the fence.
-func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, dec config.Decision, digest string, res *Result) (bool, error) {
+func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, owner records.Owner, dec config.Decision, digest string, handleMoved bool, res *Result) (bool, error) {
 	// The very process the record names again (the NRI plugin fences the
 	// running containers at every synchronization): it keeps the entry it
 	// has, with the time it was first fenced, which status shows.
@@ -357,7 +360,7 @@ func (h *Hook) join(store *records.Store, rec *records.Record, ns netns.Handle, 
 
 	// Nothing to write when nothing changed: the same owners, the fence
 	// whole as recorded (makeWhole marks a record it installs again).
-	unchanged := again && action == joinInPlace && rec.Incomplete == "" && len(others) == len(rec.Owners)-1
+	unchanged := again && !handleMoved && action == joinInPlace && rec.Incomplete == "" && len(others) == len(rec.Owners)-1
 	rec.Owners, rec.Incomplete = append(others, owner), ""
 	if !unchanged {
 		if err := store.Save(rec); err != nil {

@@ -56,6 +56,10 @@ type generations struct {
 func (g *generations) read(f *fence, fresh bool) (gen uint32, ok bool) {
 	rec := f.rec
 	if rec.Backend != config.BackendNftables {
+		// A namespace fenced again with iptables under the same key lets
+		// go of the socket kept while it was nftables: it would hold the
+		// namespace for as long as the record lives.
+		g.drop(f.key)
 		return 0, false
 	}
 	c := g.kept[f.key]

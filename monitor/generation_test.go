@@ -124,3 +124,37 @@ func TestFullReadTurns(t *testing.T) {
 		}
 	}
 }
+
+// A namespace fenced again under another backend (iptables, after a
+// config change) lets go of the socket kept for its nftables generation:
+// kept, it would hold the namespace for as long as the record lives.
+func TestGenerationSocketLetGoWhenBackendChanges(t *testing.T) {
+	testnet.RequireRoot(t)
+	testnet.RequireTools(t, "nft")
+	cfgPath, _ := writeConfig(t, "proxies: [198.51.100.1:3128]\nbackend: nftables\nlog: {target: nflog}\n")
+	s := newSleeper(t, cfgPath)
+	if err := s.hook("create"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.hook("poststop") })
+	store := &records.Store{Dir: filepath.Join(filepath.Dir(cfgPath), "state")}
+	recs, err := store.All()
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("%d records after one create (%v)", len(recs), err)
+	}
+	var g generations
+	t.Cleanup(func() { g.keepOnly(nil) })
+	f := &fence{key: recs[0].Netns.Key(), rec: recs[0]}
+	if _, ok := g.read(f, false); !ok || g.kept[f.key] == nil {
+		t.Fatalf("the generation of an nftables fence was not read on a kept socket (read %v)", ok)
+	}
+	now := *recs[0]
+	now.Backend = config.BackendIptables
+	f.rec = &now
+	if _, ok := g.read(f, false); ok {
+		t.Error("an iptables fence has a generation")
+	}
+	if g.kept[f.key] != nil {
+		t.Error("the socket kept for the nftables fence is still open after the namespace was fenced again with iptables")
+	}
+}

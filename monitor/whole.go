@@ -142,6 +142,7 @@ func (m *Monitor) confirm(key string) (rec *records.Record, why string, repaired
 // gone), which says nothing either way.
 func (m *Monitor) inspect(rec *records.Record) (why string, ok bool) {
 	r, err := backend.Look(rec.Netns, rec.NsHandle, rec.Hints(), rec.Backend, rec.RulesDigest, m.opts.NewBackend)
+	//lint:ignore SA5001 Look may hold the namespace's handle with an error too: closed either way.
 	defer r.Close()
 	if err != nil {
 		if r.Backend != nil {

@@ -234,6 +234,7 @@ func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 	// Whether the fence is whole is read before the counters, which a
 	// fence changed by other hands may not give.
 	r, err := backend.Look(rec.Netns, rec.NsHandle, rec.Hints(), rec.Backend, rec.RulesDigest, newBackend)
+	//lint:ignore SA5001 Look may hold the namespace's handle with an error too: closed either way.
 	defer r.Close()
 	switch {
 	case errors.Is(err, backend.ErrNetnsGone):
@@ -245,7 +246,7 @@ func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 		return
 	case err != nil:
 		s.NetnsPath = shownPath(r)
-		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, r.NS.Path, err)
+		s.Error = fmt.Sprintf("reading the %s fence in %s: %v", rec.Backend, shownNetns(s), err)
 		return
 	}
 	ns, b := r.NS, r.Backend
@@ -256,7 +257,7 @@ func inspect(s *FenceStatus, rec *records.Record, newBackend NewBackendFunc) {
 		counters, err = b.Counters(ns)
 	}
 	if err != nil {
-		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, ns.Path, err)
+		s.Error = fmt.Sprintf("reading the counters of the %s fence in %s: %v", rec.Backend, shownNetns(s), err)
 		return
 	}
 	for _, fam := range rules.Families {
@@ -355,6 +356,15 @@ func WriteDetails(w io.Writer, fences []FenceStatus) error {
 		}
 	}
 	return nil
+}
+
+// shownNetns names the fence's namespace in an error: the path status
+// shows, else (reached by its file handle) the namespace itself.
+func shownNetns(s *FenceStatus) string {
+	if s.NetnsPath != "" {
+		return s.NetnsPath
+	}
+	return s.Netns
 }
 
 // shownPath is the path status names for the namespace: none when only

@@ -484,11 +484,20 @@ func (s *Store) namespaceLives(k string) (liveness, bool) {
 	if err != nil || json.Unmarshal(data, &r) != nil {
 		return r, true
 	}
-	if exists, known := netns.Exists(r.Netns, r.NsHandle); known {
-		return r, exists
+	exists, known := netns.Exists(r.Netns, r.NsHandle)
+	if known && exists {
+		return r, true
 	}
+	// Gone by its handle too only while nothing of its owners runs: the
+	// handle opens a namespace that only a socket holds on the kernels it
+	// was tested on (6.18), and a kernel that opened only namespaces with
+	// a process in them would have the record dropped under a worker whose
+	// pid 1 moved away.
 	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Remains() }) {
 		return r, true
+	}
+	if known {
+		return r, false
 	}
 	_, ok := netns.Find(r.Netns, r.Paths...)
 	return r, ok
