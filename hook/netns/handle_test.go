@@ -3,8 +3,6 @@
 package netns_test
 
 import (
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -18,26 +16,9 @@ import (
 // handle, where no path reaches it (Find does not see it), and is known
 // gone once the socket closes.
 func TestExistsWhileOnlyASocketHoldsIt(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: making a network namespace needs root")
-	}
 	// A namespace of a process of its own, as a runtime makes one; the
 	// socket is ours, made in it.
-	child := exec.Command("unshare", "--net", "sleep", "3600")
-	if err := child.Start(); err != nil {
-		t.Skipf("skipping: unshare: %v", err)
-	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-	path := netns.PidPath(child.Process.Pid)
-	own, _ := netns.Peek("/proc/self/ns/net")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if got, ok := netns.Peek(path); ok && got != own {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare --net did not make a namespace")
-		}
-	}
+	child, path := testnet.StartUnshared(t)
 	ns, closeNs, err := netns.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -92,23 +73,7 @@ func TestExistsWhileOnlyASocketHoldsIt(t *testing.T) {
 // does not count as a use. Once the thread ends and the kernel frees the
 // namespace, OpenKnown says it is gone.
 func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
-	testnet.RequireRoot(t)
-	testnet.RequireTools(t, "unshare")
-	child := exec.Command("unshare", "--net", "sleep", "3600")
-	if err := child.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-	path := netns.PidPath(child.Process.Pid)
-	own, _ := netns.Peek("/proc/self/ns/net")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if got, ok := netns.Peek(path); ok && got != own {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare --net did not make a namespace")
-		}
-	}
+	child, path := testnet.StartUnshared(t)
 	ns, closeNs, err := netns.Open(path)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +93,9 @@ func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
 	if _, _, ok := netns.OpenKnown(id, "", nil); ok {
 		t.Error("OpenKnown without a handle reached a namespace no path reaches")
 	}
-	if _, _, ok := netns.OpenKnown(netns.ID{Dev: id.Dev, Ino: id.Ino + 1}, fh, nil); ok {
+	// Another device than nsfs's: no namespace has that id (the next inode
+	// number may well be another namespace, found by a path).
+	if _, _, ok := netns.OpenKnown(netns.ID{Dev: id.Dev + 1, Ino: id.Ino}, fh, nil); ok {
 		t.Error("OpenKnown reached another namespace's handle as the one asked for")
 	}
 	got, closeGot, ok := netns.OpenKnown(id, fh, nil)

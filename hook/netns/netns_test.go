@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -120,25 +119,12 @@ func socketChild() {
 // Reached sees a namespace through a process in it, and no longer once
 // that process is gone; it agrees with Find.
 func TestReached(t *testing.T) {
-	testnet.RequireRoot(t)
-	testnet.RequireTools(t, "unshare", "sleep")
-	cmd := exec.Command("unshare", "--net", "sleep", "100")
-	if err := cmd.Start(); err != nil {
+	cmd, path := testnet.StartUnshared(t)
+	id, err := netns.Stat(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	path := netns.PidPath(cmd.Process.Pid)
 	own, _ := netns.Stat("/proc/self/ns/net")
-	var id netns.ID
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if got, ok := netns.Peek(path); ok && got != own {
-			id = got
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare did not enter a namespace of its own in 5 s")
-		}
-	}
 	if r := netns.Reached(); !r[id] || !r[own] {
 		t.Fatalf("Reached: the sleeper's namespace %v, our own %v; want both", r[id], r[own])
 	}

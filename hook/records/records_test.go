@@ -4,7 +4,6 @@ package records
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
 func TestStoreRefusesOpenDirectory(t *testing.T) {
@@ -101,24 +101,7 @@ func TestStoreLockAndDelete(t *testing.T) {
 // do the same, see netns.Exists), where the kernel gives file handles of
 // namespaces, and takes it out once the namespace is gone.
 func TestDropGoneNamespacesKeepsAnUnreachableNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: making a network namespace needs root")
-	}
-	child := exec.Command("unshare", "--net", "sleep", "3600")
-	if err := child.Start(); err != nil {
-		t.Skipf("skipping: unshare: %v", err)
-	}
-	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
-	path := netns.PidPath(child.Process.Pid)
-	own, _ := netns.Peek("/proc/self/ns/net")
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if got, ok := netns.Peek(path); ok && got != own {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unshare --net did not make a namespace")
-		}
-	}
+	child, path := testnet.StartUnshared(t)
 	ns, closeNs, err := netns.Open(path)
 	if err != nil {
 		t.Fatal(err)
