@@ -207,6 +207,13 @@ func TestTrustPruneInOwnPidNamespaceRefuses(t *testing.T) {
 // is gone when prune looks at it), and each looks for /tmp/go to connect
 // straight to addr; then pid 1 moves into a namespace of its own.
 func hopperScript(addr string) string {
+	return hopChain(addr) + "\nexec unshare -Urn sleep 1000"
+}
+
+// hopChain starts a chain of shells that each start the next and exit, in
+// the container's namespace; the one that finds /tmp/go connects straight
+// to addr and leaves what nc said in /tmp/result.
+func hopChain(addr string) string {
 	host, port, _ := strings.Cut(addr, ":")
 	return `cat >/tmp/hop.sh <<'END'
 if [ -e /tmp/go ]; then
@@ -215,8 +222,7 @@ if [ -e /tmp/go ]; then
 fi
 sh /tmp/hop.sh &
 END
-sh /tmp/hop.sh
-exec unshare -Urn sleep 1000`
+sh /tmp/hop.sh`
 }
 
 // A process that never stays: prune lists /proc and then looks at each pid,

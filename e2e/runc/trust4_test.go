@@ -112,16 +112,7 @@ func TestTrustJoinerKeepsOwnerWhosePid1Left(t *testing.T) {
 // addr; then pid 1 exits. No runtime calls poststop (the container is
 // never deleted): prune is what decides.
 func chainScript(addr string) string {
-	host, port, _ := strings.Cut(addr, ":")
-	return `cat >/tmp/hop.sh <<'END'
-if [ -e /tmp/go ]; then
-  nc -w 3 ` + host + ` ` + port + ` </dev/null >/tmp/out 2>&1; echo "exit $?" >>/tmp/out
-  mv /tmp/out /tmp/result; rm -f /tmp/go
-fi
-sh /tmp/hop.sh &
-END
-sh /tmp/hop.sh
-touch /tmp/started`
+	return hopChain(addr) + "\ntouch /tmp/started"
 }
 
 // A container without a pid namespace of its own whose pid 1 exits while a
