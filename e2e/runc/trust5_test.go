@@ -2,8 +2,9 @@
 
 package runc
 
-// Red team 2 of 2026-12-07: the cgroup guard of prune needs a cgroup the
-// container does not share with its runtime.
+// Red team 2 of 2026-12-07: prune's cgroup guard must hold for a container
+// that shares its runtime's cgroup, and for a prune in a cgroup namespace
+// of its own.
 
 import (
 	"context"
