@@ -4,9 +4,12 @@ package hook
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
@@ -56,6 +59,9 @@ func (h *Hook) UseStore(s *records.Store) { h.pruneStore = s }
 
 func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, kept []Pruned, next time.Time, err error) {
 	if err := seesHostProcesses(); err != nil {
+		return nil, nil, time.Time{}, err
+	}
+	if err := seesHostCgroups(); err != nil {
 		return nil, nil, time.Time{}, err
 	}
 	// One store for every call: its parsed records serve the next.
@@ -119,6 +125,29 @@ func seesHostProcesses() error {
 	comm, err := os.ReadFile("/proc/2/comm")
 	if err != nil || strings.TrimSpace(string(comm)) != "kthreadd" {
 		return errors.New("prune runs in a pid namespace of its own (/proc shows no kthreadd at pid 2): every container would look gone, so nothing is pruned; run it in the host's pid namespace (hostPID: true in Kubernetes, --pid=host with Docker)")
+	}
+	return nil
+}
+
+// seesHostCgroups checks that prune runs in the host's cgroup namespace,
+// kthreadd's (seesHostProcesses has made sure it is pid 2; pid 1 may be
+// closed even to root, as netns.HostIDs finds). The
+// records name an owner's cgroup by its path as the runtime's hook saw it,
+// from the host's cgroup namespace; in one of its own (Docker's and
+// podman's default on cgroup v2, with a cgroup2 mount of its own) that
+// path is not there, every owner's group would look empty, and the fence
+// of a container without a pid namespace of its own, whose processes
+// outlive its pid 1, would be taken out from under them.
+func seesHostCgroups() error {
+	var self, host unix.Stat_t
+	if unix.Stat("/proc/self/ns/cgroup", &self) != nil {
+		return nil // a kernel without cgroup namespaces: there is one view
+	}
+	if err := unix.Stat("/proc/2/ns/cgroup", &host); err != nil {
+		return fmt.Errorf("prune cannot tell whether it runs in the host's cgroup namespace (/proc/2/ns/cgroup: %w), so nothing is pruned; run it as root on the node", err)
+	}
+	if self.Dev != host.Dev || self.Ino != host.Ino {
+		return errors.New("prune runs in a cgroup namespace of its own (not kthreadd's): the owners' cgroups, recorded by their host paths, would look empty, so nothing is pruned; run it in the host's cgroup namespace (--cgroupns=host with Docker or podman, or on the node)")
 	}
 	return nil
 }

@@ -44,9 +44,20 @@ func cgroup2Root() string {
 }
 
 // CgroupOf returns the cgroup v2 group of pid, or nil where there is no v2
-// hierarchy, or pid is in its root or in the caller's group (no group of
-// its own to tell by).
-func CgroupOf(pid int) *Cgroup {
+// hierarchy, or pid is in its root, or it shares the caller's group and
+// has a pid namespace of its own (see cgroupOf).
+func CgroupOf(pid int) *Cgroup { return cgroupOf(pid, os.Getpid()) }
+
+// cgroupOf is CgroupOf as process self (the hook) sees it. A group that
+// self shares (the runtime's, its caller's: podman --cgroups=disabled, a
+// rootless runc without a delegated group, a cgroupsPath the runtime is
+// in) holds more than the container, and keeps the fence while any of it
+// runs. It is left out where the container has a pid namespace of its own:
+// its first process outlives whatever runs in that (Owner.Runs). Without
+// one it is the only guard left: a chain of processes that fork and exit
+// outlives pid 1 unseen, and a fence kept longer is better than one taken
+// out from under it.
+func cgroupOf(pid, self int) *Cgroup {
 	if pid <= 0 {
 		return nil
 	}
@@ -58,9 +69,7 @@ func CgroupOf(pid int) *Cgroup {
 	if path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
 		return nil
 	}
-	// A group the hook shares (the runtime's, its caller's) is not the
-	// container's own: its other processes would keep the fence forever.
-	if path == unifiedPath("/proc/self/cgroup") {
+	if path == unifiedPath(fmt.Sprintf("/proc/%d/cgroup", self)) && ownPidNamespace(pid, self) {
 		return nil
 	}
 	var st unix.Stat_t
@@ -68,6 +77,16 @@ func CgroupOf(pid int) *Cgroup {
 		return nil
 	}
 	return &Cgroup{Path: path, ID: st.Ino}
+}
+
+// ownPidNamespace reports whether pid runs in another pid namespace than
+// self; false where that cannot be read.
+func ownPidNamespace(pid, self int) bool {
+	var a, b unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", pid), &a) != nil || unix.Stat(fmt.Sprintf("/proc/%d/ns/pid", self), &b) != nil {
+		return false
+	}
+	return a.Dev != b.Dev || a.Ino != b.Ino
 }
 
 // unifiedPath reads the cgroup v2 path (the "0::" line) of a

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,8 +44,40 @@ func TestOwnerGroupRuns(t *testing.T) {
 	if cg == nil || cg.Path != "/"+filepath.Base(dir) {
 		t.Fatalf("CgroupOf(%d) = %+v; want the group %s", first.Process.Pid, cg, dir)
 	}
-	if own := CgroupOf(os.Getpid()); own != nil {
-		t.Errorf("CgroupOf(the caller) = %+v; want nil: a group the hook shares is not a container's own", own)
+	// A group the hook shares (here: worker's) is recorded for a container
+	// without a pid namespace of its own, the only guard it has, and left
+	// out for one with a pid namespace of its own.
+	if shared := cgroupOf(first.Process.Pid, worker.Process.Pid); shared == nil || shared.Path != cg.Path {
+		t.Errorf("cgroupOf(%d) as a process of its group sees it = %+v; want the group %s: without a pid namespace of its own it is the container's only guard", first.Process.Pid, shared, dir)
+	}
+	if _, err := exec.LookPath("unshare"); err == nil {
+		inner := exec.Command("unshare", "--pid", "--fork", "--kill-child", "sleep", "60")
+		if err := inner.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { inner.Process.Kill(); inner.Wait() })
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(inner.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var child int
+		for deadline := time.Now().Add(5 * time.Second); child == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", inner.Process.Pid, inner.Process.Pid))
+			child, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		}
+		if child == 0 {
+			t.Fatal("unshare --pid --fork started no child")
+		}
+		if got := cgroupOf(child, worker.Process.Pid); got != nil {
+			t.Errorf("cgroupOf(%d), in a pid namespace of its own, as a process of its group sees it = %+v; want nil", child, got)
+		}
+		inner.Process.Kill()
+		inner.Wait()
+		// --kill-child: the child goes with unshare.
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", child)); err != nil {
+				break
+			}
+		}
 	}
 	o := Owner{ID: "c", Pid: first.Process.Pid, Start: StartOf(first.Process.Pid), Cgroup: cg}
 	first.Process.Kill()
