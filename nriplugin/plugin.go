@@ -342,6 +342,9 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// defaults with no proxies fence nothing, and a file that is missing
 	// (not written yet, or deleted) must fail closed as a broken one does.
 	// The hooks it injects are told the file for the same reason.
+	// The stamp before the read: a change while the file is read shows as
+	// a change next time, and is then applied to the running fences.
+	before := stampOf(config.Locate(cfgFlag).Path)
 	cfgPath, cfg, err := install.ResolveConfig("", config.Locate(cfgFlag).Path)
 	var cfgErr *config.Error
 	var broken error
@@ -366,7 +369,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	if p.opts.PreRegistered && p.configured {
 		p.logTo(cfg.HookLog)
 	}
-	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, stampOf(config.File(cfg))
+	p.conf, p.cfg, p.target, p.stamp = pc, cfg, target, before
 	// A plugin that times out must not let a container start unfenced
 	// where the config says fail closed. (Runtimes before NRI 0.12 ignore
 	// failure policies.)
