@@ -121,6 +121,7 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags, store *record
 	h := hook.New(cfg, log.WithField("stage", "prune"))
 	h.UseStore(store)
 	var swept time.Time
+	var said string // the last error said: a refusal (a namespace of its own) is said once
 	return func(now time.Time) {
 		// Tidying what hooks killed mid-way left reads the whole state
 		// directory: once a minute, not at every resync.
@@ -128,7 +129,12 @@ func pruner(cfg *config.Config, log *logrus.Logger, pf pruneFlags, store *record
 		if now.Sub(swept) >= sweepEvery || now.Before(swept) {
 			prune, swept = h.RemoveAbandonedFences, now
 		}
-		if _, _, _, err := prune(pf.grace, now); err != nil {
+		_, _, _, err := prune(pf.grace, now)
+		switch {
+		case err == nil:
+			said = ""
+		case err.Error() != said:
+			said = err.Error()
 			log.WithError(err).Error("pruning fences left only to stale owners")
 		}
 	}
