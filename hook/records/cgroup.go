@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -62,14 +63,18 @@ func cgroupOf(pid, self int) *Cgroup {
 		return nil
 	}
 	root := cgroup2Root()
-	if root == "" {
-		return nil
-	}
 	path := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
-	if path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
+	selfPath := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", self))
+	if !inHostCgroupNamespace() {
+		// The NRI plugin's pod: paths here are of its own namespace, and
+		// prune on the node reads the host's. Both as the host sees them.
+		paths, hostRoot := hostView(pid, self)
+		path, selfPath, root = paths[0], paths[1], hostRoot
+	}
+	if root == "" || path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
 		return nil
 	}
-	if path == unifiedPath(fmt.Sprintf("/proc/%d/cgroup", self)) && ownPidNamespace(pid, self) {
+	if path == selfPath && ownPidNamespace(pid, self) {
 		return nil
 	}
 	var st unix.Stat_t
@@ -77,6 +82,56 @@ func cgroupOf(pid, self int) *Cgroup {
 		return nil
 	}
 	return &Cgroup{Path: path, ID: st.Ino}
+}
+
+// hostCgroupNamespace is kthreadd's: the host's (pid 1's is not readable
+// everywhere, even by root).
+const hostCgroupNamespace = "/proc/2/ns/cgroup"
+
+// inHostCgroupNamespace reports whether this process sees cgroups as the
+// host does; true where that cannot be told (no cgroup namespaces, or no
+// kthreadd to compare with).
+func inHostCgroupNamespace() bool {
+	var self, host unix.Stat_t
+	if unix.Stat("/proc/self/ns/cgroup", &self) != nil || unix.Stat(hostCgroupNamespace, &host) != nil {
+		return true
+	}
+	return self.Dev == host.Dev && self.Ino == host.Ino
+}
+
+// hostView reads the cgroup v2 paths of pids as the host's cgroup namespace
+// names them, from a thread that joins it (/proc/PID/cgroup is written for
+// the reader's namespace), and finds the host's cgroup v2 mount through
+// kthreadd's root (this process's own mount shows only its namespace's
+// part). "" for what cannot be read: no privilege to join, no host /proc.
+func hostView(pids ...int) (paths []string, root string) {
+	paths = make([]string, len(pids))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Never unlocked: the thread leaves with this goroutine, in the
+		// namespace it joined, and no other goroutine runs on it.
+		runtime.LockOSThread()
+		fd, err := unix.Open(hostCgroupNamespace, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return
+		}
+		defer unix.Close(fd)
+		if unix.Setns(fd, unix.CLONE_NEWCGROUP) != nil {
+			return
+		}
+		for i, pid := range pids {
+			paths[i] = unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
+		}
+	}()
+	<-done
+	for _, m := range cgroup2Mounts {
+		var fs unix.Statfs_t
+		if p := "/proc/2/root" + m; unix.Statfs(p, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
+			return paths, p
+		}
+	}
+	return paths, ""
 }
 
 // ownPidNamespace reports whether pid runs in another pid namespace than

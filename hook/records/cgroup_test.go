@@ -3,12 +3,14 @@
 package records
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,4 +102,78 @@ func TestOwnerGroupRuns(t *testing.T) {
 	if !o.GroupRuns() {
 		t.Errorf("the group with a process again does not run")
 	}
+}
+
+// The NRI plugin fences late from its pod, in a cgroup namespace of its
+// own (with a cgroup2 file system mounted for it), where a container's
+// group shows as "/../..": the record still names the group as the host
+// sees it, which is what prune on the node reads.
+func TestCgroupOfInACgroupNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: needs root (makes cgroups and a cgroup namespace)")
+	}
+	root := cgroup2Root()
+	if root == "" {
+		t.Skip("skipping: no cgroup v2 hierarchy mounted at " + fmt.Sprint(cgroup2Mounts))
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skip("skipping: no unshare")
+	}
+	group := func(name string) string {
+		dir := filepath.Join(root, fmt.Sprintf("bh-records-test-%d-%s", os.Getpid(), name))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(dir) })
+		return dir
+	}
+	ctr, plugin := group("ctr"), group("plugin")
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	if err := os.WriteFile(filepath.Join(ctr, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := CgroupOf(sleeper.Process.Pid)
+	if want == nil {
+		t.Fatal("CgroupOf from the host's cgroup namespace gave no group")
+	}
+	dir, err := os.Open(plugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	cmd := exec.Command("unshare", "--cgroup", "--mount", "--propagation", "private", "sh", "-c",
+		`umount -l "$1" && mount -t cgroup2 cgroup2 "$1" || exit 99; exec "$2" -test.run '^TestCgroupOfHelper$'`, "sh", root, os.Args[0])
+	cmd.Env = append(os.Environ(), "BH_CGROUPOF_PID="+strconv.Itoa(sleeper.Process.Pid))
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == 99 {
+		t.Skipf("skipping: cannot mount a cgroup2 file system in a cgroup namespace of its own: %s", out)
+	}
+	if err != nil {
+		t.Fatalf("the helper in a cgroup namespace of its own: %v\n%s", err, out)
+	}
+	_, line, _ := strings.Cut(string(out), "cgroup=")
+	line, _, _ = strings.Cut(line, "\n")
+	var got *Cgroup
+	if err := json.Unmarshal([]byte(line), &got); err != nil {
+		t.Fatalf("the helper's output: %v\n%s", err, out)
+	}
+	if got == nil || *got != *want {
+		t.Errorf("CgroupOf in a cgroup namespace of its own = %+v; want %+v, as the host names it\n%s", got, want, out)
+	}
+}
+
+// TestCgroupOfHelper prints CgroupOf of $BH_CGROUPOF_PID for
+// TestCgroupOfInACgroupNamespace.
+func TestCgroupOfHelper(t *testing.T) {
+	pid, err := strconv.Atoi(os.Getenv("BH_CGROUPOF_PID"))
+	if err != nil {
+		t.Skip("a helper of TestCgroupOfInACgroupNamespace")
+	}
+	b, _ := json.Marshal(CgroupOf(pid))
+	fmt.Printf("cgroup=%s\n", b)
 }
