@@ -6,8 +6,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
@@ -16,7 +19,7 @@ import (
 // Netns is a named network namespace made by the test (in /run/netns, so `ip
 // netns` and runc's linux.namespaces path can reach it).
 type Netns struct {
-	Name string // e.g. "bh-1a2b3c"
+	Name string // e.g. "bh-4242-1a2b3c": the test process's pid, then random
 	Path string // /run/netns/<Name>
 }
 
@@ -26,7 +29,8 @@ func NewNetns(t testing.TB) *Netns {
 	t.Helper()
 	RequireRoot(t)
 	RequireTools(t, "ip", "nsenter")
-	name := RandName("bh-")
+	sweepNetns()
+	name := RandName(fmt.Sprintf("bh-%d-", os.Getpid()))
 	if _, err := run("", "ip", "netns", "add", name); err != nil {
 		t.Fatalf("testnet: creating netns: %v", err)
 	}
@@ -37,6 +41,25 @@ func NewNetns(t testing.TB) *Netns {
 		}
 	})
 	return n
+}
+
+// sweepNetns deletes the namespaces that test processes now gone made: a
+// test binary that `go test -timeout` stops runs no cleanup. The pid in a
+// name tells whose it is; a running process's, or a name without one,
+// is left alone.
+func sweepNetns() {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		pid, _, ok := strings.Cut(strings.TrimPrefix(e.Name(), "bh-"), "-")
+		n, err := strconv.Atoi(pid)
+		if !ok || err != nil || !strings.HasPrefix(e.Name(), "bh-") {
+			continue
+		}
+		if _, err := os.Stat("/proc/" + strconv.Itoa(n)); err == nil {
+			continue
+		}
+		_, _ = run("", "ip", "netns", "del", e.Name())
+	}
 }
 
 // Do runs fn on an OS thread that is in the namespace, and returns its error.

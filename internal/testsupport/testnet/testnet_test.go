@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -317,5 +318,33 @@ func TestProbesSeeRejects(t *testing.T) {
 	}
 	if _, err := DialTCP(c.Netns, lab.ProxyV6, probeTimeout); err != nil {
 		t.Errorf("proxy: %v", err)
+	}
+}
+
+// A namespace left by a test process that died without its cleanups (a
+// `go test -timeout` stop) goes with the next NewNetns; one of a running
+// process stays.
+func TestNewNetnsSweepsTheDeads(t *testing.T) {
+	RequireRoot(t)
+	RequireTools(t, "ip", "true")
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	left := fmt.Sprintf("bh-%d-left", dead.Process.Pid)
+	if _, err := run("", "ip", "netns", "add", left); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = run("", "ip", "netns", "del", left) })
+	mine := NewNetns(t)
+	if _, err := os.Stat("/run/netns/" + left); err == nil {
+		t.Errorf("NewNetns left %s, whose process %d is gone", left, dead.Process.Pid)
+	}
+	if _, err := os.Stat(mine.Path); err != nil {
+		t.Errorf("the new namespace %s: %v", mine.Path, err)
+	}
+	NewNetns(t)
+	if _, err := os.Stat(mine.Path); err != nil {
+		t.Errorf("a second NewNetns swept %s, of this running process: %v", mine.Path, err)
 	}
 }
