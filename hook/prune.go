@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 )
@@ -139,14 +137,11 @@ func seesHostProcesses() error {
 // of a container without a pid namespace of its own, whose processes
 // outlive its pid 1, would be taken out from under them.
 func seesHostCgroups() error {
-	var self, host unix.Stat_t
-	if unix.Stat("/proc/self/ns/cgroup", &self) != nil {
-		return nil // a kernel without cgroup namespaces: there is one view
+	in, err := records.InHostCgroupNamespace()
+	if err != nil {
+		return fmt.Errorf("prune cannot tell whether it runs in the host's cgroup namespace (%w), so nothing is pruned; run it as root on the node", err)
 	}
-	if err := unix.Stat("/proc/2/ns/cgroup", &host); err != nil {
-		return fmt.Errorf("prune cannot tell whether it runs in the host's cgroup namespace (/proc/2/ns/cgroup: %w), so nothing is pruned; run it as root on the node", err)
-	}
-	if self.Dev != host.Dev || self.Ino != host.Ino {
+	if !in {
 		return errors.New("prune runs in a cgroup namespace of its own (not kthreadd's): the owners' cgroups, recorded by their host paths, would look empty, so nothing is pruned; run it in the host's cgroup namespace (--cgroupns=host with Docker or podman, or on the node)")
 	}
 	return nil

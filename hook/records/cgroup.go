@@ -65,7 +65,7 @@ func cgroupOf(pid, self int) *Cgroup {
 	root := cgroup2Root()
 	path := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
 	selfPath := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", self))
-	if !inHostCgroupNamespace() {
+	if in, err := InHostCgroupNamespace(); err == nil && !in {
 		// The NRI plugin's pod: paths here are of its own namespace, and
 		// prune on the node reads the host's. Both as the host sees them.
 		paths, hostRoot := hostView(pid, self)
@@ -88,15 +88,18 @@ func cgroupOf(pid, self int) *Cgroup {
 // everywhere, even by root).
 const hostCgroupNamespace = "/proc/2/ns/cgroup"
 
-// inHostCgroupNamespace reports whether this process sees cgroups as the
-// host does; true where that cannot be told (no cgroup namespaces, or no
-// kthreadd to compare with).
-func inHostCgroupNamespace() bool {
+// InHostCgroupNamespace reports whether this process sees cgroups as the
+// host does, in kthreadd's cgroup namespace; true on a kernel without
+// cgroup namespaces (one view), an error where kthreadd's cannot be read.
+func InHostCgroupNamespace() (bool, error) {
 	var self, host unix.Stat_t
-	if unix.Stat("/proc/self/ns/cgroup", &self) != nil || unix.Stat(hostCgroupNamespace, &host) != nil {
-		return true
+	if unix.Stat("/proc/self/ns/cgroup", &self) != nil {
+		return true, nil
 	}
-	return self.Dev == host.Dev && self.Ino == host.Ino
+	if err := unix.Stat(hostCgroupNamespace, &host); err != nil {
+		return false, fmt.Errorf("%s: %w", hostCgroupNamespace, err)
+	}
+	return self.Dev == host.Dev && self.Ino == host.Ino, nil
 }
 
 // hostView reads the cgroup v2 paths of pids as the host's cgroup namespace
