@@ -278,7 +278,7 @@ func (m *Monitor) releaseDead() {
 	m.mu.Unlock()
 	var reached map[netns.ID]bool // one look through every process, for all
 	for _, f := range check {
-		if f == nil || anyOwnerAlive(f.rec) {
+		if f == nil || records.AnyOwnerRemains(f.rec.Netns, f.rec.Owners) {
 			continue
 		}
 		// A path, not the file handle: our own NFLOG socket holds the
@@ -310,15 +310,6 @@ func pathReaches(rec *records.Record) bool {
 		id, ok := netns.Peek(p)
 		return ok && id == rec.Netns
 	})
-}
-
-// anyOwnerAlive reports whether an owner's process runs in the namespace,
-// or its first process or a process of its cgroup still runs: a pid 1 that
-// moved into a
-// namespace of its own may have left workers in this one, held by threads
-// or sockets that no path shows, whose attempts must still be seen.
-func anyOwnerAlive(rec *records.Record) bool {
-	return slices.ContainsFunc(rec.Owners, func(o records.Owner) bool { return o.Alive(rec.Netns) || o.Remains() })
 }
 
 // expire forgets fences gone for longer than Forget, and their series.

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 )
 
 // Cgroup is the cgroup v2 group of an owner's first process at create.
@@ -184,6 +187,14 @@ func (o Owner) GroupRuns() bool {
 // Remains reports whether anything of the owner's container still runs,
 // wherever it is: its first process, or a process of its cgroup.
 func (o Owner) Remains() bool { return o.Runs() || o.GroupRuns() }
+
+// AnyOwnerRemains reports whether an owner's process runs in namespace ns,
+// or anything of an owner's container still runs elsewhere (Remains): a
+// pid 1 that moved into a namespace of its own may have left workers in
+// ns, held by threads or sockets that no path shows.
+func AnyOwnerRemains(ns netns.ID, owners []Owner) bool {
+	return slices.ContainsFunc(owners, func(o Owner) bool { return o.Alive(ns) || o.Remains() })
+}
 
 // OwnerGroupRuns says which owner's cgroup still holds a process, or "".
 func OwnerGroupRuns(rec *Record) string {

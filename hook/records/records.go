@@ -493,7 +493,7 @@ func (s *Store) namespaceLives(k string) (liveness, bool) {
 	// was tested on (6.18), and a kernel that opened only namespaces with
 	// a process in them would have the record dropped under a worker whose
 	// pid 1 moved away.
-	if slices.ContainsFunc(r.Owners, func(o Owner) bool { return o.Alive(r.Netns) || o.Remains() }) {
+	if AnyOwnerRemains(r.Netns, r.Owners) {
 		return r, true
 	}
 	if known {
