@@ -8,13 +8,10 @@ package runc
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
@@ -123,43 +120,11 @@ func chainScript(addr string) string {
 func TestTrustChainOutlivesPid1PruneKeepsFence(t *testing.T) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
-	tmp := t.TempDir()
-	if err := os.Chmod(tmp, 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	b := testnet.NewBundle(t, testnet.BundleOpts{
-		NetnsPath:    ns.Path,
-		Hooks:        e.hooks(),
-		Args:         []string{"sh", "-c", chainScript(e.lab.TCPV4)},
-		Capabilities: []string{},
+	tmp := startChain(t, e, ns, func(b *testnet.Bundle) {
+		if err := b.Create(t, testnet.RandName("chain-")); err != nil {
+			t.Fatalf("%v\nhook log:\n%s", err, e.log())
+		}
 	})
-	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
-	b.Spec.Linux.Namespaces = slices.DeleteFunc(b.Spec.Linux.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == specs.PIDNamespace })
-	for i, m := range b.Spec.Mounts {
-		if m.Destination == "/tmp" {
-			b.Spec.Mounts[i] = specs.Mount{Destination: "/tmp", Type: "bind", Source: tmp, Options: []string{"rbind", "rw"}}
-		}
-	}
-	b.WriteSpec(t)
-	if err := b.Create(t, testnet.RandName("chain-")); err != nil {
-		t.Fatalf("%v\nhook log:\n%s", err, e.log())
-	}
-	pid := b.State(t).Pid
-	t.Cleanup(func() { b.Runc("kill", "--all", b.ID, "KILL") })
-	if err := b.Start(t); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err != nil {
-			break
-		}
-	}
-	if _, err := os.Stat(filepath.Join(tmp, "started")); err != nil {
-		t.Fatalf("pid 1 did not start its chain; container output:\n%s", b.Output())
-	}
-	if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(pid))); err == nil {
-		t.Fatalf("pid 1 (%d) did not exit", pid)
-	}
 	for i := range 20 {
 		code, out := e.cli(t, "prune", "--grace", "0s")
 		if !fencedNs(t, ns.Netns) {
@@ -170,16 +135,5 @@ func TestTrustChainOutlivesPid1PruneKeepsFence(t *testing.T) {
 			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
 		}
 	}
-	os.Remove(filepath.Join(tmp, "result"))
-	if err := os.WriteFile(filepath.Join(tmp, "go"), nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	for deadline := time.Now().Add(15 * time.Second); got == nil && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		got, _ = os.ReadFile(filepath.Join(tmp, "result"))
-	}
-	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
-	if !strings.Contains(string(got), "refused") {
-		t.Errorf("the chain's direct connect was not refused: %q", got)
-	}
+	chainRefused(t, e, tmp)
 }
