@@ -46,7 +46,7 @@ exec unshare -Urn sleep 1000`
 func TestTrustPid1LeavesNamespacePruneKeepsFence(t *testing.T) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
-	b, root := startLeaver(t, e, ns.Netns)
+	b, root := startLeaver(t, e, ns.Netns, workerScript(e.lab.TCPV4), "worker")
 	want, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -233,61 +233,11 @@ sh /tmp/hop.sh`
 func TestTrustHoppingProcessesPruneKeepsFence(t *testing.T) {
 	e := newTrustEnv(t, "")
 	ns := e.lab.AddClient(t)
-	b := testnet.NewBundle(t, testnet.BundleOpts{
-		NetnsPath:    ns.Path,
-		Hooks:        e.hooks(),
-		Args:         []string{"sh", "-c", hopperScript(e.lab.TCPV4)},
-		Capabilities: []string{},
-	})
-	b.Spec.Process.User.UID, b.Spec.Process.User.GID = testnet.Nobody, testnet.Nobody
-	b.WriteSpec(t)
-	if err := os.Chmod(filepath.Join(b.Dir, "rootfs/tmp"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Create(t, testnet.RandName("hopper-")); err != nil {
-		t.Fatalf("%v\nhook log:\n%s", err, e.log())
-	}
-	pid := b.State(t).Pid
-	t.Cleanup(func() { b.Runc("kill", b.ID, "KILL") })
-	if err := b.Start(t); err != nil {
-		t.Fatal(err)
-	}
-	want, err := netns.Stat(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if got, _ := netns.Peek(netns.PidPath(pid)); got != want && got != (netns.ID{}) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if got, _ := netns.Peek(netns.PidPath(pid)); got == want || got == (netns.ID{}) {
-		t.Fatalf("pid 1 did not leave the namespace; container output:\n%s", b.Output())
-	}
-	for i := range 20 {
-		code, out := e.cli(t, "prune", "--grace", "0s")
-		if !fencedNs(t, ns.Netns) {
-			t.Errorf("prune %d (exit %d) took the fence out while processes still hop in the namespace:\n%s", i+1, code, out)
-			break
-		}
-		if i == 0 {
-			t.Logf("prune --grace 0s: exit %d\n%s", code, out)
-		}
-	}
-	root := "/proc/" + strconv.Itoa(pid) + "/root"
-	if err := os.WriteFile(filepath.Join(root, "tmp/go"), nil, 0o666); err != nil {
-		t.Fatal(err)
-	}
-	var got []byte
-	deadline = time.Now().Add(15 * time.Second)
-	for got == nil && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		got, _ = os.ReadFile(filepath.Join(root, "tmp/result"))
-	}
+	b, root := startLeaver(t, e, ns.Netns, hopperScript(e.lab.TCPV4), "hop.sh")
+	prunesKeepFence(t, e, ns.Netns)
+	got := workerConnect(t, b, root)
 	t.Logf("the chain's direct connect to %s: %s", e.lab.TCPV4, got)
-	if !strings.Contains(string(got), "refused") {
+	if !strings.Contains(got, "refused") {
 		t.Errorf("the chain's direct connect was not refused: %q", got)
 	}
 }
