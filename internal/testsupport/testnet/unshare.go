@@ -5,6 +5,7 @@ package testnet
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -19,12 +20,18 @@ func StartUnshared(t testing.TB) (*exec.Cmd, string) {
 	RequireRoot(t)
 	RequireTools(t, "unshare", "sleep")
 	cmd := exec.Command("unshare", "--net", "sleep", "3600")
-	if err := cmd.Start(); err != nil {
+	// The child starts in the namespace of the thread that forks it, which
+	// is not always the process's first thread's (/proc/self): compare
+	// with the forking thread's, or a child still in it may pass as unshared.
+	runtime.LockOSThread()
+	own, _ := os.Readlink("/proc/thread-self/ns/net")
+	err := cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	path := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/ns/net"
-	own, _ := os.Readlink("/proc/self/ns/net")
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if got, _ := os.Readlink(path); got != "" && got != own {
 			return cmd, path
