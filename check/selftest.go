@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +28,7 @@ import (
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/hook/rules"
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // SelfTest is what the live test measured.
@@ -340,30 +340,17 @@ type throwaway struct {
 func newThrowaway() (*throwaway, error) {
 	t := &throwaway{done: make(chan struct{})}
 	ready := make(chan error, 1)
-	var hold func()
-	hold = func() {
-		runtime.LockOSThread()
-		if unix.Gettid() == os.Getpid() {
-			// The main thread names the process's namespace in
-			// /proc/self/ns/net, where the hook looks for its own: keep it
-			// out, and hold the namespace on another thread.
-			inner := make(chan struct{})
-			go func() { hold(); close(inner) }()
-			<-inner
-			runtime.UnlockOSThread()
-			return
-		}
-		// Never unlocked: the thread ends with this goroutine, and takes
-		// the namespace with it.
+	// The thread ends with the namespace it made, never put back.
+	go osthread.Run(func() bool {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			ready <- fmt.Errorf("making a network namespace: %w", err)
-			return
+			return false
 		}
 		t.tid = unix.Gettid()
 		ready <- setupLinks()
 		<-t.done
-	}
-	go hold()
+		return false
+	})
 	if err := <-ready; err != nil {
 		t.close()
 		return nil, err

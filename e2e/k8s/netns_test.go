@@ -10,36 +10,37 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // InNetNS runs fn on an OS thread that has entered the network namespace at nsPath. Sockets
 // that fn creates belong to that namespace for their whole life, wherever they are used later.
 // The thread is never handed back to the Go scheduler: it ends with fn's goroutine.
 func InNetNS(nsPath string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: a goroutine that exits locked takes its thread with it, so no
-		// other goroutine ever runs in the foreign namespace.
-		f, err := os.Open(nsPath)
-		if err != nil {
-			errc <- err
-			return
+	var err error
+	// Never put back: the thread ends with fn, so no other goroutine ever runs in the foreign
+	// namespace.
+	osthread.Run(func() bool {
+		f, oerr := os.Open(nsPath)
+		if oerr != nil {
+			err = oerr
+			return false
 		}
 		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", nsPath, err)
-			return
+		if serr := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); serr != nil {
+			err = fmt.Errorf("setns %s: %w", nsPath, serr)
+			return false
 		}
-		errc <- fn()
-	}()
-	return <-errc
+		err = fn()
+		return false
+	})
+	return err
 }
 
 // DialInNetNS opens a connection from inside the network namespace at nsPath.

@@ -5,7 +5,6 @@ package netns_test
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
@@ -123,21 +123,15 @@ func TestInUseThreadHelper(t *testing.T) {
 		t.Skip("a helper of TestInUse")
 	}
 	ready := make(chan error)
-	var join func()
-	join = func() {
-		runtime.LockOSThread() // never unlocked: the thread stays where it is
-		if unix.Gettid() == unix.Getpid() {
-			go join() // the main thread stays out: another thread goes in
-			select {}
-		}
+	// A thread other than the first goes in and stays.
+	go osthread.Run(func() bool {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			err = unix.Setns(fd, unix.CLONE_NEWNET)
 		}
 		ready <- err
 		select {}
-	}
-	go join()
+	})
 	if err := <-ready; err != nil {
 		t.Fatal(err)
 	}
@@ -286,17 +280,11 @@ func TestInUseThreadFilesHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	unshared := make(chan error)
-	var hide func()
-	hide = func() {
-		runtime.LockOSThread() // never unlocked: the thread keeps its table
-		if unix.Gettid() == unix.Getpid() {
-			go hide() // the main thread's table is the one /proc/PID/fd shows
-			select {}
-		}
+	// Not the first thread: its table is the one /proc/PID/fd shows.
+	go osthread.Run(func() bool {
 		unshared <- unix.Unshare(unix.CLONE_FILES)
 		select {}
-	}
-	go hide()
+	})
 	if err := <-unshared; err != nil {
 		t.Fatal(err)
 	}

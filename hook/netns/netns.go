@@ -9,13 +9,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // ID identifies a network namespace for as long as it lives: the device
@@ -175,57 +176,45 @@ func In(path string, fn func() error) error {
 	}
 	defer target.Close()
 
-	errc := make(chan error, 1)
-	go func() {
-		// A fresh goroutine so that a thread that cannot go back to its
-		// namespace is never reused: it stays locked and dies with the
-		// goroutine.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("opening the hook's own network namespace: %w", err)
-			return
+	// A thread that cannot go back to its namespace is never reused: it
+	// ends with fn.
+	osthread.Run(func() bool {
+		orig, oerr := netns.Get()
+		if oerr != nil {
+			err = fmt.Errorf("opening the hook's own network namespace: %w", oerr)
+			return true
 		}
 		defer orig.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("joining network namespace %s: %w", path, err)
-			return
+		if serr := netns.Set(target); serr != nil {
+			err = fmt.Errorf("joining network namespace %s: %w", path, serr)
+			return false
 		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("returning to the hook's own network namespace: %w", err))
-			return
+		err = fn()
+		if berr := netns.Set(orig); berr != nil {
+			err = errors.Join(err, fmt.Errorf("returning to the hook's own network namespace: %w", berr))
+			return false
 		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+		return true
+	})
+	return err
 }
 
 // Socket makes a socket in the namespace at path. A socket stays in the
 // namespace it was made in, so only its making needs the namespace: a
-// goroutine of its own, locked to its thread, joins it for that one system
-// call and comes back. Should it fail to come back, the call fails and
-// the thread, still locked, ends with the goroutine: nothing else ever
+// locked thread, never the process's first (osthread), joins it for that
+// one system call and comes back. Should it fail to come back, the call
+// fails and the thread ends with the call: nothing else ever
 // runs in the container's namespace by mistake, and nothing panics (the
 // NRI plugin calls this; a crash there would let containers start
 // unfenced).
 func Socket(path string, domain, typ, proto int) (int, error) {
-	type result struct {
-		fd  int
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		fd, err, back := socketIn(path, domain, typ, proto)
-		if back {
-			runtime.UnlockOSThread()
-		}
-		done <- result{fd, err}
-	}()
-	r := <-done
-	return r.fd, r.err
+	var fd int
+	var err error
+	osthread.Run(func() (back bool) {
+		fd, err, back = socketIn(path, domain, typ, proto)
+		return back
+	})
+	return fd, err
 }
 
 // setns is netns.Set unless a test makes it fail.

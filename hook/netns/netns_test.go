@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
@@ -90,8 +91,7 @@ func TestSocketRefusesWhereItCannotReturn(t *testing.T) {
 // socket there and says what became of it and of the calling thread.
 func socketChild() {
 	fds := make(chan int)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+	go osthread.Run(func() bool {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			panic(err)
 		}
@@ -100,7 +100,8 @@ func socketChild() {
 			panic(err)
 		}
 		fds <- fd
-	}()
+		return false // the thread ends in the namespace it made
+	})
 	path := "/proc/self/fd/" + strconv.Itoa(<-fds)
 	runtime.LockOSThread()
 	home, _ := os.Readlink("/proc/thread-self/ns/net")

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // Cgroup is the cgroup v2 group of an owner's first process at create.
@@ -112,25 +112,21 @@ func InHostCgroupNamespace() (bool, error) {
 // part). "" for what cannot be read: no privilege to join, no host /proc.
 func hostView(pids ...int) (paths []string, root string) {
 	paths = make([]string, len(pids))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Never unlocked: the thread leaves with this goroutine, in the
-		// namespace it joined, and no other goroutine runs on it.
-		runtime.LockOSThread()
+	// The thread is never put back: it ends in the namespace it joined.
+	osthread.Run(func() bool {
 		fd, err := unix.Open(hostCgroupNamespace, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return
+			return false
 		}
 		defer unix.Close(fd)
 		if unix.Setns(fd, unix.CLONE_NEWCGROUP) != nil {
-			return
+			return false
 		}
 		for i, pid := range pids {
 			paths[i] = unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
 		}
-	}()
-	<-done
+		return false
+	})
 	for _, m := range cgroup2Mounts {
 		var fs unix.Statfs_t
 		if p := "/proc/2/root" + m; unix.Statfs(p, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {

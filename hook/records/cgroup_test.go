@@ -162,6 +162,9 @@ func TestCgroupOfInACgroupNamespace(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &got); err != nil {
 		t.Fatalf("the helper's output: %v\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "stayed in its own cgroup namespace") {
+		t.Errorf("reading the host's view moved the process's first thread into the host's cgroup namespace:\n%s", out)
+	}
 	if got == nil || *got != *want {
 		t.Errorf("CgroupOf in a cgroup namespace of its own = %+v; want %+v, as the host names it\n%s", got, want, out)
 	}
@@ -176,4 +179,15 @@ func TestCgroupOfHelper(t *testing.T) {
 	}
 	b, _ := json.Marshal(CgroupOf(pid))
 	fmt.Printf("cgroup=%s\n", b)
+	// The host view is read from a thread that joins the host's cgroup
+	// namespace: however often, the process stays in its own, as prune's
+	// refusal (InHostCgroupNamespace) reads it from /proc/self.
+	for i := 0; i < 200; i++ {
+		CgroupOf(pid)
+		if in, err := InHostCgroupNamespace(); in || err != nil {
+			fmt.Printf("after %d reads, in the host's cgroup namespace: %v, %v\n", i+1, in, err)
+			return
+		}
+	}
+	fmt.Println("stayed in its own cgroup namespace")
 }

@@ -8,12 +8,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // Netns is a named network namespace made by the test (in /run/netns, so `ip
@@ -69,40 +70,34 @@ func (n *Netns) Do(fn func() error) error {
 	if n == nil {
 		return fmt.Errorf("testnet: Do on a nil namespace")
 	}
-	errc := make(chan error, 1)
-	// A fresh goroutine, so the caller's thread never changes namespace.
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testnet: reading current netns: %w", err)
-			return
+	var err error
+	// Another thread than the caller's, which never changes namespace; one
+	// that cannot come back is thrown away.
+	osthread.Run(func() bool {
+		orig, gerr := netns.Get()
+		if gerr != nil {
+			err = fmt.Errorf("testnet: reading current netns: %w", gerr)
+			return true
 		}
 		defer orig.Close()
-		target, err := netns.GetFromPath(n.Path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testnet: opening netns %s: %w", n.Path, err)
-			return
+		target, gerr := netns.GetFromPath(n.Path)
+		if gerr != nil {
+			err = fmt.Errorf("testnet: opening netns %s: %w", n.Path, gerr)
+			return true
 		}
 		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("testnet: entering netns %s: %w", n.Path, err)
-			return
+		if serr := netns.Set(target); serr != nil {
+			err = fmt.Errorf("testnet: entering netns %s: %w", n.Path, serr)
+			return false
 		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Stay locked: the goroutine ends and Go discards the thread
-			// rather than reuse one stuck in the test namespace.
-			errc <- fmt.Errorf("testnet: returning from netns %s: %w", n.Path, err)
-			return
+		err = fn()
+		if berr := netns.Set(orig); berr != nil {
+			err = fmt.Errorf("testnet: returning from netns %s: %w", n.Path, berr)
+			return false
 		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+		return true
+	})
+	return err
 }
 
 // Command returns a command that runs args inside the namespace through

@@ -3,10 +3,11 @@
 package testnet
 
 import (
-	"runtime"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bypass-hook/bypass-hook/internal/osthread"
 )
 
 // HoldInThread moves one thread of the test process, never its first,
@@ -19,15 +20,7 @@ func HoldInThread(t testing.TB, path string) (release func()) {
 	t.Helper()
 	RequireRoot(t)
 	ready, done := make(chan error), make(chan struct{})
-	var join func()
-	join = func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		if unix.Gettid() == unix.Getpid() {
-			go join() // the first thread stays where it is: another goes in
-			<-done
-			runtime.UnlockOSThread()
-			return
-		}
+	go osthread.Run(func() bool {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
 			err = unix.Setns(fd, unix.CLONE_NEWNET)
@@ -35,8 +28,8 @@ func HoldInThread(t testing.TB, path string) (release func()) {
 		}
 		ready <- err
 		<-done
-	}
-	go join()
+		return false // the thread ends in the namespace
+	})
 	if err := <-ready; err != nil {
 		close(done)
 		t.Fatalf("testnet: moving a thread into %s: %v", path, err)
