@@ -127,13 +127,24 @@ func hostView(pids ...int) (paths []string, root string) {
 		}
 		return false
 	})
+	return paths, hostCgroup2Root()
+}
+
+// hostCgroup2Root is where the host's cgroup v2 hierarchy is seen whole
+// from here: the own mount in the host's cgroup namespace, kthreadd's
+// through /proc/2/root from one of its own (the NRI plugin's pod, whose
+// mount shows only the pod's part). "" when there is none.
+func hostCgroup2Root() string {
+	if in, err := InHostCgroupNamespace(); err == nil && in {
+		return cgroup2Root()
+	}
 	for _, m := range cgroup2Mounts {
 		var fs unix.Statfs_t
 		if p := "/proc/2/root" + m; unix.Statfs(p, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
-			return paths, p
+			return p
 		}
 	}
-	return paths, ""
+	return ""
 }
 
 // ownPidNamespace reports whether pid runs in another pid namespace than
@@ -167,7 +178,8 @@ func (o Owner) GroupRuns() bool {
 	if o.Cgroup == nil {
 		return false
 	}
-	root := cgroup2Root()
+	// The path is the host's name of the group: look in the host's view.
+	root := hostCgroup2Root()
 	if root == "" {
 		return false
 	}

@@ -162,6 +162,9 @@ func TestCgroupOfInACgroupNamespace(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &got); err != nil {
 		t.Fatalf("the helper's output: %v\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "group runs: true") {
+		t.Errorf("GroupRuns in a cgroup namespace of its own: the sleeper's group looks empty\n%s", out)
+	}
 	if !strings.Contains(string(out), "stayed in its own cgroup namespace") {
 		t.Errorf("reading the host's view moved the process's first thread into the host's cgroup namespace:\n%s", out)
 	}
@@ -177,8 +180,11 @@ func TestCgroupOfHelper(t *testing.T) {
 	if err != nil {
 		t.Skip("a helper of TestCgroupOfInACgroupNamespace")
 	}
-	b, _ := json.Marshal(CgroupOf(pid))
+	cg := CgroupOf(pid)
+	b, _ := json.Marshal(cg)
 	fmt.Printf("cgroup=%s\n", b)
+	// The recorded path is the host's name: GroupRuns finds it from here.
+	fmt.Printf("group runs: %v\n", Owner{Cgroup: cg}.GroupRuns())
 	// The host view is read from a thread that joins the host's cgroup
 	// namespace: however often, the process stays in its own, as prune's
 	// refusal (InHostCgroupNamespace) reads it from /proc/self.
