@@ -177,9 +177,16 @@ func owners(r *records.Record) []string {
 // containerd has it connected.
 func startPlugin(t *testing.T, e *Env, h *hookNode) *Process {
 	t.Helper()
-	since := e.ContainerdLogSize()
-	p, err := e.StartProcess("bypass-hook-nri", []string{hookBin, "nri",
+	return startPluginArgv(t, e, []string{hookBin, "nri",
 		"--socket-path", e.NRISocket, "--binary", testnet.OCIHook(hookBin), "--config", h.Config})
+}
+
+// startPluginArgv runs argv, `bypass-hook nri ...` or a command that execs it, on the node
+// and waits until containerd has the plugin connected.
+func startPluginArgv(t *testing.T, e *Env, argv []string) *Process {
+	t.Helper()
+	since := e.ContainerdLogSize()
+	p, err := e.StartProcess("bypass-hook-nri", argv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,16 +229,12 @@ func TestNRIReadyz(t *testing.T) {
 // startPluginArgs is startPlugin with more arguments for `bypass-hook nri`.
 func startPluginArgs(t *testing.T, e *Env, h *hookNode, extra ...string) *Process {
 	t.Helper()
-	since := e.ContainerdLogSize()
-	argv := append([]string{hookBin, "nri", "--socket-path", e.NRISocket, "--binary", hookBin, "--config", h.Config}, extra...)
-	p, err := e.StartProcess("bypass-hook-nri", argv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.WaitNRIPlugin(since, "bypass-hook", 15*time.Second); err != nil {
-		t.Fatalf("the plugin did not connect: %v\nplugin log:\n%s", err, tail(p.Log(), 20))
-	}
-	return p
+	return startPluginArgv(t, e, pluginArgv(e, h, extra...))
+}
+
+// pluginArgv is the command line of `bypass-hook nri` that startPluginArgs runs.
+func pluginArgv(e *Env, h *hookNode, extra ...string) []string {
+	return append([]string{hookBin, "nri", "--socket-path", e.NRISocket, "--binary", hookBin, "--config", h.Config}, extra...)
 }
 
 // waitRefused probes a direct connection from the namespace until it is refused, and returns

@@ -19,22 +19,10 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
+	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
-
-// unifiedRoot is where this host mounts its cgroup v2 hierarchy, "" if
-// nowhere.
-func unifiedRoot() string {
-	for _, m := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"} {
-		var fs unix.Statfs_t
-		if unix.Statfs(m, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
-			return m
-		}
-	}
-	return ""
-}
 
 // createInOwnGroup runs `runc create` for b started in cgroup v2 group
 // path, which b's cgroupsPath names too: the container and its runtime (so
@@ -42,7 +30,7 @@ func unifiedRoot() string {
 // rootless runc without a delegated cgroup.
 func createInOwnGroup(t *testing.T, b *testnet.Bundle, id string) {
 	t.Helper()
-	root := unifiedRoot()
+	root := records.Cgroup2Root()
 	if root == "" {
 		t.Skip("no cgroup v2 hierarchy on this host")
 	}
@@ -168,7 +156,7 @@ func TestTrustChainWithoutOwnCgroupPruneKeepsFence(t *testing.T) {
 // direct connect got through.
 func TestTrustPruneInCgroupNamespaceKeepsFence(t *testing.T) {
 	testnet.RequireTools(t, "unshare")
-	root := unifiedRoot()
+	root := records.Cgroup2Root()
 	if root == "" {
 		t.Skip("no cgroup v2 hierarchy on this host")
 	}

@@ -35,9 +35,9 @@ type Cgroup struct {
 // layout, and the hybrid one beside the v1 controllers.
 var cgroup2Mounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
 
-// cgroup2Root returns the mount point of the cgroup v2 hierarchy, "" when
+// Cgroup2Root returns the mount point of the cgroup v2 hierarchy, "" when
 // there is none.
-func cgroup2Root() string {
+func Cgroup2Root() string {
 	for _, m := range cgroup2Mounts {
 		var fs unix.Statfs_t
 		if unix.Statfs(m, &fs) == nil && fs.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -65,7 +65,7 @@ func cgroupOf(pid, self int) *Cgroup {
 	if pid <= 0 {
 		return nil
 	}
-	root := cgroup2Root()
+	root := Cgroup2Root()
 	path := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", pid))
 	selfPath := unifiedPath(fmt.Sprintf("/proc/%d/cgroup", self))
 	if in, err := InHostCgroupNamespace(); err == nil && !in {
@@ -136,7 +136,7 @@ func hostView(pids ...int) (paths []string, root string) {
 // mount shows only the pod's part). "" when there is none.
 func hostCgroup2Root() string {
 	if in, err := InHostCgroupNamespace(); err == nil && in {
-		return cgroup2Root()
+		return Cgroup2Root()
 	}
 	for _, m := range cgroup2Mounts {
 		var fs unix.Statfs_t

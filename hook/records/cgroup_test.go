@@ -21,7 +21,7 @@ func TestOwnerGroupRuns(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (makes a cgroup)")
 	}
-	root := cgroup2Root()
+	root := Cgroup2Root()
 	if root == "" {
 		t.Skip("skipping: no cgroup v2 hierarchy mounted at " + fmt.Sprint(cgroup2Mounts))
 	}
@@ -112,7 +112,7 @@ func TestCgroupOfInACgroupNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("skipping: needs root (makes cgroups and a cgroup namespace)")
 	}
-	root := cgroup2Root()
+	root := Cgroup2Root()
 	if root == "" {
 		t.Skip("skipping: no cgroup v2 hierarchy mounted at " + fmt.Sprint(cgroup2Mounts))
 	}
