@@ -75,7 +75,6 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 	if p.late.testPass != nil {
 		p.late.testPass()
 	}
-	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
 	began := time.Now()
 	fenced := 0
 	for _, it := range items {
@@ -84,8 +83,18 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		var st *specs.State
 		why := it.Cannot
 		if why == "" {
+			again, now, selected := p.inForce(it)
+			if !selected {
+				entry.Info("NRI: the config in force no longer selects a container that started without the hook")
+				p.lateDone(it, nil, "")
+				continue
+			}
+			it, cfg, why = again, now, again.Cannot
+		}
+		if why == "" {
 			st = lateState(it)
 			t0 := time.Now()
+			h := hook.New(cfg, p.log.WithField("stage", "late-create"))
 			h.Netns = it.Netns
 			res, err := h.Create(st)
 			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
@@ -111,6 +120,17 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		p.log.WithFields(logrus.Fields{"fenced": fenced, "seen": len(items), "duration_ms": float64(time.Since(began).Microseconds()) / 1000}).
 			Info("NRI: late fencing done")
 	}
+}
+
+// inForce decides again, with the config in force now, for a container a
+// pass reaches: a pass waits for the one before it and takes up to a hook
+// stage's time per container, and a config changed meanwhile is applied
+// to the fences recorded then, not to those the pass puts in afterwards.
+// selected is false when that config no longer selects it.
+func (p *Plugin) inForce(it lateItem) (again lateItem, cfg *config.Config, selected bool) {
+	cfg, target, broken := p.current()
+	again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary)
+	return again, cfg, selected
 }
 
 // lateDone ends one container's late fencing: its poststop is now the
