@@ -20,45 +20,64 @@ import (
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 )
 
-// A late-fencing pass fences with the config in force when it reaches each
-// container, not the one of its synchronization: a pass waits for the one
-// before it and takes a hook stage's time per container, and the operator
-// may tighten the config meanwhile. The plugin's apply of the new config
-// goes through the fences recorded then; one the pass put in afterwards
-// with the old config kept the old config's openings (here an allowed
-// destination) until the next config change.
-func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
+// opening is a destination the older config of these tests allows and
+// the newer one does not.
+const opening = "198.51.100.50"
+
+// configTest is a plugin started with a config file the test rewrites,
+// and the state directory its fences are recorded in.
+type configTest struct {
+	p        *Plugin
+	log      *test.Hook
+	stateDir string
+	cfgPath  string
+	binary   string
+}
+
+// newConfigTest starts a plugin (New, as at its start) with the config
+// proxies plus yaml.
+func newConfigTest(t *testing.T, yaml string) (configTest, *config.Config) {
+	t.Helper()
 	testnet.RequireRoot(t)
-	testnet.RequireTools(t, "sleep")
 	dir := t.TempDir()
-	stateDir := filepath.Join(dir, "state")
-	cfgPath, binary := filepath.Join(dir, "config.yaml"), filepath.Join(dir, "bypass-hook")
-	if err := os.WriteFile(binary, []byte("#!/bin/sh\n"), 0o755); err != nil {
+	c := configTest{stateDir: filepath.Join(dir, "state"), cfgPath: filepath.Join(dir, "config.yaml"), binary: filepath.Join(dir, "bypass-hook")}
+	if err := os.WriteFile(c.binary, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeConfig := func(yaml string) *config.Config {
-		yaml = "proxies: [198.51.100.1:3128]\nstateDir: " + stateDir + "\n" + yaml
-		if err := os.WriteFile(cfgPath+".new", []byte(yaml), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(cfgPath+".new", cfgPath); err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := config.Parse([]byte(yaml))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cfg
-	}
-	const opening = "198.51.100.50"
-	old := writeConfig("allow: [{cidr: " + opening + "/32}]\n")
-	logger, _ := test.NewNullLogger()
+	cfg := c.write(t, yaml)
+	logger, hook := test.NewNullLogger()
 	logger.SetLevel(logrus.DebugLevel)
-	p, err := New(Options{Binary: binary, Config: cfgPath, Log: logger})
+	p, err := New(Options{Binary: c.binary, Config: c.cfgPath, Log: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.p, c.log = p, hook
+	return c, cfg
+}
 
+// write renames a new config file into place, as editors do, and returns
+// it parsed.
+func (c configTest) write(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	yaml = "proxies: [198.51.100.1:3128]\nstateDir: " + c.stateDir + "\n" + yaml
+	if err := os.WriteFile(c.cfgPath+".new", []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(c.cfgPath+".new", c.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runningPod is a pod whose container runs (sleeps) in its network
+// namespace, started without the hook, as the runtime reports it.
+func runningPod(t *testing.T) (*testnet.Netns, *api.PodSandbox, *api.Container) {
+	t.Helper()
+	testnet.RequireTools(t, "sleep")
 	ns := testnet.NewNetns(t)
 	cmd := ns.Command(context.Background(), "sleep", "600")
 	if err := cmd.Start(); err != nil {
@@ -80,39 +99,112 @@ func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
 	nss := []*api.LinuxNamespace{{Type: "network", Path: ns.Path}}
 	pod := &api.PodSandbox{Id: "pod", Name: "pod", Namespace: "team", Linux: &api.LinuxPodSandbox{Namespaces: nss}}
 	ctr := &api.Container{Id: "late-ctr", PodSandboxId: "pod", Name: "app", State: api.ContainerState_CONTAINER_RUNNING, Pid: uint32(cmd.Process.Pid)}
-	items := selectLate(old, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, binary)
+	return ns, pod, ctr
+}
+
+// expectPolicyOf checks that the fence of ns is the one cfg gives.
+func expectPolicyOf(t *testing.T, stateDir string, ns *testnet.Netns, cfg *config.Config) {
+	t.Helper()
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := records.Open(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := store.Load(id.Key())
+	if err != nil || rec == nil {
+		t.Fatalf("no record of the fence: %v", err)
+	}
+	dec, err := cfg.Decide(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Digest != dec.Policy.Digest() {
+		t.Errorf("the fence has the policy %s, not the config in force's %s", rec.Digest, dec.Policy.Digest())
+	}
+	if dump, err := testnet.RulesIn(ns); err != nil || strings.Contains(dump, opening) {
+		t.Errorf("the fence still lets %s through, which the config in force no longer allows (%v):\n%s", opening, err, dump)
+	}
+}
+
+// A late-fencing pass fences with the config in force when it reaches each
+// container, not the one of its synchronization: a pass waits for the one
+// before it and takes a hook stage's time per container, and the operator
+// may tighten the config meanwhile. The plugin's apply of the new config
+// goes through the fences recorded then; one the pass put in afterwards
+// with the old config kept the old config's openings (here an allowed
+// destination) until the next config change.
+func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
+	c, old := newConfigTest(t, "allow: [{cidr: "+opening+"/32}]\n")
+	ns, pod, ctr := runningPod(t)
+	items := selectLate(old, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary)
 	if len(items) != 1 || items[0].Cannot != "" {
 		t.Fatalf("selectLate: %+v", items)
 	}
 
 	// The pass waits (for the pass before it) while the config is tightened.
 	release := make(chan struct{})
-	p.late.testPass = func() { <-release }
+	c.p.late.testPass = func() { <-release }
 	done := make(chan struct{})
-	go func() { p.fenceLate(old, items); close(done) }()
-	tight := writeConfig("")
-	if cfg, _, _ := p.current(); len(cfg.Allow) != len(tight.Allow) {
+	go func() { c.p.fenceLate(old, items); close(done) }()
+	tight := c.write(t, "")
+	if cfg, _, _ := c.p.current(); len(cfg.Allow) != 0 {
 		t.Fatal("the plugin did not load the tightened config")
 	}
 	close(release)
 	<-done
+	expectPolicyOf(t, c.stateDir, ns, tight)
+}
 
-	store, err := records.Open(stateDir)
+// Two configs loaded one after the other are each applied to the running
+// fences in the background; the fences must end with the newer. Each
+// apply held the config it was started with, and the two went through the
+// fences side by side: where both waited for a fence's lock (a hook
+// running there), the older could come second and put its config back,
+// openings and all. Each round here makes them both wait for it.
+func TestAppliesEndWithTheNewestConfig(t *testing.T) {
+	c, old := newConfigTest(t, "allow: [{cidr: "+opening+"/32}]\n")
+	ns, pod, ctr := runningPod(t)
+	c.p.fenceLate(old, selectLate(old, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary))
+	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := store.Load(want.Key())
-	if err != nil || rec == nil {
-		t.Fatalf("no record of the late fence: %v", err)
-	}
-	dec, err := tight.Decide(nil)
+	store, err := records.Open(c.stateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Digest != dec.Policy.Digest() {
-		t.Errorf("the late fence has the policy %s, not the config in force's %s", rec.Digest, dec.Policy.Digest())
+	applies := func() int {
+		n := 0
+		for _, e := range c.log.AllEntries() {
+			if strings.Contains(e.Message, "the running fences to the config") {
+				n++
+			}
+		}
+		return n
 	}
-	if dump, err := testnet.RulesIn(ns); err != nil || strings.Contains(dump, opening) {
-		t.Errorf("the late fence still lets %s through, which the config in force no longer allows (%v):\n%s", opening, err, dump)
+	for round := range 8 {
+		unlock, err := store.Lock(id.Key()) // a hook at work in the namespace
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := applies()
+		c.write(t, "allow: [{cidr: "+opening+"/32}]\n")
+		c.p.current()
+		tight := c.write(t, "")
+		c.p.current()
+		time.Sleep(50 * time.Millisecond) // both applies at the lock
+		unlock()
+		for deadline := time.Now().Add(time.Minute); applies() < before+2; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the two applies did not end within a minute", round)
+			}
+		}
+		expectPolicyOf(t, c.stateDir, ns, tight)
+		if t.Failed() {
+			t.Fatalf("round %d: the older config was applied last", round)
+		}
 	}
 }

@@ -105,6 +105,9 @@ type Plugin struct {
 	// applied is the stamp of the config last applied to the running
 	// fences (applyConfig).
 	applied fileStamp
+	// applying is held by an apply of the config to the running fences:
+	// they take turns (see applyConfig).
+	applying sync.Mutex
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
 	// default excluded namespaces the hook, which refuses it with the
@@ -379,7 +382,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// fence.
 	if broken == nil && p.stamp != p.applied {
 		p.applied = p.stamp
-		go p.applyConfig(cfg)
+		go p.applyConfig()
 	}
 	return nil
 }
