@@ -208,3 +208,66 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 		}
 	}
 }
+
+// A late fence and an apply of a config loaded meanwhile take turns: the
+// late fence read the config in force, then waited for the namespace's
+// lock (a hook at work there) beside the apply of the newer one, and where
+// the apply got the lock first the late fence put the older config back
+// (its create follows the config it read). Each round here makes both wait
+// for the lock.
+func TestLateFenceAndApplyTakeTurns(t *testing.T) {
+	open := "allow: [{cidr: " + opening + "/32}]\n"
+	c, cfg := newConfigTest(t, open)
+	ns, pod, ctr := runningPod(t)
+	items := func(cfg *config.Config) []lateItem {
+		return selectLate(cfg, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary)
+	}
+	c.p.fenceLate(cfg, items(cfg))
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := records.Open(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applies := func() int {
+		n := 0
+		for _, e := range c.log.AllEntries() {
+			if strings.Contains(e.Message, "the running fences to the config") {
+				n++
+			}
+		}
+		return n
+	}
+	waitApplies := func(round, n int) {
+		for deadline := time.Now().Add(time.Minute); applies() < n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the apply did not end within a minute", round)
+			}
+		}
+	}
+	for round := range 8 {
+		old := c.write(t, open)
+		c.p.current()
+		waitApplies(round, applies()+1)
+		unlock, err := store.Lock(id.Key()) // a hook at work in the namespace
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { c.p.fenceLate(old, items(old)); close(done) }()
+		time.Sleep(50 * time.Millisecond) // the late fence at the lock
+		before := applies()
+		tight := c.write(t, "")
+		c.p.current()
+		time.Sleep(50 * time.Millisecond) // the apply at the lock, or waiting its turn
+		unlock()
+		<-done
+		waitApplies(round, before+1)
+		expectPolicyOf(t, c.stateDir, ns, tight)
+		if t.Failed() {
+			t.Fatalf("round %d: the late fence put the older config back after the newer one's apply", round)
+		}
+	}
+}

@@ -83,22 +83,20 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		var st *specs.State
 		why := it.Cannot
 		if why == "" {
-			again, now, selected := p.inForce(it)
+			var res hook.Result
+			var selected bool
+			var err error
+			t0 := time.Now()
+			it, st, res, selected, err = p.lateCreate(it)
 			if !selected {
 				entry.Info("NRI: the config in force no longer selects a container that started without the hook")
 				p.lateDone(it, nil, "")
 				continue
 			}
-			it, cfg, why = again, now, again.Cannot
-		}
-		if why == "" {
-			st = lateState(it)
-			t0 := time.Now()
-			h := hook.New(cfg, p.log.WithField("stage", "late-create"))
-			h.Netns = it.Netns
-			res, err := h.Create(st)
+			why = it.Cannot
 			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
 			switch {
+			case why != "":
 			case err != nil:
 				why = err.Error()
 			case res.Action == "fenced":
@@ -122,15 +120,27 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 	}
 }
 
-// inForce decides again, with the config in force now, for a container a
-// pass reaches: a pass waits for the one before it and takes up to a hook
-// stage's time per container, and a config changed meanwhile is applied
-// to the fences recorded then, not to those the pass puts in afterwards.
-// selected is false when that config no longer selects it.
-func (p *Plugin) inForce(it lateItem) (again lateItem, cfg *config.Config, selected bool) {
+// lateCreate runs the create stage for a container a pass reaches, with
+// the config in force now, decided again: a pass waits for the one before
+// it and takes up to a hook stage's time per container, and a config
+// changed meanwhile is applied to the fences recorded then, not to those
+// the pass puts in afterwards. It takes turns with the applies (applying):
+// a create that read a config, then waited for the namespace's lock beside
+// the apply of a newer one, would put the older back. selected is false
+// when the config no longer selects the container; it comes back with
+// Cannot set when it cannot be fenced, and st nil unless it was tried.
+func (p *Plugin) lateCreate(it lateItem) (again lateItem, st *specs.State, res hook.Result, selected bool, err error) {
+	p.applying.Lock()
+	defer p.applying.Unlock()
 	cfg, target, broken := p.current()
-	again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary)
-	return again, cfg, selected
+	if again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary); !selected || again.Cannot != "" {
+		return again, nil, res, selected, nil
+	}
+	st = lateState(again)
+	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
+	h.Netns = again.Netns
+	res, err = h.Create(st)
+	return again, st, res, true, err
 }
 
 // lateDone ends one container's late fencing: its poststop is now the

@@ -105,8 +105,9 @@ type Plugin struct {
 	// applied is the stamp of the config last applied to the running
 	// fences (applyConfig).
 	applied fileStamp
-	// applying is held by an apply of the config to the running fences:
-	// they take turns (see applyConfig).
+	// applying is held by an apply of the config to the running fences,
+	// and by a late fence's create: they take turns (see applyConfig,
+	// lateCreate).
 	applying sync.Mutex
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
