@@ -158,16 +158,22 @@ func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
 	expectPolicyOf(t, c.stateDir, ns, tight)
 }
 
-// Two configs loaded one after the other are each applied to the running
-// fences in the background; the fences must end with the newer. Each
-// apply held the config it was started with, and the two went through the
-// fences side by side: where both waited for a fence's lock (a hook
-// running there), the older could come second and put its config back,
-// openings and all. Each round here makes them both wait for it.
-func TestAppliesEndWithTheNewestConfig(t *testing.T) {
-	c, old := newConfigTest(t, "allow: [{cidr: "+opening+"/32}]\n")
+// fencedPod is a running pod late-fenced with cfg; lockFence takes its
+// record's lock, as a hook at work in its namespace does, and fence
+// late-fences it again with cfg.
+type fencedPod struct {
+	ns        *testnet.Netns
+	fence     func(cfg *config.Config)
+	lockFence func() (unlock func())
+}
+
+func newFencedPod(t *testing.T, c configTest, cfg *config.Config) fencedPod {
+	t.Helper()
 	ns, pod, ctr := runningPod(t)
-	c.p.fenceLate(old, selectLate(old, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary))
+	fp := fencedPod{ns: ns, fence: func(cfg *config.Config) {
+		c.p.fenceLate(cfg, selectLate(cfg, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary))
+	}}
+	fp.fence(cfg)
 	id, err := netns.Stat(ns.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -176,33 +182,58 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applies := func() int {
-		n := 0
-		for _, e := range c.log.AllEntries() {
-			if strings.Contains(e.Message, "the running fences to the config") {
-				n++
-			}
-		}
-		return n
-	}
-	for round := range 8 {
-		unlock, err := store.Lock(id.Key()) // a hook at work in the namespace
+	fp.lockFence = func() func() {
+		unlock, err := store.Lock(id.Key())
 		if err != nil {
 			t.Fatal(err)
 		}
-		before := applies()
-		c.write(t, "allow: [{cidr: "+opening+"/32}]\n")
+		return unlock
+	}
+	return fp
+}
+
+// applies counts the plugin's applies of a config to the running fences.
+func (c configTest) applies() int {
+	n := 0
+	for _, e := range c.log.AllEntries() {
+		if strings.Contains(e.Message, "the running fences to the config") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitApplies waits until the plugin has applied a config n times.
+func (c configTest) waitApplies(t *testing.T, round, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); c.applies() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("round %d: the applies did not end within a minute", round)
+		}
+	}
+}
+
+// Two configs loaded one after the other are each applied to the running
+// fences in the background; the fences must end with the newer. Each
+// apply held the config it was started with, and the two went through the
+// fences side by side: where both waited for a fence's lock (a hook
+// running there), the older could come second and put its config back,
+// openings and all. Each round here makes them both wait for it.
+func TestAppliesEndWithTheNewestConfig(t *testing.T) {
+	open := "allow: [{cidr: " + opening + "/32}]\n"
+	c, cfg := newConfigTest(t, open)
+	pod := newFencedPod(t, c, cfg)
+	for round := range 8 {
+		unlock := pod.lockFence()
+		before := c.applies()
+		c.write(t, open)
 		c.p.current()
 		tight := c.write(t, "")
 		c.p.current()
 		time.Sleep(50 * time.Millisecond) // both applies at the lock
 		unlock()
-		for deadline := time.Now().Add(time.Minute); applies() < before+2; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the two applies did not end within a minute", round)
-			}
-		}
-		expectPolicyOf(t, c.stateDir, ns, tight)
+		c.waitApplies(t, round, before+2)
+		expectPolicyOf(t, c.stateDir, pod.ns, tight)
 		if t.Failed() {
 			t.Fatalf("round %d: the older config was applied last", round)
 		}
@@ -218,54 +249,23 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 	open := "allow: [{cidr: " + opening + "/32}]\n"
 	c, cfg := newConfigTest(t, open)
-	ns, pod, ctr := runningPod(t)
-	items := func(cfg *config.Config) []lateItem {
-		return selectLate(cfg, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary)
-	}
-	c.p.fenceLate(cfg, items(cfg))
-	id, err := netns.Stat(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := records.Open(c.stateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	applies := func() int {
-		n := 0
-		for _, e := range c.log.AllEntries() {
-			if strings.Contains(e.Message, "the running fences to the config") {
-				n++
-			}
-		}
-		return n
-	}
-	waitApplies := func(round, n int) {
-		for deadline := time.Now().Add(time.Minute); applies() < n; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the apply did not end within a minute", round)
-			}
-		}
-	}
+	pod := newFencedPod(t, c, cfg)
 	for round := range 8 {
 		old := c.write(t, open)
 		c.p.current()
-		waitApplies(round, applies()+1)
-		unlock, err := store.Lock(id.Key()) // a hook at work in the namespace
-		if err != nil {
-			t.Fatal(err)
-		}
+		c.waitApplies(t, round, c.applies()+1)
+		unlock := pod.lockFence()
 		done := make(chan struct{})
-		go func() { c.p.fenceLate(old, items(old)); close(done) }()
+		go func() { pod.fence(old); close(done) }()
 		time.Sleep(50 * time.Millisecond) // the late fence at the lock
-		before := applies()
+		before := c.applies()
 		tight := c.write(t, "")
 		c.p.current()
 		time.Sleep(50 * time.Millisecond) // the apply at the lock, or waiting its turn
 		unlock()
 		<-done
-		waitApplies(round, before+1)
-		expectPolicyOf(t, c.stateDir, ns, tight)
+		c.waitApplies(t, round, before+1)
+		expectPolicyOf(t, c.stateDir, pod.ns, tight)
 		if t.Failed() {
 			t.Fatalf("round %d: the late fence put the older config back after the newer one's apply", round)
 		}
