@@ -271,3 +271,24 @@ func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// A config edited on the node reaches the running fences with no container
+// created meanwhile: the plugin read its config again only when the
+// runtime asked it something (a container created, stopped, a
+// synchronization), so on a quiet node the fences kept the old config,
+// openings and all, for as long as no container started there.
+func TestConfigEditReachesFencesOnAQuietNode(t *testing.T) {
+	open := "allow: [{cidr: " + opening + "/32}]\n"
+	c, cfg := newConfigTest(t, open)
+	pod := newFencedPod(t, c, cfg)
+	c.p.opts.SocketPath = filepath.Join(t.TempDir(), "no-runtime.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { c.p.Run(ctx); close(ran) }()
+	t.Cleanup(func() { cancel(); <-ran })
+
+	before := c.applies()
+	tight := c.write(t, "")
+	c.waitApplies(t, 0, before+1)
+	expectPolicyOf(t, c.stateDir, pod.ns, tight)
+}

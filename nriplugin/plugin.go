@@ -159,6 +159,7 @@ func New(opts Options) (*Plugin, error) {
 // plugin reconnects whenever the connection ends (a runtime restart); a
 // pre-registered one returns, and the runtime starts it again.
 func (p *Plugin) Run(ctx context.Context) error {
+	go p.followConfig(ctx)
 	delay := minRetry
 	for {
 		began := time.Now()
@@ -182,6 +183,27 @@ func (p *Plugin) Run(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, maxRetry)
+	}
+}
+
+// configPoll is how often the plugin looks whether its config file
+// changed (one stat) while the runtime asks it nothing.
+const configPoll = 2 * time.Second
+
+// followConfig reads the config again whenever the file changes, until ctx
+// ends: the runtime's requests read it too, but a node where no container
+// starts makes none, and an edit must reach the running fences all the
+// same (load applies it).
+func (p *Plugin) followConfig(ctx context.Context) {
+	tick := time.NewTicker(configPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			p.current()
+		}
 	}
 }
 
