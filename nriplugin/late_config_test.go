@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
@@ -73,12 +75,43 @@ func (c configTest) write(t *testing.T, yaml string) *config.Config {
 	return cfg
 }
 
+// load writes a new config and has the plugin read it, as a request of
+// the runtime does: a new config is applied in the background.
+func (c configTest) load(t *testing.T, yaml string) *config.Config {
+	t.Helper()
+	cfg := c.write(t, yaml)
+	c.p.current()
+	return cfg
+}
+
+// openConfig is the older config of these tests: it allows opening.
+const openConfig = "allow: [{cidr: " + opening + "/32}]\n"
+
+// newOpenPlugin starts a plugin with openConfig, and a pod it fenced late
+// with it.
+func newOpenPlugin(t *testing.T) (configTest, *config.Config, fencedPod) {
+	t.Helper()
+	c, cfg := newConfigTest(t, openConfig)
+	return c, cfg, newFencedPod(t, c, cfg)
+}
+
 // runningPod is a pod whose container runs (sleeps) in its network
 // namespace, started without the hook, as the runtime reports it.
 func runningPod(t *testing.T) (*testnet.Netns, *api.PodSandbox, *api.Container) {
 	t.Helper()
-	testnet.RequireTools(t, "sleep")
 	ns := testnet.NewNetns(t)
+	pid := sleepIn(t, ns)
+	nss := []*api.LinuxNamespace{{Type: "network", Path: ns.Path}}
+	pod := &api.PodSandbox{Id: "pod", Name: "pod", Namespace: "team", Linux: &api.LinuxPodSandbox{Namespaces: nss}}
+	ctr := &api.Container{Id: "late-ctr", PodSandboxId: "pod", Name: "app", State: api.ContainerState_CONTAINER_RUNNING, Pid: uint32(pid)}
+	return ns, pod, ctr
+}
+
+// sleepIn starts a process that sleeps in ns until the test ends, and
+// returns its pid once it is there.
+func sleepIn(t *testing.T, ns *testnet.Netns) int {
+	t.Helper()
+	testnet.RequireTools(t, "sleep")
 	cmd := ns.Command(context.Background(), "sleep", "600")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -90,16 +123,12 @@ func runningPod(t *testing.T) (*testnet.Netns, *api.PodSandbox, *api.Container) 
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if got, ok := netns.Peek(netns.PidPath(cmd.Process.Pid)); ok && got == want {
-			break
+			return cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the container's process is not in its namespace after 5 s")
 		}
 	}
-	nss := []*api.LinuxNamespace{{Type: "network", Path: ns.Path}}
-	pod := &api.PodSandbox{Id: "pod", Name: "pod", Namespace: "team", Linux: &api.LinuxPodSandbox{Namespaces: nss}}
-	ctr := &api.Container{Id: "late-ctr", PodSandboxId: "pod", Name: "app", State: api.ContainerState_CONTAINER_RUNNING, Pid: uint32(cmd.Process.Pid)}
-	return ns, pod, ctr
 }
 
 // expectPolicyOf checks that the fence of ns is the one cfg gives.
@@ -137,7 +166,7 @@ func expectPolicyOf(t *testing.T, stateDir string, ns *testnet.Netns, cfg *confi
 // with the old config kept the old config's openings (here an allowed
 // destination) until the next config change.
 func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
-	c, old := newConfigTest(t, "allow: [{cidr: "+opening+"/32}]\n")
+	c, old := newConfigTest(t, openConfig)
 	ns, pod, ctr := runningPod(t)
 	items := selectLate(old, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary)
 	if len(items) != 1 || items[0].Cannot != "" {
@@ -149,7 +178,7 @@ func TestLatePassFencesWithTheConfigInForce(t *testing.T) {
 	c.p.late.testPass = func() { <-release }
 	done := make(chan struct{})
 	go func() { c.p.fenceLate(old, items); close(done) }()
-	tight := c.write(t, "")
+	tight := c.load(t, "")
 	if cfg, _, _ := c.p.current(); len(cfg.Allow) != 0 {
 		t.Fatal("the plugin did not load the tightened config")
 	}
@@ -192,6 +221,16 @@ func newFencedPod(t *testing.T, c configTest, cfg *config.Config) fencedPod {
 	return fp
 }
 
+// run runs the plugin until the test ends, with no runtime to connect to:
+// what it does on its own.
+func (c configTest) run(t *testing.T) {
+	c.p.opts.SocketPath = filepath.Join(t.TempDir(), "no-runtime.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() { c.p.Run(ctx); close(ran) }()
+	t.Cleanup(func() { cancel(); <-ran })
+}
+
 // applies counts the plugin's applies of a config to the running fences.
 func (c configTest) applies() int {
 	n := 0
@@ -220,16 +259,12 @@ func (c configTest) waitApplies(t *testing.T, round, n int) {
 // running there), the older could come second and put its config back,
 // openings and all. Each round here makes them both wait for it.
 func TestAppliesEndWithTheNewestConfig(t *testing.T) {
-	open := "allow: [{cidr: " + opening + "/32}]\n"
-	c, cfg := newConfigTest(t, open)
-	pod := newFencedPod(t, c, cfg)
+	c, _, pod := newOpenPlugin(t)
 	for round := range 8 {
 		unlock := pod.lockFence()
 		before := c.applies()
-		c.write(t, open)
-		c.p.current()
-		tight := c.write(t, "")
-		c.p.current()
+		c.load(t, openConfig)
+		tight := c.load(t, "")
 		time.Sleep(50 * time.Millisecond) // both applies at the lock
 		unlock()
 		c.waitApplies(t, round, before+2)
@@ -247,20 +282,16 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 // (its create follows the config it read). Each round here makes both wait
 // for the lock.
 func TestLateFenceAndApplyTakeTurns(t *testing.T) {
-	open := "allow: [{cidr: " + opening + "/32}]\n"
-	c, cfg := newConfigTest(t, open)
-	pod := newFencedPod(t, c, cfg)
+	c, _, pod := newOpenPlugin(t)
 	for round := range 8 {
-		old := c.write(t, open)
-		c.p.current()
+		old := c.load(t, openConfig)
 		c.waitApplies(t, round, c.applies()+1)
 		unlock := pod.lockFence()
 		done := make(chan struct{})
 		go func() { pod.fence(old); close(done) }()
 		time.Sleep(50 * time.Millisecond) // the late fence at the lock
 		before := c.applies()
-		tight := c.write(t, "")
-		c.p.current()
+		tight := c.load(t, "")
 		time.Sleep(50 * time.Millisecond) // the apply at the lock, or waiting its turn
 		unlock()
 		<-done
@@ -278,17 +309,54 @@ func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 // synchronization), so on a quiet node the fences kept the old config,
 // openings and all, for as long as no container started there.
 func TestConfigEditReachesFencesOnAQuietNode(t *testing.T) {
-	open := "allow: [{cidr: " + opening + "/32}]\n"
-	c, cfg := newConfigTest(t, open)
-	pod := newFencedPod(t, c, cfg)
-	c.p.opts.SocketPath = filepath.Join(t.TempDir(), "no-runtime.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() { c.p.Run(ctx); close(ran) }()
-	t.Cleanup(func() { cancel(); <-ran })
-
+	c, _, pod := newOpenPlugin(t)
+	c.run(t)
 	before := c.applies()
 	tight := c.write(t, "")
 	c.waitApplies(t, 0, before+1)
+	expectPolicyOf(t, c.stateDir, pod.ns, tight)
+}
+
+// A hook that read the config file before an edit can write its fence
+// after the plugin's apply of the edit went by (it waited for the
+// namespace's lock, or the node is slow): it follows the config it read,
+// and put the older back, openings and all, for good. A hook stage ends
+// within hook.StageBudget, so the running plugin applies the config once
+// more then.
+func TestApplyAgainAfterHooksThatReadTheOldConfig(t *testing.T) {
+	c, old, pod := newOpenPlugin(t)
+	c.run(t)
+	before := c.applies()
+	tight := c.load(t, "")
+	c.waitApplies(t, 0, before+1)
+
+	// The other container of the pod, whose hook read the old config.
+	pid := sleepIn(t, pod.ns)
+	id, err := netns.Stat(pod.ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logger, _ := test.NewNullLogger()
+	st := &specs.State{Version: specs.Version, ID: "slow-hook", Status: specs.StateCreated, Pid: pid}
+	if res, err := hook.New(old, logger).Create(st); err != nil || !strings.Contains(res.Action, "replaced with the newest config's") {
+		t.Fatalf("the slow hook's create: %+v, %v; want it to follow the config it read", res, err)
+	}
+
+	store, err := records.Open(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, err := tight.Decide(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(hook.StageBudget + 20*time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if rec, err := store.Load(id.Key()); err == nil && rec != nil && rec.Digest == dec.Policy.Digest() {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
 	expectPolicyOf(t, c.stateDir, pod.ns, tight)
 }

@@ -105,6 +105,12 @@ type Plugin struct {
 	// applied is the stamp of the config last applied to the running
 	// fences (applyConfig).
 	applied fileStamp
+	// reapply is when the config in force is to be applied once more
+	// (followConfig), zero for never: a hook that read the file before it
+	// changed may write its fence, with the config it read, after the
+	// apply went by (it waited for the namespace's lock, or the node is
+	// slow); it ends within hook.StageBudget.
+	reapply time.Time
 	// applying is held by an apply of the config to the running fences,
 	// and by a late fence's create: they take turns (see applyConfig,
 	// lateCreate).
@@ -193,7 +199,8 @@ const configPoll = 2 * time.Second
 // followConfig reads the config again whenever the file changes, until ctx
 // ends: the runtime's requests read it too, but a node where no container
 // starts makes none, and an edit must reach the running fences all the
-// same (load applies it).
+// same (load applies it). It applies a new config once more when the
+// hooks that read the old one have ended (reapply).
 func (p *Plugin) followConfig(ctx context.Context) {
 	tick := time.NewTicker(configPoll)
 	defer tick.Stop()
@@ -201,8 +208,17 @@ func (p *Plugin) followConfig(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case now := <-tick.C:
 			p.current()
+			p.mu.Lock()
+			again := !p.reapply.IsZero() && now.After(p.reapply)
+			if again {
+				p.reapply = time.Time{}
+			}
+			p.mu.Unlock()
+			if again {
+				go p.applyConfig()
+			}
 		}
 	}
 }
@@ -405,6 +421,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// fence.
 	if broken == nil && p.stamp != p.applied {
 		p.applied = p.stamp
+		p.reapply = time.Now().Add(hook.StageBudget + time.Second)
 		go p.applyConfig()
 	}
 	return nil
