@@ -275,12 +275,13 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 	}
 }
 
-// A late fence and an apply of a config loaded meanwhile take turns: the
-// late fence read the config in force, then waited for the namespace's
-// lock (a hook at work there) beside the apply of the newer one, and where
-// the apply got the lock first the late fence put the older config back
-// (its create follows the config it read). Each round here makes both wait
-// for the lock.
+// A late fence and the apply of a config loaded while it ran end with the
+// newer config, whichever reaches the namespace first: the late fence read
+// the config in force, then waited for the namespace's lock (a hook at
+// work there) beside the apply of the newer one, and where the apply got
+// the lock first the late fence put the older config back (its create
+// follows the config it read). Each round here makes both wait for the
+// lock.
 func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 	c, _, pod := newOpenPlugin(t)
 	for round := range 8 {

@@ -124,24 +124,38 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 // the config in force now, decided again: a pass waits for the one before
 // it and takes up to a hook stage's time per container, and a config
 // changed meanwhile is applied to the fences recorded then, not to those
-// the pass puts in afterwards. It takes turns with the applies (applying):
-// a create that read a config, then waited for the namespace's lock beside
-// the apply of a newer one, would put the older back. selected is false
-// when the config no longer selects the container; it comes back with
-// Cannot set when it cannot be fenced, and st nil unless it was tried.
+// the pass puts in afterwards. A config loaded while the create ran may
+// have had its apply reach the namespace first (the create waited for the
+// namespace's lock beside it), and the create then put the older back: it
+// runs again with the newer. selected is false when the config no longer
+// selects the container; it comes back with Cannot set when it cannot be
+// fenced, and st nil unless it was tried.
 func (p *Plugin) lateCreate(it lateItem) (again lateItem, st *specs.State, res hook.Result, selected bool, err error) {
-	p.applying.Lock()
-	defer p.applying.Unlock()
-	cfg, target, broken := p.current()
-	if again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary); !selected || again.Cannot != "" {
-		return again, nil, res, selected, nil
+	for range maxLateTries {
+		p.current()
+		p.mu.Lock()
+		cfg, target, broken, stamp := p.cfg, p.target, p.broken, p.stamp
+		p.mu.Unlock()
+		if again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary); !selected || again.Cannot != "" {
+			return again, nil, res, selected, nil
+		}
+		st = lateState(again)
+		h := hook.New(cfg, p.log.WithField("stage", "late-create"))
+		h.Netns = again.Netns
+		res, err = h.Create(st)
+		p.mu.Lock()
+		same := p.stamp == stamp
+		p.mu.Unlock()
+		if same {
+			break
+		}
 	}
-	st = lateState(again)
-	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
-	h.Netns = again.Netns
-	res, err = h.Create(st)
 	return again, st, res, true, err
 }
+
+// maxLateTries bounds the creates of one late fence while its config keeps
+// changing under it; the applies of those configs follow in any case.
+const maxLateTries = 4
 
 // lateDone ends one container's late fencing: its poststop is now the
 // plugin's, and runs at once if the container stopped meanwhile.

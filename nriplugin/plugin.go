@@ -111,9 +111,8 @@ type Plugin struct {
 	// apply went by (it waited for the namespace's lock, or the node is
 	// slow); it ends within hook.StageBudget.
 	reapply time.Time
-	// applying is held by an apply of the config to the running fences,
-	// and by a late fence's create: they take turns (see applyConfig,
-	// lateCreate).
+	// applying is held by an apply of the config to the running fences:
+	// they take turns (see applyConfig).
 	applying sync.Mutex
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
