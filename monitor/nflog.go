@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -159,7 +160,19 @@ func openNflog(ns netns.Handle, group uint16) (*netlink.Conn, error) {
 	if err := unix.Fstat(fd, &st); err != nil || st.Dev != ns.ID.Dev || st.Ino != ns.ID.Ino {
 		return nil, fmt.Errorf("%s is no longer network namespace %s", ns.Path, ns.ID)
 	}
-	conn, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: fd})
+	// Made on a thread of netns.In, never the process's first: netlink's
+	// own Config.NetNS joins on a goroutine Go may put there, and while it
+	// is there /proc/self/ns/net (the host guard's own namespace) names
+	// the fence's.
+	var conn *netlink.Conn
+	err = netns.In("/proc/self/fd/"+strconv.Itoa(fd), func() error {
+		var derr error
+		conn, derr = netlink.Dial(unix.NETLINK_NETFILTER, nil)
+		return derr
+	})
+	if err != nil && conn != nil {
+		conn.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("netlink socket in network namespace %s (%s): %w", ns.ID, ns.Path, err)
 	}

@@ -5,15 +5,26 @@ package nriplugin
 import (
 	"os"
 
-	"github.com/bypass-hook/bypass-hook/config"
 	"github.com/bypass-hook/bypass-hook/hook"
 )
 
-// applyConfig brings the node's running fences to cfg, as `bypass-hook
-// apply` does, so that a config the plugin loads (a Helm upgrade rolls the
-// plugin with the new one) reaches running pods without restarting them.
-// A state directory that does not exist holds no fence: it is not made.
-func (p *Plugin) applyConfig(cfg *config.Config) {
+// applyConfig brings the node's running fences to the config in force, as
+// `bypass-hook apply` does, so that a config the plugin loads (a Helm
+// upgrade rolls the plugin with the new one) reaches running pods without
+// restarting them. Each load of a new config starts one; they take turns,
+// and each applies the config in force when its turn comes, not the one it
+// was started for: two side by side, the older could reach a fence last
+// and put its config back. A state directory that does not exist holds no
+// fence: it is not made.
+func (p *Plugin) applyConfig() {
+	p.applying.Lock()
+	defer p.applying.Unlock()
+	p.mu.Lock()
+	cfg, broken := p.cfg, p.broken
+	p.mu.Unlock()
+	if broken != nil {
+		return
+	}
 	if _, err := os.Stat(cfg.StateDir); err != nil {
 		return
 	}

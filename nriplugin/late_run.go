@@ -75,7 +75,6 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 	if p.late.testPass != nil {
 		p.late.testPass()
 	}
-	h := hook.New(cfg, p.log.WithField("stage", "late-create"))
 	began := time.Now()
 	fenced := 0
 	for _, it := range items {
@@ -84,12 +83,20 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 		var st *specs.State
 		why := it.Cannot
 		if why == "" {
-			st = lateState(it)
+			var res hook.Result
+			var selected bool
+			var err error
 			t0 := time.Now()
-			h.Netns = it.Netns
-			res, err := h.Create(st)
+			it, st, res, selected, err = p.lateCreate(it)
+			if !selected {
+				entry.Info("NRI: the config in force no longer selects a container that started without the hook")
+				p.lateDone(it, nil, "")
+				continue
+			}
+			why = it.Cannot
 			entry = entry.WithFields(logrus.Fields{"netns": res.Netns, "action": res.Action, "duration_ms": float64(time.Since(t0).Microseconds()) / 1000})
 			switch {
+			case why != "":
 			case err != nil:
 				why = err.Error()
 			case res.Action == "fenced":
@@ -112,6 +119,43 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 			Info("NRI: late fencing done")
 	}
 }
+
+// lateCreate runs the create stage for a container a pass reaches, with
+// the config in force now, decided again: a pass waits for the one before
+// it and takes up to a hook stage's time per container, and a config
+// changed meanwhile is applied to the fences recorded then, not to those
+// the pass puts in afterwards. A config loaded while the create ran may
+// have had its apply reach the namespace first (the create waited for the
+// namespace's lock beside it), and the create then put the older back: it
+// runs again with the newer. selected is false when the config no longer
+// selects the container; it comes back with Cannot set when it cannot be
+// fenced, and st nil unless it was tried.
+func (p *Plugin) lateCreate(it lateItem) (again lateItem, st *specs.State, res hook.Result, selected bool, err error) {
+	for range maxLateTries {
+		p.current()
+		p.mu.Lock()
+		cfg, target, broken, stamp := p.cfg, p.target, p.broken, p.stamp
+		p.mu.Unlock()
+		if again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary); !selected || again.Cannot != "" {
+			return again, nil, res, selected, nil
+		}
+		st = lateState(again)
+		h := hook.New(cfg, p.log.WithField("stage", "late-create"))
+		h.Netns = again.Netns
+		res, err = h.Create(st)
+		p.mu.Lock()
+		same := p.stamp == stamp
+		p.mu.Unlock()
+		if same {
+			break
+		}
+	}
+	return again, st, res, true, err
+}
+
+// maxLateTries bounds the creates of one late fence while its config keeps
+// changing under it; the applies of those configs follow in any case.
+const maxLateTries = 4
 
 // lateDone ends one container's late fencing: its poststop is now the
 // plugin's, and runs at once if the container stopped meanwhile.

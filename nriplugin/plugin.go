@@ -105,6 +105,15 @@ type Plugin struct {
 	// applied is the stamp of the config last applied to the running
 	// fences (applyConfig).
 	applied fileStamp
+	// reapply is when the config in force is to be applied once more
+	// (followConfig), zero for never: a hook that read the file before it
+	// changed may write its fence, with the config it read, after the
+	// apply went by (it waited for the namespace's lock, or the node is
+	// slow); it ends within hook.StageBudget.
+	reapply time.Time
+	// applying is held by an apply of the config to the running fences:
+	// they take turns (see applyConfig).
+	applying sync.Mutex
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
 	// default excluded namespaces the hook, which refuses it with the
@@ -155,6 +164,7 @@ func New(opts Options) (*Plugin, error) {
 // plugin reconnects whenever the connection ends (a runtime restart); a
 // pre-registered one returns, and the runtime starts it again.
 func (p *Plugin) Run(ctx context.Context) error {
+	go p.followConfig(ctx)
 	delay := minRetry
 	for {
 		began := time.Now()
@@ -178,6 +188,37 @@ func (p *Plugin) Run(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, maxRetry)
+	}
+}
+
+// configPoll is how often the plugin looks whether its config file
+// changed (one stat) while the runtime asks it nothing.
+const configPoll = 2 * time.Second
+
+// followConfig reads the config again whenever the file changes, until ctx
+// ends: the runtime's requests read it too, but a node where no container
+// starts makes none, and an edit must reach the running fences all the
+// same (load applies it). It applies a new config once more when the
+// hooks that read the old one have ended (reapply).
+func (p *Plugin) followConfig(ctx context.Context) {
+	tick := time.NewTicker(configPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			p.current()
+			p.mu.Lock()
+			again := !p.reapply.IsZero() && now.After(p.reapply)
+			if again {
+				p.reapply = time.Time{}
+			}
+			p.mu.Unlock()
+			if again {
+				go p.applyConfig()
+			}
+		}
 	}
 }
 
@@ -379,7 +420,8 @@ func (p *Plugin) load(pc PluginConfig) error {
 	// fence.
 	if broken == nil && p.stamp != p.applied {
 		p.applied = p.stamp
-		go p.applyConfig(cfg)
+		p.reapply = time.Now().Add(hook.StageBudget + time.Second)
+		go p.applyConfig()
 	}
 	return nil
 }
