@@ -6,6 +6,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -360,4 +362,69 @@ func TestApplyAgainAfterHooksThatReadTheOldConfig(t *testing.T) {
 		}
 	}
 	expectPolicyOf(t, c.stateDir, pod.ns, tight)
+}
+
+// A config that stops selecting a container while its late create runs
+// (it waits for the namespace's lock) does not take the container's
+// poststop from the plugin: the create put a fence in, which no apply
+// removes, and the plugin alone can run the poststop that removes it when
+// the container stops. The create ran again with the newer config, found
+// the container no longer selected, and dropped it: the fence stayed for
+// good, its owner unknown to the plugin.
+func TestLateFenceDeselectedWhileItsCreateRanKeepsItsPoststop(t *testing.T) {
+	c, open := newConfigTest(t, openConfig)
+	ns, pod, ctr := runningPod(t)
+	items := selectLate(open, nil, []*api.PodSandbox{pod}, []*api.Container{ctr}, c.binary)
+	if len(items) != 1 || items[0].Cannot != "" {
+		t.Fatalf("selectLate: %+v", items)
+	}
+	id, err := netns.Stat(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	store, err := records.Open(c.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := store.Lock(id.Key())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.p.fenceLate(open, items); close(done) }()
+	waitGoroutineIn(t, "nriplugin.(*Plugin).lateCreate", "records.(*Store).LockBy")
+	c.load(t, openConfig+"nri: {excludeNamespaces: [team]}\n")
+	unlock()
+	<-done
+
+	if rec, err := store.Load(id.Key()); err != nil || rec == nil {
+		t.Fatalf("the late create with the config it read put no fence in: %v", err)
+	}
+	c.p.late.mu.Lock()
+	_, owned := c.p.late.owned[ctr.Id]
+	c.p.late.mu.Unlock()
+	if !owned {
+		t.Error("the container is fenced, and the plugin does not run its poststop when it stops: the fence stays for good")
+	}
+}
+
+// waitGoroutineIn waits until a goroutine of the test binary is in each
+// of the functions named (its stack holds them all): one blocked there.
+func waitGoroutineIn(t *testing.T, funcs ...string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			if !slices.ContainsFunc(funcs, func(f string) bool { return !strings.Contains(g, f) }) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no goroutine in %s within a minute", strings.Join(funcs, ", "))
+		}
+	}
 }

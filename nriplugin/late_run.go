@@ -128,17 +128,26 @@ func (p *Plugin) fenceLate(cfg *config.Config, items []lateItem) {
 // have had its apply reach the namespace first (the create waited for the
 // namespace's lock beside it), and the create then put the older back: it
 // runs again with the newer. selected is false when the config no longer
-// selects the container; it comes back with Cannot set when it cannot be
-// fenced, and st nil unless it was tried.
+// selects the container (and no create of it ran); it comes back with
+// Cannot set when it cannot be fenced, and st nil unless it was tried.
+// Once a create put a fence in, the container stays the plugin's to run
+// the poststop of, whatever the newer config says.
 func (p *Plugin) lateCreate(it lateItem) (again lateItem, st *specs.State, res hook.Result, selected bool, err error) {
 	for range maxLateTries {
 		p.current()
 		p.mu.Lock()
 		cfg, target, broken, stamp := p.cfg, p.target, p.broken, p.stamp
 		p.mu.Unlock()
-		if again, selected = lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary); !selected || again.Cannot != "" {
-			return again, nil, res, selected, nil
+		next, ok := lateChoice(cfg, broken, it.Pod, it.Ctr, target.Binary)
+		if !ok || next.Cannot != "" {
+			if st != nil && err == nil {
+				// A create before put a fence in, which no apply removes:
+				// its poststop stays the plugin's.
+				break
+			}
+			return next, nil, res, ok, nil
 		}
+		again = next
 		st = lateState(again)
 		h := hook.New(cfg, p.log.WithField("stage", "late-create"))
 		h.Netns = again.Netns
