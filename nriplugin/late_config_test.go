@@ -287,13 +287,15 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 	c, _, pod := newOpenPlugin(t)
 	for round := range 8 {
+		// Counted before the load: its apply may be done by the time it returns.
+		before := c.applies()
 		old := c.load(t, openConfig)
-		c.waitApplies(t, round, c.applies()+1)
+		c.waitApplies(t, round, before+1)
 		unlock := pod.lockFence()
 		done := make(chan struct{})
 		go func() { pod.fence(old); close(done) }()
 		time.Sleep(50 * time.Millisecond) // the late fence at the lock
-		before := c.applies()
+		before = c.applies()
 		tight := c.load(t, "")
 		time.Sleep(50 * time.Millisecond) // the apply at the lock, or waiting its turn
 		unlock()
