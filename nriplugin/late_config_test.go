@@ -267,7 +267,9 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 		before := c.applies()
 		c.load(t, openConfig)
 		tight := c.load(t, "")
-		time.Sleep(50 * time.Millisecond) // both applies at the lock
+		// Both applies started: one at the fence's lock, the other there
+		// too or waiting its turn.
+		waitGoroutines(t, 2, "nriplugin.(*Plugin).applyConfig", "Lock(")
 		unlock()
 		c.waitApplies(t, round, before+2)
 		expectPolicyOf(t, c.stateDir, pod.ns, tight)
@@ -294,10 +296,10 @@ func TestLateFenceAndApplyTakeTurns(t *testing.T) {
 		unlock := pod.lockFence()
 		done := make(chan struct{})
 		go func() { pod.fence(old); close(done) }()
-		time.Sleep(50 * time.Millisecond) // the late fence at the lock
+		waitGoroutines(t, 1, "nriplugin.(*Plugin).fenceLate", "records.(*Store).LockBy(") // the late fence at the lock
 		before = c.applies()
 		tight := c.load(t, "")
-		time.Sleep(50 * time.Millisecond) // the apply at the lock, or waiting its turn
+		waitGoroutines(t, 1, "nriplugin.(*Plugin).applyConfig", "Lock(") // the apply at the lock, or waiting its turn
 		unlock()
 		<-done
 		c.waitApplies(t, round, before+1)
@@ -397,7 +399,7 @@ func TestLateFenceDeselectedWhileItsCreateRanKeepsItsPoststop(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { c.p.fenceLate(open, items); close(done) }()
-	waitGoroutineIn(t, "nriplugin.(*Plugin).lateCreate", "records.(*Store).LockBy")
+	waitGoroutines(t, 1, "nriplugin.(*Plugin).lateCreate", "records.(*Store).LockBy(")
 	c.load(t, openConfig+"nri: {excludeNamespaces: [team]}\n")
 	unlock()
 	<-done
@@ -413,20 +415,26 @@ func TestLateFenceDeselectedWhileItsCreateRanKeepsItsPoststop(t *testing.T) {
 	}
 }
 
-// waitGoroutineIn waits until a goroutine of the test binary is in each
-// of the functions named (its stack holds them all): one blocked there.
-func waitGoroutineIn(t *testing.T, funcs ...string) {
+// waitGoroutines waits until n goroutines of the test binary are each in
+// every function named (their stacks hold them all): blocked there, since
+// a fixed sleep on a loaded machine may end before they get there, and the
+// race a test sets up then never happens.
+func waitGoroutines(t *testing.T, n int, funcs ...string) {
 	t.Helper()
-	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
-		n := runtime.Stack(buf, true)
-		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+	buf := make([]byte, 1<<22)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
+		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")
+		in := 0
+		for _, g := range stacks {
 			if !slices.ContainsFunc(funcs, func(f string) bool { return !strings.Contains(g, f) }) {
-				return
+				in++
 			}
 		}
+		if in >= n {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no goroutine in %s within a minute", strings.Join(funcs, ", "))
+			t.Fatalf("%d goroutines in %s after a minute, not %d", in, strings.Join(funcs, " and "), n)
 		}
 	}
 }
