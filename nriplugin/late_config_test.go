@@ -438,3 +438,20 @@ func waitGoroutines(t *testing.T, n int, funcs ...string) {
 		}
 	}
 }
+
+// Run follows the config file only while it runs: a pre-registered plugin
+// returns when its connection ends, with its context still live, and the
+// command then closes its log and exits; a poll left behind went on
+// reading the config and applying it, and reopened the log Close closed.
+func TestRunStopsFollowingTheConfigWhenItReturns(t *testing.T) {
+	c, _ := newConfigTest(t, openConfig)
+	c.p.opts.PreRegistered = true
+	c.p.opts.SocketPath = filepath.Join(t.TempDir(), "no-runtime.sock")
+	if err := c.p.Run(context.Background()); err == nil {
+		t.Fatal("a pre-registered plugin with no runtime to connect to ran")
+	}
+	buf := make([]byte, 1<<22)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "nriplugin.(*Plugin).followConfig") {
+		t.Errorf("the config is still followed after Run returned:\n%s", stacks)
+	}
+}

@@ -164,7 +164,13 @@ func New(opts Options) (*Plugin, error) {
 // plugin reconnects whenever the connection ends (a runtime restart); a
 // pre-registered one returns, and the runtime starts it again.
 func (p *Plugin) Run(ctx context.Context) error {
-	go p.followConfig(ctx)
+	// The config is followed while Run runs, not after: a pre-registered
+	// plugin returns with its connection, ctx still live, and its caller
+	// closes the log.
+	ctx, cancel := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() { p.followConfig(ctx); close(followed) }()
+	defer func() { cancel(); <-followed }()
 	delay := minRetry
 	for {
 		began := time.Now()
