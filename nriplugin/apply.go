@@ -11,15 +11,16 @@ import (
 // applyConfig brings the node's running fences to the config in force, as
 // `bypass-hook apply` does, so that a config the plugin loads (a Helm
 // upgrade rolls the plugin with the new one) reaches running pods without
-// restarting them. Each load of a new config starts one; they take turns,
-// and each applies the config in force when its turn comes, not the one it
-// was started for: two side by side, the older could reach a fence last
-// and put its config back. A state directory that does not exist holds no
-// fence: it is not made.
+// restarting them. Each load of a new config starts one (startApply);
+// they take turns, and each applies the config in force when its turn
+// comes, not the one it was started for: two side by side, the older could
+// reach a fence last and put its config back. A state directory that does
+// not exist holds no fence: it is not made.
 func (p *Plugin) applyConfig() {
 	p.applying.Lock()
 	defer p.applying.Unlock()
 	p.mu.Lock()
+	p.applyWaiting = false
 	cfg, broken := p.cfg, p.broken
 	p.mu.Unlock()
 	if broken != nil {
@@ -41,4 +42,14 @@ func (p *Plugin) applyConfig() {
 	if len(applied) > 0 {
 		log.WithField("fences", counts).Info("NRI: brought the running fences to the config")
 	}
+}
+
+// startApply starts an apply of the config in force unless one waits its
+// turn already: that one will read it. p.mu must be held.
+func (p *Plugin) startApply() {
+	if p.applyWaiting {
+		return
+	}
+	p.applyWaiting = true
+	go p.applyConfig()
 }

@@ -266,9 +266,9 @@ func TestAppliesEndWithTheNewestConfig(t *testing.T) {
 		unlock := pod.lockFence()
 		before := c.applies()
 		c.load(t, openConfig)
+		waitGoroutines(t, 1, "nriplugin.(*Plugin).applyConfig", "records.(*Store).Lock(")
 		tight := c.load(t, "")
-		// Both applies started: one at the fence's lock, the other there
-		// too or waiting its turn.
+		// The second apply at the lock too, or waiting its turn.
 		waitGoroutines(t, 2, "nriplugin.(*Plugin).applyConfig", "Lock(")
 		unlock()
 		c.waitApplies(t, round, before+2)
@@ -454,4 +454,36 @@ func TestRunStopsFollowingTheConfigWhenItReturns(t *testing.T) {
 	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "nriplugin.(*Plugin).followConfig") {
 		t.Errorf("the config is still followed after Run returned:\n%s", stacks)
 	}
+}
+
+// Applies do not pile up while the config file keeps changing: each may
+// wait for a fence's lock (a hook at work there) up to
+// records.LockTimeout, and each load of a new config started one more,
+// all waiting their turn. One waiting reads the config in force when its
+// turn comes, so it is the only one needed; the fence still ends with the
+// newest config.
+func TestAppliesDoNotPileUp(t *testing.T) {
+	c, _, pod := newOpenPlugin(t)
+	unlock := pod.lockFence()
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
+	before := c.applies()
+	c.load(t, openConfig)
+	waitGoroutines(t, 1, "nriplugin.(*Plugin).applyConfig", "records.(*Store).Lock(")
+	var tight *config.Config
+	for i := range 6 {
+		// Each a new file of another size: each a change the plugin sees.
+		tight = c.load(t, strings.Repeat("\n", i))
+	}
+	buf := make([]byte, 1<<22)
+	if n := strings.Count(string(buf[:runtime.Stack(buf, true)]), "nriplugin.(*Plugin).applyConfig("); n > 2 {
+		t.Errorf("%d applies of the config under way for 7 loads; want 2: one at the fence's lock, one waiting its turn", n)
+	}
+	unlock()
+	unlock = nil
+	c.waitApplies(t, 0, before+2)
+	expectPolicyOf(t, c.stateDir, pod.ns, tight)
 }

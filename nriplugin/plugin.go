@@ -114,6 +114,12 @@ type Plugin struct {
 	// applying is held by an apply of the config to the running fences:
 	// they take turns (see applyConfig).
 	applying sync.Mutex
+	// applyWaiting: an apply is started and has not read the config yet
+	// (it waits its turn); it will read the one in force, so a newer load
+	// starts none (startApply). Each apply may wait for a fence's lock up
+	// to records.LockTimeout, and an apply per load piled up goroutines
+	// while the file kept changing.
+	applyWaiting bool
 	// broken: the config file could not be loaded and no good one was ever
 	// in force. The plugin still runs and gives every container outside the
 	// default excluded namespaces the hook, which refuses it with the
@@ -216,14 +222,11 @@ func (p *Plugin) followConfig(ctx context.Context) {
 		case now := <-tick.C:
 			p.current()
 			p.mu.Lock()
-			again := !p.reapply.IsZero() && now.After(p.reapply)
-			if again {
+			if !p.reapply.IsZero() && now.After(p.reapply) {
 				p.reapply = time.Time{}
+				p.startApply()
 			}
 			p.mu.Unlock()
-			if again {
-				go p.applyConfig()
-			}
 		}
 	}
 }
@@ -427,7 +430,7 @@ func (p *Plugin) load(pc PluginConfig) error {
 	if broken == nil && p.stamp != p.applied {
 		p.applied = p.stamp
 		p.reapply = time.Now().Add(hook.StageBudget + time.Second)
-		go p.applyConfig()
+		p.startApply()
 	}
 	return nil
 }
