@@ -4,6 +4,7 @@ package nriplugin
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -56,6 +57,15 @@ func newConfigTest(t *testing.T, yaml string) (configTest, *config.Config) {
 		t.Fatal(err)
 	}
 	c.p, c.log = p, hook
+	// The applies it started end before the state directory is removed.
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(time.Minute); c.appliesUnderWay() > 0; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Error("the plugin's applies still run a minute after the test")
+				return
+			}
+		}
+	})
 	return c, cfg
 }
 
@@ -415,6 +425,13 @@ func TestLateFenceDeselectedWhileItsCreateRanKeepsItsPoststop(t *testing.T) {
 	}
 }
 
+// appliesUnderWay counts the goroutines of the plugin's applies, started
+// or waiting their turn.
+func (c configTest) appliesUnderWay() int {
+	buf := make([]byte, 1<<22)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), fmt.Sprintf("nriplugin.(*Plugin).applyConfig(%p", c.p))
+}
+
 // waitGoroutines waits until n goroutines of the test binary are each in
 // every function named (their stacks hold them all): blocked there, since
 // a fixed sleep on a loaded machine may end before they get there, and the
@@ -478,8 +495,7 @@ func TestAppliesDoNotPileUp(t *testing.T) {
 		// Each a new file of another size: each a change the plugin sees.
 		tight = c.load(t, strings.Repeat("\n", i))
 	}
-	buf := make([]byte, 1<<22)
-	if n := strings.Count(string(buf[:runtime.Stack(buf, true)]), "nriplugin.(*Plugin).applyConfig("); n > 2 {
+	if n := c.appliesUnderWay(); n > 2 {
 		t.Errorf("%d applies of the config under way for 7 loads; want 2: one at the fence's lock, one waiting its turn", n)
 	}
 	unlock()
