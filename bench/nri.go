@@ -20,6 +20,7 @@ import (
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/logging"
 	"github.com/bypass-hook/bypass-hook/nriplugin"
@@ -245,21 +246,28 @@ func checkFenced(recs map[string]string, ctrs []*api.Container, paths []string) 
 }
 
 // fenceRules counts the rules of the nftables fence in the namespace fd.
-func fenceRules(fd int) (int, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
-	if err != nil {
-		return 0, err
-	}
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return 0, err
-	}
-	i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == "bypass_hook" })
-	if i < 0 {
-		return 0, nil
-	}
-	rules, err := c.GetRules(tables[i], &nftables.Chain{Name: "output", Table: tables[i]})
-	return len(rules), err
+// The plugin runs in this process: the socket is made on a thread of
+// netns.In, never the first (nftables' own WithNetNSFd joins on a
+// goroutine Go may put there, and /proc/self/ns/net would then lie).
+func fenceRules(fd int) (n int, err error) {
+	err = netns.In("/proc/self/fd/"+strconv.Itoa(fd), func() error {
+		c, err := nftables.New()
+		if err != nil {
+			return err
+		}
+		tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(tables, func(t *nftables.Table) bool { return t.Name == "bypass_hook" })
+		if i < 0 {
+			return nil
+		}
+		rules, err := c.GetRules(tables[i], &nftables.Chain{Name: "output", Table: tables[i]})
+		n = len(rules)
+		return err
+	})
+	return n, err
 }
 
 func (r *nriReport) print(w io.Writer) {

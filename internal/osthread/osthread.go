@@ -28,6 +28,9 @@ func Run(fn func() (restored bool)) {
 }
 
 func run(fn func() bool, done chan struct{}) {
+	// Closed however fn ends, runtime.Goexit (a test's t.Fatal) included:
+	// the caller never waits for ever.
+	defer close(done)
 	runtime.LockOSThread()
 	if unix.Gettid() == unix.Getpid() {
 		// Hold the first thread until fn is done: no other goroutine can be
@@ -36,12 +39,9 @@ func run(fn func() bool, done chan struct{}) {
 		go run(fn, inner)
 		<-inner
 		runtime.UnlockOSThread()
-		close(done)
 		return
 	}
-	restored := fn()
-	close(done)
-	if restored {
+	if fn() {
 		runtime.UnlockOSThread()
 	}
 }

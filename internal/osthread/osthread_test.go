@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +71,25 @@ func TestRunEndsAThreadNotPutBack(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if threadsNamed("bh-kept") != 1 {
 		t.Error("a thread put back ended")
+	}
+}
+
+// fn that ends its goroutine (runtime.Goexit, as t.Fatal does) still lets
+// Run return, and its thread ends.
+func TestRunReturnsWhenFnExitsItsGoroutine(t *testing.T) {
+	returned := make(chan struct{})
+	go func() {
+		osthread.Run(func() bool { setName(t, "bh-goexit"); runtime.Goexit(); return true })
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return 10 s after fn ended its goroutine")
+	}
+	for deadline := time.Now().Add(5 * time.Second); threadsNamed("bh-goexit") > 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the thread of a fn that ended its goroutine lives 5 s after Run")
+		}
 	}
 }
