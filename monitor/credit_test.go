@@ -105,3 +105,45 @@ func TestKernelLinesFromUserSpaceTakeNoCredit(t *testing.T) {
 		t.Errorf("unverified lines: %v, want 2", n)
 	}
 }
+
+// A fence is counted as followed (bypass_hook_fenced_namespaces, which
+// the churn test waits for before its attempts) only once its counters
+// were read: an attempt counted between the two would be taken for one
+// made before the monitor came, and its line dropped as unverified.
+func TestKernelFenceShownOnlyOncePrimed(t *testing.T) {
+	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
+	var mu sync.Mutex
+	counters := map[string]uint64{"log-tcp": 4, "log-udp": 0, "log-other": 0}
+	reading, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
+		once.Do(func() { close(reading); <-release })
+		mu.Lock()
+		defer mu.Unlock()
+		return clone(counters), nil
+	}
+	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	followed := make(chan struct{})
+	go func() { m.resync(ctx); close(followed) }()
+	<-reading
+	if n := gauge(t, m, "bypass_hook_fenced_namespaces", nil); n != 0 {
+		t.Errorf("bypass_hook_fenced_namespaces = %v while the fence's counters are being read, want 0", n)
+	}
+	close(release)
+	<-followed
+	if n := gauge(t, m, "bypass_hook_fenced_namespaces", nil); n != 1 {
+		t.Fatalf("bypass_hook_fenced_namespaces = %v once followed, want 1", n)
+	}
+	mu.Lock()
+	counters["log-tcp"]++ // an attempt made once the fence is shown
+	mu.Unlock()
+	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
+	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcp))
+	if evs := out.events(t); len(evs) != 1 {
+		t.Errorf("events %+v; want the attempt's", evs)
+	}
+}

@@ -66,14 +66,24 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 	if f.netnsCookie, f.cookieFailed = m.cookieOf(f, old, log); old != nil && old.netnsCookie != f.netnsCookie {
 		m.unfence(old)
 	}
+	if old != nil && sameRules(old.rec, rec) {
+		f.credit = old.credit // the same rules, the same counters
+	}
+	kernel := f.target() == config.LogKernel && f.logs() && m.kernelErr == nil
+	if kernel {
+		// Before the fence is seen (by the kernel log's reader, in the
+		// metrics): a packet counted after it is seen and before its credit
+		// is primed would count as logged before, and its line be dropped
+		// as unverified.
+		m.primeCredit(f)
+	}
 	m.mu.Lock()
 	m.setFence(f, log)
 	sock, closing := m.reuseSocket(f, log)
 	m.mu.Unlock()
 
 	switch {
-	case f.target() == config.LogKernel && f.logs() && m.kernelErr == nil:
-		m.primeCredit(f)
+	case kernel:
 		if err := m.startKernel(ctx); err != nil {
 			m.kernelErr = err
 			log.WithError(err).Error("a fence logs to the kernel log, which the monitor cannot read: its attempts are not seen")
@@ -121,9 +131,8 @@ func (m *Monitor) setFence(f *fence, log *logrus.Entry) {
 	rec := f.rec
 	old := m.fences[f.key]
 	switch {
-	case old != nil && old.rec.Digest == rec.Digest && old.rec.LogID == rec.LogID && old.rec.Backend == rec.Backend:
+	case old != nil && sameRules(old.rec, rec):
 		f.unreachable = old.unreachable && sameOwners(old.rec, rec)
-		f.credit = old.credit // the same rules, the same counters
 		m.reindex(old, f)
 	case old != nil:
 		m.retire(old)
@@ -137,6 +146,12 @@ func (m *Monitor) setFence(f *fence, log *logrus.Entry) {
 	if old == nil || old.rec.LogID != rec.LogID {
 		m.warnAlike(f)
 	}
+}
+
+// sameRules says whether record b fences with the very rules of record a
+// (a change of owners, say): the fence keeps a's counters, and its credit.
+func sameRules(a, b *records.Record) bool {
+	return a.Digest == b.Digest && a.LogID == b.LogID && a.Backend == b.Backend
 }
 
 // needsSocket is whether the monitor reads f's attempts from an NFLOG
