@@ -571,6 +571,13 @@ func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []strin
 		return "namespace gone; record removed", store.Drop(rec)
 	}
 	defer closeNs()
+	// The kernel gives a freed namespace's inode number to a new one: a
+	// path found by number may reach another container's namespace (a
+	// fence of another state directory), whose rules must stay. The file
+	// handle names the namespace the record was made for and no other.
+	if fh := netns.FileHandle(ns); rec.NsHandle != "" && fh != "" && fh != rec.NsHandle {
+		return "namespace gone (its number is another namespace's now); record removed", store.Drop(rec)
+	}
 	if err := netns.NotHost(ns.ID); err != nil {
 		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}
