@@ -21,14 +21,9 @@ import (
 // fence's prefix) are dropped and counted, and a forged line of one
 // protocol never takes the credit of another.
 func TestKernelLinesNeedTheFencesCounters(t *testing.T) {
-	var mu sync.Mutex
-	counters := map[string]uint64{"log-tcp": 7, "log-udp": 3, "log-other": 0}
+	counters := &fakeCounters{n: map[string]uint64{"log-tcp": 7, "log-udp": 3, "log-other": 0}}
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
-	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return clone(counters), nil
-	}
+	m.opts.LoggedCount = counters.read
 	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
 		t.Fatal(err)
 	}
@@ -44,9 +39,7 @@ func TestKernelLinesNeedTheFencesCounters(t *testing.T) {
 	if n := len(out.events(t)); n != 0 {
 		t.Fatalf("%d events of lines the fence's counters never counted", n)
 	}
-	mu.Lock()
-	counters["log-tcp"] += 2 // two real attempts logged
-	mu.Unlock()
+	counters.add("log-tcp", 2) // two real attempts logged
 	for range 3 {
 		m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", icmp)) // forged ICMP: not the TCP rule's credit
 	}
@@ -67,23 +60,16 @@ func TestKernelLinesNeedTheFencesCounters(t *testing.T) {
 // it takes none of the credit that the fence's counters give its real
 // lines.
 func TestKernelLinesFromUserSpaceTakeNoCredit(t *testing.T) {
-	counters := map[string]uint64{"log-tcp": 0, "log-udp": 0, "log-other": 0}
+	counters := &fakeCounters{n: map[string]uint64{"log-tcp": 0, "log-udp": 0, "log-other": 0}}
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
-	var mu sync.Mutex
-	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return clone(counters), nil
-	}
+	m.opts.LoggedCount = counters.read
 	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m.resync(ctx)
-	mu.Lock()
-	counters["log-tcp"] = 2 // two real attempts, whose lines are on their way
-	mu.Unlock()
+	counters.add("log-tcp", 2) // two real attempts, whose lines are on their way
 
 	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
 	const user = 1 << 3 // LOG_USER, which the kernel gives lines written to /dev/kmsg
@@ -112,15 +98,12 @@ func TestKernelLinesFromUserSpaceTakeNoCredit(t *testing.T) {
 // made before the monitor came, and its line dropped as unverified.
 func TestKernelFenceShownOnlyOncePrimed(t *testing.T) {
 	m, store, out := newTestMonitor(t, config.LogKernel, newFakeKmsg(true))
-	var mu sync.Mutex
-	counters := map[string]uint64{"log-tcp": 4, "log-udp": 0, "log-other": 0}
+	counters := &fakeCounters{n: map[string]uint64{"log-tcp": 4, "log-udp": 0, "log-other": 0}}
 	reading, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	m.opts.LoggedCount = func(*records.Record) (map[string]uint64, error) {
+	m.opts.LoggedCount = func(rec *records.Record) (map[string]uint64, error) {
 		once.Do(func() { close(reading); <-release })
-		mu.Lock()
-		defer mu.Unlock()
-		return clone(counters), nil
+		return counters.read(rec)
 	}
 	if err := store.Save(testrecord.New(1001, idA, config.ModeEnforce, config.LogKernel, idA)); err != nil {
 		t.Fatal(err)
@@ -138,12 +121,29 @@ func TestKernelFenceShownOnlyOncePrimed(t *testing.T) {
 	if n := gauge(t, m, "bypass_hook_fenced_namespaces", nil); n != 1 {
 		t.Fatalf("bypass_hook_fenced_namespaces = %v once followed, want 1", n)
 	}
-	mu.Lock()
-	counters["log-tcp"]++ // an attempt made once the fence is shown
-	mu.Unlock()
+	counters.add("log-tcp", 1) // an attempt made once the fence is shown
 	const tcp = "IN= OUT=eth0 SRC=198.51.100.10 DST=203.0.113.7 LEN=60 PROTO=TCP SPT=41000 DPT=443 SYN URGP=0 UID=1000 GID=1000"
 	m.handleKmsg(kline("bypass:aaaaaaaaaaaa: ", tcp))
 	if evs := out.events(t); len(evs) != 1 {
 		t.Errorf("events %+v; want the attempt's", evs)
 	}
+}
+
+// fakeCounters stands in for a fence's log rules' counters, by rule name,
+// as a test makes them grow.
+type fakeCounters struct {
+	mu sync.Mutex
+	n  map[string]uint64
+}
+
+func (c *fakeCounters) read(*records.Record) (map[string]uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return clone(c.n), nil
+}
+
+func (c *fakeCounters) add(rule string, n uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n[rule] += n
 }
