@@ -71,8 +71,8 @@ func cgroupOf(pid, self int) *Cgroup {
 	if in, err := InHostCgroupNamespace(); err == nil && !in {
 		// The NRI plugin's pod: paths here are of its own namespace, and
 		// prune on the node reads the host's. Both as the host sees them.
-		paths, hostRoot := hostView(pid, self)
-		path, selfPath, root = paths[0], paths[1], hostRoot
+		paths := hostView(pid, self)
+		path, selfPath, root = paths[0], paths[1], hostCgroup2Root()
 	}
 	if root == "" || path == "" || path == "/" || !strings.HasPrefix(path, "/") || strings.Contains(path, "..") {
 		return nil
@@ -107,11 +107,10 @@ func InHostCgroupNamespace() (bool, error) {
 
 // hostView reads the cgroup v2 paths of pids as the host's cgroup namespace
 // names them, from a thread that joins it (/proc/PID/cgroup is written for
-// the reader's namespace), and finds the host's cgroup v2 mount through
-// kthreadd's root (this process's own mount shows only its namespace's
-// part). "" for what cannot be read: no privilege to join, no host /proc.
-func hostView(pids ...int) (paths []string, root string) {
-	paths = make([]string, len(pids))
+// the reader's namespace). "" for what cannot be read: no privilege to
+// join, no host /proc.
+func hostView(pids ...int) []string {
+	paths := make([]string, len(pids))
 	// The thread is never put back: it ends in the namespace it joined.
 	osthread.Run(func() bool {
 		fd, err := unix.Open(hostCgroupNamespace, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -127,15 +126,16 @@ func hostView(pids ...int) (paths []string, root string) {
 		}
 		return false
 	})
-	return paths, hostCgroup2Root()
+	return paths
 }
 
 // hostCgroup2Root is where the host's cgroup v2 hierarchy is seen whole
 // from here: the own mount in the host's cgroup namespace, kthreadd's
 // through /proc/2/root from one of its own (the NRI plugin's pod, whose
-// mount shows only the pod's part). "" when there is none.
+// mount shows only the pod's part). "" when there is none. Where
+// kthreadd's namespace cannot be read (no privilege), the own mount.
 func hostCgroup2Root() string {
-	if in, err := InHostCgroupNamespace(); err == nil && in {
+	if in, err := InHostCgroupNamespace(); err != nil || in {
 		return Cgroup2Root()
 	}
 	for _, m := range cgroup2Mounts {
