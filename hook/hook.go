@@ -565,19 +565,14 @@ func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []strin
 	// handle reaches is held by a socket or a thread that no container of
 	// the record accounts for (a pid 1 that moved away, a socket passed on),
 	// which would send unfenced once the rules went. Its rules stay and go
-	// with it; the record goes.
-	ns, closeNs, found := netns.OpenKnown(rec.Netns, "", hints)
+	// with it; the record goes. The handle still tells the namespace found
+	// by number from a newer one that got the number when it was freed (a
+	// fence of another state directory), whose rules must stay.
+	ns, closeNs, found := netns.OpenByPath(rec.Netns, rec.NsHandle, hints)
 	if !found {
 		return "namespace gone; record removed", store.Drop(rec)
 	}
 	defer closeNs()
-	// The kernel gives a freed namespace's inode number to a new one: a
-	// path found by number may reach another container's namespace (a
-	// fence of another state directory), whose rules must stay. The file
-	// handle names the namespace the record was made for and no other.
-	if fh := netns.FileHandle(ns); rec.NsHandle != "" && fh != "" && fh != rec.NsHandle {
-		return "namespace gone (its number is another namespace's now); record removed", store.Drop(rec)
-	}
 	if err := netns.NotHost(ns.ID); err != nil {
 		return "", fmt.Errorf("the record of container %s names the host's network namespace; leaving it alone: %w", rec.LogID, err)
 	}

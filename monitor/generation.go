@@ -68,17 +68,18 @@ func (g *generations) read(f *fence, fresh bool) (gen uint32, ok bool) {
 		c = nil
 	}
 	if c == nil {
-		// Held while the socket is made, and checked to be the record's:
-		// a /proc/PID path could lead to another namespace by then, and
-		// the socket stays in the one it was made in. By the record's file
-		// handle too (a namespace that only a thread or a socket holds),
-		// but not at the fence's fresh turn: the socket just closed may
-		// have been all that held it, and the handle would open it again.
-		handle := rec.NsHandle
+		// Held while the socket is made, and checked to be the record's
+		// (number and file handle): a /proc/PID path could lead to another
+		// namespace by then, and the socket stays in the one it was made
+		// in. Opened by the record's handle too (a namespace that only a
+		// thread or a socket holds), but not at the fence's fresh turn:
+		// the socket just closed may have been all that held it, and the
+		// handle would open it again.
+		open := netns.OpenKnown
 		if fresh {
-			handle = ""
+			open = netns.OpenByPath
 		}
-		ns, closeNs, found := netns.OpenKnown(rec.Netns, handle, rec.Hints())
+		ns, closeNs, found := open(rec.Netns, rec.NsHandle, rec.Hints())
 		if !found {
 			return 0, false
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
@@ -358,5 +359,41 @@ func TestStatusIncomplete(t *testing.T) {
 	}
 	if !strings.Contains(summary.String(), "INCOMPLETE") {
 		t.Errorf("the summary does not say the record is incomplete:\n%s", summary.String())
+	}
+}
+
+// The kernel gives a freed namespace's inode number to the next one made:
+// a record whose namespace is gone may name, by number, a live namespace
+// fenced by someone else. status tells them apart by the record's file
+// handle and says the record's namespace is gone, not the other's counters.
+func TestStatusOfARecycledNumber(t *testing.T) {
+	gone, gonePath := testnet.StartUnshared(t)
+	ns, closeNs, err := netns.Open(gonePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneHandle := netns.FileHandle(ns)
+	closeNs()
+	if goneHandle == "" {
+		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
+	}
+	_ = gone.Process.Kill()
+	_ = gone.Wait()
+
+	// The record names this process's namespace by number (statusRecord),
+	// with the handle of the namespace it was made for.
+	rec := statusRecord(t, idA, config.ModeEnforce, idA)
+	rec.NsHandle = goneHandle
+	store := &records.Store{Dir: t.TempDir()}
+	if err := store.Save(rec); err != nil {
+		t.Fatal(err)
+	}
+	fb := func(string) (backend.Backend, error) { return &fakeBackend{counters: countersFor(rec, nil)}, nil }
+	got, err := Read(store, idA, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0].Error == "" || !strings.Contains(got[0].Error, "gone") || got[0].Totals != nil {
+		t.Errorf("a record whose number is another namespace's now: error %q, totals %v; want it shown gone", got[0].Error, got[0].Totals)
 	}
 }

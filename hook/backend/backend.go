@@ -122,16 +122,16 @@ func (r Reading) Close() {
 // ErrNetnsGone means the namespace a record names is gone.
 var ErrNetnsGone = errors.New("the network namespace is gone")
 
-// Look finds the namespace id (netns.Find, with hints; else by its file
-// handle fh, which reaches one that only a thread or a socket holds: then
-// call Close when done with NS), makes the backend
+// Look finds the namespace id (netns.FindKnown, with hints and its file
+// handle fh; else by fh, which reaches one that only a thread or a socket
+// holds: then call Close when done with NS), makes the backend
 // named, inspects the fence there and checks it against the digests want
 // recorded at its install: what status, check and the monitor each do for
 // a record. On an error, the fields it got to are set: NS once the
 // namespace is found, Backend once it is made.
 func Look(id netns.ID, fh string, hints []string, name string, want map[rules.Family]string, newBackend func(string) (Backend, error)) (Reading, error) {
 	var r Reading
-	ns, found := netns.Find(id, hints...)
+	ns, found := netns.FindKnown(id, fh, hints...)
 	if !found {
 		if ns, r.closeNs, found = netns.OpenHandle(id, fh); !found {
 			return r, ErrNetnsGone

@@ -21,12 +21,60 @@ const fdNsfsRoot = -10003
 // kernel never gives another namespace while it runs, and opens it again
 // for as long as anything holds it: a socket made in it too, which no path
 // reaches (see Exists).
-func FileHandle(ns Handle) string {
-	fh, _, err := unix.NameToHandleAt(unix.AT_FDCWD, ns.Path, unix.AT_SYMLINK_FOLLOW)
+func FileHandle(ns Handle) string { return handleAt(ns.Path) }
+
+func handleAt(path string) string {
+	fh, _, err := unix.NameToHandleAt(unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
 	if err != nil {
 		return ""
 	}
 	return strconv.FormatInt(int64(fh.Type()), 16) + ":" + hex.EncodeToString(fh.Bytes())
+}
+
+// FindKnown is Find for the namespace a record names by its number id and
+// its file handle fh: the kernel gives a freed namespace's inode number to
+// the next namespace made, so a path found by number may reach another
+// namespace. No two live namespaces share a number, so when the one found
+// has another handle, the record's namespace is gone: ok is false. Where
+// either handle is unknown (no fh recorded, a kernel before 6.18), the
+// number is all there is to go by, as with Find.
+func FindKnown(id ID, fh string, hints ...string) (Handle, bool) {
+	at, ok := Find(id, hints...)
+	if !ok || !handleIs(at.Path, fh) {
+		return Handle{}, false
+	}
+	return at, true
+}
+
+// OpenByPath holds namespace id, whose file handle is fh, through a path
+// (FindKnown), never by the handle: for what must not bring back a
+// namespace that only a socket or a thread holds. The namespace held is
+// checked again, number and handle, once open: the path may have changed
+// in between.
+func OpenByPath(id ID, fh string, hints []string) (Handle, func(), bool) {
+	at, ok := FindKnown(id, fh, hints...)
+	if !ok {
+		return Handle{}, nil, false
+	}
+	ns, closeNs, err := Open(at.Path)
+	if err != nil {
+		return Handle{}, nil, false
+	}
+	if ns.ID != id || !handleIs(ns.Path, fh) {
+		closeNs()
+		return Handle{}, nil, false
+	}
+	return ns, closeNs, true
+}
+
+// handleIs says whether the namespace at path may be the one whose file
+// handle is fh: false only when both handles are known and differ.
+func handleIs(path, fh string) bool {
+	if fh == "" {
+		return true
+	}
+	got := handleAt(path)
+	return got == "" || got == fh
 }
 
 // Exists says whether namespace id, whose file handle is fh (FileHandle),

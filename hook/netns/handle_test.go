@@ -127,3 +127,61 @@ func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
 		t.Error("OpenKnown reached a namespace that is gone")
 	}
 }
+
+// The kernel gives a freed namespace's inode number to the next one made.
+// A record whose namespace is gone then names, by number, a live namespace
+// that is not its own: FindKnown and OpenByPath tell them apart by the
+// file handle, and take a path with no handle recorded on its number.
+func TestFindKnownTellsARecycledNumber(t *testing.T) {
+	gone, gonePath := testnet.StartUnshared(t)
+	goneNS, closeGone, err := netns.Open(gonePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneHandle := netns.FileHandle(goneNS)
+	closeGone()
+	if goneHandle == "" {
+		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
+	}
+	_ = gone.Process.Kill()
+	_ = gone.Wait()
+
+	// The live namespace that, for this test, has the gone one's number.
+	_, path := testnet.StartUnshared(t)
+	live, closeLive, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveHandle := netns.FileHandle(live)
+	closeLive()
+	id := live.ID
+
+	for _, c := range []struct {
+		name string
+		fh   string
+		want bool
+	}{
+		{"its own handle", liveHandle, true},
+		{"no handle recorded", "", true},
+		{"the handle of the gone namespace", goneHandle, false},
+	} {
+		if _, ok := netns.FindKnown(id, c.fh, path); ok != c.want {
+			t.Errorf("%s: FindKnown = %v; want %v", c.name, ok, c.want)
+		}
+		ns, closeNs, ok := netns.OpenByPath(id, c.fh, []string{path})
+		if ok != c.want {
+			t.Errorf("%s: OpenByPath = %v; want %v", c.name, ok, c.want)
+		}
+		if ok {
+			if ns.ID != id || netns.FileHandle(ns) != liveHandle {
+				t.Errorf("%s: OpenByPath holds %v; want %v", c.name, ns.ID, id)
+			}
+			closeNs()
+		}
+		if _, closeNs, ok := netns.OpenKnown(id, c.fh, []string{path}); ok != c.want {
+			t.Errorf("%s: OpenKnown = %v; want %v", c.name, ok, c.want)
+		} else if ok {
+			closeNs()
+		}
+	}
+}

@@ -268,7 +268,8 @@ func NotHost(id ID) error {
 // OpenKnown holds the namespace of a record, checking that what it holds
 // is that namespace and not whatever a path leads to by now: by its file
 // handle fh (OpenHandle: one system call, and it reaches a namespace that
-// only a thread or a socket holds), else through a path (Find, with hints).
+// only a thread or a socket holds), else through a path (OpenByPath, with
+// hints).
 func OpenKnown(id ID, fh string, hints []string) (Handle, func(), bool) {
 	switch fd, err := openHandle(id, fh); {
 	case err == nil:
@@ -277,17 +278,5 @@ func OpenKnown(id ID, fh string, hints []string) (Handle, func(), bool) {
 	case errors.Is(err, unix.ESTALE):
 		return Handle{}, nil, false // gone: no look through every process
 	}
-	at, ok := Find(id, hints...)
-	if !ok {
-		return Handle{}, nil, false
-	}
-	ns, closeNs, err := Open(at.Path)
-	if err != nil {
-		return Handle{}, nil, false
-	}
-	if ns.ID != id {
-		closeNs()
-		return Handle{}, nil, false
-	}
-	return ns, closeNs, true
+	return OpenByPath(id, fh, hints)
 }
