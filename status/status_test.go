@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 
 	"github.com/bypass-hook/bypass-hook/hook/backend"
@@ -367,19 +366,7 @@ func TestStatusIncomplete(t *testing.T) {
 // fenced by someone else. status tells them apart by the record's file
 // handle and says the record's namespace is gone, not the other's counters.
 func TestStatusOfARecycledNumber(t *testing.T) {
-	gone, gonePath := testnet.StartUnshared(t)
-	ns, closeNs, err := netns.Open(gonePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goneHandle := netns.FileHandle(ns)
-	closeNs()
-	if goneHandle == "" {
-		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
-	}
-	_ = gone.Process.Kill()
-	_ = gone.Wait()
-
+	goneHandle := testrecord.GoneHandle(t)
 	// The record names this process's namespace by number (statusRecord),
 	// with the handle of the namespace it was made for.
 	rec := statusRecord(t, idA, config.ModeEnforce, idA)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
 // A namespace that only a socket made in it holds still exists by its file
@@ -133,19 +134,7 @@ func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
 // that is not its own: FindKnown and OpenByPath tell them apart by the
 // file handle, and take a path with no handle recorded on its number.
 func TestFindKnownTellsARecycledNumber(t *testing.T) {
-	gone, gonePath := testnet.StartUnshared(t)
-	goneNS, closeGone, err := netns.Open(gonePath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	goneHandle := netns.FileHandle(goneNS)
-	closeGone()
-	if goneHandle == "" {
-		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
-	}
-	_ = gone.Process.Kill()
-	_ = gone.Wait()
-
+	goneHandle := testrecord.GoneHandle(t)
 	// The live namespace that, for this test, has the gone one's number.
 	_, path := testnet.StartUnshared(t)
 	live, closeLive, err := netns.Open(path)
