@@ -155,8 +155,8 @@ type cluster struct {
 	dir        string
 	netnsName  string
 	netns      *testnet.Netns // the node's network namespace
-	holder     *exec.Cmd      // sleeps in the node's mount namespace, which lives as long as it
-	mntNS      string         // that namespace, as /proc/PID/ns/mnt reads
+	holder     *exec.Cmd      // sleeps in the node's mount namespace
+	mntNS      *pinnedNS      // that namespace, held open until close has emptied it
 	cgroup     string         // the kubelet's cgroup root, e.g. /bhkube-1a2b3c
 	kubeconfig string
 	procs      map[string]*proc
@@ -287,24 +287,10 @@ func (c *cluster) setupNetwork() error {
 // setupMountNS starts the holder of the node's mount namespace and mounts over the node paths
 // the chart and the kubelet write to.
 func (c *cluster) setupMountNS() error {
-	c.holder = exec.Command(c.d.nsenter, "--net="+c.netns.Path, "--", c.d.unshare, "--mount", "--propagation", "private", "--", "sleep", "infinity")
-	c.holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.holder.Start(); err != nil {
-		return fmt.Errorf("starting the node's mount namespace: %w", err)
-	}
-	self, _ := os.Readlink("/proc/self/ns/mnt")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", c.holder.Process.Pid))
-		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c.holder.Process.Pid))
-		if ns != "" && ns != self && strings.TrimSpace(string(comm)) == "sleep" {
-			c.mntNS = ns
-			break
-		}
-		if time.Now().After(deadline) {
-			return errors.New("the node's mount namespace holder did not start")
-		}
-		time.Sleep(20 * time.Millisecond)
+	holder := exec.Command(c.d.nsenter, "--net="+c.netns.Path, "--", c.d.unshare, "--mount", "--propagation", "private", "--", "sleep", "infinity")
+	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := c.holdMountNS(holder); err != nil {
+		return err
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, "set -e\n")
@@ -328,6 +314,37 @@ func (c *cluster) setupMountNS() error {
 	if out, err := c.nodeRun(30*time.Second, "sh", "-c", s.String()); err != nil {
 		return fmt.Errorf("the node's mounts: %v\n%s", err, out)
 	}
+	return nil
+}
+
+// holdMountNS starts holder, a command that ends up running sleep in a mount namespace of its
+// own, as the holder of the node's mount namespace, and pins that namespace (c.mntNS).
+func (c *cluster) holdMountNS(holder *exec.Cmd) error {
+	if err := holder.Start(); err != nil {
+		return fmt.Errorf("starting the node's mount namespace: %w", err)
+	}
+	c.holder = holder
+	path := fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid)
+	self, _ := os.Readlink("/proc/self/ns/mnt")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Once it runs sleep it has made its namespace, and keeps it: the holder is ours and
+		// not waited for, so its pid is not anyone else's.
+		ns, _ := os.Readlink(path)
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", holder.Process.Pid))
+		if ns != "" && ns != self && strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the node's mount namespace holder did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pin, err := pinNS(path)
+	if err != nil {
+		return fmt.Errorf("the node's mount namespace: %w (the holder exited?)", err)
+	}
+	c.mntNS = pin
 	return nil
 }
 
@@ -761,22 +778,6 @@ func (c *cluster) importHookImage() error {
 	return nil
 }
 
-// nodeProcs are the processes in the node's mount namespace (daemons, shims, containers).
-func (c *cluster) nodeProcs() []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); ns == c.mntNS {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // close stops everything the cluster started and removes what it made.
 func (c *cluster) close() {
 	t := c.t
@@ -800,20 +801,17 @@ func (c *cluster) close() {
 		_ = c.http.Close()
 	}
 	// What is left in the node's mount namespace (shims, containers the removal missed, the
-	// holder) goes with it; nothing else shares it.
-	if c.mntNS != "" {
-		for i := 0; i < 50; i++ {
-			pids := c.nodeProcs()
-			if len(pids) == 0 {
-				break
-			}
-			for _, pid := range pids {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
+	// holder) goes with it; nothing else shares it. The namespace is pinned while we look,
+	// so that its number, which the kernel gives to the next namespace once this one ends,
+	// names it alone.
+	if c.mntNS != nil {
+		for i := 0; i < 50 && c.mntNS.killMountProcs() > 0; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
+		_ = c.mntNS.Close()
 	}
 	if c.holder != nil {
+		_ = c.holder.Process.Kill() // if it never got pinned
 		_ = c.holder.Wait()
 	}
 	c.removeCgroups()
