@@ -575,7 +575,7 @@ func (h *Hook) takeDown(store *records.Store, rec *records.Record, hints []strin
 	// path found by number may reach another container's namespace (a
 	// fence of another state directory), whose rules must stay. The file
 	// handle names the namespace the record was made for and no other.
-	if fh := netns.FileHandle(ns); rec.NsHandle != "" && fh != "" && fh != rec.NsHandle {
+	if netns.Recycled(ns, rec.NsHandle) {
 		return "namespace gone (its number is another namespace's now); record removed", store.Drop(rec)
 	}
 	if err := netns.NotHost(ns.ID); err != nil {

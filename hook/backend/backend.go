@@ -122,9 +122,10 @@ func (r Reading) Close() {
 // ErrNetnsGone means the namespace a record names is gone.
 var ErrNetnsGone = errors.New("the network namespace is gone")
 
-// Look finds the namespace id (netns.Find, with hints; else by its file
-// handle fh, which reaches one that only a thread or a socket holds: then
-// call Close when done with NS), makes the backend
+// Look finds the namespace id (netns.Find, with hints, where fh does not
+// say the path leads to another namespace that has its number now; else
+// by its file handle fh, which reaches one that only a thread or a socket
+// holds: then call Close when done with NS), makes the backend
 // named, inspects the fence there and checks it against the digests want
 // recorded at its install: what status, check and the monitor each do for
 // a record. On an error, the fields it got to are set: NS once the
@@ -132,6 +133,13 @@ var ErrNetnsGone = errors.New("the network namespace is gone")
 func Look(id netns.ID, fh string, hints []string, name string, want map[rules.Family]string, newBackend func(string) (Backend, error)) (Reading, error) {
 	var r Reading
 	ns, found := netns.Find(id, hints...)
+	if found && netns.Recycled(ns, fh) {
+		// The path leads to another namespace that was given the number
+		// of the record's, freed: its rules are not this fence's (read
+		// there, the fence was "gone", and the monitor reported it not
+		// whole). The handle says whether the record's is held anywhere.
+		found = false
+	}
 	if !found {
 		if ns, r.closeNs, found = netns.OpenHandle(id, fh); !found {
 			return r, ErrNetnsGone

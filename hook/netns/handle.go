@@ -29,6 +29,20 @@ func FileHandle(ns Handle) string {
 	return strconv.FormatInt(int64(fh.Type()), 16) + ":" + hex.EncodeToString(fh.Bytes())
 }
 
+// Recycled says whether ns, found by its inode number (Find, Open), is
+// another namespace than the one file handle fh names: the kernel gives a
+// freed namespace's number to the next one made, so a gone container's
+// number may lead to another's namespace (or any other) by the time its
+// record is looked at. False where either handle is unknown: no handle
+// recorded, or a kernel before 6.18.
+func Recycled(ns Handle, fh string) bool {
+	if fh == "" {
+		return false
+	}
+	got := FileHandle(ns)
+	return got != "" && got != fh
+}
+
 // Exists says whether namespace id, whose file handle is fh (FileHandle),
 // still exists, whatever holds it: a process, a bind mount, an open file,
 // or only a socket made in it (which Find cannot see). known is false where
