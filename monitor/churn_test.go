@@ -90,16 +90,20 @@ func churn(t *testing.T, backend, target string) {
 	defer func() {
 		sum.Seconds = time.Since(start).Seconds()
 		// Every container's events, late ones included: exactly one each.
-		perContainer := map[string]int{}
+		perContainer := map[string][]Event{}
 		for _, ev := range mon.eventsSnapshot() {
-			perContainer[ev.Container]++
+			perContainer[ev.Container] = append(perContainer[ev.Container], ev)
 		}
+		// What the monitor logged of a container whose count is off says
+		// why (a CI run gives nothing else to go on).
 		for _, id := range ids {
-			switch got := perContainer[id]; {
+			switch got := len(perContainer[id]); {
 			case got == 0:
 				sum.LostEvents++
+				t.Errorf("no event of %s; the monitor's log of it:\n%s", id, mon.logOf(id))
 			case got > 1:
 				sum.DoubledEvents += got - 1
+				t.Errorf("%d events of %s, want 1: %+v; the monitor's log of it:\n%s", got, id, perContainer[id], mon.logOf(id))
 			}
 		}
 		if sum.LostEvents+sum.DoubledEvents > 0 {
@@ -250,6 +254,17 @@ func (mp *monitorProc) eventsSnapshot() []Event {
 	mp.mu.Lock()
 	defer mp.mu.Unlock()
 	return append([]Event(nil), mp.events...)
+}
+
+// logOf returns the lines of the monitor's log that name container id.
+func (mp *monitorProc) logOf(id string) string {
+	var lines []string
+	for _, l := range strings.Split(mp.stderr.String(), "\n") {
+		if strings.Contains(l, id) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // dump ends the monitor with SIGQUIT, so that the Go runtime prints every
