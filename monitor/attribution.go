@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/bypass-hook/bypass-hook/hook/netns"
+	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib"
 )
 
@@ -104,7 +105,13 @@ func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) (cookie uint
 	if m.attr == nil {
 		return 0, false
 	}
-	if old != nil && old.rec.Netns == f.rec.Netns && (old.netnsCookie != 0 || old.cookieFailed) {
+	// The same namespace only by its file handle: the record's key is the
+	// namespace's number, which the kernel gives to the next namespace made
+	// once it is freed. A container whose create took over a gone one's
+	// record would otherwise keep the gone namespace's cookie, and its
+	// attempts would name no process (its vsock sends, no event at all).
+	// Without handles (a kernel before 6.18), the cookie is read again.
+	if old != nil && sameNamespace(old.rec, f.rec) && (old.netnsCookie != 0 || old.cookieFailed) {
 		return old.netnsCookie, old.cookieFailed
 	}
 	ns, closeNs, ok := netns.OpenKnown(f.rec.Netns, f.rec.NsHandle, f.rec.Hints())
@@ -121,6 +128,12 @@ func (m *Monitor) cookieOf(f *fence, old *fence, log *logrus.Entry) (cookie uint
 		return 0, true
 	}
 	return c, false
+}
+
+// sameNamespace says whether two records name one namespace for sure: the
+// same number and the same file handle.
+func sameNamespace(a, b *records.Record) bool {
+	return a.Netns == b.Netns && a.NsHandle != "" && a.NsHandle == b.NsHandle
 }
 
 // unfence stops the programs looking at the namespace of a fence gone.

@@ -12,7 +12,9 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/bypass-hook/bypass-hook/config"
+	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib"
 )
@@ -101,5 +103,51 @@ func TestAttributionDegrades(t *testing.T) {
 	f := &fence{rec: testrecord.New(1, idA, config.ModeEnforce, config.LogNflog, idA)}
 	if ev := m.attributed(newEvent(time.Now(), fl, 0, true, f, sourceNflog), f, fl); ev.Pid != nil || ev.Exe != "" || ev.Container != idA {
 		t.Errorf("event without attribution: %+v", ev)
+	}
+}
+
+// fencingAttributor records the cookies given to it.
+type fencingAttributor struct {
+	fakeAttributor
+	fenced []uint64
+}
+
+func (f *fencingAttributor) Fence(c uint64) error { f.fenced = append(f.fenced, c); return nil }
+
+// A create that takes over the record of a gone namespace whose number its
+// own namespace got (the kernel gives a freed number to the next namespace
+// made) is followed with its own namespace's cookie, not the gone one's:
+// with the gone cookie, its attempts would name no process. The same
+// namespace (the same file handle) keeps the cookie it has.
+func TestCookieOfARecycledNumber(t *testing.T) {
+	goneHandle := testrecord.GoneHandle(t)
+	_, path := testnet.StartUnshared(t)
+	live, closeLive, err := netns.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	liveHandle := netns.FileHandle(live)
+	closeLive()
+	want, err := attrib.NetnsCookie(path)
+	if err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+
+	fa := &fencingAttributor{}
+	m, _ := attribMonitor(t, func() (Attributor, error) { return fa, nil })
+	record := func(handle string) *records.Record {
+		rec := testrecord.New(live.ID.Ino, idA, config.ModeEnforce, config.LogNflog, idA)
+		rec.Netns, rec.NsHandle, rec.Paths = live.ID, handle, []string{path}
+		return rec
+	}
+	const goneCookie = 5
+	old := &fence{rec: record(goneHandle), netnsCookie: goneCookie}
+	log := logrus.NewEntry(logrus.New())
+	if got, failed := m.cookieOf(&fence{rec: record(liveHandle)}, old, log); got != want || failed || len(fa.fenced) != 1 {
+		t.Errorf("the namespace that got a gone one's number: cookie %d (failed %v, fenced %v); want its own, %d", got, failed, fa.fenced, want)
+	}
+	same := &fence{rec: record(liveHandle), netnsCookie: want}
+	if got, _ := m.cookieOf(&fence{rec: record(liveHandle)}, same, log); got != want || len(fa.fenced) != 1 {
+		t.Errorf("the same namespace followed again: cookie %d, fenced %v; want %d kept, no new fencing", got, fa.fenced, want)
 	}
 }
