@@ -80,7 +80,14 @@ func (h *Hook) prune(grace time.Duration, now time.Time, sweep bool) (pruned, ke
 	var out []Pruned
 	var inUse []Pruned
 	_, _, next, err = store.ReapAbandoned(grace, now, func(rec *records.Record) string {
-		why := netns.InUse(rec.Netns)
+		// InUse goes by the namespace's number, which the kernel gives to
+		// the next namespace made once it is freed: asked of a namespace
+		// gone by its file handle, it would keep the record for whatever
+		// runs in the namespace that has the number now.
+		why := ""
+		if exists, known := netns.Exists(rec.Netns, rec.NsHandle); exists || !known {
+			why = netns.InUse(rec.Netns)
+		}
 		if why == "" {
 			why = records.OwnerRuns(rec)
 		}

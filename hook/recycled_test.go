@@ -4,11 +4,14 @@ package hook_test
 
 import (
 	"testing"
+	"time"
 
+	"github.com/bypass-hook/bypass-hook/config"
 	hookbackend "github.com/bypass-hook/bypass-hook/hook/backend"
 	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
+	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 )
 
 // The kernel gives the inode number of a freed network namespace to the
@@ -70,5 +73,53 @@ func TestPoststopLeavesARecycledNumberAlone(t *testing.T) {
 				t.Errorf("the fence of the namespace that has the number now: installed %v, %v; want it left in place", ok, err)
 			}
 		})
+	}
+}
+
+// A prune asks whether anything still uses a stale record's namespace by
+// its number: once the namespace is gone, that number may be a newer
+// namespace's, where processes run. The record's file handle says it is
+// gone; the record goes, and the newer namespace's fence stays.
+func TestPruneLeavesARecycledNumberAlone(t *testing.T) {
+	const proxies = "proxies: [\"198.51.100.1:3128\"]\n"
+	other := newEnv(t, nil, config.BackendIptables, proxies)
+	nsB := testnet.NewNetns(t)
+	b := startIn(t, nsB)
+	if _, err := other.create(b.state()); err != nil {
+		t.Fatal(err)
+	}
+	recB := other.records()[0]
+
+	mine := newEnv(t, nil, config.BackendIptables, proxies)
+	store, err := records.Open(mine.cfg.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := *recB
+	rec.NsHandle = testrecord.GoneHandle(t)
+	rec.Owners = []records.Owner{{ID: "gone-container", Bundle: testBundle, Pid: -1}}
+	unlock, err := store.Lock(rec.Netns.Key()) // as a hook writes a record
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = store.Save(&rec)
+	unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned, kept, _, err := mine.hook().RemoveAbandonedFences(0, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pruned %+v, kept %+v", pruned, kept)
+	if n := len(mine.records()); n != 0 || len(kept) != 0 {
+		t.Errorf("the gone namespace's record stays (%d records; kept %+v)", n, kept)
+	}
+	be, err := hookbackend.New(config.BackendIptables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := installed(be, nsOf(t, nsB)); err != nil || !ok {
+		t.Errorf("the fence of the namespace that has the number now: installed %v, %v; want it left in place", ok, err)
 	}
 }

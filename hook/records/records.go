@@ -499,7 +499,7 @@ func (s *Store) namespaceLives(k string) (liveness, bool) {
 	if known {
 		return r, false
 	}
-	_, ok := netns.Find(r.Netns, r.Paths...)
+	_, ok := netns.FindKnown(r.Netns, r.NsHandle, r.Paths...)
 	return r, ok
 }
 
