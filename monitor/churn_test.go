@@ -77,8 +77,10 @@ func churn(t *testing.T, backend, target string) {
 	stateDir := filepath.Join(filepath.Dir(cfgPath), "state")
 	store := &records.Store{Dir: stateDir}
 	// Resync each second, so that series of removed containers (kept 1s)
-	// go within the test.
-	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s")
+	// go within the test. At debug level the monitor logs what it read of
+	// each fence's counters and each kernel log line it dropped: what
+	// logOf shows of a container whose event is lost.
+	mon := startMonitor(t, cfgPath, "--resync", "1s", "--forget-after", "1s", "--log-level", "debug")
 	base := mon.settledUsage(t)
 	var peak, after usage
 	// What the churn lost, left or doubled is counted, not only failed on,

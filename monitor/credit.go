@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/sirupsen/logrus"
@@ -51,16 +52,33 @@ func logRulesFor(proto string) []string {
 // what was logged before is not credit for lines to come. A fence whose
 // counters cannot be read now is primed at its first line instead, with
 // everything its rules logged since their install as credit.
-func (m *Monitor) primeCredit(f *fence) {
+// What it read is logged at debug level: a line dropped later as
+// unverified is told from one whose attempt was counted before.
+func (m *Monitor) primeCredit(f *fence, log logrus.FieldLogger) {
 	c := f.credit
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.primed {
 		return
 	}
-	if n, err := m.opts.LoggedCount(f.rec); err == nil {
-		c.logged, c.used, c.primed = n, clone(n), true
+	n, err := m.opts.LoggedCount(f.rec)
+	if err != nil {
+		log.WithError(err).Debug("the fence's counters cannot be read yet; its first kernel log line reads them")
+		return
 	}
+	c.logged, c.used, c.primed = n, clone(n), true
+	log.WithField("logged", logRulesOnly(n)).Debug("kernel log credit primed: what the fence's log rules counted so far vouches for no line")
+}
+
+// logRulesOnly keeps the log rules' counters of n, for the log.
+func logRulesOnly(n map[string]uint64) map[string]uint64 {
+	out := map[string]uint64{}
+	for k, v := range n {
+		if strings.HasPrefix(k, "log-") {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // vouch reports whether f's counters vouch for one more kernel log line
@@ -107,8 +125,13 @@ func clone(m map[string]uint64) map[string]uint64 {
 
 // unverified counts a kernel log line with a fence's prefix that no
 // fence's counters vouch for, and says so once per fence.
-func (m *Monitor) unverified(fs []*fence) {
+func (m *Monitor) unverified(fs []*fence, prefix string) {
 	m.metrics.unverified.Inc()
+	var ids []string
+	for _, f := range fs {
+		ids = append(ids, f.rec.LogID)
+	}
+	m.opts.Log.WithFields(logrus.Fields{"prefix": prefix, "containers": ids}).Debug("a kernel log line with our prefix dropped: no live fence's counters vouch for it")
 	for _, f := range fs {
 		f.credit.mu.Lock()
 		warn := !f.credit.warned

@@ -13,7 +13,13 @@ import (
 // gauges counts, for the metrics, the containers by mode and the
 // namespaces by mode and target of the fences the monitor follows, and
 // the NFLOG sockets it holds. Fences whose namespace no path reaches any
-// more (containers dead without a poststop) are left out.
+// more (containers dead without a poststop) are left out, and so are those
+// whose record is marked incomplete: a create saves the record so before
+// its rules go in, without their names, and the monitor can read their
+// counters (log.target kernel) only from the whole record that follows.
+// Shown before, a namespace whose first attempts come as the gauge says
+// it is fenced would have them counted before the credit is primed, and
+// dropped as unverified (see credit.go, primeCredit in follow).
 func (m *Monitor) gauges() (containers map[string]int, namespaces map[[2]string]int, sockets int) {
 	containers = map[string]int{}
 	namespaces = map[[2]string]int{}
@@ -26,7 +32,7 @@ func (m *Monitor) gauges() (containers map[string]int, namespaces map[[2]string]
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, f := range m.fences {
-		if f.unreachable {
+		if f.unreachable || f.rec.Incomplete != "" {
 			continue
 		}
 		containers[f.rec.Policy.Mode] += len(f.rec.Owners)

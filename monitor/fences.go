@@ -75,7 +75,7 @@ func (m *Monitor) follow(ctx context.Context, key string) {
 		// metrics): a packet counted after it is seen and before its credit
 		// is primed would count as logged before, and its line be dropped
 		// as unverified.
-		m.primeCredit(f)
+		m.primeCredit(f, log)
 	}
 	m.mu.Lock()
 	m.setFence(f, log)

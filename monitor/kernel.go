@@ -75,7 +75,7 @@ func (m *Monitor) handleKmsg(rec kmsg.Record) {
 	// netfilter line, whatever it says, and takes no credit.
 	vouched := rec.Priority>>3 == 0 && slices.ContainsFunc(fs, func(f *fence) bool { return m.vouch(f, lf.Proto) })
 	if !vouched {
-		m.unverified(fs)
+		m.unverified(fs, prefix)
 		return
 	}
 	// The time of reading, not the message's, which counts from boot.

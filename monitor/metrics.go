@@ -67,9 +67,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // The gauges of what the monitor follows.
 var (
 	fencedContainersDesc = prometheus.NewDesc("bypass_hook_fenced_containers",
-		"Containers whose network namespace is fenced (and reachable), by mode.", []string{"mode"}, nil)
+		"Containers whose network namespace is fenced (reachable, and its record complete), by mode.", []string{"mode"}, nil)
 	fencedNamespacesDesc = prometheus.NewDesc("bypass_hook_fenced_namespaces",
-		"Fenced network namespaces (that a process or path still reaches), by mode and log target.", []string{"mode", "target"}, nil)
+		"Fenced network namespaces (that a process or path still reaches, whose record is complete), by mode and log target.", []string{"mode", "target"}, nil)
 	fencesNotWholeDesc = prometheus.NewDesc("bypass_hook_fences_not_whole",
 		"Fenced namespaces whose fence was not whole at the last check (a rule put in front of it, a rule of it changed or gone): they may let traffic past.", nil, nil)
 	nflogSocketsDesc = prometheus.NewDesc("bypass_hook_nflog_sockets",
