@@ -63,12 +63,21 @@ func churnBench(goTool string, total, batch int) (*churnReport, error) {
 }
 
 // failureLines keeps what says why a test failed: its --- FAIL lines and
-// the log lines of the failing test, without the monitor's dumps.
+// the log lines of the failing test, without the monitor's dumps, but with
+// the monitor's lines of a container whose count is off (the lines that
+// follow "the monitor's log of it:"), which say why.
 func failureLines(out string) string {
 	var keep []string
+	monitorLog := false
 	for _, l := range strings.Split(out, "\n") {
 		t := strings.TrimSpace(l)
+		if monitorLog && strings.HasPrefix(t, "{") {
+			keep = append(keep, "        "+t[:min(len(t), 300)])
+			continue
+		}
+		monitorLog = false
 		if strings.HasPrefix(t, "--- FAIL") || strings.HasPrefix(t, "FAIL") || strings.Contains(t, "_test.go:") && !strings.Contains(t, churnreport.Prefix) {
+			monitorLog = strings.HasSuffix(t, "the monitor's log of it:")
 			if len(t) > 300 {
 				t = t[:300] + "..."
 			}
