@@ -47,12 +47,12 @@ func FindKnown(id ID, fh string, hints ...string) (Handle, bool) {
 }
 
 // OpenByPath holds namespace id, whose file handle is fh, through a path
-// (FindKnown), never by the handle: for what must not bring back a
-// namespace that only a socket or a thread holds. The namespace held is
-// checked again, number and handle, once open: the path may have changed
-// in between.
+// (Find), never by the handle: for what must not bring back a namespace
+// that only a socket or a thread holds. The number and the handle are
+// checked on the namespace held, as FindKnown checks a path: the path may
+// have changed in between.
 func OpenByPath(id ID, fh string, hints []string) (Handle, func(), bool) {
-	at, ok := FindKnown(id, fh, hints...)
+	at, ok := Find(id, hints...)
 	if !ok {
 		return Handle{}, nil, false
 	}
