@@ -12,9 +12,7 @@ import (
 	"github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/bypass-hook/bypass-hook/config"
-	"github.com/bypass-hook/bypass-hook/hook/netns"
 	"github.com/bypass-hook/bypass-hook/hook/records"
-	"github.com/bypass-hook/bypass-hook/internal/testsupport/testnet"
 	"github.com/bypass-hook/bypass-hook/internal/testsupport/testrecord"
 	"github.com/bypass-hook/bypass-hook/monitor/attrib"
 )
@@ -121,13 +119,8 @@ func (f *fencingAttributor) Fence(c uint64) error { f.fenced = append(f.fenced, 
 // namespace (the same file handle) keeps the cookie it has.
 func TestCookieOfARecycledNumber(t *testing.T) {
 	goneHandle := testrecord.GoneHandle(t)
-	_, path := testnet.StartUnshared(t)
-	live, closeLive, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	liveHandle := netns.FileHandle(live)
-	closeLive()
+	live := testrecord.Unshared(t)
+	path, liveHandle := live.Path, live.Handle
 	want, err := attrib.NetnsCookie(path)
 	if err != nil {
 		t.Skipf("skipping: %v", err)

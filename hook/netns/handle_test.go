@@ -19,22 +19,13 @@ import (
 func TestExistsWhileOnlyASocketHoldsIt(t *testing.T) {
 	// A namespace of a process of its own, as a runtime makes one; the
 	// socket is ours, made in it.
-	child, path := testnet.StartUnshared(t)
-	ns, closeNs, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fh := netns.FileHandle(ns)
-	closeNs()
-	if fh == "" {
-		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
-	}
+	unshared := testrecord.Unshared(t)
+	child, path, fh, id := unshared.Cmd, unshared.Path, unshared.Handle, unshared.ID
 	socket, err := netns.Socket(path, unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { unix.Close(socket) }()
-	id := ns.ID
 	if ok, known := netns.Exists(id, fh); !ok || !known {
 		t.Errorf("held by its process and a socket: Exists = %v, %v; want true, true", ok, known)
 	}
@@ -74,17 +65,8 @@ func TestExistsWhileOnlyASocketHoldsIt(t *testing.T) {
 // does not count as a use. Once the thread ends and the kernel frees the
 // namespace, OpenKnown says it is gone.
 func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
-	child, path := testnet.StartUnshared(t)
-	ns, closeNs, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fh := netns.FileHandle(ns)
-	closeNs()
-	if fh == "" {
-		t.Skip("skipping: the kernel gives no file handle for a namespace (Linux 6.18 and later do)")
-	}
-	id := ns.ID
+	unshared := testrecord.Unshared(t)
+	child, path, fh, id := unshared.Cmd, unshared.Path, unshared.Handle, unshared.ID
 	release := testnet.HoldInThread(t, path)
 	_ = child.Process.Kill()
 	_ = child.Wait()
@@ -136,14 +118,8 @@ func TestOpenKnownReachesANamespaceOnlyAThreadHolds(t *testing.T) {
 func TestFindKnownTellsARecycledNumber(t *testing.T) {
 	goneHandle := testrecord.GoneHandle(t)
 	// The live namespace that, for this test, has the gone one's number.
-	_, path := testnet.StartUnshared(t)
-	live, closeLive, err := netns.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	liveHandle := netns.FileHandle(live)
-	closeLive()
-	id := live.ID
+	live := testrecord.Unshared(t)
+	path, liveHandle, id := live.Path, live.Handle, live.ID
 
 	for _, c := range []struct {
 		name string
